@@ -1,0 +1,33 @@
+#include "common/config_error.h"
+
+#include <utility>
+
+namespace stampede::common {
+
+namespace {
+
+// "file:line:col: key.path: message", dropping what is unknown, so that editors and
+// terminals can jump to the spot.
+std::string describe(const std::string& file, int line, int column, const std::string& key_path,
+                     const std::string& message) {
+  std::string out = file;
+  if (line > 0) {
+    out += ':' + std::to_string(line);
+    if (column > 0)
+      out += ':' + std::to_string(column);
+  }
+  out += ": ";
+  if (!key_path.empty())
+    out += key_path + ": ";
+  out += message;
+  return out;
+}
+
+} // namespace
+
+ConfigError::ConfigError(std::string file, int line, int column, std::string key_path,
+                         std::string message)
+    : std::runtime_error(describe(file, line, column, key_path, message)), file_(std::move(file)),
+      line_(line), column_(column), key_path_(std::move(key_path)), message_(std::move(message)) {}
+
+} // namespace stampede::common

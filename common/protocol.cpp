@@ -1,0 +1,226 @@
+#include "common/protocol.h"
+
+#include <google/protobuf/stubs/common.h>
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#if GOOGLE_PROTOBUF_VERSION < 4022000
+#include <google/protobuf/stubs/logging.h>
+#define STAMPEDE_HAVE_LOG_SILENCER 1
+#endif
+
+namespace stampede::common {
+
+namespace {
+
+bool addFits(uint64_t a, uint64_t b) {
+  return b <= std::numeric_limits<uint64_t>::max() - a;
+}
+
+bool isIdle(const StepStats& s) {
+  if (s.requests || s.errors || s.cancelled || s.dropped || s.bytes_in || s.bytes_out ||
+      s.latency_us.count())
+    return false;
+  return std::all_of(s.errors_by_kind.begin(), s.errors_by_kind.end(),
+                     [](const auto& kind) { return kind.second == 0; });
+}
+
+void histogramToWire(const Histogram& h, wire::Histogram& out) {
+  out.set_layout(Histogram::kLayoutId);
+  const std::vector<int64_t> counts = h.encodeCounts();
+  out.mutable_counts()->Assign(counts.begin(), counts.end());
+  out.set_count(h.count());
+  out.set_overflow(h.overflow());
+  out.set_min_us(h.minUs());
+  out.set_max_us(h.maxUs());
+  out.set_sum_us(h.sumUs());
+}
+
+bool histogramFromWire(const wire::Histogram& in, Histogram& out) {
+  return out.decode(in.layout(), std::span<const int64_t>(in.counts().data(), in.counts_size()),
+                    in.count(), in.overflow(), in.min_us(), in.max_us(), in.sum_us());
+}
+
+std::string cutBody(const std::string& body) {
+  return body.substr(0, kMaxErrorBodyBytes);
+}
+
+} // namespace
+
+std::string encodeEnvelope(const wire::Envelope& envelope) {
+  return envelope.SerializeAsString();
+}
+
+std::optional<wire::Envelope> decodeEnvelope(const void* data, size_t size) {
+  // Checked before parsing: protobuf takes an int size, and the socket limit may be unset.
+  if (data == nullptr || size == 0 || size > size_t(kMaxMessageBytes))
+    return std::nullopt;
+  wire::Envelope envelope;
+#ifdef STAMPEDE_HAVE_LOG_SILENCER
+  // protobuf logs every string field with invalid UTF-8 it refuses; a peer sending garbage
+  // would flood stderr. A refused frame is counted by the caller instead.
+  const google::protobuf::LogSilencer quiet;
+#endif
+  if (!envelope.ParseFromArray(data, int(size)))
+    return std::nullopt;
+  // Random bytes often parse as a message of unknown fields only; without a body it is noise.
+  if (envelope.body_case() == wire::Envelope::BODY_NOT_SET)
+    return std::nullopt;
+  return envelope;
+}
+
+void statsToWire(const StatsBook& book, wire::Stats& out) {
+  out.clear_steps();
+  for (size_t i = 0; i < book.steps.size(); ++i) {
+    const StepStats& s = book.steps[i];
+    if (isIdle(s))
+      continue;
+    wire::StepStats& w = *out.add_steps();
+    w.set_step(uint32_t(i));
+    w.set_requests(s.requests);
+    w.set_errors(s.errors);
+    w.set_cancelled(s.cancelled);
+    w.set_dropped(s.dropped);
+    w.set_bytes_in(s.bytes_in);
+    w.set_bytes_out(s.bytes_out);
+    for (const auto& [kind, n] : s.errors_by_kind)
+      if (n > 0)
+        (*w.mutable_errors_by_kind())[kind] = n;
+    if (s.latency_us.count() > 0)
+      histogramToWire(s.latency_us, *w.mutable_latency());
+  }
+}
+
+bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
+  // Distinct steps below step_count, so this also bounds the scratch space below.
+  if (size_t(in.steps_size()) > step_count)
+    return false;
+  // A decoded histogram is 139 KB; the master decodes thousands a second, so the scratch
+  // ones are kept per thread instead of being allocated per message.
+  thread_local std::vector<Histogram> scratch;
+  std::vector<int> scratch_of(size_t(in.steps_size()), -1);
+  std::vector<bool> seen(step_count, false);
+  size_t used = 0;
+  static const StepStats kEmpty; // stands in for steps `into` does not have yet
+
+  for (int k = 0; k < in.steps_size(); ++k) {
+    const wire::StepStats& w = in.steps(k);
+    const size_t step = w.step();
+    // A sender writes each step once; a repeat means a corrupt or forged message.
+    if (step >= step_count || seen[step])
+      return false;
+    seen[step] = true;
+    const StepStats& current = step < into.steps.size() ? into.steps[step] : kEmpty;
+    if (!addFits(current.requests, w.requests()) || !addFits(current.errors, w.errors()) ||
+        !addFits(current.cancelled, w.cancelled()) || !addFits(current.dropped, w.dropped()) ||
+        !addFits(current.bytes_in, w.bytes_in()) || !addFits(current.bytes_out, w.bytes_out()))
+      return false;
+    for (const auto& [kind, n] : w.errors_by_kind()) {
+      const auto it = current.errors_by_kind.find(kind);
+      if (!addFits(it == current.errors_by_kind.end() ? 0 : it->second, n))
+        return false;
+    }
+    if (!w.has_latency())
+      continue;
+    if (scratch.size() <= used)
+      scratch.resize(used + 1);
+    Histogram& h = scratch[used];
+    if (!histogramFromWire(w.latency(), h) || !addFits(current.latency_us.count(), h.count()))
+      return false;
+    scratch_of[size_t(k)] = int(used++);
+  }
+
+  // Everything checked: from here on nothing can fail.
+  if (into.steps.size() < step_count)
+    into.steps.resize(step_count);
+  for (int k = 0; k < in.steps_size(); ++k) {
+    const wire::StepStats& w = in.steps(k);
+    StepStats& s = into.steps[w.step()];
+    s.requests += w.requests();
+    s.errors += w.errors();
+    s.cancelled += w.cancelled();
+    s.dropped += w.dropped();
+    s.bytes_in += w.bytes_in();
+    s.bytes_out += w.bytes_out();
+    for (const auto& [kind, n] : w.errors_by_kind())
+      if (n > 0)
+        s.errors_by_kind[kind] += n;
+    if (scratch_of[size_t(k)] >= 0)
+      s.latency_us.merge(scratch[size_t(scratch_of[size_t(k)])]);
+  }
+  return true;
+}
+
+void errorToWire(const ErrorContext& error, int64_t clock_offset_ns, wire::ErrorContext& out) {
+  out.set_worker(error.worker_index);
+  out.set_vu(error.vu);
+  out.set_flow(error.flow);
+  out.set_step(error.step);
+  out.set_method(error.method);
+  out.set_url(error.url);
+  out.set_status(error.status);
+  out.set_error_kind(error.error_kind);
+  out.set_detail(error.detail);
+  out.clear_headers();
+  for (const auto& [name, value] : error.headers) {
+    wire::Header& h = *out.add_headers();
+    h.set_name(name);
+    h.set_value(value);
+  }
+  out.set_body(cutBody(error.body));
+  out.set_at_master_ns(steadyNs(error.at) - clock_offset_ns);
+  out.set_wall_ms(
+      std::chrono::duration_cast<std::chrono::milliseconds>(error.wall_at.time_since_epoch())
+          .count());
+}
+
+ErrorContext errorFromWire(const wire::ErrorContext& in) {
+  ErrorContext e;
+  e.worker_index = in.worker();
+  e.vu = in.vu();
+  e.flow = in.flow();
+  e.step = in.step();
+  e.method = in.method();
+  e.url = in.url();
+  e.status = in.status();
+  e.error_kind = in.error_kind();
+  e.detail = in.detail();
+  e.headers.reserve(size_t(in.headers_size()));
+  for (const wire::Header& h : in.headers())
+    e.headers.emplace_back(h.name(), h.value());
+  e.body = cutBody(in.body());
+  e.at = fromSteadyNs(in.at_master_ns());
+  // Clamped so that a forged value cannot overflow the conversion to the clock's ticks.
+  using WallDuration = std::chrono::system_clock::duration;
+  constexpr int64_t kWallLimitMs =
+      std::chrono::duration_cast<std::chrono::milliseconds>(WallDuration::max()).count() - 1;
+  e.wall_at = std::chrono::system_clock::time_point(std::chrono::duration_cast<WallDuration>(
+      std::chrono::milliseconds(std::clamp(in.wall_ms(), -kWallLimitMs, kWallLimitMs))));
+  return e;
+}
+
+int64_t steadyNs(SteadyTime t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+SteadyTime fromSteadyNs(int64_t ns) {
+  return SteadyTime(std::chrono::duration_cast<SteadyTime::duration>(std::chrono::nanoseconds(ns)));
+}
+
+ClockEstimate estimateOffset(std::span<const ClockSample> samples) {
+  ClockEstimate best;
+  for (const ClockSample& s : samples) {
+    const int64_t rtt = s.master_recv_ns - s.master_send_ns;
+    if (rtt < 0 || (best.rtt_ns >= 0 && rtt >= best.rtt_ns))
+      continue;
+    // send + rtt / 2 rather than (send + recv) / 2: steady-clock ns sums can overflow.
+    // The worker's figure is a peer's: wrap (unsigned) rather than overflow on a forged one.
+    best.offset_ns = int64_t(uint64_t(s.worker_ns) - uint64_t(s.master_send_ns + rtt / 2));
+    best.rtt_ns = rtt;
+  }
+  return best;
+}
+
+} // namespace stampede::common

@@ -1,0 +1,51 @@
+#include "common/stats.h"
+
+#include <algorithm>
+
+namespace stampede::common {
+
+void StepStats::merge(const StepStats& other) {
+  requests += other.requests;
+  errors += other.errors;
+  cancelled += other.cancelled;
+  dropped += other.dropped;
+  bytes_in += other.bytes_in;
+  bytes_out += other.bytes_out;
+  for (const auto& [kind, n] : other.errors_by_kind)
+    errors_by_kind[kind] += n;
+  latency_us.merge(other.latency_us);
+}
+
+void StepStats::reset() {
+  requests = 0;
+  errors = 0;
+  cancelled = 0;
+  dropped = 0;
+  bytes_in = 0;
+  bytes_out = 0;
+  errors_by_kind.clear();
+  latency_us.reset();
+}
+
+void StatsBook::merge(const StatsBook& other) {
+  // A worker may report steps this book has not seen yet (books start empty on the master).
+  if (other.steps.size() > steps.size())
+    steps.resize(other.steps.size());
+  for (size_t i = 0; i < other.steps.size(); ++i)
+    steps[i].merge(other.steps[i]);
+}
+
+void StatsBook::reset() {
+  // Keeps the steps (and their histograms' memory): a book is reset every interval.
+  for (auto& step : steps)
+    step.reset();
+}
+
+StepStats StatsBook::total() const {
+  StepStats sum;
+  for (const auto& step : steps)
+    sum.merge(step);
+  return sum;
+}
+
+} // namespace stampede::common

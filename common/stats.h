@@ -1,0 +1,38 @@
+// Counters of one step (or of the whole run) and the book of every step's counters.
+// A load thread owns its book; the control thread merges books once a second.
+#pragma once
+
+#include "common/histogram.h"
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace stampede::common {
+
+struct StepStats {
+  uint64_t requests = 0;  // completed: every request that got a response or a transport error
+  uint64_t errors = 0;    // of those, the ones that count as errors (SCENARIO.md)
+  uint64_t cancelled = 0; // in flight when the run halted; not errors, not requests
+  uint64_t dropped = 0;   // open model: arrivals refused by max_in_flight
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  std::map<std::string, uint64_t> errors_by_kind; // "http_500", "timeout", "connect_refused"...
+  Histogram latency_us;                           // closed model: from send to done
+
+  void merge(const StepStats& other);
+  void reset();
+};
+
+// One StepStats per step of the scenario, indexed by the step's stats index.
+struct StatsBook {
+  std::vector<StepStats> steps;
+
+  explicit StatsBook(size_t step_count = 0) : steps(step_count) {}
+  void merge(const StatsBook& other); // grows to fit
+  void reset();
+  StepStats total() const;
+};
+
+} // namespace stampede::common

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Stampede needs to build, test and run the demo.
+# Idempotent: on a ready machine it checks with dpkg and installs nothing.
+set -euo pipefail
+
+# Build: compiler, CMake + Ninja, and every library the code links.
+build_packages=(
+  g++ cmake ninja-build pkg-config
+  libboost1.74-dev libboost-program-options1.74-dev
+  libzmq3-dev cppzmq-dev
+  libprotobuf-dev protobuf-compiler
+  libcurl4-openssl-dev libssl-dev
+  libyaml-cpp-dev libfmt-dev nlohmann-json3-dev
+  catch2
+)
+# Test and demo: the real nginx the tests and demo load, and python3 for report checks.
+test_packages=(nginx-light python3 procps iproute2)
+
+missing=()
+for p in "${build_packages[@]}" "${test_packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+export DEBIAN_FRONTEND=noninteractive
+"${sudo_cmd[@]}" apt-get update -qq
+"${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian starts nginx on install; the tests and demo run their own instances.
+if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+  "${sudo_cmd[@]}" systemctl stop nginx || true
+fi

@@ -1,0 +1,37 @@
+// Command-line options of `master`. Parsing only; main() hands the result to the run.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace stampede::master {
+
+struct CliOptions {
+  std::string scenario_path;
+  int threads = 0; // 0: one per core
+  std::optional<std::chrono::microseconds> duration; // overrides load.duration
+  std::string out_dir;                                 // "" : no files written
+  bool quiet = false;
+  bool dry_run = false;
+  std::string workers_file;   // --workers: dial the workers listed there
+  std::string listen;         // --listen: reverse mode, workers dial in
+  int expect_workers = 0;     // with --listen: how many to wait for
+  int min_workers = 0;        // 0: all of them
+  std::chrono::milliseconds connect_timeout{5000};
+  std::chrono::milliseconds heartbeat_timeout{3000};
+  bool help = false;
+  bool version = false;
+};
+
+// Thrown for unusable arguments: main() prints what() on one line and exits 2.
+class UsageError : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+CliOptions parseCli(int argc, const char* const* argv);
+std::string usageText();
+
+} // namespace stampede::master

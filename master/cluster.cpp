@@ -1,0 +1,230 @@
+#include "master/cluster.h"
+
+#include <fmt/format.h>
+
+namespace stampede::master {
+
+const char* linkStateName(LinkState s) {
+  switch (s) {
+  case LinkState::Connecting:
+    return "connecting";
+  case LinkState::Joined:
+    return "joined";
+  case LinkState::Ready:
+    return "ready";
+  case LinkState::Running:
+    return "running";
+  case LinkState::Done:
+    return "done";
+  case LinkState::Lost:
+    return "lost";
+  case LinkState::Busy:
+    return "busy";
+  case LinkState::Refused:
+    return "refused";
+  }
+  return "unknown";
+}
+
+Cluster::Cluster(zmq::context_t& context, const common::Clock& clock, uint64_t run_id)
+    : context_(context), clock_(clock), run_id_(run_id) {}
+
+void Cluster::dial(const std::vector<WorkerAddress>& addresses) {
+  links_.reserve(addresses.size());
+  for (size_t i = 0; i < addresses.size(); ++i) {
+    WorkerLink link;
+    link.address = addresses[i];
+    link.name = addresses[i].host.rfind("inproc:", 0) == 0
+                    ? std::string("embedded")
+                    : fmt::format("{}:{}", addresses[i].host, addresses[i].port);
+    link.socket = zmq::socket_t(context_, zmq::socket_type::dealer);
+    // The worker's ROUTER tells masters apart by this id: unique per run and worker.
+    std::string id = fmt::format("m{:016x}-{}", run_id_, i);
+    link.socket.set(zmq::sockopt::routing_id, zmq::buffer(id));
+    link.socket.set(zmq::sockopt::linger, 0);
+    link.socket.set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
+    const bool in_process = addresses[i].host.rfind("inproc:", 0) == 0;
+    link.socket.connect(in_process ? addresses[i].host : addresses[i].endpoint());
+    links_.push_back(std::move(link));
+  }
+}
+
+void Cluster::listen(const std::string& endpoint) {
+  router_.emplace(context_, zmq::socket_type::router);
+  router_->set(zmq::sockopt::linger, 0);
+  router_->set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
+  router_->set(zmq::sockopt::router_mandatory, 1);
+  router_->bind(endpoint);
+}
+
+void Cluster::sendProbe(WorkerLink& link) {
+  wire::Envelope probe;
+  probe.mutable_probe()->set_master_ns(common::steadyNs(clock_.now()));
+  send(link, probe);
+}
+
+void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t expect_workers) {
+  const auto deadline = clock_.now() + timeout;
+  for (auto& link : links_)
+    sendProbe(link);
+  auto finished = [&] {
+    if (router_ && links_.size() < expect_workers)
+      return false;
+    for (const auto& link : links_)
+      if (link.state == LinkState::Connecting)
+        return false;
+    return true;
+  };
+  while (!finished() && clock_.now() < deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_.now());
+    poll(std::max(left, std::chrono::milliseconds(1)), [&](WorkerLink& link, const wire::Envelope& e) {
+      if (e.has_busy()) {
+        link.state = LinkState::Busy;
+        link.why = e.busy().reason();
+        return;
+      }
+      if (!e.has_hello() || link.state != LinkState::Connecting)
+        return;
+      const auto& hello = e.hello();
+      link.protocol = hello.protocol();
+      link.build = hello.build();
+      link.cores = hello.cores();
+      link.threads = hello.threads();
+      if (hello.master_ns() == 0) {
+        // A dialling worker announcing itself (reverse mode): start probing it.
+        sendProbe(link);
+        return;
+      }
+      link.samples.push_back(
+          {hello.master_ns(), hello.worker_ns(), common::steadyNs(clock_.now())});
+      if (hello.protocol() != common::kProtocolVersion) {
+        link.state = LinkState::Refused;
+        link.why = fmt::format("protocol version {} (this master speaks {})", hello.protocol(),
+                               common::kProtocolVersion);
+        return;
+      }
+      if (static_cast<int>(link.samples.size()) >= samples) {
+        auto estimate = common::estimateOffset(link.samples);
+        link.clock_offset_ns = estimate.offset_ns;
+        link.rtt_ns = estimate.rtt_ns;
+        link.state = LinkState::Joined;
+        link.last_heard = clock_.now();
+      } else {
+        sendProbe(link);
+      }
+    });
+  }
+}
+
+WorkerLink* Cluster::findByRoutingId(const std::string& id) {
+  for (auto& link : links_)
+    if (link.routing_id == id)
+      return &link;
+  return nullptr;
+}
+
+bool Cluster::poll(std::chrono::milliseconds timeout,
+                   const std::function<void(WorkerLink&, const wire::Envelope&)>& on_message) {
+  std::vector<zmq::pollitem_t> items;
+  if (router_) {
+    items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
+  } else {
+    items.reserve(links_.size());
+    for (auto& link : links_)
+      items.push_back({link.socket.handle(), 0, ZMQ_POLLIN, 0});
+  }
+  try {
+    if (zmq::poll(items, timeout) <= 0)
+      return false;
+  } catch (const zmq::error_t& e) {
+    // A signal (Ctrl-C) interrupts the wait; the caller looks at its flag and comes back.
+    if (e.num() == EINTR)
+      return false;
+    throw;
+  }
+
+  auto deliver = [&](WorkerLink& link, const zmq::message_t& payload) {
+    auto envelope = common::decodeEnvelope(payload.data(), payload.size());
+    if (!envelope) {
+      ++garbage_;
+      return;
+    }
+    // Before Welcome a worker's messages carry run id 0; after, they must carry ours.
+    if (envelope->run_id() != 0 && envelope->run_id() != run_id_) {
+      ++link.wrong_run;
+      return;
+    }
+    if (!envelope->has_busy() && !link.filter.accept(envelope->seq()))
+      return;
+    link.last_heard = clock_.now();
+    on_message(link, *envelope);
+  };
+
+  if (router_) {
+    if (!(items[0].revents & ZMQ_POLLIN))
+      return false;
+    for (;;) {
+      std::vector<zmq::message_t> frames;
+      if (!zmq::recv_multipart(*router_, std::back_inserter(frames), zmq::recv_flags::dontwait))
+        break;
+      if (frames.size() != 2) {
+        ++garbage_;
+        continue;
+      }
+      auto id = frames[0].to_string();
+      WorkerLink* link = findByRoutingId(id);
+      if (!link) {
+        WorkerLink fresh;
+        fresh.routing_id = id;
+        fresh.name = fmt::format("dialled-in-{}", links_.size());
+        links_.push_back(std::move(fresh));
+        link = &links_.back();
+      }
+      deliver(*link, frames[1]);
+    }
+    return true;
+  }
+  for (size_t i = 0; i < links_.size(); ++i) {
+    if (!(items[i].revents & ZMQ_POLLIN))
+      continue;
+    for (;;) {
+      zmq::message_t payload;
+      if (!links_[i].socket.recv(payload, zmq::recv_flags::dontwait))
+        break;
+      deliver(links_[i], payload);
+    }
+  }
+  return true;
+}
+
+void Cluster::send(WorkerLink& link, wire::Envelope& envelope) {
+  envelope.set_protocol(common::kProtocolVersion);
+  envelope.set_run_id(run_id_);
+  envelope.set_seq(++link.send_seq);
+  auto payload = common::encodeEnvelope(envelope);
+  try {
+    if (router_) {
+      router_->send(zmq::buffer(link.routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_->send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    } else {
+      link.socket.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    }
+  } catch (const zmq::error_t&) {
+    // Unreachable or full: the heartbeat timeout decides what that worker's fate is.
+  }
+}
+
+void Cluster::broadcast(wire::Envelope& envelope, std::initializer_list<LinkState> states) {
+  for (auto& link : links_)
+    if (std::find(states.begin(), states.end(), link.state) != states.end())
+      send(link, envelope);
+}
+
+uint64_t Cluster::droppedMessages() const {
+  uint64_t total = garbage_;
+  for (const auto& link : links_)
+    total += link.filter.dropped() + link.wrong_run;
+  return total;
+}
+
+} // namespace stampede::master

@@ -1,0 +1,94 @@
+#include "master/console.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace stampede::master {
+namespace {
+
+double ms(int64_t us) { return double(us) / 1000.0; }
+
+std::string indent(std::string_view text, std::string_view prefix) {
+  std::string out;
+  bool line_start = true;
+  for (char c : text) {
+    if (c == '\r')
+      continue;
+    if (line_start && c != '\n')
+      out.append(prefix);
+    out.push_back(c);
+    line_start = c == '\n';
+  }
+  return out;
+}
+
+std::string summaryRow(std::string_view name, const common::StepStats& s, double duration_s) {
+  const auto& h = s.latency_us;
+  return fmt::format("{:<32.32} {:>10} {:>9.1f} {:>8} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f}\n",
+                     name, s.requests, duration_s > 0 ? double(s.requests) / duration_s : 0.0,
+                     s.errors, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
+                     ms(h.percentileUs(99)), ms(h.percentileUs(99.9)), ms(h.maxUs()));
+}
+
+} // namespace
+
+std::string formatLiveLine(const LiveFigures& f, bool bar) {
+  std::string progress;
+  if (bar) {
+    constexpr int kWidth = 20;
+    int filled = f.total_s > 0 ? int(std::clamp(f.elapsed_s / f.total_s, 0.0, 1.0) * kWidth) : 0;
+    progress = "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] ";
+  }
+  return fmt::format("{}{:6.1f}s / {:.0f}s  users {:>5}  rps {:>8.0f}  p50 {:7.2f}ms  p99 {:7.2f}ms  "
+                     "requests {}  errors {}  workers {}/{}",
+                     progress, f.elapsed_s, f.total_s, f.users, f.rps, f.p50_ms, f.p99_ms,
+                     f.requests, f.errors, f.workers_alive, f.workers_total);
+}
+
+std::string formatFirstError(const common::ErrorContext& e, common::SteadyTime t0) {
+  std::string out = "=== FIRST ERROR ";
+  out += std::string(60, '=') + "\n";
+  out += fmt::format("  at        {:.3f}s into the run\n",
+                     std::chrono::duration<double>(e.at - t0).count());
+  out += fmt::format("  where     worker {}, virtual user {}, flow \"{}\", step \"{}\"\n",
+                     e.worker_index, e.vu, e.flow, e.step);
+  out += fmt::format("  request   {} {}\n", e.method, e.url);
+  if (e.status)
+    out += fmt::format("  status    {}\n", e.status);
+  out += fmt::format("  kind      {}\n", e.error_kind);
+  if (!e.detail.empty())
+    out += fmt::format("  detail    {}\n", e.detail);
+  if (!e.headers.empty()) {
+    out += "  headers\n";
+    for (const auto& [name, value] : e.headers)
+      out += fmt::format("    {}: {}\n", name, value);
+  }
+  if (!e.body.empty()) {
+    out += "  body (first 1 KiB)\n";
+    out += indent(e.body, "    ");
+    if (out.back() != '\n')
+      out.push_back('\n');
+  }
+  out += std::string(76, '=') + "\n";
+  return out;
+}
+
+std::string formatSummary(const RunResult& r) {
+  std::string out = fmt::format("\n{:<32} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "step",
+                                "requests", "rps", "errors", "p50 ms", "p90 ms", "p99 ms",
+                                "p99.9 ms", "max ms");
+  for (size_t i = 0; i < r.book.steps.size(); ++i)
+    out += summaryRow(r.scenario->step_table[i].name, r.book.steps[i], r.duration_s);
+  auto total = r.book.total();
+  out += summaryRow("TOTAL", total, r.duration_s);
+  if (total.cancelled)
+    out += fmt::format("cancelled in flight at the halt: {}\n", total.cancelled);
+  for (const auto& [kind, count] : total.errors_by_kind)
+    out += fmt::format("errors {:<24} {}\n", kind, count);
+  out += fmt::format("outcome: {} (exit {}) after {:.1f}s\n", outcomeName(r.outcome), r.exit_code,
+                     r.duration_s);
+  return out;
+}
+
+} // namespace stampede::master

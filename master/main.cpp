@@ -1,0 +1,25 @@
+#include "master/cli.h"
+#include "master/run.h"
+
+#include <cstdio>
+#include <fmt/core.h>
+
+int main(int argc, char** argv) {
+  using namespace stampede::master;
+  CliOptions cli;
+  try {
+    cli = parseCli(argc, argv);
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "master: {} (see master --help)\n", e.what());
+    return 2;
+  }
+  if (cli.help) {
+    fmt::print("{}", usageText());
+    return 0;
+  }
+  if (cli.version) {
+    fmt::print("stampede master {}\n", STAMPEDE_VERSION);
+    return 0;
+  }
+  return runScenario(cli);
+}

@@ -1,0 +1,188 @@
+#include "master/report.h"
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace stampede::master {
+namespace {
+
+using nlohmann::json;
+
+double ms(int64_t us) { return double(us) / 1000.0; }
+
+json latencyJson(const common::Histogram& h) {
+  return {{"min", ms(h.minUs())},           {"mean", h.meanUs() / 1000.0},
+          {"p50", ms(h.percentileUs(50))},  {"p90", ms(h.percentileUs(90))},
+          {"p95", ms(h.percentileUs(95))},  {"p99", ms(h.percentileUs(99))},
+          {"p999", ms(h.percentileUs(99.9))}, {"max", ms(h.maxUs())}};
+}
+
+json countsJson(const common::StepStats& s, double duration_s) {
+  return {{"requests", s.requests},
+          {"errors", s.errors},
+          {"cancelled", s.cancelled},
+          {"rps", duration_s > 0 ? double(s.requests) / duration_s : 0.0},
+          {"bytes_in", s.bytes_in},
+          {"bytes_out", s.bytes_out},
+          {"errors_by_kind", s.errors_by_kind},
+          {"latency_ms", latencyJson(s.latency_us)}};
+}
+
+double secondsSince(common::SteadyTime t0, common::SteadyTime t) {
+  return std::chrono::duration<double>(t - t0).count();
+}
+
+std::string isoTime(std::chrono::system_clock::time_point t) {
+  auto ms_part =
+      std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)),
+                     ms_part);
+}
+
+} // namespace
+
+const char* outcomeName(Outcome o) {
+  switch (o) {
+  case Outcome::Passed:
+    return "passed";
+  case Outcome::Halted:
+    return "halted";
+  case Outcome::Failed:
+    return "failed";
+  }
+  return "unknown";
+}
+
+json buildReport(const RunResult& r) {
+  json report;
+  report["name"] = r.scenario->name;
+  report["scenario_file"] = r.scenario->file;
+  report["outcome"] = outcomeName(r.outcome);
+  report["exit_code"] = r.exit_code;
+  report["started_at"] = isoTime(r.started_at);
+  report["duration_s"] = r.duration_s;
+  report["totals"] = countsJson(r.book.total(), r.duration_s);
+  json steps = json::array();
+  for (size_t i = 0; i < r.book.steps.size(); ++i) {
+    json step = countsJson(r.book.steps[i], r.duration_s);
+    step["name"] = r.scenario->step_table[i].name;
+    step["method"] = r.scenario->step_table[i].method;
+    steps.push_back(std::move(step));
+  }
+  report["steps"] = std::move(steps);
+  if (r.halt) {
+    const auto& h = *r.halt;
+    auto optional = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+    json also_failed = json::array();
+    for (const auto& e : h.also_failed)
+      also_failed.push_back({{"worker", e.worker_index},
+                             {"step", e.step},
+                             {"error_kind", e.error_kind},
+                             {"status", e.status},
+                             {"at_s", secondsSince(r.t0, e.at)}});
+    report["halt"] = {{"reason", h.reason},
+                      {"worker", r.first_error && h.reason == "first_error"
+                                     ? json(r.first_error->worker_index)
+                                     : json(nullptr)},
+                      {"step", h.step.empty() ? json(nullptr) : json(h.step)},
+                      {"error_kind", h.error_kind.empty() ? json(nullptr) : json(h.error_kind)},
+                      {"at_s", h.at_s},
+                      {"halt_sent_ms", optional(h.halt_sent_ms)},
+                      {"all_stopped_ms", optional(h.all_stopped_ms)},
+                      {"requests_started_after_halt", h.requests_started_after_halt},
+                      {"cancelled", h.cancelled},
+                      {"also_failed", std::move(also_failed)}};
+  } else {
+    report["halt"] = nullptr;
+  }
+  json workers = json::array();
+  for (const auto& w : r.workers)
+    workers.push_back({{"id", w.id},
+                       {"address", w.address},
+                       {"state", w.state},
+                       {"why", w.why.empty() ? json(nullptr) : json(w.why)},
+                       {"requests", w.requests},
+                       {"errors", w.errors},
+                       {"users", w.users},
+                       {"threads", w.threads},
+                       {"clock_offset_ms", w.clock_offset_ms}});
+  report["workers"] = std::move(workers);
+  report["control_messages_dropped"] = r.dropped_messages;
+  if (r.first_error) {
+    const auto& e = *r.first_error;
+    json headers = json::object();
+    for (const auto& [name, value] : e.headers)
+      headers[name] = value;
+    report["first_error"] = {{"worker", e.worker_index},
+                             {"vu", e.vu},
+                             {"flow", e.flow},
+                             {"step", e.step},
+                             {"method", e.method},
+                             {"url", e.url},
+                             {"status", e.status},
+                             {"error_kind", e.error_kind},
+                             {"detail", e.detail},
+                             {"headers", std::move(headers)},
+                             {"body", e.body},
+                             {"at_s", secondsSince(r.t0, e.at)},
+                             {"at", isoTime(e.wall_at)}};
+  } else {
+    report["first_error"] = nullptr;
+  }
+  return report;
+}
+
+std::string writeReport(const std::string& dir, const RunResult& r) {
+  // Bodies are arbitrary bytes: replace invalid UTF-8 instead of failing the whole report.
+  std::string text = buildReport(r).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+  auto final_path = std::filesystem::path(dir) / "report.json";
+  auto temp_path = std::filesystem::path(dir) / "report.json.tmp";
+  {
+    std::ofstream out(temp_path, std::ios::binary | std::ios::trunc);
+    if (!out)
+      return fmt::format("{}: cannot write: {}", temp_path.string(), std::strerror(errno));
+    out << text;
+    if (!out.flush())
+      return fmt::format("{}: cannot write: {}", temp_path.string(), std::strerror(errno));
+  }
+  std::error_code ec;
+  std::filesystem::rename(temp_path, final_path, ec);
+  if (ec)
+    return fmt::format("{}: cannot write: {}", final_path.string(), ec.message());
+  return "";
+}
+
+Timeseries::~Timeseries() {
+  if (file_)
+    std::fclose(file_);
+}
+
+std::string Timeseries::open(const std::string& dir) {
+  auto path = std::filesystem::path(dir) / "timeseries.csv";
+  file_ = std::fopen(path.c_str(), "w");
+  if (!file_)
+    return fmt::format("{}: cannot write: {}", path.string(), std::strerror(errno));
+  fmt::print(file_, "elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
+                    "bytes_in,bytes_out\n");
+  std::fflush(file_);
+  return "";
+}
+
+void Timeseries::append(double elapsed_s, int users, const common::StepStats& interval,
+                        double interval_s, uint64_t total_errors) {
+  if (!file_)
+    return;
+  const auto& h = interval.latency_us;
+  fmt::print(file_, "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{}\n", elapsed_s, users,
+             interval.requests, interval_s > 0 ? double(interval.requests) / interval_s : 0.0,
+             interval.errors, total_errors, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
+             ms(h.percentileUs(99)), ms(h.maxUs()), interval.bytes_in, interval.bytes_out);
+  std::fflush(file_);
+}
+
+} // namespace stampede::master

@@ -1,0 +1,514 @@
+#include "master/run.h"
+
+#include "common/config_error.h"
+#include "common/protocol.h"
+#include "common/scenario.h"
+#include "master/cluster.h"
+#include "master/console.h"
+#include "master/hosts_file.h"
+#include "master/report.h"
+#include "master/shares.h"
+#include "worker/daemon.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <csignal>
+#include <filesystem>
+#include <random>
+#include <thread>
+#include <unistd.h>
+
+namespace stampede::master {
+namespace {
+
+using namespace std::chrono_literals;
+using common::SteadyTime;
+
+constexpr int kClockSamples = 5;
+constexpr size_t kAlsoFailedListed = 20;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+extern "C" void onInterrupt(int) {
+  // A second Ctrl-C means "now": the operator gave up on the graceful stop.
+  if (g_interrupted)
+    _exit(130);
+  g_interrupted = 1;
+}
+
+double seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+double millis(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+// The worker daemon, in this process, when no --workers is given: the same code path as a
+// cluster of one, over inproc://.
+class EmbeddedWorker {
+public:
+  EmbeddedWorker(zmq::context_t& context, int threads, std::chrono::milliseconds heartbeat)
+      : endpoint_(fmt::format("inproc://stampede-embedded-{}", ::getpid())),
+        daemon_(context, {endpoint_, "", threads, heartbeat, /*quiet=*/true}) {
+    daemon_.open();
+    thread_ = std::thread([this] { daemon_.run(stop_); });
+  }
+  ~EmbeddedWorker() {
+    stop_ = true;
+    thread_.join();
+  }
+  WorkerAddress address() const {
+    WorkerAddress a;
+    a.host = endpoint_;
+    return a;
+  }
+
+private:
+  std::string endpoint_;
+  std::atomic<bool> stop_{false};
+  worker::WorkerDaemon daemon_;
+  std::thread thread_;
+};
+
+// Prints the live line once a second and keeps the cumulative book.
+class Progress {
+public:
+  Progress(const CliOptions& cli, size_t steps, double total_s)
+      : quiet_(cli.quiet), tty_(!cli.quiet && ::isatty(STDOUT_FILENO)), total_s_(total_s),
+        cumulative_(steps), interval_(steps) {}
+
+  std::string openTimeseries(const std::string& dir) { return timeseries_.open(dir); }
+  common::StatsBook& interval() { return interval_; }
+  common::StatsBook& book() { return cumulative_; }
+
+  void tick(double elapsed_s, double interval_s, int users, int alive, int total) {
+    cumulative_.merge(interval_);
+    auto interval_total = interval_.total();
+    interval_.reset();
+    auto running_total = cumulative_.total();
+    timeseries_.append(elapsed_s, users, interval_total, interval_s, running_total.errors);
+    if (quiet_)
+      return;
+    LiveFigures f;
+    f.elapsed_s = elapsed_s;
+    f.total_s = total_s_;
+    f.users = users;
+    f.rps = interval_s > 0 ? double(interval_total.requests) / interval_s : 0;
+    f.p50_ms = interval_total.latency_us.percentileUs(50) / 1000.0;
+    f.p99_ms = interval_total.latency_us.percentileUs(99) / 1000.0;
+    f.errors = running_total.errors;
+    f.requests = running_total.requests;
+    f.workers_alive = alive;
+    f.workers_total = total;
+    if (tty_)
+      fmt::print("\r\033[K{}", formatLiveLine(f, true));
+    else
+      fmt::print("{}\n", formatLiveLine(f, false));
+    std::fflush(stdout);
+  }
+
+  void end() {
+    if (tty_)
+      fmt::print("\n");
+  }
+
+private:
+  bool quiet_;
+  bool tty_;
+  double total_s_;
+  common::StatsBook cumulative_;
+  common::StatsBook interval_;
+  Timeseries timeseries_;
+};
+
+std::string workerLabel(const WorkerLink& link) {
+  return link.name.empty() ? std::string("worker") : fmt::format("worker {}", link.name);
+}
+
+// Returns an exit code when the cluster cannot start, after printing why in one line each.
+std::optional<int> checkHandshake(Cluster& cluster, const CliOptions& cli) {
+  std::optional<int> failure;
+  size_t joined = 0;
+  for (auto& link : cluster.links()) {
+    switch (link.state) {
+    case LinkState::Joined:
+      ++joined;
+      break;
+    case LinkState::Busy:
+      fmt::print(stderr, "{}: busy: {}\n", workerLabel(link), link.why);
+      failure = 3;
+      break;
+    case LinkState::Refused:
+      fmt::print(stderr, "{}: version mismatch: worker speaks {}\n", workerLabel(link), link.why);
+      failure = 3;
+      break;
+    default:
+      fmt::print(stderr, "{}: did not answer within {} ms\n", workerLabel(link),
+                 cli.connect_timeout.count());
+      link.state = LinkState::Lost;
+      link.why = "unreachable";
+      break;
+    }
+  }
+  if (failure)
+    return failure;
+  size_t wanted = cli.expect_workers > 0 ? size_t(cli.expect_workers) : cluster.links().size();
+  size_t needed = cli.min_workers > 0 ? size_t(cli.min_workers) : wanted;
+  if (joined < needed) {
+    fmt::print(stderr, "{} of {} workers joined, {} needed: not starting\n", joined, wanted, needed);
+    return 3;
+  }
+  if (joined < wanted)
+    fmt::print(stderr, "starting with {} of {} workers (--min-workers {})\n", joined, wanted,
+               cli.min_workers);
+  return std::nullopt;
+}
+
+void printPlan(const common::Scenario& scenario, Cluster& cluster) {
+  fmt::print("plan: \"{}\" against {}://{}:{}, {} users, ramp {:.1f}s, hold {:.1f}s\n",
+             scenario.name, scenario.target.scheme, scenario.target.host, scenario.target.port,
+             scenario.load.users, seconds(scenario.load.ramp), seconds(scenario.load.duration));
+  double total_weight = 0;
+  for (const auto& flow : scenario.flows)
+    total_weight += flow.weight;
+  for (const auto& flow : scenario.flows)
+    fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + flow.name + "\"", flow.weight,
+               100 * flow.weight / total_weight);
+  fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>7} {:>10} {:>10}\n", "id", "worker", "threads",
+             "weight", "users", "first vu", "offset ms");
+  for (const auto& link : cluster.links()) {
+    if (link.state != LinkState::Joined)
+      continue;
+    fmt::print("  {:<4} {:<28} {:>7} {:>6g} {:>7} {:>10} {:>10.3f}\n", link.index, link.name,
+               link.threads, link.address.weight, link.users, link.first_vu,
+               link.clock_offset_ns / 1e6);
+  }
+}
+
+} // namespace
+
+int runScenario(const CliOptions& cli) {
+  std::shared_ptr<common::Scenario> scenario;
+  std::vector<WorkerAddress> addresses;
+  try {
+    scenario = std::make_shared<common::Scenario>(common::loadScenarioFile(cli.scenario_path));
+    if (!cli.workers_file.empty())
+      addresses = parseHostsFile(cli.workers_file);
+  } catch (const common::ConfigError& e) {
+    fmt::print(stderr, "{}\n", e.what());
+    return 2;
+  }
+  if (cli.duration)
+    scenario->load.duration = *cli.duration;
+
+  const double total_s = seconds(scenario->load.ramp + scenario->load.duration);
+  const size_t step_count = scenario->step_table.size();
+  Progress progress(cli, step_count, total_s);
+  if (!cli.out_dir.empty() && !cli.dry_run) {
+    std::error_code ec;
+    std::filesystem::create_directories(cli.out_dir, ec);
+    if (ec) {
+      fmt::print(stderr, "--out {}: cannot create the directory: {}\n", cli.out_dir, ec.message());
+      return 2;
+    }
+    if (auto error = progress.openTimeseries(cli.out_dir); !error.empty()) {
+      fmt::print(stderr, "--out {}\n", error);
+      return 2;
+    }
+  }
+
+  std::signal(SIGINT, onInterrupt);
+  std::signal(SIGTERM, onInterrupt);
+
+  zmq::context_t context;
+  common::SteadyClock clock;
+  std::optional<EmbeddedWorker> embedded;
+  const bool reverse = !cli.listen.empty();
+  if (addresses.empty() && !reverse) {
+    embedded.emplace(context, cli.threads, cli.heartbeat_timeout);
+    addresses.push_back(embedded->address());
+  }
+  std::mt19937_64 rng(std::random_device{}());
+  uint64_t run_id = rng() | 1;
+  Cluster cluster(context, clock, run_id);
+  try {
+    if (reverse)
+      cluster.listen(cli.listen);
+    else
+      cluster.dial(addresses);
+  } catch (const zmq::error_t& e) {
+    fmt::print(stderr, "{}: {}\n", reverse ? cli.listen : std::string("--workers"), e.what());
+    return 3;
+  }
+
+  // Handshake: versions and clock offsets, every worker at once.
+  cluster.handshake(reverse ? cli.connect_timeout + std::chrono::milliseconds(0) : cli.connect_timeout,
+                    kClockSamples, size_t(cli.expect_workers));
+  if (auto failure = checkHandshake(cluster, cli))
+    return *failure;
+
+  // Shares in proportion to weight and threads: deterministic, shown by --dry-run.
+  std::vector<WorkerLink*> joined;
+  for (auto& link : cluster.links())
+    if (link.state == LinkState::Joined)
+      joined.push_back(&link);
+  std::vector<double> capacity;
+  for (auto* link : joined)
+    capacity.push_back(link->address.weight * std::max(1u, link->threads));
+  auto shares = splitUsers(static_cast<uint32_t>(scenario->load.users), capacity);
+  for (size_t i = 0; i < joined.size(); ++i) {
+    joined[i]->index = static_cast<uint32_t>(i);
+    joined[i]->users = shares[i].users;
+    joined[i]->first_vu = shares[i].first_vu;
+  }
+  if (cli.dry_run) {
+    printPlan(*scenario, cluster);
+    return 0;
+  }
+
+  // Prepare: ship the scenario and each share; wait for every Ready.
+  for (auto* link : joined) {
+    wire::Envelope welcome;
+    auto* w = welcome.mutable_welcome();
+    w->set_worker_index(link->index);
+    w->set_worker_count(static_cast<uint32_t>(joined.size()));
+    w->set_clock_offset_ns(link->clock_offset_ns);
+    w->set_heartbeat_timeout_ms(static_cast<uint32_t>(cli.heartbeat_timeout.count()));
+    cluster.send(*link, welcome);
+    wire::Envelope prepare;
+    auto* p = prepare.mutable_prepare();
+    p->set_scenario_yaml(scenario->source_text);
+    p->set_scenario_file(scenario->file);
+    p->set_users(link->users);
+    p->set_first_vu(link->first_vu);
+    p->set_duration_us(scenario->load.duration.count());
+    cluster.send(*link, prepare);
+  }
+  const auto prepare_deadline = clock.now() + cli.connect_timeout;
+  auto pending = [&] {
+    return std::count_if(joined.begin(), joined.end(),
+                         [](auto* l) { return l->state == LinkState::Joined; });
+  };
+  while (pending() > 0 && clock.now() < prepare_deadline && !g_interrupted) {
+    cluster.poll(20ms, [&](WorkerLink& link, const wire::Envelope& e) {
+      if (e.has_ready() && link.state == LinkState::Joined)
+        link.state = LinkState::Ready;
+      if (e.has_refused()) {
+        link.state = LinkState::Refused;
+        link.why = e.refused().reason();
+      }
+    });
+  }
+  for (auto* link : joined) {
+    if (link->state == LinkState::Refused) {
+      fmt::print(stderr, "{}: refused the scenario: {}\n", workerLabel(*link), link->why);
+      return 3;
+    }
+    if (link->state != LinkState::Ready) {
+      fmt::print(stderr, "{}: not ready within {} ms\n", workerLabel(*link),
+                 cli.connect_timeout.count());
+      return 3;
+    }
+  }
+  if (g_interrupted)
+    return 130;
+
+  // Start barrier: one absolute time on the master's clock, far enough ahead for every
+  // worker to hear it first.
+  int64_t max_rtt_ns = 0;
+  for (auto* link : joined)
+    max_rtt_ns = std::max(max_rtt_ns, link->rtt_ns);
+  const auto t0 = clock.now() + 100ms + std::chrono::nanoseconds(4 * max_rtt_ns);
+  wire::Envelope start;
+  start.mutable_start()->set_start_master_ns(common::steadyNs(t0));
+  cluster.broadcast(start, {LinkState::Ready});
+  for (auto* link : joined) {
+    link->state = LinkState::Running;
+    link->last_heard = clock.now();
+  }
+  if (!cli.quiet)
+    fmt::print("stampede: \"{}\" against {}://{}:{}, {} users on {} worker{}, {:.0f}s\n",
+               scenario->name, scenario->target.scheme, scenario->target.host,
+               scenario->target.port, scenario->load.users, joined.size(),
+               joined.size() == 1 ? "" : "s", total_s);
+
+  RunResult result;
+  result.scenario = scenario.get();
+  result.started_at = std::chrono::system_clock::now() +
+                      std::chrono::duration_cast<std::chrono::system_clock::duration>(t0 - clock.now());
+  result.t0 = t0;
+  const auto end_at = t0 + scenario->load.ramp + scenario->load.duration;
+  bool stop_sent = false;
+  bool halt_on_error = scenario->halt.on_error == common::HaltSpec::OnError::First;
+  bool halt_on_lost = scenario->halt.on_worker_lost == common::HaltSpec::OnWorkerLost::Halt;
+  std::optional<SteadyTime> halt_sent_at;
+
+  auto haltAll = [&](HaltInfo info, SteadyTime now) {
+    if (result.halt)
+      return;
+    wire::Envelope halt;
+    halt.mutable_halt()->set_reason(info.reason);
+    cluster.broadcast(halt, {LinkState::Running});
+    halt_sent_at = now;
+    result.halt = std::move(info);
+  };
+
+  auto on_message = [&](WorkerLink& link, const wire::Envelope& e) {
+    switch (e.body_case()) {
+    case wire::Envelope::kError: {
+      auto context = common::errorFromWire(e.error().context());
+      if (!result.first_error) {
+        result.first_error = context;
+        if (halt_on_error) {
+          // First, before anything else queued: every worker hears Halt now.
+          haltAll(HaltInfo{"first_error", context.step, context.error_kind,
+                           seconds(context.at - t0)},
+                  clock.now());
+        }
+      } else if (result.halt && result.halt->also_failed.size() < kAlsoFailedListed) {
+        result.halt->also_failed.push_back(std::move(context));
+      }
+      break;
+    }
+    case wire::Envelope::kStats:
+    case wire::Envelope::kFinal: {
+      const auto& stats = e.has_stats() ? e.stats() : e.final().stats();
+      if (link.final_received)
+        break;
+      if (!common::statsFromWire(stats, step_count, progress.interval())) {
+        ++result.dropped_messages;
+        break;
+      }
+      for (const auto& step : stats.steps()) {
+        link.requests += step.requests();
+        link.errors += step.errors();
+      }
+      link.active_users = stats.active_users();
+      if (e.has_final()) {
+        link.final_received = true;
+        link.final_at = clock.now();
+        link.started_after_halt = e.final().requests_started_after_halt();
+        link.state = LinkState::Done;
+        wire::Envelope ack;
+        ack.mutable_final_ack();
+        cluster.send(link, ack);
+      }
+      break;
+    }
+    default:
+      break;
+    }
+  };
+
+  auto last_tick = t0;
+  auto next_tick = t0 + 1s;
+  auto running = [&] {
+    return std::any_of(joined.begin(), joined.end(),
+                       [](auto* l) { return l->state == LinkState::Running; });
+  };
+  while (running()) {
+    cluster.poll(10ms, on_message);
+    const auto now = clock.now();
+    if (g_interrupted && !result.halt)
+      haltAll(HaltInfo{"interrupted", "", "", seconds(now - t0)}, now);
+    // The master ends the run; workers also stop by themselves at the same time.
+    if (now >= end_at && !stop_sent) {
+      wire::Envelope stop;
+      stop.mutable_stop();
+      cluster.broadcast(stop, {LinkState::Running});
+      stop_sent = true;
+    }
+    for (auto* link : joined) {
+      if (link->state == LinkState::Running && now - link->last_heard > cli.heartbeat_timeout) {
+        link->state = LinkState::Lost;
+        link->why = fmt::format("silent for {:.1f}s", seconds(now - link->last_heard));
+        fmt::print(stderr, "\n{}: lost: {}\n", workerLabel(*link), link->why);
+        if (halt_on_lost)
+          haltAll(HaltInfo{"worker_lost", "", "", seconds(now - t0)}, now);
+      }
+    }
+    if (now >= next_tick) {
+      wire::Envelope beat;
+      beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
+      cluster.broadcast(beat, {LinkState::Running});
+      int users = 0;
+      int alive = 0;
+      for (auto* link : joined) {
+        if (link->state == LinkState::Running) {
+          users += link->active_users;
+          ++alive;
+        }
+      }
+      if (now >= t0)
+        progress.tick(seconds(now - t0), seconds(now - last_tick), users, alive,
+                      static_cast<int>(cluster.links().size()));
+      last_tick = std::max(now, t0);
+      next_tick = now + 1s;
+    }
+  }
+  const auto end = clock.now();
+  progress.tick(seconds(end - t0), seconds(end - last_tick), 0, 0,
+                static_cast<int>(cluster.links().size()));
+  progress.end();
+
+  result.duration_s = seconds(end - t0);
+  result.book = progress.book();
+  result.dropped_messages += cluster.droppedMessages();
+  bool lost = false;
+  for (const auto& link : cluster.links()) {
+    WorkerResult w;
+    w.id = link.index;
+    w.address = link.name;
+    w.state = link.state == LinkState::Lost && link.why == "unreachable" ? "unreachable"
+                                                                          : linkStateName(link.state);
+    w.why = link.why;
+    w.requests = link.requests;
+    w.errors = link.errors;
+    w.users = link.users;
+    w.threads = link.threads;
+    w.clock_offset_ms = link.clock_offset_ns / 1e6;
+    result.workers.push_back(w);
+    lost = lost || (link.state == LinkState::Lost && link.why != "unreachable");
+  }
+  if (result.halt) {
+    auto& halt = *result.halt;
+    result.outcome = Outcome::Halted;
+    for (auto* link : joined)
+      halt.requests_started_after_halt += link->started_after_halt;
+    halt.cancelled = result.book.total().cancelled;
+    if (halt.reason == "first_error" && result.first_error) {
+      const auto failed_at = result.first_error->at;
+      if (halt_sent_at)
+        halt.halt_sent_ms = millis(*halt_sent_at - failed_at);
+      SteadyTime last_final = failed_at;
+      bool all_acked = true;
+      for (auto* link : joined) {
+        if (link->final_received)
+          last_final = std::max(last_final, link->final_at);
+        else
+          all_acked = false;
+      }
+      if (all_acked)
+        halt.all_stopped_ms = millis(last_final - failed_at);
+    }
+    result.exit_code = halt.reason == "interrupted" ? 130 : halt.reason == "worker_lost" ? 3 : 1;
+  } else if (lost) {
+    result.exit_code = 0; // on_worker_lost: continue; the loss is in the report
+  }
+
+  if (result.first_error && result.halt && result.halt->reason == "first_error")
+    fmt::print("\n{}", formatFirstError(*result.first_error, result.t0));
+  fmt::print("{}", formatSummary(result));
+  if (!cli.out_dir.empty()) {
+    if (auto error = writeReport(cli.out_dir, result); !error.empty()) {
+      fmt::print(stderr, "{}\n", error);
+      return result.exit_code ? result.exit_code : 3;
+    }
+    fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / "report.json").string());
+  }
+  std::fflush(stdout);
+  return result.exit_code;
+}
+
+} // namespace stampede::master

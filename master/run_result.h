@@ -1,0 +1,56 @@
+// What a finished run produced: the input of the console summary and of report.json.
+#pragma once
+
+#include "common/scenario.h"
+#include "common/stats.h"
+#include "common/error_context.h"
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stampede::master {
+
+enum class Outcome { Passed, Halted, Failed };
+const char* outcomeName(Outcome o);
+
+struct HaltInfo {
+  std::string reason; // "first_error", "interrupted", "worker_lost"
+  std::string step;   // for first_error
+  std::string error_kind;
+  double at_s = 0; // since the start of the run
+  uint64_t requests_started_after_halt = 0;
+  std::optional<double> halt_sent_ms;   // failing response -> the master's first Halt send
+  std::optional<double> all_stopped_ms; // failing response -> the last worker's Final
+  uint64_t cancelled = 0;
+  std::vector<common::ErrorContext> also_failed; // other workers' first errors, at most 20
+};
+
+struct WorkerResult {
+  uint32_t id = 0;
+  std::string address;
+  std::string state; // done | lost | busy | refused | unreachable
+  std::string why;
+  uint64_t requests = 0;
+  uint64_t errors = 0;
+  uint32_t users = 0;
+  uint32_t threads = 0;
+  double clock_offset_ms = 0;
+};
+
+struct RunResult {
+  const common::Scenario* scenario = nullptr;
+  Outcome outcome = Outcome::Passed;
+  int exit_code = 0;
+  std::chrono::system_clock::time_point started_at;
+  common::SteadyTime t0;
+  double duration_s = 0;
+  common::StatsBook book;
+  std::optional<common::ErrorContext> first_error;
+  std::optional<HaltInfo> halt;
+  std::vector<WorkerResult> workers;
+  uint64_t dropped_messages = 0; // control messages dropped as garbage, stale or duplicate
+};
+
+} // namespace stampede::master

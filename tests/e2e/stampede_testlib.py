@@ -1,0 +1,438 @@
+"""Helpers for Stampede's end-to-end tests: real processes on 127.0.0.1 only (stdlib only).
+
+Binaries come from $STAMPEDE_BIN (default /work/main/build/bin), the source tree from
+$STAMPEDE_SOURCE (default: two levels above this file). Every process started here is stopped
+by the context manager that started it, also when the test fails or raises.
+"""
+
+import collections
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import textwrap
+import time
+
+SOURCE_DIR = os.environ.get(
+    "STAMPEDE_SOURCE", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BIN_DIR = os.environ.get("STAMPEDE_BIN", "/work/main/build/bin")
+NGINX = os.environ.get("STAMPEDE_NGINX", "/usr/sbin/nginx")
+LOOPBACK = "127.0.0.1"
+
+# Stderr text that means a crash or an unhandled exception rather than a clean error message.
+CRASH_MARKERS = ("terminate called", "Traceback", "what():", "Segmentation fault",
+                 "Aborted", "AddressSanitizer")
+
+
+def binary(name):
+    """Absolute path of a Stampede binary; fails loudly if it was not built."""
+    path = os.path.join(BIN_DIR, name)
+    if not os.access(path, os.X_OK):
+        raise AssertionError(f"{name} not found or not executable at {path} "
+                             f"(build first, or set STAMPEDE_BIN)")
+    return path
+
+
+def free_port():
+    """A port that was free a moment ago on 127.0.0.1 (the caller retries if it is taken)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path, timeout=5.0):
+    """(status, body text) of one GET to 127.0.0.1:port."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+def _stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(sig)
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------------
+# nginx
+
+DOCROOT_FILES = {
+    "index.html": "<!doctype html>\n<html><head><title>Stampede test</title></head>"
+                  "<body><h1>Stampede test target</h1></body></html>\n",
+    "about.html": "<!doctype html>\n<html><body><p>about</p></body></html>\n",
+    "products.json": json.dumps({"products": [
+        {"id": 1, "sku": 42, "name": "kettle", "price": 19.5},
+        {"id": 2, "sku": 43, "name": "teapot", "price": 24.0},
+        {"id": 3, "sku": 44, "name": "mug", "price": 6.25},
+    ]}) + "\n",
+    "health.txt": "ok\n",
+}
+
+# One line per request: `<unix time.ms> <status> <method> <uri> <bytes sent> <request time>`.
+ACCESS_LOG_FORMAT = "$msec $status $request_method $request_uri $body_bytes_sent $request_time"
+
+
+def _nginx_has_module(module):
+    try:
+        out = subprocess.run([NGINX, "-V"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return False
+    return f"--without-{module}" not in (out.stdout + out.stderr)
+
+
+def nginx_config(prefix, port):
+    """The nginx.conf text of a self-contained loopback instance under `prefix`."""
+    lines = []
+    if os.geteuid() == 0:
+        # As root the workers would switch to the compiled-in user (www-data): keep them as root.
+        lines.append("user root;")
+    lines += [
+        "worker_processes 1;",
+        f"pid {prefix}/nginx.pid;",
+        f"error_log {prefix}/error.log warn;",
+        "events { worker_connections 4096; }",
+        "http {",
+        "  types { text/html html; application/json json; text/plain txt; }",
+        "  default_type application/octet-stream;",
+        f"  log_format stampede '{ACCESS_LOG_FORMAT}';",
+        f"  access_log {prefix}/access.log stampede;",
+        "  keepalive_requests 1000000;",
+        "  keepalive_timeout 75s;",
+        f"  client_body_temp_path {prefix}/tmp/body;",
+        f"  proxy_temp_path {prefix}/tmp/proxy;",
+    ]
+    for module, directive in (("http_fastcgi_module", "fastcgi_temp_path"),
+                              ("http_uwsgi_module", "uwsgi_temp_path"),
+                              ("http_scgi_module", "scgi_temp_path")):
+        if _nginx_has_module(module):
+            lines.append(f"  {directive} {prefix}/tmp/{directive.split('_')[0]};")
+    lines += [
+        "  server {",
+        f"    listen {LOOPBACK}:{port};",
+        "    server_name localhost;",
+        f"    root {prefix}/html;",
+        "    index index.html;",
+        "    location = /__ready { access_log off; return 204; }",
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class Nginx:
+    """A running nginx: `.port`, `.url`, `.access_log`, `.error_log`, `.prefix`."""
+
+    def __init__(self, prefix, port, proc):
+        self.prefix = prefix
+        self.port = port
+        self.proc = proc
+        self.url = f"http://{LOOPBACK}:{port}"
+        self.access_log = os.path.join(prefix, "access.log")
+        self.error_log = os.path.join(prefix, "error.log")
+
+    def access_log_lines(self):
+        return count_access_log_lines(self.access_log)
+
+    def access_log_entries(self):
+        return parse_access_log(self.access_log)
+
+
+@contextlib.contextmanager
+def nginx(files=None, attempts=5, startup_timeout=10.0):
+    """Start nginx on a free 127.0.0.1 port with its own prefix; always stop it.
+
+    `files` adds or replaces docroot files ({relative path: text}).
+    """
+    prefix = tempfile.mkdtemp(prefix="stampede-nginx-")
+    proc = None
+    try:
+        docroot = os.path.join(prefix, "html")
+        os.makedirs(os.path.join(prefix, "tmp"))
+        for name, text in {**DOCROOT_FILES, **(files or {})}.items():
+            path = os.path.join(docroot, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+
+        last_error = ""
+        for _ in range(attempts):
+            port = free_port()
+            conf = os.path.join(prefix, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(nginx_config(prefix, port))
+            with open(os.path.join(prefix, "nginx.stderr"), "w") as err:
+                proc = subprocess.Popen(
+                    [NGINX, "-p", prefix + "/", "-e", os.path.join(prefix, "error.log"),
+                     "-c", conf, "-g", "daemon off;"],
+                    stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+            if _wait_http_ready(proc, port, startup_timeout):
+                break
+            last_error = _read_tail(os.path.join(prefix, "error.log")) + _read_tail(
+                os.path.join(prefix, "nginx.stderr"))
+            _stop_process(proc)
+            proc = None
+            if "Address already in use" not in last_error:
+                break
+        if proc is None:
+            raise AssertionError(f"nginx did not start:\n{last_error}")
+        yield Nginx(prefix, port, proc)
+    finally:
+        if proc is not None:
+            _stop_process(proc)
+        if os.environ.get("STAMPEDE_KEEP_TMP"):
+            print(f"kept nginx prefix {prefix}")
+        else:
+            shutil.rmtree(prefix, ignore_errors=True)
+
+
+def _wait_http_ready(proc, port, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            status, _ = http_get(port, "/__ready", timeout=1.0)
+            if status == 204:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def _read_tail(path, limit=4000):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-limit:]
+    except OSError:
+        return ""
+
+
+def count_access_log_lines(path):
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def wait_access_log_stable(path, settle=0.3, timeout=5.0):
+    """Line count once it stops growing: nginx writes the line just after sending the response."""
+    deadline = time.monotonic() + timeout
+    count = count_access_log_lines(path)
+    while time.monotonic() < deadline:
+        time.sleep(settle)
+        again = count_access_log_lines(path)
+        if again == count:
+            return count
+        count = again
+    return count
+
+
+AccessLogEntry = collections.namedtuple("AccessLogEntry",
+                                        "time status method uri bytes_sent request_time")
+
+
+def parse_access_log(path):
+    entries = []
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if not parts:
+                continue
+            entries.append(AccessLogEntry(float(parts[0]), int(parts[1]), parts[2], parts[3],
+                                          int(parts[4]), float(parts[5])))
+    return entries
+
+
+def access_log_distribution(path):
+    """Counter of (method, path without query, status) over the access log."""
+    return collections.Counter(
+        (e.method, e.uri.split("?", 1)[0], e.status) for e in parse_access_log(path))
+
+
+# --------------------------------------------------------------------------------------------
+# fault_target
+
+class FaultTarget:
+    """A running fault_target: `.port`, `.url`, `.log`; `.count()` asks /count."""
+
+    def __init__(self, port, log, proc):
+        self.port = port
+        self.url = f"http://{LOOPBACK}:{port}"
+        self.log = log
+        self.proc = proc
+
+    def count(self):
+        status, body = http_get(self.port, "/count")
+        if status != 200:
+            raise AssertionError(f"/count answered {status}: {body!r}")
+        return int(body.strip())
+
+    def log_entries(self):
+        """[(monotonic_ms, wall_ms, method, target, status)] with status an int or None."""
+        entries = []
+        with open(self.log) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 5:
+                    status = None if parts[4] == "-" else int(parts[4])
+                    entries.append((int(parts[0]), int(parts[1]), parts[2], parts[3], status))
+        return entries
+
+
+@contextlib.contextmanager
+def fault_target(startup_timeout=10.0):
+    """Start tests/target/fault_target on a free 127.0.0.1 port; always stop it."""
+    workdir = tempfile.mkdtemp(prefix="stampede-fault-")
+    proc = None
+    try:
+        port_file = os.path.join(workdir, "port")
+        log = os.path.join(workdir, "requests.log")
+        with open(os.path.join(workdir, "stderr"), "w") as err:
+            proc = subprocess.Popen(
+                [binary("fault_target"), "--host", LOOPBACK, "--port", "0", "--log", log,
+                 "--port-file", port_file],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+        deadline = time.monotonic() + startup_timeout
+        while not os.path.exists(port_file):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("fault_target did not start:\n" +
+                                     _read_tail(os.path.join(workdir, "stderr")))
+            time.sleep(0.02)
+        with open(port_file) as f:
+            port = int(f.read().strip())
+        yield FaultTarget(port, log, proc)
+    finally:
+        if proc is not None:
+            rc = _stop_process(proc)
+            if rc not in (0, -signal.SIGKILL):
+                print(f"fault_target exited with {rc}:\n" +
+                      _read_tail(os.path.join(workdir, "stderr")))
+        if os.environ.get("STAMPEDE_KEEP_TMP"):
+            print(f"kept fault_target dir {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# master, scenarios, reports
+
+def run_master(args, timeout=60.0, cwd=None):
+    """Run `master ARGS...` to completion: (exit code, stdout, stderr).
+
+    On timeout the master gets SIGINT, then SIGKILL, and the test fails with its output.
+    """
+    proc = subprocess.Popen([binary("master")] + [str(a) for a in args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace", cwd=cwd,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        raise AssertionError(f"master {args} did not finish within {timeout}s\n"
+                             f"--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}")
+    return proc.returncode, out, err
+
+
+def start_master(args, workdir):
+    """Start `master ARGS...` in the background, output to files in workdir: the Popen.
+
+    The caller waits for it (see `finish_master`) and may signal it in between.
+    """
+    out = open(os.path.join(workdir, "master.stdout"), "w")
+    err = open(os.path.join(workdir, "master.stderr"), "w")
+    try:
+        return subprocess.Popen([binary("master")] + [str(a) for a in args],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+    finally:
+        out.close()
+        err.close()
+
+
+def finish_master(proc, workdir, timeout):
+    """Wait up to `timeout` s for a master from `start_master`: (exit code or None, out, err).
+
+    None means it did not exit in time; it has then been killed.
+    """
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop_process(proc, signal.SIGKILL)
+        rc = None
+    return (rc, _read_tail(os.path.join(workdir, "master.stdout"), 20000),
+            _read_tail(os.path.join(workdir, "master.stderr"), 20000))
+
+
+def write_scenario(directory, content, name="scenario.yaml"):
+    """Write a scenario into `directory` and return its path.
+
+    `content` is YAML text (dedented) or a dict (written as JSON, which is valid YAML).
+    """
+    path = os.path.join(directory, name)
+    if isinstance(content, str):
+        text = textwrap.dedent(content).lstrip("\n")
+    else:
+        text = json.dumps(content, indent=2) + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def load_report(out_dir):
+    path = os.path.join(out_dir, "report.json")
+    if not os.path.exists(path):
+        listing = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else "no such directory"
+        raise AssertionError(f"no report.json in {out_dir}: {listing}")
+    with open(path) as f:
+        return json.load(f)
+
+
+def headers_as_dict(headers):
+    """Report headers ({name: value}, or a list of pairs) as {lowercase name: value}."""
+    if isinstance(headers, dict):
+        return {str(k).lower(): v for k, v in headers.items()}
+    result = {}
+    for item in headers or []:
+        if isinstance(item, dict):
+            name = item.get("name", item.get("key"))
+            value = item.get("value")
+        else:
+            name, value = item[0], item[1]
+        result[str(name).lower()] = value
+    return result
+
+
+def describe(rc, out, err):
+    """Context for an assertion message."""
+    return f"exit code {rc}\n--- stdout (tail)\n{out[-3000:]}\n--- stderr (tail)\n{err[-3000:]}"
+
+
+class TempDirTestCase:
+    """Mixin for unittest.TestCase: self.tmp is a fresh directory removed after the test."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="stampede-e2e-")
+        if os.environ.get("STAMPEDE_KEEP_TMP"):
+            print(f"kept test dir {self.tmp}")
+        else:
+            self.addCleanup(shutil.rmtree, self.tmp, True)

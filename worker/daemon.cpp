@@ -1,0 +1,423 @@
+#include "worker/daemon.h"
+
+#include "common/config_error.h"
+#include "common/protocol.h"
+#include "common/scenario.h"
+#include "stampede.pb.h"
+#include "worker/engine.h"
+
+#include <fmt/format.h>
+
+#include <mutex>
+#include <optional>
+#include <sys/eventfd.h>
+#include <thread>
+#include <unistd.h>
+
+namespace stampede::worker {
+
+using namespace std::chrono_literals;
+using common::SteadyTime;
+
+namespace {
+
+std::string peerName(const std::string& id) {
+  std::string out;
+  for (unsigned char c : id)
+    out += fmt::format("{:02x}", c);
+  return out;
+}
+
+unsigned coreCount() { return std::max(1u, std::thread::hardware_concurrency()); }
+
+} // namespace
+
+class WorkerDaemon::Session {
+public:
+  Session(zmq::context_t& context, DaemonOptions options, DaemonCounters& counters)
+      : context_(context), options_(std::move(options)), counters_(counters) {}
+  ~Session() {
+    reset();
+    if (wake_fd_ >= 0)
+      ::close(wake_fd_);
+  }
+
+  void open();
+  void run(const std::atomic<bool>& stop);
+
+private:
+  enum class State { Idle, Handshake, Prepared, Running, Finishing };
+
+  void receiveAll();
+  void handle(const std::string& peer, const wire::Envelope& envelope);
+  void handleProbe(const wire::Probe& probe);
+  void handlePrepare(const wire::Prepare& prepare);
+  void periodic();
+  void send(wire::Envelope& envelope);
+  void sendTo(const std::string& peer, wire::Envelope& envelope);
+  void sendStats();
+  void sendFinal();
+  void sendHello(int64_t master_ns);
+  void reset();
+  void log(const std::string& line) const {
+    if (!options_.quiet)
+      fmt::print(stderr, "worker: {}\n", line);
+  }
+  int64_t masterNs(SteadyTime local) const { return common::steadyNs(local) - offset_ns_; }
+
+  zmq::context_t& context_;
+  DaemonOptions options_;
+  DaemonCounters& counters_;
+  common::SteadyClock clock_;
+  zmq::socket_t socket_;
+  bool router_ = false;
+  int wake_fd_ = -1;
+
+  State state_ = State::Idle;
+  std::string master_id_; // ROUTER mode: the master served; empty when idle
+  uint64_t run_id_ = 0;
+  uint64_t send_seq_ = 0;
+  common::SequenceFilter recv_filter_;
+  int64_t offset_ns_ = 0;
+  uint32_t worker_index_ = 0;
+  std::chrono::milliseconds master_timeout_{3000};
+  SteadyTime last_heard_{};
+  SteadyTime next_heartbeat_{};
+  SteadyTime next_stats_{};
+  SteadyTime next_final_{};
+  SteadyTime next_announce_{};
+  uint64_t interval_ = 0;
+  std::shared_ptr<common::Scenario> scenario_;
+  std::unique_ptr<Engine> engine_;
+  common::StatsBook delta_;
+  std::optional<wire::Envelope> final_;
+
+  std::mutex error_mutex_; // the load thread that hits the first error hands it over here
+  std::optional<common::ErrorContext> pending_error_;
+};
+
+void WorkerDaemon::Session::open() {
+  router_ = options_.master.empty();
+  socket_ = zmq::socket_t(context_, router_ ? zmq::socket_type::router : zmq::socket_type::dealer);
+  socket_.set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
+  socket_.set(zmq::sockopt::linger, 0);
+  if (router_) {
+    // A send to a master that went away must fail, not vanish into a queue.
+    socket_.set(zmq::sockopt::router_mandatory, 1);
+    socket_.bind(options_.listen);
+  } else {
+    socket_.connect(options_.master);
+  }
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0)
+    throw std::runtime_error("eventfd failed");
+}
+
+void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
+  log(router_ ? fmt::format("listening on {}", options_.listen)
+              : fmt::format("dialling master {}", options_.master));
+  while (!stop.load(std::memory_order_relaxed)) {
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 2, std::chrono::milliseconds(50));
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) // a signal: look at `stop` and come back
+        throw;
+      continue;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      uint64_t ignored;
+      [[maybe_unused]] auto n = ::read(wake_fd_, &ignored, sizeof ignored);
+    }
+    if (items[0].revents & ZMQ_POLLIN)
+      receiveAll();
+    periodic();
+  }
+  reset();
+}
+
+void WorkerDaemon::Session::receiveAll() {
+  for (;;) {
+    std::vector<zmq::message_t> frames;
+    auto got = zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait);
+    if (!got)
+      return;
+    std::string peer;
+    const zmq::message_t* payload = nullptr;
+    if (router_ && frames.size() == 2) {
+      peer = frames[0].to_string();
+      payload = &frames[1];
+    } else if (!router_ && frames.size() == 1) {
+      payload = &frames[0];
+    }
+    std::optional<wire::Envelope> envelope;
+    if (payload)
+      envelope = common::decodeEnvelope(payload->data(), payload->size());
+    if (!envelope) {
+      ++counters_.dropped_messages;
+      continue;
+    }
+    handle(peer, *envelope);
+  }
+}
+
+void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope& envelope) {
+  if (router_ && !master_id_.empty() && peer != master_id_) {
+    // Serving another master: say so, so that this one can tell its operator.
+    wire::Envelope busy;
+    busy.mutable_busy()->set_reason("serving another master");
+    sendTo(peer, busy);
+    ++counters_.busy_replies;
+    return;
+  }
+  if (state_ == State::Idle) {
+    if (!envelope.has_probe()) {
+      ++counters_.dropped_messages;
+      return;
+    }
+    master_id_ = peer;
+    state_ = State::Handshake;
+    recv_filter_.reset();
+    send_seq_ = 0;
+    run_id_ = 0;
+    last_heard_ = clock_.now();
+    next_heartbeat_ = last_heard_ + 1s;
+    log(router_ ? fmt::format("serving master {}", peerName(peer)) : "serving master");
+  }
+  if (!recv_filter_.accept(envelope.seq()) ||
+      (run_id_ != 0 && envelope.run_id() != run_id_ && !envelope.has_probe())) {
+    ++counters_.dropped_messages;
+    return;
+  }
+  last_heard_ = clock_.now();
+
+  switch (envelope.body_case()) {
+  case wire::Envelope::kProbe:
+    handleProbe(envelope.probe());
+    break;
+  case wire::Envelope::kWelcome:
+    run_id_ = envelope.run_id();
+    worker_index_ = envelope.welcome().worker_index();
+    offset_ns_ = envelope.welcome().clock_offset_ns();
+    if (envelope.welcome().heartbeat_timeout_ms() > 0)
+      master_timeout_ = std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms());
+    break;
+  case wire::Envelope::kPrepare:
+    handlePrepare(envelope.prepare());
+    break;
+  case wire::Envelope::kStart:
+    if (state_ != State::Prepared || !engine_) {
+      ++counters_.dropped_messages;
+      break;
+    }
+    engine_->start(common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_));
+    state_ = State::Running;
+    next_stats_ = clock_.now() + 1s;
+    ++counters_.runs;
+    break;
+  case wire::Envelope::kHalt:
+    if (engine_)
+      engine_->halt();
+    break;
+  case wire::Envelope::kStop:
+    if (engine_)
+      engine_->finish();
+    break;
+  case wire::Envelope::kFinalAck:
+    log(fmt::format("run {} done", run_id_));
+    reset();
+    break;
+  case wire::Envelope::kHeartbeat:
+    break;
+  default:
+    ++counters_.dropped_messages;
+    break;
+  }
+}
+
+void WorkerDaemon::Session::handleProbe(const wire::Probe& probe) {
+  if (state_ != State::Handshake) {
+    ++counters_.dropped_messages;
+    return;
+  }
+  sendHello(probe.master_ns());
+}
+
+void WorkerDaemon::Session::sendHello(int64_t master_ns) {
+  wire::Envelope hello;
+  auto* h = hello.mutable_hello();
+  h->set_protocol(common::kProtocolVersion);
+  h->set_build(STAMPEDE_VERSION);
+  h->set_cores(coreCount());
+  h->set_threads(options_.threads > 0 ? options_.threads : coreCount());
+  h->set_master_ns(master_ns);
+  h->set_worker_ns(common::steadyNs(clock_.now()));
+  send(hello);
+}
+
+void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
+  if (state_ != State::Handshake || run_id_ == 0) {
+    ++counters_.dropped_messages;
+    return;
+  }
+  wire::Envelope reply;
+  try {
+    auto scenario = std::make_shared<common::Scenario>(
+        common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file()));
+    if (prepare.duration_us() > 0)
+      scenario->load.duration = std::chrono::microseconds(prepare.duration_us());
+    EngineOptions options;
+    options.threads = options_.threads;
+    options.users = static_cast<int>(prepare.users());
+    options.first_vu = prepare.first_vu();
+    options.worker_index = worker_index_;
+    scenario_ = scenario;
+    engine_ = std::make_unique<Engine>(scenario_, options, clock_);
+    engine_->setErrorListener([this](const common::ErrorContext& context) {
+      {
+        std::lock_guard lock(error_mutex_);
+        pending_error_ = context;
+      }
+      uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+    });
+    delta_ = common::StatsBook(scenario_->step_table.size());
+    state_ = State::Prepared;
+    reply.mutable_ready();
+  } catch (const common::ConfigError& e) {
+    reply.mutable_refused()->set_reason(e.what());
+  } catch (const std::exception& e) {
+    reply.mutable_refused()->set_reason(e.what());
+  }
+  send(reply);
+}
+
+void WorkerDaemon::Session::periodic() {
+  const auto now = clock_.now();
+  if (state_ == State::Idle) {
+    // A dialling worker speaks first: the master's ROUTER cannot address it before that.
+    if (!router_ && now >= next_announce_) {
+      sendHello(0);
+      next_announce_ = now + 1s;
+    }
+    return;
+  }
+  std::optional<common::ErrorContext> error;
+  {
+    std::lock_guard lock(error_mutex_);
+    error.swap(pending_error_);
+  }
+  if (error) {
+    wire::Envelope report;
+    common::errorToWire(*error, offset_ns_, *report.mutable_error()->mutable_context());
+    send(report);
+  }
+  if (state_ == State::Running && now >= next_stats_) {
+    sendStats();
+    next_stats_ += 1s;
+    if (next_stats_ < now)
+      next_stats_ = now + 1s;
+  }
+  if (state_ == State::Running && engine_->finished()) {
+    engine_->join();
+    state_ = State::Finishing;
+    sendFinal();
+  }
+  if (state_ == State::Finishing && now >= next_final_ && final_) {
+    // Until the master acks: a Final lost in a reconnect would lose the run's last second.
+    send(*final_);
+    next_final_ = now + 1s;
+  }
+  if (now >= next_heartbeat_) {
+    wire::Envelope beat;
+    beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
+    send(beat);
+    next_heartbeat_ = now + 1s;
+  }
+  if (now - last_heard_ > master_timeout_) {
+    log(fmt::format("master silent for {} ms: stopping the run, back to idle",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()));
+    reset();
+  }
+}
+
+void WorkerDaemon::Session::sendStats() {
+  delta_.reset();
+  engine_->collect(delta_);
+  wire::Envelope stats;
+  auto* s = stats.mutable_stats();
+  s->set_interval(++interval_);
+  s->set_at_master_ns(masterNs(clock_.now()));
+  s->set_active_users(engine_->activeUsers());
+  common::statsToWire(delta_, *s);
+  send(stats);
+}
+
+void WorkerDaemon::Session::sendFinal() {
+  delta_.reset();
+  engine_->collect(delta_);
+  wire::Envelope final;
+  auto* f = final.mutable_final();
+  auto* s = f->mutable_stats();
+  s->set_interval(++interval_);
+  s->set_at_master_ns(masterNs(clock_.now()));
+  s->set_active_users(0);
+  common::statsToWire(delta_, *s);
+  f->set_requests_started_after_halt(engine_->requestsStartedAfterHalt());
+  f->set_halted(engine_->halted());
+  f->set_stopped_master_ns(masterNs(clock_.now()));
+  send(final);
+  final_ = final;
+  next_final_ = clock_.now() + 1s;
+}
+
+void WorkerDaemon::Session::send(wire::Envelope& envelope) { sendTo(master_id_, envelope); }
+
+void WorkerDaemon::Session::sendTo(const std::string& peer, wire::Envelope& envelope) {
+  envelope.set_protocol(common::kProtocolVersion);
+  envelope.set_run_id(run_id_);
+  if (peer == master_id_)
+    envelope.set_seq(++send_seq_);
+  auto payload = common::encodeEnvelope(envelope);
+  try {
+    if (router_) {
+      socket_.send(zmq::buffer(peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      socket_.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    } else {
+      socket_.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+    }
+  } catch (const zmq::error_t&) {
+    // The master is gone (ROUTER_MANDATORY) or its queue is full; the heartbeat timeout
+    // decides what happens to the run.
+  }
+}
+
+void WorkerDaemon::Session::reset() {
+  if (engine_) {
+    engine_->halt();
+    engine_->join();
+    engine_.reset();
+  }
+  scenario_.reset();
+  final_.reset();
+  {
+    std::lock_guard lock(error_mutex_);
+    pending_error_.reset();
+  }
+  master_id_.clear();
+  run_id_ = 0;
+  interval_ = 0;
+  state_ = State::Idle;
+}
+
+WorkerDaemon::WorkerDaemon(zmq::context_t& context, DaemonOptions options)
+    : session_(std::make_unique<Session>(context, std::move(options), counters_)) {}
+
+WorkerDaemon::~WorkerDaemon() = default;
+
+void WorkerDaemon::open() { session_->open(); }
+
+void WorkerDaemon::run(const std::atomic<bool>& stop) { session_->run(stop); }
+
+} // namespace stampede::worker

@@ -1,0 +1,55 @@
+// The worker daemon: the control session with one master at a time over ZeroMQ, driving the
+// load engine. With `listen` it binds a ROUTER (masters dial it; any other master gets Busy);
+// with `master` it dials a master's ROUTER with a DEALER (Kubernetes, NAT). Everything here
+// runs on the control thread that calls run(); load threads only post errors to it.
+#pragma once
+
+#include "common/clock.h"
+#include "common/error_context.h"
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+namespace stampede::worker {
+
+struct DaemonOptions {
+  std::string listen; // bind a ROUTER here ...
+  std::string master; // ... or dial this master
+  int threads = 0;    // load threads; 0: one per core
+  std::chrono::milliseconds heartbeat_timeout{3000}; // master silent this long: stop, go idle
+  bool quiet = false;
+};
+
+// Counters an operator (and the tests) can read to see what the daemon dropped.
+struct DaemonCounters {
+  std::atomic<uint64_t> runs{0};
+  std::atomic<uint64_t> dropped_messages{0}; // garbage, stale, duplicate or wrong run id
+  std::atomic<uint64_t> busy_replies{0};
+};
+
+class WorkerDaemon {
+public:
+  WorkerDaemon(zmq::context_t& context, DaemonOptions options);
+  ~WorkerDaemon();
+  WorkerDaemon(const WorkerDaemon&) = delete;
+  WorkerDaemon& operator=(const WorkerDaemon&) = delete;
+
+  // Binds or connects; throws zmq::error_t when the endpoint is unusable.
+  void open();
+  // Serves masters until `stop` becomes true (checked at least every 50 ms).
+  void run(const std::atomic<bool>& stop);
+  const DaemonCounters& counters() const { return counters_; }
+
+private:
+  class Session;
+  std::unique_ptr<Session> session_;
+  DaemonCounters counters_;
+};
+
+} // namespace stampede::worker

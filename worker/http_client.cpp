@@ -1,0 +1,29 @@
+#include "worker/http_client.h"
+
+namespace stampede::worker {
+
+const char* errorKindName(TransportError e) {
+  switch (e) {
+  case TransportError::None:
+    return "none";
+  case TransportError::Resolve:
+    return "resolve";
+  case TransportError::ConnectRefused:
+    return "connect_refused";
+  case TransportError::Connect:
+    return "connect";
+  case TransportError::Timeout:
+    return "timeout";
+  case TransportError::Reset:
+    return "reset";
+  case TransportError::Tls:
+    return "tls";
+  case TransportError::Protocol:
+    return "protocol";
+  case TransportError::Cancelled:
+    return "cancelled";
+  }
+  return "unknown";
+}
+
+} // namespace stampede::worker

@@ -1,0 +1,77 @@
+// The seam between the load engine and an HTTP implementation: Boost.Beast (HTTP/1.1, the
+// fast default) or libcurl (`http.engine: curl`). An HttpClient belongs to one load thread
+// and its io_context; each virtual user owns one HttpSession (its keep-alive connection).
+// Every call is made on that load thread.
+#pragma once
+
+#include "common/asio.h"
+#include "common/error_context.h"
+#include "common/scenario.h"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace stampede::worker {
+
+// Why a request got no HTTP response. The kind names are the report's error kinds.
+enum class TransportError {
+  None,
+  Resolve,        // "resolve"
+  ConnectRefused, // "connect_refused"
+  Connect,        // "connect" (unreachable, other connect failures)
+  Timeout,        // "timeout": http.timeout elapsed
+  Reset,          // "reset": the peer closed or reset the connection mid-request
+  Tls,            // "tls"
+  Protocol,       // "protocol": a response we could not parse
+  Cancelled,      // the run halted while the request was in flight: not an error
+};
+const char* errorKindName(TransportError e);
+
+using common::HeaderList;
+
+// A request as the engine rendered it. Views stay valid until perform() completes.
+struct HttpRequest {
+  std::string_view method;             // "GET"
+  const common::Endpoint* endpoint = nullptr;
+  std::string_view target;             // origin-form: "/path?query"
+  const HeaderList* headers = nullptr; // rendered, http.headers then the step's
+  std::string_view body;
+  std::chrono::microseconds timeout{0};
+};
+
+struct HttpResponse {
+  TransportError error = TransportError::None;
+  int status = 0;          // 0 when error != None
+  std::string_view body;   // valid until the next perform() on the same session
+  uint64_t bytes_in = 0;   // on the wire: status line, headers and body as received
+  uint64_t bytes_out = 0;  // on the wire
+  std::string detail;      // a human-readable reason for transport errors (cold path)
+};
+
+class HttpSession {
+public:
+  virtual ~HttpSession() = default;
+  // Sends one request and waits for the whole response. Never throws: failures are in
+  // `out.error`. Reconnects as needed (closed keep-alive, another endpoint).
+  virtual asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) = 0;
+  // Headers of the last response, for error reports only (cold path).
+  virtual HeaderList lastResponseHeaders() const = 0;
+  // Aborts the request in flight, if any: perform() completes with Cancelled. Idempotent.
+  virtual void cancel() noexcept = 0;
+};
+
+class HttpClient {
+public:
+  virtual ~HttpClient() = default;
+  virtual std::unique_ptr<HttpSession> newSession() = 0;
+};
+
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec);
+std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec);
+
+} // namespace stampede::worker

@@ -1,0 +1,94 @@
+#include "worker/daemon.h"
+#include "worker/listen_policy.h"
+
+#include "common/units.h"
+
+#include <boost/program_options.hpp>
+#include <fmt/core.h>
+
+#include <csignal>
+#include <iostream>
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void onSignal(int) { g_stop = true; }
+
+} // namespace
+
+int main(int argc, char** argv) {
+  namespace po = boost::program_options;
+  using namespace stampede;
+  po::options_description options("Options");
+  options.add_options()                                                                       //
+      ("help,h", "show this help and exit")                                                  //
+      ("version", "show the version and exit")                                               //
+      ("listen", po::value<std::string>(), "bind here and serve masters (tcp://0.0.0.0:7700)") //
+      ("master", po::value<std::string>(), "dial this master instead (tcp://host:7701)")      //
+      ("threads", po::value<int>(), "load threads (default: one per core)")                  //
+      ("heartbeat-timeout", po::value<std::string>(), "master silent this long: stop (default 3s)") //
+      ("insecure", "allow listening on a non-loopback address without keys")                //
+      ("quiet,q", "log nothing but errors");
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, options), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fmt::print(stderr, "worker: {} (see worker --help)\n", e.what());
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << "usage: worker (--listen ENDPOINT | --master ENDPOINT) [--threads N]\n\n" << options;
+    return 0;
+  }
+  if (vm.count("version")) {
+    fmt::print("stampede worker {}\n", STAMPEDE_VERSION);
+    return 0;
+  }
+  worker::DaemonOptions daemon;
+  if (vm.count("listen"))
+    daemon.listen = vm["listen"].as<std::string>();
+  if (vm.count("master"))
+    daemon.master = vm["master"].as<std::string>();
+  if (daemon.listen.empty() == daemon.master.empty()) {
+    fmt::print(stderr, "worker: give exactly one of --listen ENDPOINT or --master ENDPOINT\n");
+    return 2;
+  }
+  if (vm.count("threads")) {
+    daemon.threads = vm["threads"].as<int>();
+    if (daemon.threads < 1 || daemon.threads > 1024) {
+      fmt::print(stderr, "worker: --threads: expected 1..1024, got {}\n", daemon.threads);
+      return 2;
+    }
+  }
+  if (vm.count("heartbeat-timeout")) {
+    auto d = common::parseDuration(vm["heartbeat-timeout"].as<std::string>());
+    if (!d || d->count() <= 0) {
+      fmt::print(stderr, "worker: --heartbeat-timeout: expected a duration such as 3s\n");
+      return 2;
+    }
+    daemon.heartbeat_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
+  daemon.quiet = vm.count("quiet") > 0;
+  if (!daemon.listen.empty() && !vm.count("insecure") && !worker::isLoopbackEndpoint(daemon.listen)) {
+    fmt::print(stderr,
+               "worker: refusing to listen on {} without keys: anyone who reaches it could aim "
+               "this host's load anywhere; listen on 127.0.0.1, or pass --insecure\n",
+               daemon.listen);
+    return 2;
+  }
+
+  std::signal(SIGINT, onSignal);
+  std::signal(SIGTERM, onSignal);
+  zmq::context_t context;
+  worker::WorkerDaemon worker(context, daemon);
+  try {
+    worker.open();
+  } catch (const zmq::error_t& e) {
+    fmt::print(stderr, "worker: {}: {}\n", daemon.listen.empty() ? daemon.master : daemon.listen,
+               e.what());
+    return 3;
+  }
+  worker.run(g_stop);
+  return 0;
+}
