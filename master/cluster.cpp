@@ -41,7 +41,8 @@ void Cluster::dial(const std::vector<WorkerAddress>& addresses) {
     // The worker's ROUTER tells masters apart by this id: unique per run and worker.
     std::string id = fmt::format("m{:016x}-{}", run_id_, i);
     link.socket.set(zmq::sockopt::routing_id, zmq::buffer(id));
-    link.socket.set(zmq::sockopt::linger, 0);
+    // Long enough for a last Stop or FinalAck to leave when the master exits, no longer.
+    link.socket.set(zmq::sockopt::linger, 250);
     link.socket.set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
     const bool in_process = addresses[i].host.rfind("inproc:", 0) == 0;
     link.socket.connect(in_process ? addresses[i].host : addresses[i].endpoint());
@@ -51,7 +52,7 @@ void Cluster::dial(const std::vector<WorkerAddress>& addresses) {
 
 void Cluster::listen(const std::string& endpoint) {
   router_.emplace(context_, zmq::socket_type::router);
-  router_->set(zmq::sockopt::linger, 0);
+  router_->set(zmq::sockopt::linger, 250);
   router_->set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
   router_->set(zmq::sockopt::router_mandatory, 1);
   router_->bind(endpoint);
@@ -218,6 +219,12 @@ void Cluster::broadcast(wire::Envelope& envelope, std::initializer_list<LinkStat
   for (auto& link : links_)
     if (std::find(states.begin(), states.end(), link.state) != states.end())
       send(link, envelope);
+}
+
+void Cluster::release() {
+  wire::Envelope stop;
+  stop.mutable_stop();
+  broadcast(stop, {LinkState::Connecting, LinkState::Joined, LinkState::Ready});
 }
 
 uint64_t Cluster::droppedMessages() const {

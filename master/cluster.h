@@ -81,6 +81,9 @@ public:
   // Sends to every worker in one of `states`.
   void broadcast(wire::Envelope& envelope, std::initializer_list<LinkState> states);
 
+  // Frees every worker that joined but will not run (dry run, a failed start).
+  void release();
+
   std::vector<WorkerLink>& links() { return links_; }
   uint64_t runId() const { return run_id_; }
   uint64_t droppedMessages() const;

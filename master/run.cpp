@@ -88,7 +88,8 @@ public:
     interval_.reset();
     auto running_total = cumulative_.total();
     timeseries_.append(elapsed_s, users, interval_total, interval_s, running_total.errors);
-    if (quiet_)
+    // The last tick of a run may cover a few milliseconds: its rate would be noise.
+    if (quiet_ || interval_s < 0.25)
       return;
     LiveFigures f;
     f.elapsed_s = elapsed_s;
@@ -241,6 +242,12 @@ int runScenario(const CliOptions& cli) {
     fmt::print(stderr, "{}: {}\n", reverse ? cli.listen : std::string("--workers"), e.what());
     return 3;
   }
+
+  // Whatever way this function returns, workers that joined but did not run are freed.
+  struct Release {
+    Cluster& cluster;
+    ~Release() { cluster.release(); }
+  } release{cluster};
 
   // Handshake: versions and clock offsets, every worker at once.
   cluster.handshake(reverse ? cli.connect_timeout + std::chrono::milliseconds(0) : cli.connect_timeout,

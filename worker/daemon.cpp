@@ -24,7 +24,7 @@ namespace {
 std::string peerName(const std::string& id) {
   std::string out;
   for (unsigned char c : id)
-    out += fmt::format("{:02x}", c);
+    out += (c >= 0x20 && c < 0x7f) ? std::string(1, char(c)) : fmt::format("\\x{:02x}", c);
   return out;
 }
 
@@ -221,8 +221,13 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
       engine_->halt();
     break;
   case wire::Envelope::kStop:
-    if (engine_)
+    if (state_ == State::Running) {
       engine_->finish();
+    } else if (state_ == State::Handshake || state_ == State::Prepared) {
+      // The master is not starting a run after all (--dry-run, a refused peer): free us.
+      log("released before the start");
+      reset();
+    }
     break;
   case wire::Envelope::kFinalAck:
     log(fmt::format("run {} done", run_id_));
