@@ -13,6 +13,7 @@
 #include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <sstream>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -155,7 +156,7 @@ size_t editDistance(std::string_view a, std::string_view b) {
 }
 
 // " (did you mean 'x'?)" when one candidate is within two edits, else "".
-std::string didYouMean(std::string_view word, std::initializer_list<std::string_view> candidates) {
+std::string didYouMean(std::string_view word, std::span<const std::string_view> candidates) {
   std::string_view best;
   size_t best_distance = 3;
   for (std::string_view c : candidates) {
@@ -166,6 +167,10 @@ std::string didYouMean(std::string_view word, std::initializer_list<std::string_
     }
   }
   return best.empty() ? std::string() : " (did you mean '" + std::string(best) + "'?)";
+}
+
+std::string didYouMean(std::string_view word, std::initializer_list<std::string_view> candidates) {
+  return didYouMean(word, std::span<const std::string_view>(candidates.begin(), candidates.size()));
 }
 
 std::string quoteValue(std::string_view text) {
@@ -260,7 +265,12 @@ private:
 
 class Loader {
 public:
-  Loader(const std::string& file, const std::string& text) : file_(file), text_(text) {}
+  Loader(const std::string& file, const std::string& text,
+         const std::map<std::string, std::string>* shipped_env)
+      : file_(file), text_(text) {
+    env_.shipped = shipped_env;
+    env_.used = &env_used_;
+  }
 
   Scenario load(const YAML::Node& root) {
     Scenario s;
@@ -280,15 +290,17 @@ public:
       fail(*top.find("name"), "name", "must not be empty");
     s.target = target(*top.find("target"));
     s.load = load(*top.find("load"));
-    if (const Field* f = top.find("halt"))
-      s.halt = halt(*f);
     if (const Field* f = top.find("variables"))
       variables_ = variables(*f);
     s.variables = variables_;
     if (const Field* f = top.find("http"))
       s.http = http(*f);
     s.flows = flows(*top.find("flows"));
+    // After the flows: thresholds may name steps.
+    if (const Field* f = top.find("halt"))
+      s.halt = halt(*f);
     s.step_table = std::move(step_table_);
+    s.env = env_used_;
     return s;
   }
 
@@ -461,7 +473,7 @@ private:
 
   Template compileScalar(const YAML::Node& scalar, const std::string& path) const {
     try {
-      return Template::compile(scalar.Scalar(), variables_);
+      return Template::compile(scalar.Scalar(), variables_, env_);
     } catch (const TemplateError& e) {
       fail(markAt(scalar, e.offset()), path, e.what());
     }
@@ -504,24 +516,10 @@ private:
   }
 
   HaltSpec halt(const Field& f) const {
-    const Fields fields =
-        mapping(f, "halt", {"on_error", "on_worker_lost"},
-                {{"thresholds", "thresholds are not supported yet"}});
+    const Fields fields = mapping(f, "halt", {"on_error", "on_worker_lost", "thresholds"}, {});
     HaltSpec spec;
-    if (const Field* on_error = fields.find("on_error")) {
-      if (on_error->value.IsMap())
-        fail(*on_error, "halt.on_error",
-             "{count: N} and {rate: ..., window: ...} are not supported yet; use first or never");
-      const std::string value = string(*on_error, "halt.on_error");
-      if (value == "first")
-        spec.on_error = HaltSpec::OnError::First;
-      else if (value == "never")
-        spec.on_error = HaltSpec::OnError::Never;
-      else
-        fail(*on_error, "halt.on_error",
-             "expected first or never, got " + quoteValue(value) +
-                 didYouMean(value, {"first", "never"}));
-    }
+    if (const Field* on_error = fields.find("on_error"))
+      onError(*on_error, spec);
     if (const Field* lost = fields.find("on_worker_lost")) {
       const std::string value = string(*lost, "halt.on_worker_lost");
       if (value == "halt")
@@ -533,7 +531,97 @@ private:
              "expected halt or continue, got " + quoteValue(value) +
                  didYouMean(value, {"halt", "continue"}));
     }
+    if (const Field* list = fields.find("thresholds"))
+      spec.thresholds = thresholds(*list);
     return spec;
+  }
+
+  void onError(const Field& f, HaltSpec& spec) const {
+    const std::string path = "halt.on_error";
+    if (f.value.IsMap()) {
+      const Fields policy = mapping(f, path, {"count", "rate", "window"}, {});
+      if (const Field* count = policy.find("count")) {
+        if (policy.find("rate") || policy.find("window"))
+          fail(*count, path + ".count",
+               "count stands alone: use {count: N} or {rate: X%, window: D}");
+        spec.on_error = HaltSpec::OnError::Count;
+        spec.error_count = static_cast<uint64_t>(positiveInt(*count, path + ".count"));
+        return;
+      }
+      const Field* rate = policy.find("rate");
+      if (!rate)
+        fail(f, path, "expected {count: N} or {rate: X%, window: D}");
+      const std::string text = string(*rate, path + ".rate");
+      double value = 0;
+      const bool percent = !text.empty() && text.back() == '%';
+      const std::string_view digits(text.data(), text.size() - (percent ? 1 : 0));
+      const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+      if (!percent || ec != std::errc() || ptr != digits.data() + digits.size() || value <= 0 ||
+          value > 100)
+        fail(*rate, path + ".rate",
+             "expected a percentage above 0 such as 1%, got " + quoteValue(text));
+      spec.on_error = HaltSpec::OnError::Rate;
+      spec.error_rate = value / 100.0;
+      if (const Field* window = policy.find("window"))
+        spec.error_window = duration(*window, path + ".window", true);
+      return;
+    }
+    const std::string value = string(f, path);
+    if (value == "first")
+      spec.on_error = HaltSpec::OnError::First;
+    else if (value == "never")
+      spec.on_error = HaltSpec::OnError::Never;
+    else
+      fail(f, path,
+           "expected first, never, {count: N} or {rate: X%, window: D}, got " + quoteValue(value) +
+               didYouMean(value, {"first", "never"}));
+  }
+
+  std::vector<Threshold> thresholds(const Field& f) const {
+    if (!f.value.IsSequence())
+      fail(f, "halt.thresholds", "expected a list of expressions, got " + describe(f.value));
+    std::vector<Threshold> out;
+    for (size_t i = 0; i < f.value.size(); ++i) {
+      const YAML::Node item = f.value[i];
+      const std::string path = "halt.thresholds[" + std::to_string(i) + "]";
+      std::optional<Fields> options;
+      if (item.IsMap()) {
+        options = checkKeys(item, path, {"expr", "window", "abort"}, {});
+        requireKeys(item, path, *options, {"expr"});
+      }
+      // Constructed, never assigned: assigning a yaml-cpp Node overwrites the node it refers to.
+      const YAML::Node expr_node = options ? options->find("expr")->value : item;
+      const std::string expr_path = item.IsMap() ? path + ".expr" : path;
+      if (!expr_node.IsScalar())
+        fail(expr_node.Mark(), expr_path,
+             "expected an expression such as \"p99 < 250ms\", got " + describe(expr_node));
+      std::string error;
+      size_t offset = 0;
+      auto threshold = parseThreshold(expr_node.Scalar(), error, offset);
+      if (!threshold)
+        fail(markAt(expr_node, offset), expr_path, error);
+      if (!threshold->step.empty()) {
+        bool known = false;
+        for (const auto& row : step_table_)
+          known = known || row.name == threshold->step;
+        if (!known) {
+          std::vector<std::string_view> names;
+          for (const auto& row : step_table_)
+            names.push_back(row.name);
+          fail(expr_node.Mark(), expr_path,
+               "no step is named " + quoteValue(threshold->step) +
+                   didYouMean(threshold->step, names));
+        }
+      }
+      if (options) {
+        if (const Field* window = options->find("window"))
+          threshold->window = duration(*window, path + ".window", true);
+        if (const Field* abort = options->find("abort"))
+          threshold->abort = boolean(*abort, path + ".abort");
+      }
+      out.push_back(std::move(*threshold));
+    }
+    return out;
   }
 
   std::map<std::string, std::string> variables(const Field& f) const {
@@ -806,7 +894,7 @@ private:
         fail(*json, join(path, "json"), std::string("cannot be written as JSON: ") + e.what());
       }
       try {
-        s.body = Template::compile(text, variables_);
+        s.body = Template::compile(text, variables_, env_);
       } catch (const TemplateError& e) {
         fail(*json, join(path, "json"), e.what());
       }
@@ -930,6 +1018,8 @@ private:
 
   const std::string& file_;
   const std::string& text_;
+  EnvSource env_;
+  std::map<std::string, std::string> env_used_;
   std::map<std::string, std::string> variables_;
   std::vector<std::pair<std::string, Template>> dynamic_default_headers_;
   std::vector<std::string> default_header_names_;
@@ -989,7 +1079,8 @@ private:
 
 } // namespace
 
-Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_name) {
+Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_name,
+                          const std::map<std::string, std::string>* shipped_env) {
   YAML::Node root;
   try {
     std::istringstream stream(yaml_text);
@@ -1020,7 +1111,7 @@ Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_
   if (root.IsNull())
     throw ConfigError(file_name, 0, 0, "", "empty scenario");
   try {
-    return Loader(file_name, yaml_text).load(root);
+    return Loader(file_name, yaml_text, shipped_env).load(root);
   } catch (const YAML::Exception& e) {
     // Not expected (the loader checks types before converting), but never let a yaml-cpp
     // exception escape as anything but a ConfigError.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "common/template.h"
+#include "common/threshold.h"
 
 #include <chrono>
 #include <cstdint>
@@ -51,8 +52,8 @@ struct Step {
   Location where;
 
   // Kind::Request
-  std::string method;  // "GET", "POST", "PUT", "DELETE"
-  Template url;        // a path joined to target's base, or an absolute URL when url_absolute
+  std::string method; // "GET", "POST", "PUT", "DELETE"
+  Template url;       // a path joined to target's base, or an absolute URL when url_absolute
   bool url_absolute = false;
   std::vector<std::pair<std::string, Template>> headers; // step headers over http.headers
   std::optional<Template> body;                          // from `body:` or `json:`
@@ -81,10 +82,14 @@ struct LoadSpec {
 };
 
 struct HaltSpec {
-  enum class OnError { First, Never };
+  enum class OnError { First, Never, Count, Rate };
   enum class OnWorkerLost { Halt, Continue };
   OnError on_error = OnError::First;
+  uint64_t error_count = 0;     // Count: halt at this many errors cluster-wide
+  double error_rate = 0;        // Rate: halt when errors/requests over the window reach this
+  microseconds error_window{0}; // Rate: 0 means the whole run so far
   OnWorkerLost on_worker_lost = OnWorkerLost::Halt;
+  std::vector<Threshold> thresholds;
 };
 
 struct HttpSpec {
@@ -110,6 +115,7 @@ struct Scenario {
   HaltSpec halt;
   HttpSpec http;
   std::map<std::string, std::string> variables;
+  std::map<std::string, std::string> env; // every env() value read, shipped to workers
   std::vector<Flow> flows;
   std::vector<StepInfo> step_table;
 };
@@ -117,6 +123,9 @@ struct Scenario {
 // Both throw ConfigError ("file:line:col: key.path: message") on any problem; nothing is
 // partly loaded.
 Scenario loadScenarioFile(const std::string& path);
-Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_name);
+// `shipped_env`: on a worker, the env() values the master read (the worker's own environment
+// is never consulted); null on the master.
+Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_name,
+                          const std::map<std::string, std::string>* shipped_env = nullptr);
 
 } // namespace stampede::common

@@ -235,7 +235,8 @@ void appendRandomString(std::string& out, int64_t length, std::mt19937_64& rng) 
 } // namespace
 
 Template Template::compile(std::string_view text,
-                           const std::map<std::string, std::string>& variables) {
+                           const std::map<std::string, std::string>& variables,
+                           const EnvSource& env) {
   Template t;
   t.source_ = std::string(text);
   auto appendLiteral = [&t](std::string_view literal) {
@@ -329,11 +330,19 @@ Template Template::compile(std::string_view text,
         p.skipSpace();
         const size_t arg_at = p.pos();
         const std::string var_name = p.stringLiteral();
-        // Read once, here on the master, so that workers never need the secret's environment.
-        const char* value = std::getenv(var_name.c_str());
+        // Read once, on the master; workers get the value shipped, never their own environment.
+        const char* value = nullptr;
+        if (env.shipped) {
+          auto it = env.shipped->find(var_name);
+          value = it == env.shipped->end() ? nullptr : it->second.c_str();
+        } else {
+          value = std::getenv(var_name.c_str());
+        }
         if (value == nullptr)
           throw TemplateError(arg_at, "environment variable '" + var_name + "' is not set");
         part.text = value;
+        if (env.used)
+          (*env.used)[var_name] = value;
         break;
       }
       case Builtin::None:

@@ -33,22 +33,43 @@ private:
   size_t offset_;
 };
 
+// Where env("NAME") is read: the process environment (on the master), or the values the
+// master shipped (on a worker). Records every value read, so that the master can ship them.
+struct EnvSource {
+  const std::map<std::string, std::string>* shipped = nullptr; // null: the process environment
+  std::map<std::string, std::string>* used = nullptr;
+};
+
 class Template {
 public:
   Template() = default;
 
   // Names: a key of `variables`, or a built-in: uuid(), random_int(a, b), random_string(n),
   // now_ms(), env("NAME"), worker_index, vu, iteration. Anything else is a TemplateError.
-  static Template compile(std::string_view text, const std::map<std::string, std::string>& variables);
+  static Template compile(std::string_view text,
+                          const std::map<std::string, std::string>& variables,
+                          const EnvSource& env = {});
 
-  bool isConstant() const { return parts_.empty() || (parts_.size() == 1 && parts_[0].kind == Kind::Literal); }
+  bool isConstant() const {
+    return parts_.empty() || (parts_.size() == 1 && parts_[0].kind == Kind::Literal);
+  }
   // Appends the rendered text. With `mask_secrets`, values that came from env() are "***".
   void renderTo(const RenderContext& ctx, std::string& out, bool mask_secrets = false) const;
   std::string render(const RenderContext& ctx, bool mask_secrets = false) const;
   const std::string& source() const { return source_; }
 
 private:
-  enum class Kind { Literal, Secret, Uuid, RandomInt, RandomString, NowMs, WorkerIndex, Vu, Iteration };
+  enum class Kind {
+    Literal,
+    Secret,
+    Uuid,
+    RandomInt,
+    RandomString,
+    NowMs,
+    WorkerIndex,
+    Vu,
+    Iteration
+  };
   struct Part {
     Kind kind = Kind::Literal;
     std::string text; // Literal and Secret

@@ -12,19 +12,21 @@ namespace {
 
 po::options_description describeOptions() {
   po::options_description options("Options");
-  options.add_options()                                                        //
-      ("help,h", "show this help and exit")                                    //
-      ("version", "show the version and exit")                                 //
-      ("threads", po::value<int>(), "load threads (default: one per core)")    //
-      ("duration", po::value<std::string>(), "override load.duration, e.g. 30s") //
-      ("out", po::value<std::string>(), "write report.json and timeseries.csv into DIR") //
-      ("quiet,q", "no live line; summary only")                               //
+  options.add_options()                                                                           //
+      ("help,h", "show this help and exit")                                                       //
+      ("version", "show the version and exit")                                                    //
+      ("threads", po::value<int>(), "load threads (default: one per core)")                       //
+      ("duration", po::value<std::string>(), "override load.duration, e.g. 30s")                  //
+      ("out", po::value<std::string>(), "write report.json and timeseries.csv into DIR")          //
+      ("quiet,q", "no live line; summary only")                                                   //
       ("workers", po::value<std::string>(), "hosts file: run on the worker daemons listed there") //
-      ("listen", po::value<std::string>(), "reverse mode: bind here, workers dial in (tcp://0.0.0.0:7701)") //
+      ("listen", po::value<std::string>(),
+       "reverse mode: bind here, workers dial in (tcp://0.0.0.0:7701)")                          //
       ("expect-workers", po::value<int>(), "with --listen: start once this many workers joined") //
-      ("min-workers", po::value<int>(), "start with at least N workers if some do not answer") //
-      ("connect-timeout", po::value<std::string>(), "handshake deadline (default 5s)") //
-      ("heartbeat-timeout", po::value<std::string>(), "a silent worker is lost after this (default 3s)") //
+      ("min-workers", po::value<int>(), "start with at least N workers if some do not answer")   //
+      ("connect-timeout", po::value<std::string>(), "handshake deadline (default 5s)")           //
+      ("heartbeat-timeout", po::value<std::string>(),
+       "a silent worker is lost after this (default 3s)") //
       ("dry-run", "validate, handshake, print the plan and each worker's share; start nothing");
   return options;
 }
@@ -73,7 +75,8 @@ CliOptions parseCli(int argc, const char* const* argv) {
     const auto& text = vm["duration"].as<std::string>();
     cli.duration = common::parseDuration(text);
     if (!cli.duration || cli.duration->count() <= 0)
-      throw UsageError(fmt::format("--duration: expected a duration such as 30s or 5m, got \"{}\"", text));
+      throw UsageError(
+          fmt::format("--duration: expected a duration such as 30s or 5m, got \"{}\"", text));
   }
   auto positiveDuration = [&](const char* name, std::chrono::milliseconds& into) {
     if (!vm.count(name))

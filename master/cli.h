@@ -10,15 +10,15 @@ namespace stampede::master {
 
 struct CliOptions {
   std::string scenario_path;
-  int threads = 0; // 0: one per core
+  int threads = 0;                                   // 0: one per core
   std::optional<std::chrono::microseconds> duration; // overrides load.duration
-  std::string out_dir;                                 // "" : no files written
+  std::string out_dir;                               // "" : no files written
   bool quiet = false;
   bool dry_run = false;
-  std::string workers_file;   // --workers: dial the workers listed there
-  std::string listen;         // --listen: reverse mode, workers dial in
-  int expect_workers = 0;     // with --listen: how many to wait for
-  int min_workers = 0;        // 0: all of them
+  std::string workers_file; // --workers: dial the workers listed there
+  std::string listen;       // --listen: reverse mode, workers dial in
+  int expect_workers = 0;   // with --listen: how many to wait for
+  int min_workers = 0;      // 0: all of them
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds heartbeat_timeout{3000};
   bool help = false;

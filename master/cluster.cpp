@@ -77,43 +77,47 @@ void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t e
     return true;
   };
   while (!finished() && clock_.now() < deadline) {
+    // Workers that joined must keep hearing from us while others are awaited, or their
+    // master-silence timeout sends them back to idle.
+    heartbeat({LinkState::Joined});
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_.now());
-    poll(std::max(left, std::chrono::milliseconds(1)), [&](WorkerLink& link, const wire::Envelope& e) {
-      if (e.has_busy()) {
-        link.state = LinkState::Busy;
-        link.why = e.busy().reason();
-        return;
-      }
-      if (!e.has_hello() || link.state != LinkState::Connecting)
-        return;
-      const auto& hello = e.hello();
-      link.protocol = hello.protocol();
-      link.build = hello.build();
-      link.cores = hello.cores();
-      link.threads = hello.threads();
-      if (hello.master_ns() == 0) {
-        // A dialling worker announcing itself (reverse mode): start probing it.
-        sendProbe(link);
-        return;
-      }
-      link.samples.push_back(
-          {hello.master_ns(), hello.worker_ns(), common::steadyNs(clock_.now())});
-      if (hello.protocol() != common::kProtocolVersion) {
-        link.state = LinkState::Refused;
-        link.why = fmt::format("protocol version {} (this master speaks {})", hello.protocol(),
-                               common::kProtocolVersion);
-        return;
-      }
-      if (static_cast<int>(link.samples.size()) >= samples) {
-        auto estimate = common::estimateOffset(link.samples);
-        link.clock_offset_ns = estimate.offset_ns;
-        link.rtt_ns = estimate.rtt_ns;
-        link.state = LinkState::Joined;
-        link.last_heard = clock_.now();
-      } else {
-        sendProbe(link);
-      }
-    });
+    poll(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(200)),
+         [&](WorkerLink& link, const wire::Envelope& e) {
+           if (e.has_busy()) {
+             link.state = LinkState::Busy;
+             link.why = e.busy().reason();
+             return;
+           }
+           if (!e.has_hello() || link.state != LinkState::Connecting)
+             return;
+           const auto& hello = e.hello();
+           link.protocol = hello.protocol();
+           link.build = hello.build();
+           link.cores = hello.cores();
+           link.threads = hello.threads();
+           if (hello.master_ns() == 0) {
+             // A dialling worker announcing itself (reverse mode): start probing it.
+             sendProbe(link);
+             return;
+           }
+           link.samples.push_back(
+               {hello.master_ns(), hello.worker_ns(), common::steadyNs(clock_.now())});
+           if (hello.protocol() != common::kProtocolVersion) {
+             link.state = LinkState::Refused;
+             link.why = fmt::format("protocol version {} (this master speaks {})", hello.protocol(),
+                                    common::kProtocolVersion);
+             return;
+           }
+           if (static_cast<int>(link.samples.size()) >= samples) {
+             auto estimate = common::estimateOffset(link.samples);
+             link.clock_offset_ns = estimate.offset_ns;
+             link.rtt_ns = estimate.rtt_ns;
+             link.state = LinkState::Joined;
+             link.last_heard = clock_.now();
+           } else {
+             sendProbe(link);
+           }
+         });
   }
 }
 
@@ -150,12 +154,16 @@ bool Cluster::poll(std::chrono::milliseconds timeout,
       ++garbage_;
       return;
     }
+    if (envelope->has_busy()) {
+      on_message(link, *envelope);
+      return;
+    }
     // Before Welcome a worker's messages carry run id 0; after, they must carry ours.
     if (envelope->run_id() != 0 && envelope->run_id() != run_id_) {
       ++link.wrong_run;
       return;
     }
-    if (!envelope->has_busy() && !link.filter.accept(envelope->seq()))
+    if (!link.filter.accept(envelope->seq()))
       return;
     link.last_heard = clock_.now();
     on_message(link, *envelope);
@@ -205,7 +213,8 @@ void Cluster::send(WorkerLink& link, wire::Envelope& envelope) {
   auto payload = common::encodeEnvelope(envelope);
   try {
     if (router_) {
-      router_->send(zmq::buffer(link.routing_id), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+      router_->send(zmq::buffer(link.routing_id),
+                    zmq::send_flags::sndmore | zmq::send_flags::dontwait);
       router_->send(zmq::buffer(payload), zmq::send_flags::dontwait);
     } else {
       link.socket.send(zmq::buffer(payload), zmq::send_flags::dontwait);
@@ -219,6 +228,16 @@ void Cluster::broadcast(wire::Envelope& envelope, std::initializer_list<LinkStat
   for (auto& link : links_)
     if (std::find(states.begin(), states.end(), link.state) != states.end())
       send(link, envelope);
+}
+
+void Cluster::heartbeat(std::initializer_list<LinkState> states) {
+  const auto now = clock_.now();
+  if (now < next_heartbeat_)
+    return;
+  next_heartbeat_ = now + std::chrono::seconds(1);
+  wire::Envelope beat;
+  beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
+  broadcast(beat, states);
 }
 
 void Cluster::release() {

@@ -27,7 +27,7 @@ const char* linkStateName(LinkState s);
 
 struct WorkerLink {
   WorkerAddress address;
-  std::string name; // "host:port" as the operator wrote it
+  std::string name;       // "host:port" as the operator wrote it
   zmq::socket_t socket;   // forward mode: our DEALER to this worker
   std::string routing_id; // reverse mode: the worker's id on our ROUTER
   LinkState state = LinkState::Connecting;
@@ -52,6 +52,7 @@ struct WorkerLink {
   common::SteadyTime last_heard{};
   uint64_t requests = 0;
   uint64_t errors = 0;
+  uint64_t error_tally = 0; // errors reported at once ({count: N} policy)
   uint32_t active_users = 0;
   bool final_received = false;
   common::SteadyTime final_at{};
@@ -81,6 +82,8 @@ public:
   // Sends to every worker in one of `states`.
   void broadcast(wire::Envelope& envelope, std::initializer_list<LinkState> states);
 
+  // At most once a second: a Heartbeat to every worker in one of `states`.
+  void heartbeat(std::initializer_list<LinkState> states);
   // Frees every worker that joined but will not run (dry run, a failed start).
   void release();
 
@@ -98,6 +101,7 @@ private:
   std::vector<WorkerLink> links_;
   std::optional<zmq::socket_t> router_; // reverse mode
   uint64_t garbage_ = 0;
+  common::SteadyTime next_heartbeat_{};
 };
 
 } // namespace stampede::master

@@ -7,7 +7,9 @@
 namespace stampede::master {
 namespace {
 
-double ms(int64_t us) { return double(us) / 1000.0; }
+double ms(int64_t us) {
+  return double(us) / 1000.0;
+}
 
 std::string indent(std::string_view text, std::string_view prefix) {
   std::string out;
@@ -25,10 +27,11 @@ std::string indent(std::string_view text, std::string_view prefix) {
 
 std::string summaryRow(std::string_view name, const common::StepStats& s, double duration_s) {
   const auto& h = s.latency_us;
-  return fmt::format("{:<32.32} {:>10} {:>9.1f} {:>8} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f}\n",
-                     name, s.requests, duration_s > 0 ? double(s.requests) / duration_s : 0.0,
-                     s.errors, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
-                     ms(h.percentileUs(99)), ms(h.percentileUs(99.9)), ms(h.maxUs()));
+  return fmt::format(
+      "{:<32.32} {:>10} {:>9.1f} {:>8} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f} {:>9.2f}\n", name,
+      s.requests, duration_s > 0 ? double(s.requests) / duration_s : 0.0, s.errors,
+      ms(h.percentileUs(50)), ms(h.percentileUs(90)), ms(h.percentileUs(99)),
+      ms(h.percentileUs(99.9)), ms(h.maxUs()));
 }
 
 } // namespace
@@ -40,10 +43,11 @@ std::string formatLiveLine(const LiveFigures& f, bool bar) {
     int filled = f.total_s > 0 ? int(std::clamp(f.elapsed_s / f.total_s, 0.0, 1.0) * kWidth) : 0;
     progress = "[" + std::string(filled, '#') + std::string(kWidth - filled, '.') + "] ";
   }
-  return fmt::format("{}{:6.1f}s / {:.0f}s  users {:>5}  rps {:>8.0f}  p50 {:7.2f}ms  p99 {:7.2f}ms  "
-                     "requests {}  errors {}  workers {}/{}",
-                     progress, f.elapsed_s, f.total_s, f.users, f.rps, f.p50_ms, f.p99_ms,
-                     f.requests, f.errors, f.workers_alive, f.workers_total);
+  return fmt::format(
+      "{}{:6.1f}s / {:.0f}s  users {:>5}  rps {:>8.0f}  p50 {:7.2f}ms  p99 {:7.2f}ms  "
+      "requests {}  errors {}  workers {}/{}",
+      progress, f.elapsed_s, f.total_s, f.users, f.rps, f.p50_ms, f.p99_ms, f.requests, f.errors,
+      f.workers_alive, f.workers_total);
 }
 
 std::string formatFirstError(const common::ErrorContext& e, common::SteadyTime t0) {
@@ -75,9 +79,9 @@ std::string formatFirstError(const common::ErrorContext& e, common::SteadyTime t
 }
 
 std::string formatSummary(const RunResult& r) {
-  std::string out = fmt::format("\n{:<32} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "step",
-                                "requests", "rps", "errors", "p50 ms", "p90 ms", "p99 ms",
-                                "p99.9 ms", "max ms");
+  std::string out =
+      fmt::format("\n{:<32} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "step", "requests",
+                  "rps", "errors", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms");
   for (size_t i = 0; i < r.book.steps.size(); ++i)
     out += summaryRow(r.scenario->step_table[i].name, r.book.steps[i], r.duration_s);
   auto total = r.book.total();
@@ -86,6 +90,21 @@ std::string formatSummary(const RunResult& r) {
     out += fmt::format("cancelled in flight at the halt: {}\n", total.cancelled);
   for (const auto& [kind, count] : total.errors_by_kind)
     out += fmt::format("errors {:<24} {}\n", kind, count);
+  if (r.halt && !r.halt->also_failed.empty()) {
+    out += "also failed before the halt:\n";
+    for (const auto& e : r.halt->also_failed)
+      out += fmt::format("  worker {} step \"{}\" {} at {:.3f}s\n", e.worker_index, e.step,
+                         e.error_kind, std::chrono::duration<double>(e.at - r.t0).count());
+  }
+  for (const auto& t : r.thresholds)
+    out += fmt::format("threshold {:<36} {:>12}  {}\n", t.expr,
+                       t.value ? fmt::format("{:.4g}", *t.value) : std::string("no data"),
+                       t.passed ? "passed" : "FAILED");
+  if (r.halt && !r.halt->threshold.empty())
+    out += fmt::format("halted by threshold {} (value {:.4g})\n", r.halt->threshold,
+                       r.halt->observed.value_or(0));
+  else if (r.halt && r.halt->observed)
+    out += fmt::format("halted by {} ({:.4g})\n", r.halt->reason, *r.halt->observed);
   out += fmt::format("outcome: {} (exit {}) after {:.1f}s\n", outcomeName(r.outcome), r.exit_code,
                      r.duration_s);
   return out;

@@ -13,13 +13,19 @@ namespace {
 
 using nlohmann::json;
 
-double ms(int64_t us) { return double(us) / 1000.0; }
+double ms(int64_t us) {
+  return double(us) / 1000.0;
+}
 
 json latencyJson(const common::Histogram& h) {
-  return {{"min", ms(h.minUs())},           {"mean", h.meanUs() / 1000.0},
-          {"p50", ms(h.percentileUs(50))},  {"p90", ms(h.percentileUs(90))},
-          {"p95", ms(h.percentileUs(95))},  {"p99", ms(h.percentileUs(99))},
-          {"p999", ms(h.percentileUs(99.9))}, {"max", ms(h.maxUs())}};
+  return {{"min", ms(h.minUs())},
+          {"mean", h.meanUs() / 1000.0},
+          {"p50", ms(h.percentileUs(50))},
+          {"p90", ms(h.percentileUs(90))},
+          {"p95", ms(h.percentileUs(95))},
+          {"p99", ms(h.percentileUs(99))},
+          {"p999", ms(h.percentileUs(99.9))},
+          {"max", ms(h.maxUs())}};
 }
 
 json countsJson(const common::StepStats& s, double duration_s) {
@@ -40,8 +46,8 @@ double secondsSince(common::SteadyTime t0, common::SteadyTime t) {
 std::string isoTime(std::chrono::system_clock::time_point t) {
   auto ms_part =
       std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z", fmt::gmtime(std::chrono::system_clock::to_time_t(t)),
-                     ms_part);
+  return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03d}Z",
+                     fmt::gmtime(std::chrono::system_clock::to_time_t(t)), ms_part);
 }
 
 } // namespace
@@ -96,6 +102,8 @@ json buildReport(const RunResult& r) {
                       {"all_stopped_ms", optional(h.all_stopped_ms)},
                       {"requests_started_after_halt", h.requests_started_after_halt},
                       {"cancelled", h.cancelled},
+                      {"threshold", h.threshold.empty() ? json(nullptr) : json(h.threshold)},
+                      {"value", optional(h.observed)},
                       {"also_failed", std::move(also_failed)}};
   } else {
     report["halt"] = nullptr;
@@ -112,24 +120,26 @@ json buildReport(const RunResult& r) {
                        {"threads", w.threads},
                        {"clock_offset_ms", w.clock_offset_ms}});
   report["workers"] = std::move(workers);
+  json thresholds = json::array();
+  for (const auto& t : r.thresholds)
+    thresholds.push_back({{"expr", t.expr},
+                          {"window_s", t.window_s},
+                          {"abort", t.abort},
+                          {"value", t.value ? json(*t.value) : json(nullptr)},
+                          {"passed", t.passed}});
+  report["thresholds"] = std::move(thresholds);
   report["control_messages_dropped"] = r.dropped_messages;
   if (r.first_error) {
     const auto& e = *r.first_error;
     json headers = json::object();
     for (const auto& [name, value] : e.headers)
       headers[name] = value;
-    report["first_error"] = {{"worker", e.worker_index},
-                             {"vu", e.vu},
-                             {"flow", e.flow},
-                             {"step", e.step},
-                             {"method", e.method},
-                             {"url", e.url},
-                             {"status", e.status},
-                             {"error_kind", e.error_kind},
-                             {"detail", e.detail},
-                             {"headers", std::move(headers)},
-                             {"body", e.body},
-                             {"at_s", secondsSince(r.t0, e.at)},
+    report["first_error"] = {{"worker", e.worker_index}, {"vu", e.vu},
+                             {"flow", e.flow},           {"step", e.step},
+                             {"method", e.method},       {"url", e.url},
+                             {"status", e.status},       {"error_kind", e.error_kind},
+                             {"detail", e.detail},       {"headers", std::move(headers)},
+                             {"body", e.body},           {"at_s", secondsSince(r.t0, e.at)},
                              {"at", isoTime(e.wall_at)}};
   } else {
     report["first_error"] = nullptr;
@@ -178,10 +188,11 @@ void Timeseries::append(double elapsed_s, int users, const common::StepStats& in
   if (!file_)
     return;
   const auto& h = interval.latency_us;
-  fmt::print(file_, "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{}\n", elapsed_s, users,
-             interval.requests, interval_s > 0 ? double(interval.requests) / interval_s : 0.0,
-             interval.errors, total_errors, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
-             ms(h.percentileUs(99)), ms(h.maxUs()), interval.bytes_in, interval.bytes_out);
+  fmt::print(file_, "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{}\n", elapsed_s,
+             users, interval.requests,
+             interval_s > 0 ? double(interval.requests) / interval_s : 0.0, interval.errors,
+             total_errors, ms(h.percentileUs(50)), ms(h.percentileUs(90)), ms(h.percentileUs(99)),
+             ms(h.maxUs()), interval.bytes_in, interval.bytes_out);
   std::fflush(file_);
 }
 

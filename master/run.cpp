@@ -8,6 +8,7 @@
 #include "master/hosts_file.h"
 #include "master/report.h"
 #include "master/shares.h"
+#include "master/thresholds.h"
 #include "worker/daemon.h"
 
 #include <fmt/format.h>
@@ -40,6 +41,13 @@ extern "C" void onInterrupt(int) {
 double seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
+HaltInfo haltFor(std::string reason, double at_s) {
+  HaltInfo info;
+  info.reason = std::move(reason);
+  info.at_s = at_s;
+  return info;
+}
+
 double millis(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
@@ -157,7 +165,8 @@ std::optional<int> checkHandshake(Cluster& cluster, const CliOptions& cli) {
   size_t wanted = cli.expect_workers > 0 ? size_t(cli.expect_workers) : cluster.links().size();
   size_t needed = cli.min_workers > 0 ? size_t(cli.min_workers) : wanted;
   if (joined < needed) {
-    fmt::print(stderr, "{} of {} workers joined, {} needed: not starting\n", joined, wanted, needed);
+    fmt::print(stderr, "{} of {} workers joined, {} needed: not starting\n", joined, wanted,
+               needed);
     return 3;
   }
   if (joined < wanted)
@@ -250,7 +259,8 @@ int runScenario(const CliOptions& cli) {
   } release{cluster};
 
   // Handshake: versions and clock offsets, every worker at once.
-  cluster.handshake(reverse ? cli.connect_timeout + std::chrono::milliseconds(0) : cli.connect_timeout,
+  cluster.handshake(reverse ? cli.connect_timeout + std::chrono::milliseconds(0)
+                            : cli.connect_timeout,
                     kClockSamples, size_t(cli.expect_workers));
   if (auto failure = checkHandshake(cluster, cli))
     return *failure;
@@ -290,6 +300,8 @@ int runScenario(const CliOptions& cli) {
     p->set_users(link->users);
     p->set_first_vu(link->first_vu);
     p->set_duration_us(scenario->load.duration.count());
+    for (const auto& [name, value] : scenario->env)
+      (*p->mutable_env())[name] = value;
     cluster.send(*link, prepare);
   }
   const auto prepare_deadline = clock.now() + cli.connect_timeout;
@@ -298,6 +310,7 @@ int runScenario(const CliOptions& cli) {
                          [](auto* l) { return l->state == LinkState::Joined; });
   };
   while (pending() > 0 && clock.now() < prepare_deadline && !g_interrupted) {
+    cluster.heartbeat({LinkState::Joined, LinkState::Ready});
     cluster.poll(20ms, [&](WorkerLink& link, const wire::Envelope& e) {
       if (e.has_ready() && link.state == LinkState::Joined)
         link.state = LinkState::Ready;
@@ -342,8 +355,9 @@ int runScenario(const CliOptions& cli) {
 
   RunResult result;
   result.scenario = scenario.get();
-  result.started_at = std::chrono::system_clock::now() +
-                      std::chrono::duration_cast<std::chrono::system_clock::duration>(t0 - clock.now());
+  result.started_at =
+      std::chrono::system_clock::now() +
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(t0 - clock.now());
   result.t0 = t0;
   const auto end_at = t0 + scenario->load.ramp + scenario->load.duration;
   bool stop_sent = false;
@@ -361,6 +375,26 @@ int runScenario(const CliOptions& cli) {
     result.halt = std::move(info);
   };
 
+  ThresholdJudge judge(*scenario);
+  // halt.on_error {count: N}: the sum over workers, each reporting every error at once.
+  auto checkErrorCount = [&] {
+    if (scenario->halt.on_error != common::HaltSpec::OnError::Count || result.halt)
+      return;
+    uint64_t errors = 0;
+    for (auto* link : joined)
+      errors += link->error_tally;
+    if (errors < scenario->halt.error_count)
+      return;
+    auto now = clock.now();
+    auto info = haltFor("error_count", seconds(now - t0));
+    info.observed = double(errors);
+    if (result.first_error) {
+      info.step = result.first_error->step;
+      info.error_kind = result.first_error->error_kind;
+    }
+    haltAll(std::move(info), now);
+  };
+
   auto on_message = [&](WorkerLink& link, const wire::Envelope& e) {
     switch (e.body_case()) {
     case wire::Envelope::kError: {
@@ -369,15 +403,20 @@ int runScenario(const CliOptions& cli) {
         result.first_error = context;
         if (halt_on_error) {
           // First, before anything else queued: every worker hears Halt now.
-          haltAll(HaltInfo{"first_error", context.step, context.error_kind,
-                           seconds(context.at - t0)},
-                  clock.now());
+          auto info = haltFor("first_error", seconds(context.at - t0));
+          info.step = context.step;
+          info.error_kind = context.error_kind;
+          haltAll(std::move(info), clock.now());
         }
       } else if (result.halt && result.halt->also_failed.size() < kAlsoFailedListed) {
         result.halt->also_failed.push_back(std::move(context));
       }
       break;
     }
+    case wire::Envelope::kErrorTally:
+      link.error_tally = std::max(link.error_tally, e.error_tally().errors());
+      checkErrorCount();
+      break;
     case wire::Envelope::kStats:
     case wire::Envelope::kFinal: {
       const auto& stats = e.has_stats() ? e.stats() : e.final().stats();
@@ -392,6 +431,8 @@ int runScenario(const CliOptions& cli) {
         link.errors += step.errors();
       }
       link.active_users = stats.active_users();
+      link.error_tally = std::max(link.error_tally, link.errors);
+      checkErrorCount();
       if (e.has_final()) {
         link.final_received = true;
         link.final_at = clock.now();
@@ -418,7 +459,7 @@ int runScenario(const CliOptions& cli) {
     cluster.poll(10ms, on_message);
     const auto now = clock.now();
     if (g_interrupted && !result.halt)
-      haltAll(HaltInfo{"interrupted", "", "", seconds(now - t0)}, now);
+      haltAll(haltFor("interrupted", seconds(now - t0)), now);
     // The master ends the run; workers also stop by themselves at the same time.
     if (now >= end_at && !stop_sent) {
       wire::Envelope stop;
@@ -432,7 +473,7 @@ int runScenario(const CliOptions& cli) {
         link->why = fmt::format("silent for {:.1f}s", seconds(now - link->last_heard));
         fmt::print(stderr, "\n{}: lost: {}\n", workerLabel(*link), link->why);
         if (halt_on_lost)
-          haltAll(HaltInfo{"worker_lost", "", "", seconds(now - t0)}, now);
+          haltAll(haltFor("worker_lost", seconds(now - t0)), now);
       }
     }
     if (now >= next_tick) {
@@ -447,6 +488,19 @@ int runScenario(const CliOptions& cli) {
           ++alive;
         }
       }
+      if (now >= t0) {
+        judge.addInterval(progress.interval(), seconds(now - last_tick));
+        if (auto breach = judge.abortBreach()) {
+          auto info = haltFor("threshold", seconds(now - t0));
+          info.threshold = breach->threshold->expr;
+          info.observed = breach->value;
+          haltAll(std::move(info), now);
+        } else if (auto rate = judge.errorRateBreach()) {
+          auto info = haltFor("error_rate", seconds(now - t0));
+          info.observed = *rate;
+          haltAll(std::move(info), now);
+        }
+      }
       if (now >= t0)
         progress.tick(seconds(now - t0), seconds(now - last_tick), users, alive,
                       static_cast<int>(cluster.links().size()));
@@ -455,6 +509,7 @@ int runScenario(const CliOptions& cli) {
     }
   }
   const auto end = clock.now();
+  judge.addInterval(progress.interval(), seconds(end - last_tick));
   progress.tick(seconds(end - t0), seconds(end - last_tick), 0, 0,
                 static_cast<int>(cluster.links().size()));
   progress.end();
@@ -467,8 +522,9 @@ int runScenario(const CliOptions& cli) {
     WorkerResult w;
     w.id = link.index;
     w.address = link.name;
-    w.state = link.state == LinkState::Lost && link.why == "unreachable" ? "unreachable"
-                                                                          : linkStateName(link.state);
+    w.state = link.state == LinkState::Lost && link.why == "unreachable"
+                  ? "unreachable"
+                  : linkStateName(link.state);
     w.why = link.why;
     w.requests = link.requests;
     w.errors = link.errors;
@@ -484,27 +540,45 @@ int runScenario(const CliOptions& cli) {
     for (auto* link : joined)
       halt.requests_started_after_halt += link->started_after_halt;
     halt.cancelled = result.book.total().cancelled;
-    if (halt.reason == "first_error" && result.first_error) {
-      const auto failed_at = result.first_error->at;
-      if (halt_sent_at)
-        halt.halt_sent_ms = millis(*halt_sent_at - failed_at);
-      SteadyTime last_final = failed_at;
-      bool all_acked = true;
-      for (auto* link : joined) {
-        if (link->final_received)
-          last_final = std::max(last_final, link->final_at);
-        else
-          all_acked = false;
-      }
-      if (all_acked)
-        halt.all_stopped_ms = millis(last_final - failed_at);
+    // The clock starts at the failing response for an error halt, else at the decision.
+    std::optional<SteadyTime> trigger;
+    if (halt.reason == "first_error" && result.first_error)
+      trigger = result.first_error->at;
+    else
+      trigger = halt_sent_at;
+    if (trigger && halt_sent_at)
+      halt.halt_sent_ms = millis(*halt_sent_at - *trigger);
+    bool all_acked = trigger.has_value();
+    SteadyTime last_final = trigger.value_or(SteadyTime{});
+    for (auto* link : joined) {
+      if (link->final_received)
+        last_final = std::max(last_final, link->final_at);
+      else
+        all_acked = false;
     }
+    if (all_acked)
+      halt.all_stopped_ms = millis(last_final - *trigger);
     result.exit_code = halt.reason == "interrupted" ? 130 : halt.reason == "worker_lost" ? 3 : 1;
   } else if (lost) {
     result.exit_code = 0; // on_worker_lost: continue; the loss is in the report
   }
 
-  if (result.first_error && result.halt && result.halt->reason == "first_error")
+  for (const auto& verdict : judge.judgeAll()) {
+    ThresholdResult t;
+    t.expr = verdict.threshold->expr;
+    t.window_s = double(verdict.threshold->window.count()) / 1e6;
+    t.abort = verdict.threshold->abort;
+    t.value = verdict.value;
+    t.passed = verdict.passed;
+    result.thresholds.push_back(t);
+    if (!t.passed && !result.halt) {
+      result.outcome = Outcome::Failed;
+      result.exit_code = 1;
+    }
+  }
+
+  if (result.first_error && result.halt &&
+      (result.halt->reason == "first_error" || result.halt->reason == "error_count"))
     fmt::print("\n{}", formatFirstError(*result.first_error, result.t0));
   fmt::print("{}", formatSummary(result));
   if (!cli.out_dir.empty()) {

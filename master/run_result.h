@@ -1,9 +1,9 @@
 // What a finished run produced: the input of the console summary and of report.json.
 #pragma once
 
+#include "common/error_context.h"
 #include "common/scenario.h"
 #include "common/stats.h"
-#include "common/error_context.h"
 
 #include <chrono>
 #include <optional>
@@ -16,8 +16,11 @@ enum class Outcome { Passed, Halted, Failed };
 const char* outcomeName(Outcome o);
 
 struct HaltInfo {
-  std::string reason; // "first_error", "interrupted", "worker_lost"
-  std::string step;   // for first_error
+  // "first_error", "error_count", "error_rate", "threshold", "interrupted", "worker_lost"
+  std::string reason;
+  std::string threshold;          // reason threshold: the expression ...
+  std::optional<double> observed; // ... and its value; error_count/error_rate: the figure
+  std::string step;               // for first_error
   std::string error_kind;
   double at_s = 0; // since the start of the run
   uint64_t requests_started_after_halt = 0;
@@ -25,6 +28,14 @@ struct HaltInfo {
   std::optional<double> all_stopped_ms; // failing response -> the last worker's Final
   uint64_t cancelled = 0;
   std::vector<common::ErrorContext> also_failed; // other workers' first errors, at most 20
+};
+
+struct ThresholdResult {
+  std::string expr;
+  double window_s = 0; // 0: the whole run
+  bool abort = false;
+  std::optional<double> value; // nullopt: no data
+  bool passed = true;
 };
 
 struct WorkerResult {
@@ -50,6 +61,7 @@ struct RunResult {
   std::optional<common::ErrorContext> first_error;
   std::optional<HaltInfo> halt;
   std::vector<WorkerResult> workers;
+  std::vector<ThresholdResult> thresholds;
   uint64_t dropped_messages = 0; // control messages dropped as garbage, stale or duplicate
 };
 

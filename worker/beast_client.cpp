@@ -38,9 +38,7 @@ public:
 private:
   void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
                        error_code&) override {}
-  void on_response_impl(int code, beast::string_view, int, error_code&) override {
-    status_ = code;
-  }
+  void on_response_impl(int code, beast::string_view, int, error_code&) override { status_ = code; }
   void on_field_impl(http::field, beast::string_view name, beast::string_view value,
                      error_code&) override {
     // Kept raw: headers are only read when a request fails (the first-error report).
@@ -106,7 +104,9 @@ private:
   bool sameEndpoint(const common::Endpoint& e) const {
     return connected_ && e.port == port_ && e.host == host_ && e.tls() == tls_;
   }
-  beast::tcp_stream& lowest() { return tls_stream_ ? beast::get_lowest_layer(*tls_stream_) : *tcp_; }
+  beast::tcp_stream& lowest() {
+    return tls_stream_ ? beast::get_lowest_layer(*tls_stream_) : *tcp_;
+  }
   void closeConnection() noexcept;
   asio::awaitable<error_code> connect(const common::Endpoint& endpoint, bool& connect_phase);
   void serialise(const HttpRequest& request);
@@ -209,23 +209,50 @@ asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoi
   co_return error_code{};
 }
 
+bool isHeader(std::string_view name, std::string_view wanted) {
+  return name.size() == wanted.size() &&
+         std::equal(name.begin(), name.end(), wanted.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         });
+}
+
 void BeastSession::serialise(const HttpRequest& request) {
   const auto& endpoint = *request.endpoint;
+  // The scenario's own Host or User-Agent replaces ours: never send one twice.
+  bool own_host = false;
+  bool own_agent = false;
+  if (request.headers) {
+    for (const auto& header : *request.headers) {
+      own_host = own_host || isHeader(header.first, "host");
+      own_agent = own_agent || isHeader(header.first, "user-agent");
+    }
+  }
   out_.clear();
   out_.append(request.method);
   out_.push_back(' ');
   out_.append(request.target.empty() ? std::string_view("/") : request.target);
-  out_.append(" HTTP/1.1\r\nHost: ");
-  out_.append(endpoint.host);
-  if (endpoint.port != (endpoint.tls() ? 443 : 80)) {
-    char port[8];
-    auto end = std::to_chars(port, port + sizeof port, endpoint.port).ptr;
-    out_.push_back(':');
-    out_.append(port, end);
+  out_.append(" HTTP/1.1\r\n");
+  if (!own_host) {
+    out_.append("Host: ");
+    const bool v6 = endpoint.host.find(':') != std::string::npos;
+    if (v6)
+      out_.push_back('[');
+    out_.append(endpoint.host);
+    if (v6)
+      out_.push_back(']');
+    if (endpoint.port != (endpoint.tls() ? 443 : 80)) {
+      char port[8];
+      auto end = std::to_chars(port, port + sizeof port, endpoint.port).ptr;
+      out_.push_back(':');
+      out_.append(port, end);
+    }
+    out_.append("\r\n");
   }
-  out_.append("\r\nUser-Agent: ");
-  out_.append(kUserAgent);
-  out_.append("\r\n");
+  if (!own_agent) {
+    out_.append("User-Agent: ");
+    out_.append(kUserAgent);
+    out_.append("\r\n");
+  }
   if (request.headers) {
     for (const auto& [name, value] : *request.headers) {
       out_.append(name);

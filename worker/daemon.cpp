@@ -28,14 +28,17 @@ std::string peerName(const std::string& id) {
   return out;
 }
 
-unsigned coreCount() { return std::max(1u, std::thread::hardware_concurrency()); }
+unsigned coreCount() {
+  return std::max(1u, std::thread::hardware_concurrency());
+}
 
 } // namespace
 
 class WorkerDaemon::Session {
 public:
   Session(zmq::context_t& context, DaemonOptions options, DaemonCounters& counters)
-      : context_(context), options_(std::move(options)), counters_(counters) {}
+      : context_(context), options_(std::move(options)), counters_(counters),
+        master_timeout_(options_.heartbeat_timeout) {}
   ~Session() {
     reset();
     if (wake_fd_ >= 0)
@@ -63,6 +66,11 @@ private:
     if (!options_.quiet)
       fmt::print(stderr, "worker: {}\n", line);
   }
+  // Any thread: makes the control thread's poll return now.
+  void wake() noexcept {
+    uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
   int64_t masterNs(SteadyTime local) const { return common::steadyNs(local) - offset_ns_; }
 
   zmq::context_t& context_;
@@ -80,7 +88,7 @@ private:
   common::SequenceFilter recv_filter_;
   int64_t offset_ns_ = 0;
   uint32_t worker_index_ = 0;
-  std::chrono::milliseconds master_timeout_{3000};
+  std::chrono::milliseconds master_timeout_;
   SteadyTime last_heard_{};
   SteadyTime next_heartbeat_{};
   SteadyTime next_stats_{};
@@ -91,6 +99,7 @@ private:
   std::unique_ptr<Engine> engine_;
   common::StatsBook delta_;
   std::optional<wire::Envelope> final_;
+  uint64_t tally_sent_ = 0;
 
   std::mutex error_mutex_; // the load thread that hits the first error hands it over here
   std::optional<common::ErrorContext> pending_error_;
@@ -179,7 +188,8 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     master_id_ = peer;
     state_ = State::Handshake;
     recv_filter_.reset();
-    send_seq_ = 0;
+    // send_seq_ stays monotonic for the daemon's life: a master that heard our announcements
+    // must not see the sequence go back.
     run_id_ = 0;
     last_heard_ = clock_.now();
     next_heartbeat_ = last_heard_ + 1s;
@@ -200,8 +210,11 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     run_id_ = envelope.run_id();
     worker_index_ = envelope.welcome().worker_index();
     offset_ns_ = envelope.welcome().clock_offset_ns();
+    // The stricter of ours and the master's: either side may need the load stopped sooner.
     if (envelope.welcome().heartbeat_timeout_ms() > 0)
-      master_timeout_ = std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms());
+      master_timeout_ =
+          std::min(options_.heartbeat_timeout,
+                   std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms()));
     break;
   case wire::Envelope::kPrepare:
     handlePrepare(envelope.prepare());
@@ -268,8 +281,10 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
   }
   wire::Envelope reply;
   try {
+    // env() values come from the master: this host's environment is never consulted.
+    const std::map<std::string, std::string> env(prepare.env().begin(), prepare.env().end());
     auto scenario = std::make_shared<common::Scenario>(
-        common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file()));
+        common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), &env));
     if (prepare.duration_us() > 0)
       scenario->load.duration = std::chrono::microseconds(prepare.duration_us());
     EngineOptions options;
@@ -284,9 +299,13 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
         std::lock_guard lock(error_mutex_);
         pending_error_ = context;
       }
-      uint64_t one = 1;
-      [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+      wake();
     });
+    // The control thread wakes at once when the run ends: the Final is the halt's ack.
+    engine_->setFinishedListener([this] { wake(); });
+    if (scenario_->halt.on_error == common::HaltSpec::OnError::Count)
+      engine_->setErrorTick([this] { wake(); }, scenario_->halt.error_count);
+    tally_sent_ = 0;
     delta_ = common::StatsBook(scenario_->step_table.size());
     state_ = State::Prepared;
     reply.mutable_ready();
@@ -318,6 +337,13 @@ void WorkerDaemon::Session::periodic() {
     common::errorToWire(*error, offset_ns_, *report.mutable_error()->mutable_context());
     send(report);
   }
+  if (engine_ && engine_->errorCount() != tally_sent_ &&
+      scenario_->halt.on_error == common::HaltSpec::OnError::Count) {
+    tally_sent_ = engine_->errorCount();
+    wire::Envelope tally;
+    tally.mutable_error_tally()->set_errors(tally_sent_);
+    send(tally);
+  }
   if (state_ == State::Running && now >= next_stats_) {
     sendStats();
     next_stats_ += 1s;
@@ -341,8 +367,9 @@ void WorkerDaemon::Session::periodic() {
     next_heartbeat_ = now + 1s;
   }
   if (now - last_heard_ > master_timeout_) {
-    log(fmt::format("master silent for {} ms: stopping the run, back to idle",
-                    std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()));
+    log(fmt::format(
+        "master silent for {} ms: stopping the run, back to idle",
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()));
     reset();
   }
 }
@@ -377,12 +404,16 @@ void WorkerDaemon::Session::sendFinal() {
   next_final_ = clock_.now() + 1s;
 }
 
-void WorkerDaemon::Session::send(wire::Envelope& envelope) { sendTo(master_id_, envelope); }
+void WorkerDaemon::Session::send(wire::Envelope& envelope) {
+  sendTo(master_id_, envelope);
+}
 
 void WorkerDaemon::Session::sendTo(const std::string& peer, wire::Envelope& envelope) {
   envelope.set_protocol(common::kProtocolVersion);
-  envelope.set_run_id(run_id_);
-  if (peer == master_id_)
+  // Another master (Busy) has nothing to do with our run: no run id, no sequence.
+  const bool ours = peer == master_id_;
+  envelope.set_run_id(ours ? run_id_ : 0);
+  if (ours)
     envelope.set_seq(++send_seq_);
   auto payload = common::encodeEnvelope(envelope);
   try {
@@ -413,6 +444,7 @@ void WorkerDaemon::Session::reset() {
   master_id_.clear();
   run_id_ = 0;
   interval_ = 0;
+  master_timeout_ = options_.heartbeat_timeout; // the last master's Welcome may have changed it
   state_ = State::Idle;
 }
 
@@ -421,8 +453,12 @@ WorkerDaemon::WorkerDaemon(zmq::context_t& context, DaemonOptions options)
 
 WorkerDaemon::~WorkerDaemon() = default;
 
-void WorkerDaemon::open() { session_->open(); }
+void WorkerDaemon::open() {
+  session_->open();
+}
 
-void WorkerDaemon::run(const std::atomic<bool>& stop) { session_->run(stop); }
+void WorkerDaemon::run(const std::atomic<bool>& stop) {
+  session_->run(stop);
+}
 
 } // namespace stampede::worker

@@ -19,9 +19,9 @@
 namespace stampede::worker {
 
 struct DaemonOptions {
-  std::string listen; // bind a ROUTER here ...
-  std::string master; // ... or dial this master
-  int threads = 0;    // load threads; 0: one per core
+  std::string listen;                                // bind a ROUTER here ...
+  std::string master;                                // ... or dial this master
+  int threads = 0;                                   // load threads; 0: one per core
   std::chrono::milliseconds heartbeat_timeout{3000}; // master silent this long: stop, go idle
   bool quiet = false;
 };

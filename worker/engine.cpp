@@ -12,6 +12,31 @@ using common::ThinkTime;
 
 constexpr size_t kBodyExcerptBytes = 1024;
 
+bool sameHeaderName(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+void collectInherited(const common::HttpSpec& http, const std::vector<Step>& steps,
+                      std::unordered_map<const Step*, std::vector<size_t>>& out) {
+  for (const Step& step : steps) {
+    if (step.kind == Step::Kind::Loop)
+      collectInherited(http, step.steps, out);
+    if (step.kind != Step::Kind::Request)
+      continue;
+    auto& list = out[&step];
+    for (size_t i = 0; i < http.headers.size(); ++i) {
+      bool overridden = false;
+      for (const auto& own : step.headers)
+        overridden = overridden || sameHeaderName(own.first, http.headers[i].first);
+      if (!overridden)
+        list.push_back(i);
+    }
+  }
+}
+
 int64_t toNs(common::SteadyTime t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
 }
@@ -77,8 +102,7 @@ struct VirtualUser {
   const Flow& pickFlow();
   bool mayStart() const { return !engine.stopping() && engine.clock_.now() < engine.end_; }
   void reportError(const Flow& flow, const Step& step, const HttpRequest& request,
-                   const HttpResponse& response, const std::string& kind,
-                   common::SteadyTime done);
+                   const HttpResponse& response, const std::string& kind, common::SteadyTime done);
 
   WorkerThread& thread;
   Engine& engine;
@@ -189,13 +213,14 @@ asio::awaitable<bool> VirtualUser::request(const Flow& flow, const Step& step) {
     target_buf.append(render_buf);
   }
 
-  size_t header_count = scenario.http.headers.size() + step.headers.size();
+  const auto& inherited = engine.inherited_headers_.at(&step);
+  size_t header_count = inherited.size() + step.headers.size();
   if (headers_buf.size() != header_count)
     headers_buf.resize(header_count);
   size_t h = 0;
-  for (const auto& [name, value] : scenario.http.headers) {
-    headers_buf[h].first.assign(name);
-    headers_buf[h++].second.assign(value);
+  for (size_t i : inherited) {
+    headers_buf[h].first.assign(scenario.http.headers[i].first);
+    headers_buf[h++].second.assign(scenario.http.headers[i].second);
   }
   for (const auto& [name, value] : step.headers) {
     headers_buf[h].first.assign(name);
@@ -241,6 +266,7 @@ asio::awaitable<bool> VirtualUser::request(const Flow& flow, const Step& step) {
   }
   thread.record(step.stats_index, response, common::microsBetween(sent, done), kind);
   if (kind) {
+    engine.noteError();
     reportError(flow, step, req, response, *kind, done);
     if (engine.halted())
       co_return false;
@@ -301,7 +327,9 @@ void WorkerThread::run() {
   io_.run();
   // Sessions own sockets of this io_context: release them on this thread.
   users_.clear();
-  engine_.running_threads_.fetch_sub(1, std::memory_order_acq_rel);
+  if (engine_.running_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      engine_.finished_listener_)
+    engine_.finished_listener_();
 }
 
 void WorkerThread::cancelAll(bool cancel_requests) {
@@ -347,6 +375,8 @@ Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions o
     options_.users = scenario_->load.users;
   // Never more threads than users: an idle thread would only cost memory.
   options_.threads = std::max(1, std::min(options_.threads, std::max(1, options_.users)));
+  for (const auto& flow : scenario_->flows)
+    collectInherited(scenario_->http, flow.steps, inherited_headers_);
   for (int i = 0; i < options_.threads; ++i)
     threads_.push_back(std::make_unique<WorkerThread>(*this, i));
 }
@@ -415,6 +445,21 @@ void Engine::reportError(ErrorContext context) {
     halt();
   if (error_listener_)
     error_listener_(context);
+}
+
+void Engine::setFinishedListener(std::function<void()> listener) {
+  finished_listener_ = std::move(listener);
+}
+
+void Engine::setErrorTick(std::function<void()> tick, uint64_t limit) {
+  error_tick_ = std::move(tick);
+  error_tick_limit_ = limit;
+}
+
+void Engine::noteError() {
+  auto n = errors_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (error_tick_ && n <= error_tick_limit_)
+    error_tick_();
 }
 
 void Engine::collect(common::StatsBook& into) {

@@ -17,14 +17,15 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace stampede::worker {
 
 struct EngineOptions {
-  int threads = 0;          // 0: one per core
-  int users = -1;           // this worker's share; -1: the scenario's load.users
-  uint64_t first_vu = 0;    // virtual users are numbered from here (unique across the cluster)
+  int threads = 0;       // 0: one per core
+  int users = -1;        // this worker's share; -1: the scenario's load.users
+  uint64_t first_vu = 0; // virtual users are numbered from here (unique across the cluster)
   uint32_t worker_index = 0;
 };
 
@@ -43,6 +44,14 @@ public:
   // Called once, on the load thread that saw the run's first error, before anything else
   // happens to the run. Must be cheap and thread-safe. Set before start().
   void setErrorListener(std::function<void(const ErrorContext&)> listener);
+
+  // Called on a load thread after each error while errorCount() <= limit (the halt policy
+  // counts errors cluster-wide). Must be cheap and thread-safe. Set before start().
+  void setErrorTick(std::function<void()> tick, uint64_t limit);
+  uint64_t errorCount() const { return errors_.load(std::memory_order_relaxed); }
+
+  // Called on the last load thread to end, as it ends. Must be cheap and thread-safe.
+  void setFinishedListener(std::function<void()> listener);
 
   // Starts the threads; the ramp begins at t0 and load is held until t0 + ramp + duration.
   void start(common::SteadyTime t0);
@@ -79,6 +88,7 @@ private:
     return halted_.load(std::memory_order_acquire) || finishing_.load(std::memory_order_acquire);
   }
   void reportError(ErrorContext context);
+  void noteError();
 
   std::shared_ptr<const common::Scenario> scenario_;
   EngineOptions options_;
@@ -87,6 +97,14 @@ private:
   common::SteadyTime end_{};
   std::vector<std::unique_ptr<WorkerThread>> threads_;
   std::function<void(const ErrorContext&)> error_listener_;
+  std::function<void()> error_tick_;
+  std::function<void()> finished_listener_;
+  uint64_t error_tick_limit_ = 0;
+  std::atomic<uint64_t> errors_{0};
+
+  // Per request step: the http.headers entries that the step does not override (by name,
+  // case-insensitively), so that no header goes out twice.
+  std::unordered_map<const common::Step*, std::vector<size_t>> inherited_headers_;
 
   std::atomic<bool> halted_{false};
   std::atomic<bool> finishing_{false};

@@ -36,7 +36,7 @@ using common::HeaderList;
 
 // A request as the engine rendered it. Views stay valid until perform() completes.
 struct HttpRequest {
-  std::string_view method;             // "GET"
+  std::string_view method; // "GET"
   const common::Endpoint* endpoint = nullptr;
   std::string_view target;             // origin-form: "/path?query"
   const HeaderList* headers = nullptr; // rendered, http.headers then the step's
@@ -46,11 +46,11 @@ struct HttpRequest {
 
 struct HttpResponse {
   TransportError error = TransportError::None;
-  int status = 0;          // 0 when error != None
-  std::string_view body;   // valid until the next perform() on the same session
-  uint64_t bytes_in = 0;   // on the wire: status line, headers and body as received
-  uint64_t bytes_out = 0;  // on the wire
-  std::string detail;      // a human-readable reason for transport errors (cold path)
+  int status = 0;         // 0 when error != None
+  std::string_view body;  // valid until the next perform() on the same session
+  uint64_t bytes_in = 0;  // on the wire: status line, headers and body as received
+  uint64_t bytes_out = 0; // on the wire
+  std::string detail;     // a human-readable reason for transport errors (cold path)
 };
 
 class HttpSession {

@@ -12,7 +12,9 @@
 namespace {
 
 std::atomic<bool> g_stop{false};
-extern "C" void onSignal(int) { g_stop = true; }
+extern "C" void onSignal(int) {
+  g_stop = true;
+}
 
 } // namespace
 
@@ -20,14 +22,15 @@ int main(int argc, char** argv) {
   namespace po = boost::program_options;
   using namespace stampede;
   po::options_description options("Options");
-  options.add_options()                                                                       //
-      ("help,h", "show this help and exit")                                                  //
-      ("version", "show the version and exit")                                               //
+  options.add_options()                                                                        //
+      ("help,h", "show this help and exit")                                                    //
+      ("version", "show the version and exit")                                                 //
       ("listen", po::value<std::string>(), "bind here and serve masters (tcp://0.0.0.0:7700)") //
-      ("master", po::value<std::string>(), "dial this master instead (tcp://host:7701)")      //
-      ("threads", po::value<int>(), "load threads (default: one per core)")                  //
-      ("heartbeat-timeout", po::value<std::string>(), "master silent this long: stop (default 3s)") //
-      ("insecure", "allow listening on a non-loopback address without keys")                //
+      ("master", po::value<std::string>(), "dial this master instead (tcp://host:7701)")       //
+      ("threads", po::value<int>(), "load threads (default: one per core)")                    //
+      ("heartbeat-timeout", po::value<std::string>(),
+       "master silent this long: stop (default 3s)")                         //
+      ("insecure", "allow listening on a non-loopback address without keys") //
       ("quiet,q", "log nothing but errors");
   po::variables_map vm;
   try {
@@ -38,7 +41,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (vm.count("help")) {
-    std::cout << "usage: worker (--listen ENDPOINT | --master ENDPOINT) [--threads N]\n\n" << options;
+    std::cout << "usage: worker (--listen ENDPOINT | --master ENDPOINT) [--threads N]\n\n"
+              << options;
     return 0;
   }
   if (vm.count("version")) {
@@ -70,7 +74,8 @@ int main(int argc, char** argv) {
     daemon.heartbeat_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
   }
   daemon.quiet = vm.count("quiet") > 0;
-  if (!daemon.listen.empty() && !vm.count("insecure") && !worker::isLoopbackEndpoint(daemon.listen)) {
+  if (!daemon.listen.empty() && !vm.count("insecure") &&
+      !worker::isLoopbackEndpoint(daemon.listen)) {
     fmt::print(stderr,
                "worker: refusing to listen on {} without keys: anyone who reaches it could aim "
                "this host's load anywhere; listen on 127.0.0.1, or pass --insecure\n",

@@ -436,3 +436,173 @@ class TempDirTestCase:
             print(f"kept test dir {self.tmp}")
         else:
             self.addCleanup(shutil.rmtree, self.tmp, True)
+
+
+# --------------------------------------------------------------------------------------------
+# worker daemons (cluster mode)
+
+class WorkerDaemon:
+    """One running worker daemon: `.proc`, `.port` (None when it dials a master), `.address`
+    ("127.0.0.1:PORT"), `.stderr_path`; `.stderr()` reads what it logged."""
+
+    def __init__(self, proc, port, stderr_path):
+        self.proc = proc
+        self.port = port
+        self.address = f"{LOOPBACK}:{port}" if port is not None else None
+        self.stderr_path = stderr_path
+
+    def stderr(self):
+        return _read_tail(self.stderr_path, 20000)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self, sig=signal.SIGKILL):
+        """Send `sig` (default SIGKILL) to this worker; returns time.monotonic() of the send."""
+        sent = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return sent
+
+
+class WorkerSet:
+    """Worker daemons started by `workers()`: `.daemons`, `.hosts_file`, `.dir`; indexable."""
+
+    def __init__(self, daemons, hosts_file, directory):
+        self.daemons = daemons
+        self.hosts_file = hosts_file
+        self.dir = directory
+
+    def __getitem__(self, i):
+        return self.daemons[i]
+
+    def __len__(self):
+        return len(self.daemons)
+
+    def addresses(self):
+        return [d.address for d in self.daemons]
+
+    def stderr(self):
+        """Every worker's log, labelled, for assertion messages."""
+        return "\n".join(f"--- worker {i} ({d.address}) rc={d.proc.poll()}\n{d.stderr()[-2000:]}"
+                         for i, d in enumerate(self.daemons))
+
+    def write_hosts(self, lines, name="hosts.txt"):
+        """Write another hosts file (list of lines) next to the default one: its path."""
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+
+def _wait_listening(proc, port, stderr_path, timeout, quiet):
+    """True once the worker logs that it listens (or, with --quiet, accepts TCP on its port)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if not quiet:
+            if "listening on" in _read_tail(stderr_path):
+                return True
+        else:
+            try:
+                with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                    return True
+            except OSError:
+                pass
+        time.sleep(0.02)
+    return False
+
+
+def start_worker_process(args, stderr_path):
+    """Start `worker ARGS...` with stdout and stderr to `stderr_path`: the Popen."""
+    with open(stderr_path, "w") as err:
+        return subprocess.Popen([binary("worker")] + [str(a) for a in args],
+                                stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                start_new_session=True)
+
+
+@contextlib.contextmanager
+def workers(n, threads=1, extra_args=(), weights=None, attempts=5, startup_timeout=10.0):
+    """Start `n` worker daemons listening on distinct free 127.0.0.1 ports; always stop them.
+
+    Waits until each one listens, writes a hosts file (`weight=W` from `weights` when given)
+    and yields a WorkerSet. `extra_args` go to every worker (e.g. ["--heartbeat-timeout", "2s"]).
+    """
+    directory = tempfile.mkdtemp(prefix="stampede-workers-")
+    daemons = []
+    quiet = any(a in ("--quiet", "-q") for a in extra_args)
+    try:
+        for i in range(n):
+            last_error = ""
+            for attempt in range(attempts):
+                port = free_port()
+                stderr_path = os.path.join(directory, f"worker{i}.log")
+                proc = start_worker_process(
+                    ["--listen", f"tcp://{LOOPBACK}:{port}", "--threads", threads,
+                     *extra_args], stderr_path)
+                if _wait_listening(proc, port, stderr_path, startup_timeout, quiet):
+                    daemons.append(WorkerDaemon(proc, port, stderr_path))
+                    break
+                _stop_process(proc, signal.SIGKILL)
+                last_error = _read_tail(stderr_path)
+                if "in use" not in last_error:
+                    break
+            else:
+                last_error += " (no free port after retries)"
+            if len(daemons) != i + 1:
+                raise AssertionError(f"worker {i} did not start:\n{last_error}")
+        hosts_file = os.path.join(directory, "hosts.txt")
+        with open(hosts_file, "w") as f:
+            f.write("# written by stampede_testlib.workers()\n")
+            for i, d in enumerate(daemons):
+                weight = f" weight={weights[i]}" if weights else ""
+                f.write(f"{d.address}{weight}\n")
+        yield WorkerSet(daemons, hosts_file, directory)
+    finally:
+        for d in daemons:
+            rc = _stop_process(d.proc)
+            if rc not in (0, -signal.SIGKILL, -signal.SIGTERM):
+                print(f"worker {d.address} exited with {rc}:\n{d.stderr()[-2000:]}")
+        if os.environ.get("STAMPEDE_KEEP_TMP"):
+            print(f"kept workers dir {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def dialling_workers(n, master_endpoint, threads=1, extra_args=()):
+    """Reverse mode: start `n` `worker --master MASTER_ENDPOINT` daemons; always stop them.
+
+    They keep redialling until a master listens there. Yields a WorkerSet (no hosts file,
+    `.address` None).
+    """
+    directory = tempfile.mkdtemp(prefix="stampede-dialling-")
+    daemons = []
+    try:
+        for i in range(n):
+            stderr_path = os.path.join(directory, f"worker{i}.log")
+            proc = start_worker_process(
+                ["--master", master_endpoint, "--threads", threads, *extra_args], stderr_path)
+            daemons.append(WorkerDaemon(proc, None, stderr_path))
+        time.sleep(0.1)
+        for i, d in enumerate(daemons):
+            if d.proc.poll() is not None:
+                raise AssertionError(f"dialling worker {i} exited with {d.proc.returncode}:\n"
+                                     f"{d.stderr()}")
+        yield WorkerSet(daemons, None, directory)
+    finally:
+        for d in daemons:
+            rc = _stop_process(d.proc)
+            if rc not in (0, -signal.SIGKILL, -signal.SIGTERM):
+                print(f"dialling worker exited with {rc}:\n{d.stderr()[-2000:]}")
+        if os.environ.get("STAMPEDE_KEEP_TMP"):
+            print(f"kept workers dir {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def assert_no_crash(testcase, text, context=""):
+    """Fail when `text` (a process's stderr) shows a crash or an unhandled exception."""
+    for marker in CRASH_MARKERS:
+        testcase.assertNotIn(marker, text, context)

@@ -237,6 +237,7 @@ TEST_CASE("every message kind survives encode and decode", "[protocol]") {
       [](wire::Envelope& e) { e.mutable_heartbeat()->set_sent_ns(8); },
       [](wire::Envelope& e) { e.mutable_busy()->set_reason("serving master at 10.0.0.1"); },
       [](wire::Envelope& e) { e.mutable_refused()->set_reason("bad scenario"); },
+      [](wire::Envelope& e) { e.mutable_error_tally()->set_errors(3); },
   };
   std::vector<int> kinds;
   for (const auto& f : fill) {

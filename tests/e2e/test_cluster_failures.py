@@ -1,0 +1,272 @@
+"""End to end, cluster mode failures (issue 3): a worker killed mid-run (halt or continue), an
+unreachable worker (with and without --min-workers), a malformed hosts file, and a master killed
+mid-run (its workers stop within their heartbeat timeout and take the next master)."""
+
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stampede_testlib as lib  # noqa: E402
+
+HEARTBEAT_TIMEOUT_S = 3.0   # the master's default --heartbeat-timeout
+KILL_AFTER_S = 2.0
+
+
+def scenario(url, users, duration, path="/", on_worker_lost=None, name="e2e-cluster-failures"):
+    halt = f"halt:\n  on_worker_lost: {on_worker_lost}\n" if on_worker_lost else ""
+    return (f"name: {name}\n"
+            f"target: {url}\n"
+            f"load:\n  users: {users}\n  duration: {duration}\n"
+            f"{halt}"
+            f"flows:\n"
+            f"  - name: main\n"
+            f"    steps:\n"
+            f"      - get: {path}\n"
+            f"        name: main\n")
+
+
+class WorkerLostTest(lib.TempDirTestCase, unittest.TestCase):
+    def run_and_kill_one_worker(self, on_worker_lost, duration_s):
+        """3 workers vs nginx; SIGKILL worker 1 KILL_AFTER_S into the run.
+
+        Returns (rc, out, err, started, killed, ended, report, killed_address, context).
+        """
+        with lib.nginx() as server, lib.workers(3) as ws:
+            path = lib.write_scenario(
+                self.tmp, scenario(server.url, 15, f"{duration_s}s", on_worker_lost=on_worker_lost))
+            out_dir = os.path.join(self.tmp, "out")
+            started = time.monotonic()
+            proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir, "--quiet",
+                                     path], self.tmp)
+            try:
+                time.sleep(KILL_AFTER_S)
+                if proc.poll() is not None:
+                    self.fail("master ended before the kill:\n" +
+                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
+                killed = ws[1].kill(signal.SIGKILL)
+                rc, out, err = lib.finish_master(proc, self.tmp, duration_s + 15)
+                ended = time.monotonic()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            report = lib.load_report(out_dir) if rc is not None else None
+            return rc, out, err, started, killed, ended, report, ws[1].address, context
+
+    def test_sigkilled_worker_halts_the_cluster(self):
+        rc, out, err, started, killed, ended, report, lost_address, context = \
+            self.run_and_kill_one_worker("halt", 10)
+        detected = ended - killed
+        print(f"\n  worker SIGKILLed: master exited {detected:.2f}s after the kill")
+        self.assertIsNotNone(rc, f"master did not exit\n{context}")
+        self.assertEqual(rc, 3, context)
+        lib.assert_no_crash(self, err, context)
+        # Lost within heartbeat-timeout (+1 s slack); the exit itself adds a little.
+        self.assertLessEqual(detected, HEARTBEAT_TIMEOUT_S + 1.5, context)
+        self.assertIn(lost_address, err, context)
+        self.assertIn("lost", err, context)
+
+        self.assertEqual(report["exit_code"], 3, report)
+        self.assertEqual(report["outcome"], "halted", report)
+        self.assertIsInstance(report["halt"], dict, report)
+        self.assertEqual(report["halt"]["reason"], "worker_lost", report["halt"])
+        self.assertEqual(report["halt"]["requests_started_after_halt"], 0, report["halt"])
+        # The report holds what was received so far.
+        self.assertGreater(report["totals"]["requests"], 0, report["totals"])
+        self.assertLess(report["duration_s"], 8, report)
+        workers = {w["address"]: w for w in report["workers"]}
+        self.assertEqual(len(workers), 3, report["workers"])
+        self.assertEqual(workers[lost_address]["state"], "lost", workers[lost_address])
+        # Its data up to the kill was received and kept.
+        self.assertGreater(workers[lost_address]["requests"], 0, workers[lost_address])
+        for address, w in workers.items():
+            if address != lost_address:
+                self.assertEqual(w["state"], "done", w)
+                self.assertGreater(w["requests"], 0, w)
+        self.assertEqual(sum(w["requests"] for w in workers.values()),
+                         report["totals"]["requests"], report["workers"])
+
+    def test_sigkilled_worker_with_continue_runs_to_the_end(self):
+        duration_s = 7
+        rc, out, err, started, killed, ended, report, lost_address, context = \
+            self.run_and_kill_one_worker("continue", duration_s)
+        print(f"\n  worker SIGKILLed, on_worker_lost continue: master took {ended - started:.1f}s")
+        self.assertIsNotNone(rc, f"master did not exit\n{context}")
+        self.assertEqual(rc, 0, context)
+        lib.assert_no_crash(self, err, context)
+        self.assertGreaterEqual(ended - started, duration_s - 0.5, context)
+        self.assertIn(lost_address, err, context)
+
+        self.assertEqual(report["exit_code"], 0, report)
+        self.assertIsNone(report["halt"], report)
+        self.assertGreaterEqual(report["duration_s"], duration_s - 0.5, report)
+        workers = {w["address"]: w for w in report["workers"]}
+        self.assertEqual(len(workers), 3, report["workers"])
+        self.assertEqual(workers[lost_address]["state"], "lost", workers[lost_address])
+        self.assertGreater(workers[lost_address]["requests"], 0, workers[lost_address])
+        for address, w in workers.items():
+            if address != lost_address:
+                self.assertEqual(w["state"], "done", w)
+                self.assertGreater(w["requests"], 0, w)
+        self.assertEqual(sum(w["requests"] for w in workers.values()),
+                         report["totals"]["requests"], report["workers"])
+
+
+class UnreachableAndHostsFileTest(lib.TempDirTestCase, unittest.TestCase):
+    def write_hosts(self, lines, name="hosts.txt"):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def test_unreachable_worker_fails_fast_naming_it(self):
+        dead = f"{lib.LOOPBACK}:{lib.free_port()}"
+        hosts = self.write_hosts([dead])
+        path = lib.write_scenario(self.tmp, scenario("http://127.0.0.1:9/", 2, "2s"))
+        started = time.monotonic()
+        rc, out, err = lib.run_master(["--workers", hosts, "--connect-timeout", "1s", "--quiet",
+                                       path], timeout=20)
+        elapsed = time.monotonic() - started
+        context = lib.describe(rc, out, err)
+        print(f"\n  unreachable worker: exit {rc} after {elapsed:.2f}s")
+        self.assertEqual(rc, 3, context)
+        lib.assert_no_crash(self, err, context)
+        self.assertLess(elapsed, 2.5, context)
+        naming = [line for line in err.splitlines() if dead in line]
+        self.assertEqual(len(naming), 1, f"one stderr line should name {dead}\n{context}")
+
+    def test_min_workers_starts_with_fewer_and_reports_the_unreachable_one(self):
+        with lib.nginx() as server, lib.workers(1) as ws:
+            dead = f"{lib.LOOPBACK}:{lib.free_port()}"
+            hosts = ws.write_hosts([ws[0].address, dead], name="hosts-with-dead.txt")
+            path = lib.write_scenario(self.tmp, scenario(server.url, 4, "1s"))
+            out_dir = os.path.join(self.tmp, "out")
+            rc, out, err = lib.run_master(["--workers", hosts, "--connect-timeout", "1s",
+                                           "--min-workers", 1, "--out", out_dir, "--quiet",
+                                           path], timeout=20)
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            lines = lib.wait_access_log_stable(server.access_log)
+
+        self.assertEqual(rc, 0, context)
+        lib.assert_no_crash(self, err, context)
+        self.assertIn(dead, err, context)
+        self.assertRegex(err, r"(?i)starting with 1 of 2", context)
+        report = lib.load_report(out_dir)
+        self.assertEqual(report["outcome"], "passed", report)
+        workers = {w["address"]: w for w in report["workers"]}
+        self.assertEqual(set(workers), {ws[0].address, dead}, report["workers"])
+        self.assertEqual(workers[dead]["state"], "unreachable", workers[dead])
+        self.assertEqual(workers[dead]["requests"], 0, workers[dead])
+        self.assertEqual(workers[ws[0].address]["state"], "done", workers[ws[0].address])
+        self.assertEqual(workers[ws[0].address]["users"], 4, workers[ws[0].address])
+        self.assertEqual(report["totals"]["requests"], lines, report["totals"])
+        self.assertEqual(workers[ws[0].address]["requests"], lines, workers)
+
+    def test_malformed_hosts_file_is_refused_before_contacting_anyone(self):
+        # A listener that would see the master's connection if it contacted the valid line.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+            listener.bind((lib.LOOPBACK, 0))
+            listener.listen(8)
+            listener.setblocking(False)
+            good = f"{lib.LOOPBACK}:{listener.getsockname()[1]}"
+            path = lib.write_scenario(self.tmp, scenario("http://127.0.0.1:9/", 2, "1s"))
+            cases = {
+                "bad port": ["# cluster", good, "127.0.0.1:99999"],
+                "bad weight": ["# cluster", good, "127.0.0.1:7700 weight=x"],
+            }
+            for label, lines in cases.items():
+                with self.subTest(label):
+                    hosts = self.write_hosts(lines, name=f"hosts-{label.replace(' ', '-')}.txt")
+                    rc, out, err = lib.run_master(["--workers", hosts, "--connect-timeout", "1s",
+                                                   "--quiet", path], timeout=20)
+                    context = lib.describe(rc, out, err)
+                    self.assertEqual(rc, 2, context)
+                    lib.assert_no_crash(self, err, context)
+                    self.assertIn(f"{hosts}:3", err, f"stderr should point at file:line\n{context}")
+                    time.sleep(0.1)
+                    try:
+                        conn, _ = listener.accept()
+                        conn.close()
+                        self.fail(f"the master contacted {good} despite the malformed file\n"
+                                  f"{context}")
+                    except BlockingIOError:
+                        pass
+
+
+class MasterKilledTest(lib.TempDirTestCase, unittest.TestCase):
+    WORKER_HEARTBEAT_S = 2.0
+    SLACK_S = 0.5
+
+    def test_worker_stops_when_its_master_is_killed_and_serves_the_next_one(self):
+        with lib.fault_target() as target, \
+                lib.workers(1, extra_args=["--heartbeat-timeout", "2s"]) as ws:
+            path = lib.write_scenario(self.tmp, scenario(target.url, 4, "20s", path="/ok"))
+            # Not --quiet: the master prints its live line right after each heartbeat it sends,
+            # so killing it just after the second line makes the worker's last message from
+            # its master as recent as possible: the worst case for the worker's timeout.
+            proc = lib.start_master(["--workers", ws.hosts_file, path], self.tmp)
+            stdout_path = os.path.join(self.tmp, "master.stdout")
+            try:
+                deadline = time.monotonic() + KILL_AFTER_S + 5
+                while time.monotonic() < deadline and proc.poll() is None:
+                    with open(stdout_path) as f:
+                        ticks = [line for line in f if re.match(r"\s*\d+(\.\d+)?s /", line)]
+                    if len(ticks) >= 2:
+                        break
+                    time.sleep(0.005)
+                if proc.poll() is not None:
+                    self.fail("master ended before the kill:\n" +
+                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
+                kill_wall_ms = time.time() * 1000
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            # Let the worker's timeout pass, plus a margin to see any straggler.
+            time.sleep(self.WORKER_HEARTBEAT_S + self.SLACK_S + 1.5)
+            entries = target.log_entries()
+            before = [e for e in entries if e[1] <= kill_wall_ms]
+            limit_ms = kill_wall_ms + (self.WORKER_HEARTBEAT_S + self.SLACK_S) * 1000
+            late = [e for e in entries if e[1] > limit_ms]
+            last_ms = max((e[1] for e in entries), default=kill_wall_ms)
+            print(f"\n  master SIGKILLed: last request reached the target "
+                  f"{(last_ms - kill_wall_ms) / 1000:.2f}s after the kill "
+                  f"(limit {self.WORKER_HEARTBEAT_S + self.SLACK_S:.1f}s); "
+                  f"{len(late)} late requests")
+            worker_log = ws.stderr()
+            self.assertTrue(ws[0].alive(), f"the worker died\n{worker_log}")
+
+            # The worker is idle again: a new master runs against it right away.
+            out_dir = os.path.join(self.tmp, "out")
+            path2 = lib.write_scenario(self.tmp, scenario(target.url, 2, "1s", path="/ok",
+                                                          name="e2e-after-master-killed"),
+                                       name="again.yaml")
+            rc, out, err = lib.run_master(["--workers", ws.hosts_file, "--out", out_dir,
+                                           "--quiet", path2], timeout=30)
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+
+        self.assertGreater(len(before), 0, "no load reached the target before the kill")
+        with self.subTest("load stopped within the worker's heartbeat timeout"):
+            self.assertEqual(len(late), 0, f"{len(late)} requests later than kill + "
+                                       f"{self.WORKER_HEARTBEAT_S + self.SLACK_S}s; first "
+                                       f"{(late[0][1] - kill_wall_ms) / 1000 if late else 0:.2f}s "
+                                       f"after the kill\n{worker_log}")
+            self.assertIn("master silent", worker_log)
+        with self.subTest("the next master runs"):
+            self.assertEqual(rc, 0, context)
+            report = lib.load_report(out_dir)
+            self.assertEqual(report["outcome"], "passed", report)
+            self.assertEqual(report["workers"][0]["state"], "done", report["workers"])
+            self.assertGreater(report["totals"]["requests"], 0, report["totals"])
+
+
+if __name__ == "__main__":
+    unittest.main()
