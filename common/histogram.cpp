@@ -152,12 +152,16 @@ std::vector<int64_t> Histogram::encodeCounts() const {
 bool Histogram::decode(uint32_t layout_id, std::span<const int64_t> counts, uint64_t count,
                        uint64_t overflow, int64_t min_us, int64_t max_us, int64_t sum_us) {
   reset();
-  const auto fail = [this] {
-    reset();
+  if (!validEncoded(layout_id, counts, count, overflow, min_us, max_us, sum_us))
     return false;
-  };
+  addEncoded(counts, count, overflow, min_us, max_us, sum_us);
+  return true;
+}
+
+bool Histogram::validEncoded(uint32_t layout_id, std::span<const int64_t> counts, uint64_t count,
+                             uint64_t overflow, int64_t min_us, int64_t max_us, int64_t sum_us) {
   if (layout_id != kLayoutId || overflow > count)
-    return fail();
+    return false;
 
   const uint64_t tracked = count - overflow; // what the counters must add up to
   uint64_t total = 0;
@@ -169,55 +173,64 @@ bool Histogram::decode(uint32_t layout_id, std::span<const int64_t> counts, uint
       // -(INT64_MIN) does not exist; compare in unsigned to stay defined.
       const uint64_t run = uint64_t(0) - uint64_t(entry);
       if (run > kCounterCount - index)
-        return fail();
+        return false;
       index += size_t(run);
       continue;
     }
     if (index >= kCounterCount)
-      return fail();
+      return false;
     const auto c = uint64_t(entry);
     if (c > tracked - total) // checked before adding, so the running total never wraps
-      return fail();
+      return false;
     total += c;
     if (c > 0) {
       first_used = std::min(first_used, index);
       last_used = index;
     }
-    counts_[index++] = c;
+    ++index;
   }
   if (total != tracked)
-    return fail();
+    return false;
 
   if (count == 0) {
     // An empty histogram's accessors report zeros; anything else was not made by encode.
-    if (min_us != 0 || max_us != 0 || sum_us != 0)
-      return fail();
-    return true;
+    return min_us == 0 && max_us == 0 && sum_us == 0;
   }
   if (min_us < 0 || min_us > max_us)
-    return fail();
+    return false;
   // The exact min and max must fall in the first and last used counters (or overflow), or
   // percentiles clamped to them would be wrong.
   if (tracked > 0 && (indexOf(min_us) != first_used || min_us > kMaxTrackableUs))
-    return fail();
+    return false;
   if (tracked == 0 && min_us <= kMaxTrackableUs)
-    return fail();
+    return false;
   if (overflow > 0 && max_us <= kMaxTrackableUs)
-    return fail();
+    return false;
   if (overflow == 0 && (indexOf(max_us) != last_used || max_us > kMaxTrackableUs))
-    return fail();
+    return false;
   // min * count <= sum <= max * count, in long double: the products can exceed int64.
   const long double n = static_cast<long double>(count);
   const long double sum = static_cast<long double>(sum_us);
-  if (sum < static_cast<long double>(min_us) * n || sum > static_cast<long double>(max_us) * n)
-    return fail();
+  return sum >= static_cast<long double>(min_us) * n && sum <= static_cast<long double>(max_us) * n;
+}
 
-  count_ = count;
-  overflow_ = overflow;
-  min_us_ = min_us;
-  max_us_ = max_us;
-  sum_us_ = sum_us;
-  return true;
+void Histogram::addEncoded(std::span<const int64_t> counts, uint64_t count, uint64_t overflow,
+                           int64_t min_us, int64_t max_us, int64_t sum_us) noexcept {
+  if (count == 0)
+    return;
+  size_t index = 0;
+  for (const int64_t entry : counts) {
+    if (entry < 0) {
+      index += size_t(uint64_t(0) - uint64_t(entry));
+      continue;
+    }
+    counts_[index++] += uint64_t(entry);
+  }
+  count_ += count;
+  overflow_ += overflow;
+  sum_us_ = int64_t(uint64_t(sum_us_) + uint64_t(sum_us));
+  min_us_ = std::min(min_us_, min_us);
+  max_us_ = std::max(max_us_, max_us);
 }
 
 } // namespace stampede::common
