@@ -26,7 +26,9 @@ po::options_description describeOptions() {
       ("min-workers", po::value<int>(), "start with at least N workers if some do not answer")   //
       ("connect-timeout", po::value<std::string>(), "handshake deadline (default 5s)")           //
       ("heartbeat-timeout", po::value<std::string>(),
-       "a silent worker is lost after this (default 3s)") //
+       "a silent worker is lost after this (default 3s)")                                       //
+      ("key", po::value<std::string>(), "the master's secret key file (from `master keygen`)")  //
+      ("worker-keys", po::value<std::string>(), "accept only workers whose NAME.pub is in DIR") //
       ("dry-run", "validate, handshake, print the plan and each worker's share; start nothing");
   return options;
 }
@@ -110,6 +112,10 @@ CliOptions parseCli(int argc, const char* const* argv) {
     if (cli.min_workers < 1)
       throw UsageError("--min-workers: expected at least 1");
   }
+  if (vm.count("key"))
+    cli.key_file = vm["key"].as<std::string>();
+  if (vm.count("worker-keys"))
+    cli.worker_keys_dir = vm["worker-keys"].as<std::string>();
   if (vm.count("out"))
     cli.out_dir = vm["out"].as<std::string>();
   if (!vm.count("scenario"))

@@ -15,10 +15,12 @@ struct CliOptions {
   std::string out_dir;                               // "" : no files written
   bool quiet = false;
   bool dry_run = false;
-  std::string workers_file; // --workers: dial the workers listed there
-  std::string listen;       // --listen: reverse mode, workers dial in
-  int expect_workers = 0;   // with --listen: how many to wait for
-  int min_workers = 0;      // 0: all of them
+  std::string workers_file;    // --workers: dial the workers listed there
+  std::string listen;          // --listen: reverse mode, workers dial in
+  int expect_workers = 0;      // with --listen: how many to wait for
+  int min_workers = 0;         // 0: all of them
+  std::string key_file;        // --key: the master's secret key (CURVE)
+  std::string worker_keys_dir; // --worker-keys: accept only workers whose *.pub is here
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds heartbeat_timeout{3000};
   bool help = false;

@@ -1,6 +1,10 @@
 #include "master/cluster.h"
 
+#include "common/keys.h"
+
 #include <fmt/format.h>
+
+#include <array>
 
 namespace stampede::master {
 
@@ -26,8 +30,55 @@ const char* linkStateName(LinkState s) {
   return "unknown";
 }
 
-Cluster::Cluster(zmq::context_t& context, const common::Clock& clock, uint64_t run_id)
-    : context_(context), clock_(clock), run_id_(run_id) {}
+Cluster::Cluster(zmq::context_t& context, const common::Clock& clock, uint64_t run_id,
+                 ClusterSecurity security)
+    : context_(context), clock_(clock), run_id_(run_id), security_(std::move(security)) {
+  if (!security_.allowed_workers.empty()) {
+    // ZeroMQ asks this socket about every CURVE client that tries to connect to us.
+    zap_.emplace(context_, zmq::socket_type::rep);
+    zap_->set(zmq::sockopt::linger, 0);
+    zap_->bind("inproc://zeromq.zap.01");
+  }
+}
+
+void Cluster::answerZap() {
+  for (;;) {
+    std::vector<zmq::message_t> request;
+    if (!zmq::recv_multipart(*zap_, std::back_inserter(request), zmq::recv_flags::dontwait))
+      return;
+    // version, request id, domain, address, identity, mechanism, credentials...
+    if (request.size() < 6)
+      continue; // cannot answer what we cannot parse; libzmq times the peer out
+    bool allowed = false;
+    if (request[5].to_string() == "CURVE" && request.size() >= 7 && request[6].size() == 32) {
+      char z85[41];
+      zmq_z85_encode(z85, static_cast<const uint8_t*>(request[6].data()), 32);
+      allowed = security_.allowed_workers.count(z85) > 0;
+    }
+    std::array<zmq::const_buffer, 6> reply = {
+        zmq::str_buffer("1.0"),
+        zmq::buffer(request[1].data(), request[1].size()),
+        allowed ? zmq::str_buffer("200") : zmq::str_buffer("400"),
+        allowed ? zmq::str_buffer("OK") : zmq::str_buffer("worker key not allowed"),
+        zmq::str_buffer(""),
+        zmq::str_buffer("")};
+    zmq::send_multipart(*zap_, reply);
+  }
+}
+
+void Cluster::takeHandshakeFailures() {
+  for (auto& link : links_) {
+    if (!link.monitor)
+      continue;
+    if (auto failure = link.monitor->take())
+      link.handshake_failure = failure->reason;
+  }
+  if (router_monitor_) {
+    if (auto failure = router_monitor_->take())
+      fmt::print(stderr, "a worker dialling in from {} was refused: {}\n", failure->peer,
+                 failure->reason);
+  }
+}
 
 void Cluster::dial(const std::vector<WorkerAddress>& addresses) {
   links_.reserve(addresses.size());
@@ -44,6 +95,11 @@ void Cluster::dial(const std::vector<WorkerAddress>& addresses) {
     // Long enough for a last Stop or FinalAck to leave when the master exits, no longer.
     link.socket.set(zmq::sockopt::linger, 250);
     link.socket.set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
+    if (!security_.secret_z85.empty())
+      common::makeCurveServer(link.socket, security_.secret_z85);
+    // Keys or not: a worker that wants keys we lack fails the handshake, and should say so.
+    link.monitor = std::make_unique<common::HandshakeMonitor>(
+        context_, link.socket, fmt::format("{:016x}-{}", run_id_, i));
     const bool in_process = addresses[i].host.rfind("inproc:", 0) == 0;
     link.socket.connect(in_process ? addresses[i].host : addresses[i].endpoint());
     links_.push_back(std::move(link));
@@ -55,6 +111,11 @@ void Cluster::listen(const std::string& endpoint) {
   router_->set(zmq::sockopt::linger, 250);
   router_->set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
   router_->set(zmq::sockopt::router_mandatory, 1);
+  if (!security_.secret_z85.empty()) {
+    common::makeCurveServer(*router_, security_.secret_z85);
+    router_monitor_ = std::make_unique<common::HandshakeMonitor>(
+        context_, *router_, fmt::format("{:016x}-router", run_id_));
+  }
   router_->bind(endpoint);
 }
 
@@ -72,7 +133,7 @@ void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t e
     if (router_ && links_.size() < expect_workers)
       return false;
     for (const auto& link : links_)
-      if (link.state == LinkState::Connecting)
+      if (link.state == LinkState::Connecting && link.handshake_failure.empty())
         return false;
     return true;
   };
@@ -134,10 +195,19 @@ bool Cluster::poll(std::chrono::milliseconds timeout,
   if (router_) {
     items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
   } else {
-    items.reserve(links_.size());
+    items.reserve(links_.size() + 2);
     for (auto& link : links_)
       items.push_back({link.socket.handle(), 0, ZMQ_POLLIN, 0});
   }
+  // Security side channels come after the links, so that indexes above still match links.
+  const size_t side = items.size();
+  if (zap_)
+    items.push_back({zap_->handle(), 0, ZMQ_POLLIN, 0});
+  for (auto& link : links_)
+    if (link.monitor)
+      items.push_back({link.monitor->socket().handle(), 0, ZMQ_POLLIN, 0});
+  if (router_monitor_)
+    items.push_back({router_monitor_->socket().handle(), 0, ZMQ_POLLIN, 0});
   try {
     if (zmq::poll(items, timeout) <= 0)
       return false;
@@ -146,6 +216,14 @@ bool Cluster::poll(std::chrono::milliseconds timeout,
     if (e.num() == EINTR)
       return false;
     throw;
+  }
+  bool side_events = false;
+  for (size_t i = side; i < items.size(); ++i)
+    side_events = side_events || (items[i].revents & ZMQ_POLLIN);
+  if (side_events) {
+    if (zap_)
+      answerZap();
+    takeHandshakeFailures();
   }
 
   auto deliver = [&](WorkerLink& link, const zmq::message_t& payload) {
@@ -243,7 +321,7 @@ void Cluster::heartbeat(std::initializer_list<LinkState> states) {
 void Cluster::release() {
   wire::Envelope stop;
   stop.mutable_stop();
-  broadcast(stop, {LinkState::Connecting, LinkState::Joined, LinkState::Ready});
+  broadcast(stop, {LinkState::Connecting, LinkState::Joined, LinkState::Ready, LinkState::Refused});
 }
 
 uint64_t Cluster::droppedMessages() const {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "common/clock.h"
+#include "common/handshake_monitor.h"
 #include "common/protocol.h"
 #include "common/stats.h"
 #include "master/hosts_file.h"
@@ -16,7 +17,9 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,7 +34,9 @@ struct WorkerLink {
   zmq::socket_t socket;   // forward mode: our DEALER to this worker
   std::string routing_id; // reverse mode: the worker's id on our ROUTER
   LinkState state = LinkState::Connecting;
-  std::string why; // for Busy, Refused, Lost
+  std::string why;                                   // for Busy, Refused, Lost
+  std::unique_ptr<common::HandshakeMonitor> monitor; // with keys: why a handshake failed
+  std::string handshake_failure;
 
   // Handshake.
   std::vector<common::ClockSample> samples;
@@ -59,9 +64,17 @@ struct WorkerLink {
   uint64_t started_after_halt = 0;
 };
 
+// The master's keys: with a secret, every control socket is a CURVE server; with allowed
+// worker keys, a ZAP handler admits only those workers.
+struct ClusterSecurity {
+  std::string secret_z85;
+  std::set<std::string> allowed_workers; // Z85 public keys; empty: any worker with our key
+};
+
 class Cluster {
 public:
-  Cluster(zmq::context_t& context, const common::Clock& clock, uint64_t run_id);
+  Cluster(zmq::context_t& context, const common::Clock& clock, uint64_t run_id,
+          ClusterSecurity security = {});
 
   // Forward mode: dial every address (all at once, not one after another).
   void dial(const std::vector<WorkerAddress>& addresses);
@@ -94,12 +107,17 @@ public:
 private:
   WorkerLink* findByRoutingId(const std::string& id);
   void sendProbe(WorkerLink& link);
+  void answerZap();
+  void takeHandshakeFailures();
 
   zmq::context_t& context_;
   const common::Clock& clock_;
   uint64_t run_id_;
   std::vector<WorkerLink> links_;
   std::optional<zmq::socket_t> router_; // reverse mode
+  std::unique_ptr<common::HandshakeMonitor> router_monitor_;
+  ClusterSecurity security_;
+  std::optional<zmq::socket_t> zap_; // ZAP handler when worker keys are restricted
   uint64_t garbage_ = 0;
   common::SteadyTime next_heartbeat_{};
 };

@@ -1,11 +1,15 @@
+#include "common/keygen_command.h"
 #include "master/cli.h"
 #include "master/run.h"
 
 #include <cstdio>
 #include <fmt/core.h>
+#include <string_view>
 
 int main(int argc, char** argv) {
   using namespace stampede::master;
+  if (argc > 1 && std::string_view(argv[1]) == "keygen")
+    return stampede::common::runKeygen("master", "master", argc - 2, argv + 2);
   CliOptions cli;
   try {
     cli = parseCli(argc, argv);

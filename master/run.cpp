@@ -1,6 +1,7 @@
 #include "master/run.h"
 
 #include "common/config_error.h"
+#include "common/keys.h"
 #include "common/protocol.h"
 #include "common/scenario.h"
 #include "master/cluster.h"
@@ -56,15 +57,29 @@ double millis(std::chrono::steady_clock::duration d) {
 // cluster of one, over inproc://.
 class EmbeddedWorker {
 public:
-  EmbeddedWorker(zmq::context_t& context, int threads, std::chrono::milliseconds heartbeat)
+  EmbeddedWorker(zmq::context_t& context, int threads, std::chrono::milliseconds heartbeat,
+                 const std::string& master_secret)
       : endpoint_(fmt::format("inproc://stampede-embedded-{}", ::getpid())),
-        daemon_(context, {endpoint_, "", threads, heartbeat, /*quiet=*/true}) {
+        daemon_(context, options(endpoint_, threads, heartbeat, master_secret)) {
     daemon_.open();
     thread_ = std::thread([this] { daemon_.run(stop_); });
   }
   ~EmbeddedWorker() {
     stop_ = true;
     thread_.join();
+  }
+  static worker::DaemonOptions options(const std::string& endpoint, int threads,
+                                       std::chrono::milliseconds heartbeat,
+                                       const std::string& master_secret) {
+    worker::DaemonOptions o;
+    o.listen = endpoint;
+    o.threads = threads;
+    o.heartbeat_timeout = heartbeat;
+    o.quiet = true;
+    // With --key, the embedded worker speaks CURVE too: one code path, keys or not.
+    if (!master_secret.empty())
+      o.master_public_key = common::publicFromSecret(master_secret);
+    return o;
   }
   WorkerAddress address() const {
     WorkerAddress a;
@@ -153,6 +168,12 @@ std::optional<int> checkHandshake(Cluster& cluster, const CliOptions& cli) {
       failure = 3;
       break;
     default:
+      if (!link.handshake_failure.empty()) {
+        fmt::print(stderr, "{}: handshake refused: {}\n", workerLabel(link),
+                   link.handshake_failure);
+        failure = 3;
+        break;
+      }
       fmt::print(stderr, "{}: did not answer within {} ms\n", workerLabel(link),
                  cli.connect_timeout.count());
       link.state = LinkState::Lost;
@@ -201,10 +222,22 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster) {
 int runScenario(const CliOptions& cli) {
   std::shared_ptr<common::Scenario> scenario;
   std::vector<WorkerAddress> addresses;
+  ClusterSecurity security;
   try {
     scenario = std::make_shared<common::Scenario>(common::loadScenarioFile(cli.scenario_path));
     if (!cli.workers_file.empty())
       addresses = parseHostsFile(cli.workers_file);
+    if (!cli.key_file.empty())
+      security.secret_z85 = common::readKeyFile(cli.key_file);
+    if (!cli.worker_keys_dir.empty())
+      security.allowed_workers = common::readPublicKeys(cli.worker_keys_dir);
+    for (const auto& address : addresses)
+      if (!address.key.empty())
+        security.allowed_workers.insert(address.key);
+    if (!security.allowed_workers.empty() && security.secret_z85.empty())
+      throw common::ConfigError(cli.worker_keys_dir.empty() ? cli.workers_file
+                                                            : cli.worker_keys_dir,
+                                0, 0, "", "worker keys need the master's own key: pass --key FILE");
   } catch (const common::ConfigError& e) {
     fmt::print(stderr, "{}\n", e.what());
     return 2;
@@ -236,12 +269,12 @@ int runScenario(const CliOptions& cli) {
   std::optional<EmbeddedWorker> embedded;
   const bool reverse = !cli.listen.empty();
   if (addresses.empty() && !reverse) {
-    embedded.emplace(context, cli.threads, cli.heartbeat_timeout);
+    embedded.emplace(context, cli.threads, cli.heartbeat_timeout, security.secret_z85);
     addresses.push_back(embedded->address());
   }
   std::mt19937_64 rng(std::random_device{}());
   uint64_t run_id = rng() | 1;
-  Cluster cluster(context, clock, run_id);
+  Cluster cluster(context, clock, run_id, security);
   try {
     if (reverse)
       cluster.listen(cli.listen);

@@ -1,10 +1,13 @@
 #include "worker/daemon.h"
 
 #include "common/config_error.h"
+#include "common/handshake_monitor.h"
+#include "common/keys.h"
 #include "common/protocol.h"
 #include "common/scenario.h"
 #include "stampede.pb.h"
 #include "worker/engine.h"
+#include "worker/target_policy.h"
 
 #include <fmt/format.h>
 
@@ -101,6 +104,8 @@ private:
   std::optional<wire::Envelope> final_;
   uint64_t tally_sent_ = 0;
 
+  TargetPolicy target_policy_;
+  std::unique_ptr<common::HandshakeMonitor> monitor_;
   std::mutex error_mutex_; // the load thread that hits the first error hands it over here
   std::optional<common::ErrorContext> pending_error_;
 };
@@ -110,6 +115,20 @@ void WorkerDaemon::Session::open() {
   socket_ = zmq::socket_t(context_, router_ ? zmq::socket_type::router : zmq::socket_type::dealer);
   socket_.set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
   socket_.set(zmq::sockopt::linger, 0);
+  if (!options_.allow_target.empty())
+    target_policy_ = TargetPolicy::parse(options_.allow_target);
+  if (!options_.master_public_key.empty()) {
+    // A CURVE client whichever side binds: only the holder of the master's secret completes
+    // a handshake with us.
+    common::KeyPair own =
+        options_.secret_key.empty()
+            ? common::generateKeyPair()
+            : common::KeyPair{common::publicFromSecret(options_.secret_key), options_.secret_key};
+    common::makeCurveClient(socket_, own, options_.master_public_key);
+    static std::atomic<int> monitors{0};
+    monitor_ = std::make_unique<common::HandshakeMonitor>(
+        context_, socket_, fmt::format("worker-{}-{}", ::getpid(), monitors++));
+  }
   if (router_) {
     // A send to a master that went away must fail, not vanish into a queue.
     socket_.set(zmq::sockopt::router_mandatory, 1);
@@ -126,10 +145,12 @@ void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
   log(router_ ? fmt::format("listening on {}", options_.listen)
               : fmt::format("dialling master {}", options_.master));
   while (!stop.load(std::memory_order_relaxed)) {
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {
+        {socket_.handle(), 0, ZMQ_POLLIN, 0},
+        {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+        {monitor_ ? monitor_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0}};
     try {
-      zmq::poll(items, 2, std::chrono::milliseconds(50));
+      zmq::poll(items, monitor_ ? 3 : 2, std::chrono::milliseconds(50));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) // a signal: look at `stop` and come back
         throw;
@@ -138,6 +159,12 @@ void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
     if (items[1].revents & ZMQ_POLLIN) {
       uint64_t ignored;
       [[maybe_unused]] auto n = ::read(wake_fd_, &ignored, sizeof ignored);
+    }
+    if (monitor_ && (items[2].revents & ZMQ_POLLIN)) {
+      if (auto failure = monitor_->take()) {
+        ++counters_.refused_handshakes;
+        log(fmt::format("refused peer {}: {}", failure->peer, failure->reason));
+      }
     }
     if (items[0].revents & ZMQ_POLLIN)
       receiveAll();
@@ -287,6 +314,11 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
         common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), &env));
     if (prepare.duration_us() > 0)
       scenario->load.duration = std::chrono::microseconds(prepare.duration_us());
+    if (auto why = target_policy_.check(*scenario); !why.empty()) {
+      ++counters_.refused_scenarios;
+      log("refused a scenario: " + why);
+      throw std::runtime_error(why);
+    }
     EngineOptions options;
     options.threads = options_.threads;
     options.users = static_cast<int>(prepare.users());
@@ -315,6 +347,9 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     reply.mutable_refused()->set_reason(e.what());
   }
   send(reply);
+  // A refused master will not start a run here: be ready for the next one.
+  if (reply.has_refused())
+    reset();
 }
 
 void WorkerDaemon::Session::periodic() {

@@ -24,6 +24,9 @@ struct DaemonOptions {
   int threads = 0;                                   // load threads; 0: one per core
   std::chrono::milliseconds heartbeat_timeout{3000}; // master silent this long: stop, go idle
   bool quiet = false;
+  std::string master_public_key; // Z85: speak CURVE, and only to the holder of this key
+  std::string secret_key;        // Z85: our own key (an ephemeral pair when empty)
+  std::string allow_target;      // --allow-target list; empty: any target
 };
 
 // Counters an operator (and the tests) can read to see what the daemon dropped.
@@ -31,6 +34,8 @@ struct DaemonCounters {
   std::atomic<uint64_t> runs{0};
   std::atomic<uint64_t> dropped_messages{0}; // garbage, stale, duplicate or wrong run id
   std::atomic<uint64_t> busy_replies{0};
+  std::atomic<uint64_t> refused_handshakes{0}; // wrong key, no key, tampered frames
+  std::atomic<uint64_t> refused_scenarios{0};  // outside --allow-target
 };
 
 class WorkerDaemon {

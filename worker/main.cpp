@@ -1,13 +1,18 @@
 #include "worker/daemon.h"
 #include "worker/listen_policy.h"
 
+#include "common/config_error.h"
+#include "common/keygen_command.h"
+#include "common/keys.h"
 #include "common/units.h"
+#include "worker/target_policy.h"
 
 #include <boost/program_options.hpp>
 #include <fmt/core.h>
 
 #include <csignal>
 #include <iostream>
+#include <string_view>
 
 namespace {
 
@@ -21,6 +26,8 @@ extern "C" void onSignal(int) {
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
   using namespace stampede;
+  if (argc > 1 && std::string_view(argv[1]) == "keygen")
+    return common::runKeygen("worker", "worker", argc - 2, argv + 2);
   po::options_description options("Options");
   options.add_options()                                                                        //
       ("help,h", "show this help and exit")                                                    //
@@ -29,7 +36,12 @@ int main(int argc, char** argv) {
       ("master", po::value<std::string>(), "dial this master instead (tcp://host:7701)")       //
       ("threads", po::value<int>(), "load threads (default: one per core)")                    //
       ("heartbeat-timeout", po::value<std::string>(),
-       "master silent this long: stop (default 3s)")                         //
+       "master silent this long: stop (default 3s)") //
+      ("master-key", po::value<std::string>(),
+       "serve only the master holding this public key's secret (master.pub)")                   //
+      ("key", po::value<std::string>(), "this worker's secret key file (from `worker keygen`)") //
+      ("allow-target", po::value<std::string>(),
+       "CIDRs and host names this worker may load, comma-separated")         //
       ("insecure", "allow listening on a non-loopback address without keys") //
       ("quiet,q", "log nothing but errors");
   po::variables_map vm;
@@ -41,8 +53,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (vm.count("help")) {
-    std::cout << "usage: worker (--listen ENDPOINT | --master ENDPOINT) [--threads N]\n\n"
-              << options;
+    std::cout
+        << "usage: worker (--listen ENDPOINT | --master ENDPOINT) [--threads N]\n"
+           "              [--master-key master.pub [--key worker.key]] [--allow-target CIDR,...]\n"
+           "       worker keygen --out DIR [--name NAME] [--force]\n\n"
+        << options;
     return 0;
   }
   if (vm.count("version")) {
@@ -74,11 +89,34 @@ int main(int argc, char** argv) {
     daemon.heartbeat_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
   }
   daemon.quiet = vm.count("quiet") > 0;
-  if (!daemon.listen.empty() && !vm.count("insecure") &&
+  try {
+    if (vm.count("master-key"))
+      daemon.master_public_key = common::readKeyFile(vm["master-key"].as<std::string>());
+    if (vm.count("key")) {
+      if (!vm.count("master-key")) {
+        fmt::print(stderr, "worker: --key needs --master-key (the master this worker serves)\n");
+        return 2;
+      }
+      daemon.secret_key = common::readKeyFile(vm["key"].as<std::string>());
+    }
+  } catch (const common::ConfigError& e) {
+    fmt::print(stderr, "worker: {}\n", e.what());
+    return 2;
+  }
+  if (vm.count("allow-target")) {
+    daemon.allow_target = vm["allow-target"].as<std::string>();
+    try {
+      worker::TargetPolicy::parse(daemon.allow_target);
+    } catch (const std::invalid_argument& e) {
+      fmt::print(stderr, "worker: --allow-target: {}\n", e.what());
+      return 2;
+    }
+  }
+  if (!daemon.listen.empty() && daemon.master_public_key.empty() && !vm.count("insecure") &&
       !worker::isLoopbackEndpoint(daemon.listen)) {
     fmt::print(stderr,
-               "worker: refusing to listen on {} without keys: anyone who reaches it could aim "
-               "this host's load anywhere; listen on 127.0.0.1, or pass --insecure\n",
+               "worker: refusing to listen on {} without keys: make them with `master keygen "
+               "--out DIR`, then pass --master-key DIR/master.pub (or --insecure)\n",
                daemon.listen);
     return 2;
   }

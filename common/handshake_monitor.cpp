@@ -1,0 +1,39 @@
+#include "common/handshake_monitor.h"
+
+#include "common/keys.h"
+
+#include <cstring>
+#include <zmq_addon.hpp>
+
+namespace stampede::common {
+
+HandshakeMonitor::HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched,
+                                   const std::string& name)
+    : pair_(context, zmq::socket_type::pair) {
+  const std::string endpoint = "inproc://stampede-monitor-" + name;
+  const int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+  if (zmq_socket_monitor(watched.handle(), endpoint.c_str(), events) != 0)
+    throw zmq::error_t();
+  pair_.set(zmq::sockopt::linger, 0);
+  pair_.connect(endpoint);
+}
+
+std::optional<HandshakeFailure> HandshakeMonitor::take() {
+  std::optional<HandshakeFailure> last;
+  for (;;) {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(pair_, std::back_inserter(frames), zmq::recv_flags::dontwait))
+      return last;
+    // Frame 1: 16-bit event, 32-bit value; frame 2: the peer's endpoint.
+    if (frames.size() != 2 || frames[0].size() < 6)
+      continue;
+    uint16_t event = 0;
+    int32_t value = 0;
+    std::memcpy(&event, frames[0].data(), sizeof event);
+    std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, sizeof value);
+    last = HandshakeFailure{frames[1].to_string(), handshakeFailure(event, value)};
+  }
+}
+
+} // namespace stampede::common

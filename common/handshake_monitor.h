@@ -1,0 +1,29 @@
+// Watches one ZeroMQ socket for failed handshakes (wrong key, no key, a tampered frame), so
+// that the operator is told why a peer never answered instead of waiting for a timeout.
+// Control thread only: poll socket() with the rest, then call take().
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <zmq.hpp>
+
+namespace stampede::common {
+
+struct HandshakeFailure {
+  std::string peer;   // the endpoint as ZeroMQ names it
+  std::string reason; // handshakeFailure() wording
+};
+
+class HandshakeMonitor {
+public:
+  HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched, const std::string& name);
+  zmq::socket_t& socket() { return pair_; }
+  // Drains pending events without blocking; returns the last failure among them, if any.
+  std::optional<HandshakeFailure> take();
+
+private:
+  zmq::socket_t pair_;
+};
+
+} // namespace stampede::common
