@@ -930,12 +930,16 @@ private:
   }
 
   Expect expectSpec(const Field& f, const std::string& path) const {
-    const Fields fields = mapping(f, path, {"status"},
-                                  {{"body_contains", "body_contains is not supported yet"},
-                                   {"json", "expect.json is not supported yet"},
+    const Fields fields = mapping(f, path, {"status", "body_contains"},
+                                  {{"json", "expect.json is not supported yet"},
                                    {"header", "expect.header is not supported yet"},
                                    {"max_latency", "max_latency is not supported yet"}});
     Expect e;
+    if (const Field* contains = fields.find("body_contains")) {
+      e.body_contains = string(*contains, join(path, "body_contains"));
+      if (e.body_contains->empty())
+        fail(*contains, join(path, "body_contains"), "must not be empty");
+    }
     const Field* status = fields.find("status");
     if (status == nullptr)
       return e;

@@ -42,7 +42,8 @@ struct Endpoint {
 std::optional<Endpoint> parseEndpoint(std::string_view url);
 
 struct Expect {
-  std::vector<int> status; // allowed statuses; empty means "anything below 400"
+  std::vector<int> status;                  // allowed statuses; empty means "anything below 400"
+  std::optional<std::string> body_contains; // error kind "expect_body" when absent
   bool allows(int code) const;
 };
 

@@ -505,6 +505,10 @@ int runScenario(const CliOptions& cli) {
         link->state = LinkState::Lost;
         link->why = fmt::format("silent for {:.1f}s", seconds(now - link->last_heard));
         fmt::print(stderr, "\n{}: lost: {}\n", workerLabel(*link), link->why);
+        // Best effort: a worker that was only frozen stops at once when it wakes up.
+        wire::Envelope halt;
+        halt.mutable_halt()->set_reason("lost");
+        cluster.send(*link, halt);
         if (halt_on_lost)
           haltAll(haltFor("worker_lost", seconds(now - t0)), now);
       }

@@ -59,6 +59,7 @@ private:
   void handleProbe(const wire::Probe& probe);
   void handlePrepare(const wire::Prepare& prepare);
   void periodic();
+  void checkMasterSilence();
   void send(wire::Envelope& envelope);
   void sendTo(const std::string& peer, wire::Envelope& envelope);
   void sendStats();
@@ -91,6 +92,7 @@ private:
   common::SequenceFilter recv_filter_;
   int64_t offset_ns_ = 0;
   uint32_t worker_index_ = 0;
+  uint32_t worker_count_ = 1;
   std::chrono::milliseconds master_timeout_;
   SteadyTime last_heard_{};
   SteadyTime next_heartbeat_{};
@@ -166,6 +168,9 @@ void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
         log(fmt::format("refused peer {}: {}", failure->peer, failure->reason));
       }
     }
+    // Before reading: after a freeze (SIGSTOP, a stalled VM) the old master's queued
+    // heartbeats must not make it look alive again.
+    checkMasterSilence();
     if (items[0].revents & ZMQ_POLLIN)
       receiveAll();
     periodic();
@@ -236,6 +241,7 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
   case wire::Envelope::kWelcome:
     run_id_ = envelope.run_id();
     worker_index_ = envelope.welcome().worker_index();
+    worker_count_ = std::max(1u, envelope.welcome().worker_count());
     offset_ns_ = envelope.welcome().clock_offset_ns();
     // The stricter of ours and the master's: either side may need the load stopped sooner.
     if (envelope.welcome().heartbeat_timeout_ms() > 0)
@@ -324,6 +330,7 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     options.users = static_cast<int>(prepare.users());
     options.first_vu = prepare.first_vu();
     options.worker_index = worker_index_;
+    options.worker_count = worker_count_;
     scenario_ = scenario;
     engine_ = std::make_unique<Engine>(scenario_, options, clock_);
     engine_->setErrorListener([this](const common::ErrorContext& context) {
@@ -401,12 +408,19 @@ void WorkerDaemon::Session::periodic() {
     send(beat);
     next_heartbeat_ = now + 1s;
   }
-  if (now - last_heard_ > master_timeout_) {
-    log(fmt::format(
-        "master silent for {} ms: stopping the run, back to idle",
-        std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()));
-    reset();
-  }
+  checkMasterSilence();
+}
+
+void WorkerDaemon::Session::checkMasterSilence() {
+  if (state_ == State::Idle)
+    return;
+  const auto now = clock_.now();
+  if (now - last_heard_ <= master_timeout_)
+    return;
+  log(fmt::format(
+      "master silent for {} ms: stopping the run, back to idle",
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()));
+  reset();
 }
 
 void WorkerDaemon::Session::sendStats() {

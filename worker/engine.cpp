@@ -263,6 +263,10 @@ asio::awaitable<bool> VirtualUser::request(const Flow& flow, const Step& step) {
     error_kind.assign("http_");
     error_kind.append(std::to_string(response.status));
     kind = &error_kind;
+  } else if (step.expect.body_contains &&
+             response.body.find(*step.expect.body_contains) == std::string_view::npos) {
+    error_kind.assign("expect_body");
+    kind = &error_kind;
   }
   thread.record(step.stats_index, response, common::microsBetween(sent, done), kind);
   if (kind) {
@@ -297,9 +301,12 @@ void VirtualUser::reportError(const Flow& flow, const Step& step, const HttpRequ
   }
   context.status = response.status;
   context.error_kind = kind;
-  context.detail = response.error != TransportError::None
-                       ? response.detail
-                       : "status " + std::to_string(response.status) + " not allowed by expect";
+  if (response.error != TransportError::None)
+    context.detail = response.detail;
+  else if (kind == "expect_body")
+    context.detail = "body does not contain \"" + *step.expect.body_contains + "\"";
+  else
+    context.detail = "status " + std::to_string(response.status) + " not allowed by expect";
   if (response.error == TransportError::None)
     context.headers = session->lastResponseHeaders();
   context.body.assign(response.body.substr(0, kBodyExcerptBytes));
@@ -395,8 +402,13 @@ void Engine::start(common::SteadyTime t0) {
   const auto& load = scenario_->load;
   end_ = t0 + load.ramp + load.duration;
   const int users = options_.users;
+  // Evenly over the ramp, and interleaved across the cluster: worker w of n starts its users
+  // at phase w/n of its spacing, so that the cluster's ramp is smooth rather than n-fold steps.
+  const double phase = double(options_.worker_index % std::max(1u, options_.worker_count)) /
+                       double(std::max(1u, options_.worker_count));
   for (int i = 0; i < users; ++i) {
-    auto offset = users > 1 ? load.ramp * i / users : std::chrono::microseconds(0);
+    auto offset =
+        std::chrono::duration_cast<std::chrono::microseconds>(load.ramp * ((i + phase) / users));
     threads_[i % threads_.size()]->addUser(options_.first_vu + i, t0 + offset);
   }
   running_threads_.store(static_cast<int>(threads_.size()), std::memory_order_release);

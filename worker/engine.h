@@ -27,6 +27,7 @@ struct EngineOptions {
   int users = -1;        // this worker's share; -1: the scenario's load.users
   uint64_t first_vu = 0; // virtual users are numbered from here (unique across the cluster)
   uint32_t worker_index = 0;
+  uint32_t worker_count = 1; // the ramp interleaves workers: worker w starts at phase w/count
 };
 
 using common::ErrorContext;

@@ -268,5 +268,141 @@ class MasterKilledTest(lib.TempDirTestCase, unittest.TestCase):
             self.assertGreater(report["totals"]["requests"], 0, report["totals"])
 
 
+class WorkerFrozenTest(lib.TempDirTestCase, unittest.TestCase):
+    """A worker frozen with SIGSTOP mid-run is lost like a dead one; once resumed (SIGCONT) it
+    must not corrupt the next run: no stale load from the old run, exact totals."""
+
+    DURATION_S = 8
+    STOP_AFTER_S = 2.0
+    RESUME_SETTLE_S = 4.0   # at most this long from SIGCONT to the next master
+
+    @staticmethod
+    def frozen_scenario(url, run, duration):
+        # The run and the worker index ride in the query, so the target's log tells which run
+        # (and which worker) sent each request; fault_target routes on the path alone.
+        return (f"name: e2e-frozen-worker-run{run}\n"
+                f"target: {url}\n"
+                f"load:\n  users: 15\n  duration: {duration}\n"
+                f"halt:\n  on_worker_lost: halt\n"
+                f"flows:\n"
+                f"  - name: main\n"
+                f"    think: 10ms\n"
+                f"    steps:\n"
+                f"      - get: \"/ok?run={run}&w={{{{worker_index}}}}\"\n"
+                f"        name: ok\n")
+
+    def test_sigstopped_worker_is_lost_and_does_not_corrupt_the_next_run(self):
+        with lib.fault_target() as target, lib.workers(3) as ws:
+            frozen = ws[1]
+            # Whatever happens, never leave a stopped worker behind (SIGTERM would wait).
+            self.addCleanup(lambda: frozen.proc.poll() is None and
+                            frozen.proc.send_signal(signal.SIGCONT))
+            path1 = lib.write_scenario(
+                self.tmp, self.frozen_scenario(target.url, 1, f"{self.DURATION_S}s"),
+                name="run1.yaml")
+            out1 = os.path.join(self.tmp, "out1")
+            proc = lib.start_master(["--workers", ws.hosts_file, "--out", out1, "--quiet",
+                                     path1], self.tmp)
+            try:
+                time.sleep(self.STOP_AFTER_S)
+                if proc.poll() is not None:
+                    self.fail("master ended before the SIGSTOP:\n" +
+                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
+                stopped = frozen.kill(signal.SIGSTOP)
+                rc1, stdout1, err1 = lib.finish_master(proc, self.tmp, self.DURATION_S + 15)
+                ended = time.monotonic()
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                resumed = frozen.kill(signal.SIGCONT)
+                resumed_wall_ms = time.time() * 1000
+            context1 = lib.describe(rc1, stdout1, err1) + "\n" + ws.stderr()
+            detected = ended - stopped
+            print(f"\n  worker SIGSTOPped: master exited {detected:.2f}s after the stop")
+
+            # The resumed worker finds its master gone and goes back to idle: start the next
+            # run once it says so, and at the latest RESUME_SETTLE_S after the SIGCONT.
+            log_before = frozen.stderr().count("master silent")
+            while time.monotonic() < resumed + self.RESUME_SETTLE_S:
+                if frozen.stderr().count("master silent") > log_before:
+                    break
+                time.sleep(0.05)
+            idle_after = time.monotonic() - resumed
+            print(f"  resumed worker idle again {idle_after:.2f}s after SIGCONT")
+            time.sleep(0.2)
+            self.assertTrue(frozen.alive(), f"the resumed worker died\n{ws.stderr()}")
+            # The next run, against all three, the resumed one included.
+            path2 = lib.write_scenario(self.tmp, self.frozen_scenario(target.url, 2, "3s"),
+                                       name="run2.yaml")
+            out2 = os.path.join(self.tmp, "out2")
+            before = target.count()
+            second_started_wall_ms = time.time() * 1000
+            rc2, stdout2, err2 = lib.run_master(["--workers", ws.hosts_file, "--out", out2,
+                                            "--quiet", path2], timeout=30)
+            time.sleep(0.2)
+            after = target.count()
+            entries = target.log_entries()
+            context2 = lib.describe(rc2, stdout2, err2) + "\n" + ws.stderr()
+
+        # --- run 1: the frozen worker is lost within the heartbeat timeout (+1 s slack)
+        self.assertIsNotNone(rc1, f"master did not exit\n{context1}")
+        self.assertEqual(rc1, 3, context1)
+        lib.assert_no_crash(self, err1, context1)
+        self.assertLessEqual(detected, HEARTBEAT_TIMEOUT_S + 1.0, context1)
+        # ...and not before it could tell (its last message is at most ~1 s older than the stop).
+        self.assertGreaterEqual(detected, HEARTBEAT_TIMEOUT_S - 1.1, context1)
+        self.assertIn(frozen.address, err1, context1)
+        report1 = lib.load_report(out1)
+        self.assertEqual(report1["exit_code"], 3, report1)
+        self.assertEqual(report1["outcome"], "halted", report1)
+        self.assertEqual(report1["halt"]["reason"], "worker_lost", report1["halt"])
+        self.assertEqual(report1["halt"]["requests_started_after_halt"], 0, report1["halt"])
+        workers1 = {w["address"]: w for w in report1["workers"]}
+        self.assertEqual(len(workers1), 3, report1["workers"])
+        self.assertEqual(workers1[frozen.address]["state"], "lost", workers1[frozen.address])
+        self.assertGreater(workers1[frozen.address]["requests"], 0, workers1[frozen.address])
+        for address, w in workers1.items():
+            if address != frozen.address:
+                self.assertEqual(w["state"], "done", w)
+
+        # --- between the runs: whatever the resumed worker still sent of run 1
+        stale = [e for e in entries if "run=1" in e[3] and e[1] > resumed_wall_ms]
+        stale_in_run2 = [e for e in entries if "run=1" in e[3] and e[1] > second_started_wall_ms]
+        last_stale_s = (max(e[1] for e in stale) - resumed_wall_ms) / 1000 if stale else 0.0
+        print(f"  after SIGCONT: {len(stale)} stale run-1 requests reached the target (the "
+              f"last {last_stale_s:.2f}s after it), {len(stale_in_run2)} of them during run 2")
+        # A resumed worker whose master is gone stops its load within its heartbeat timeout.
+        self.assertLessEqual(last_stale_s, HEARTBEAT_TIMEOUT_S + 1.0,
+                             f"{len(stale)} stale run-1 requests after SIGCONT\n{context2}")
+
+        # --- run 2: all three workers, exact totals
+        self.assertEqual(rc2, 0, context2)
+        lib.assert_no_crash(self, err2, context2)
+        report2 = lib.load_report(out2)
+        self.assertEqual(report2["outcome"], "passed", report2)
+        self.assertIsNone(report2["halt"], report2)
+        workers2 = report2["workers"]
+        self.assertEqual(len(workers2), 3, workers2)
+        for w in workers2:
+            self.assertEqual(w["state"], "done", w)
+            self.assertGreater(w["requests"], 0, w)
+            self.assertEqual(w["errors"], 0, w)
+        totals = report2["totals"]
+        self.assertEqual(totals["errors"], 0, totals)
+        self.assertEqual(sum(w["requests"] for w in workers2), totals["requests"], workers2)
+        self.assertEqual(len(stale_in_run2), 0,
+                         f"the resumed worker still sent run-1 requests during run 2: "
+                         f"{stale_in_run2[:5]}\n{context2}")
+        self.assertEqual(after - before, totals["requests"],
+                         f"target count delta {after - before} != totals.requests "
+                         f"{totals['requests']}\n{context2}")
+        run2 = [e for e in entries if "run=2" in e[3]]
+        self.assertEqual(len(run2), totals["requests"], totals)
+        for w in workers2:
+            sent = sum(1 for e in run2 if e[3].endswith(f"&w={w['id']}"))
+            self.assertEqual(sent, w["requests"], (w, sent))
+
+
 if __name__ == "__main__":
     unittest.main()
