@@ -1,4 +1,5 @@
 #include "common/keygen_command.h"
+#include "common/process_limits.h"
 #include "master/cli.h"
 #include "master/run.h"
 
@@ -8,6 +9,7 @@
 
 int main(int argc, char** argv) {
   using namespace stampede::master;
+  stampede::common::raiseFileLimit();
   if (argc > 1 && std::string_view(argv[1]) == "keygen")
     return stampede::common::runKeygen("master", "master", argc - 2, argv + 2);
   CliOptions cli;

@@ -4,6 +4,7 @@
 #include "common/config_error.h"
 #include "common/keygen_command.h"
 #include "common/keys.h"
+#include "common/process_limits.h"
 #include "common/units.h"
 #include "worker/target_policy.h"
 
@@ -26,6 +27,7 @@ extern "C" void onSignal(int) {
 int main(int argc, char** argv) {
   namespace po = boost::program_options;
   using namespace stampede;
+  stampede::common::raiseFileLimit();
   if (argc > 1 && std::string_view(argv[1]) == "keygen")
     return common::runKeygen("worker", "worker", argc - 2, argv + 2);
   po::options_description options("Options");
