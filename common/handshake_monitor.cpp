@@ -9,7 +9,7 @@ namespace stampede::common {
 
 HandshakeMonitor::HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched,
                                    const std::string& name)
-    : pair_(context, zmq::socket_type::pair) {
+    : watched_(watched.handle()), pair_(context, zmq::socket_type::pair) {
   const std::string endpoint = "inproc://stampede-monitor-" + name;
   const int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                      ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
@@ -17,6 +17,11 @@ HandshakeMonitor::HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watch
     throw zmq::error_t();
   pair_.set(zmq::sockopt::linger, 0);
   pair_.connect(endpoint);
+}
+
+HandshakeMonitor::~HandshakeMonitor() {
+  // Stop the events before their reader goes away.
+  zmq_socket_monitor(watched_, nullptr, 0);
 }
 
 std::optional<HandshakeFailure> HandshakeMonitor::take() {

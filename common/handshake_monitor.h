@@ -17,12 +17,17 @@ struct HandshakeFailure {
 
 class HandshakeMonitor {
 public:
+  // `watched` must outlive the monitor.
   HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched, const std::string& name);
+  ~HandshakeMonitor();
+  HandshakeMonitor(const HandshakeMonitor&) = delete;
+  HandshakeMonitor& operator=(const HandshakeMonitor&) = delete;
   zmq::socket_t& socket() { return pair_; }
   // Drains pending events without blocking; returns the last failure among them, if any.
   std::optional<HandshakeFailure> take();
 
 private:
+  void* watched_;
   zmq::socket_t pair_;
 };
 

@@ -153,21 +153,54 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
   return true;
 }
 
+std::string toValidUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t length = c < 0x80           ? 1
+                    : (c >> 5) == 0x6  ? 2
+                    : (c >> 4) == 0xe  ? 3
+                    : (c >> 3) == 0x1e ? 4
+                                       : 0;
+    bool valid = length > 0 && i + length <= text.size();
+    for (size_t k = 1; valid && k < length; ++k)
+      valid = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    if (valid && length > 1) {
+      // Reject overlong forms, surrogates and values above U+10FFFF, as protobuf does.
+      uint32_t cp = c & (0xff >> (length + 1));
+      for (size_t k = 1; k < length; ++k)
+        cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3f);
+      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+      valid = cp >= kMin[length] && cp <= 0x10ffff && (cp < 0xd800 || cp > 0xdfff);
+    }
+    if (valid) {
+      out.append(text.substr(i, length));
+      i += length;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
+}
+
 void errorToWire(const ErrorContext& error, int64_t clock_offset_ns, wire::ErrorContext& out) {
   out.set_worker(error.worker_index);
   out.set_vu(error.vu);
-  out.set_flow(error.flow);
-  out.set_step(error.step);
-  out.set_method(error.method);
-  out.set_url(error.url);
+  out.set_flow(toValidUtf8(error.flow));
+  out.set_step(toValidUtf8(error.step));
+  out.set_method(toValidUtf8(error.method));
+  out.set_url(toValidUtf8(error.url));
   out.set_status(error.status);
-  out.set_error_kind(error.error_kind);
-  out.set_detail(error.detail);
+  out.set_error_kind(toValidUtf8(error.error_kind));
+  out.set_detail(toValidUtf8(error.detail));
   out.clear_headers();
   for (const auto& [name, value] : error.headers) {
     wire::Header& h = *out.add_headers();
-    h.set_name(name);
-    h.set_value(value);
+    h.set_name(toValidUtf8(name));
+    h.set_value(toValidUtf8(value));
   }
   out.set_body(cutBody(error.body));
   out.set_at_master_ns(steadyNs(error.at) - clock_offset_ns);

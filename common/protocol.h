@@ -43,6 +43,11 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into);
 
 // clock_offset_ns is the worker's clock minus the master's (Welcome.clock_offset_ns): `at`,
 // taken on the worker's steady clock, travels as a time on the master's.
+// Protobuf string fields must hold valid UTF-8 or the peer cannot parse the message: bytes
+// from the wire (response headers, URLs, file contents) pass through this first. Invalid
+// sequences become U+FFFD.
+std::string toValidUtf8(std::string_view text);
+
 void errorToWire(const ErrorContext& error, int64_t clock_offset_ns, wire::ErrorContext& out);
 // `at` comes back on the master's steady clock.
 ErrorContext errorFromWire(const wire::ErrorContext& in);

@@ -174,7 +174,10 @@ std::string didYouMean(std::string_view word, std::initializer_list<std::string_
 }
 
 std::string quoteValue(std::string_view text) {
-  constexpr size_t kMax = 60; // keep one-line errors one line
+  size_t kMax = 60; // keep one-line errors one line
+  // ... but never split a UTF-8 character: the message may travel in a protobuf string.
+  while (kMax < text.size() && kMax > 0 && (static_cast<unsigned char>(text[kMax]) & 0xc0) == 0x80)
+    --kMax;
   std::string out = "\"";
   for (char c : text.substr(0, kMax)) {
     if (c == '\n')

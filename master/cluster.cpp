@@ -318,10 +318,21 @@ void Cluster::heartbeat(std::initializer_list<LinkState> states) {
   broadcast(beat, states);
 }
 
+void Cluster::dropMonitors() {
+  for (auto& link : links_)
+    link.monitor.reset();
+}
+
 void Cluster::release() {
   wire::Envelope stop;
   stop.mutable_stop();
-  broadcast(stop, {LinkState::Connecting, LinkState::Joined, LinkState::Ready, LinkState::Refused});
+  broadcast(stop, {LinkState::Joined, LinkState::Ready, LinkState::Refused});
+  // A link that never joined has nothing worth delivering; lingering would keep it dialling
+  // after we are gone (and after our ZAP handler is gone), so drop it at once.
+  for (auto& link : links_)
+    if (link.state == LinkState::Connecting || link.state == LinkState::Busy ||
+        (link.state == LinkState::Lost && link.why == "unreachable"))
+      link.socket.set(zmq::sockopt::linger, 0);
 }
 
 uint64_t Cluster::droppedMessages() const {

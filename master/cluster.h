@@ -97,6 +97,8 @@ public:
 
   // At most once a second: a Heartbeat to every worker in one of `states`.
   void heartbeat(std::initializer_list<LinkState> states);
+  // After the handshake: handshake monitors only add to every poll from here on.
+  void dropMonitors();
   // Frees every worker that joined but will not run (dry run, a failed start).
   void release();
 
@@ -113,11 +115,12 @@ private:
   zmq::context_t& context_;
   const common::Clock& clock_;
   uint64_t run_id_;
+  // Before the links: destroyed after them, so that no link ever outlives the ZAP handler.
+  std::optional<zmq::socket_t> zap_; // ZAP handler when worker keys are restricted
   std::vector<WorkerLink> links_;
   std::optional<zmq::socket_t> router_; // reverse mode
   std::unique_ptr<common::HandshakeMonitor> router_monitor_;
   ClusterSecurity security_;
-  std::optional<zmq::socket_t> zap_; // ZAP handler when worker keys are restricted
   uint64_t garbage_ = 0;
   common::SteadyTime next_heartbeat_{};
 };

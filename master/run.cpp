@@ -265,6 +265,9 @@ int runScenario(const CliOptions& cli) {
   std::signal(SIGTERM, onInterrupt);
 
   zmq::context_t context;
+  // Up to three sockets per worker (link, handshake monitor, its peer): libzmq's default of
+  // 1,023 per context would stop a run at about 340 workers.
+  context.set(zmq::ctxopt::max_sockets, 65536);
   common::SteadyClock clock;
   std::optional<EmbeddedWorker> embedded;
   const bool reverse = !cli.listen.empty();
@@ -297,6 +300,7 @@ int runScenario(const CliOptions& cli) {
                     kClockSamples, size_t(cli.expect_workers));
   if (auto failure = checkHandshake(cluster, cli))
     return *failure;
+  cluster.dropMonitors(); // their work is done: keep the run's poll set to one socket a worker
 
   // Shares in proportion to weight and threads: deterministic, shown by --dry-run.
   std::vector<WorkerLink*> joined;

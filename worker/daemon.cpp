@@ -353,6 +353,8 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
   } catch (const std::exception& e) {
     reply.mutable_refused()->set_reason(e.what());
   }
+  if (reply.has_refused())
+    reply.mutable_refused()->set_reason(common::toValidUtf8(reply.refused().reason()));
   send(reply);
   // A refused master will not start a run here: be ready for the next one.
   if (reply.has_refused())

@@ -24,8 +24,16 @@ import json
 import os
 import time
 
+import locust.runners
 from locust import FastHttpUser, constant, events, task
 from locust.runners import MasterRunner, WorkerRunner
+
+# Debian's python3-locust 2.12.1-1 ships an empty version string (locust/_version.py), and a
+# worker announces itself with it: the master then refuses every worker as "An old (pre 2.0)
+# worker tried to connect", so distributed mode does not work out of the box. Give the runners
+# module (master and workers alike) a version before any worker says hello.
+if not locust.runners.__version__:
+    locust.runners.__version__ = "2.12.1"
 
 OUT = os.environ.get("HALT_OUT", ".")
 PATH = os.environ.get("HALT_PATH", "/fail-after/2000")

@@ -12,8 +12,11 @@
 # over its whole life and over the steady part of the run (from /proc, t0 + 2 s to the end
 # - 1 s), its peak RSS, the time from launch to the common start t0 (handshake + Prepare), and
 # report.json totals.requests against what the simulator says it sent (they must be equal).
-# If the master cannot start with its default --connect-timeout (exit 3 before the start), the
-# point is retried once with --connect-timeout ${RETRY_CONNECT_TIMEOUT} and that is noted.
+# If the master cannot start (exit 3 before the start), the point is retried and the table says
+# how: "Too many open files" (libzmq's 1023 sockets per context; the master uses 3 per worker,
+# so it stops at about 340) is retried with LD_PRELOAD=build/bin/zmq_max_sockets_shim.so, which
+# raises ZMQ_MAX_SOCKETS without changing the master; anything else (handshake timeouts) with
+# --connect-timeout ${RETRY_CONNECT_TIMEOUT}. The first attempt's files stay as attempt1.*.
 #
 # Knobs: POINTS ("100 500 1000"), DURATION (20), RATE (300 samples per step per second per
 # worker), SIM_THREADS (1), BASE_PORT (24000; ports BASE..BASE+N-1, moved up when taken),
@@ -42,6 +45,9 @@ if [ ! -x "$BIN/worker_simulator" ]; then
   echo "master_scale: building worker_simulator" >&2
   ninja -C "$BUILD" -j2 worker_simulator >&2 || die "cannot build worker_simulator"
 fi
+if [ ! -e "$BIN/zmq_max_sockets_shim.so" ]; then
+  ninja -C "$BUILD" -j2 zmq_max_sockets_shim >&2 || echo "master_scale: no shim; going without" >&2
+fi
 [ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install -y time)"
 
 # zmq: a socket is ~2 descriptors plus one per connection, on both sides.
@@ -62,6 +68,12 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$OUT"
 rm -f "$OUT/records"
+# Every run uses one snapshot of the binaries, even if a build relinks build/bin meanwhile.
+mkdir -p "$OUT/bin"
+for b in master worker_simulator; do cp -p "$BIN/$b" "$OUT/bin/$b" || die "cannot copy $BIN/$b"; done
+[ -e "$BIN/zmq_max_sockets_shim.so" ] && cp -p "$BIN/zmq_max_sockets_shim.so" "$OUT/bin/"
+echo "master_scale: binaries from $BIN, master built $(date -r "$BIN/master" '+%F %T')" >&2
+BIN="$OUT/bin"
 CLK_TCK="$(getconf CLK_TCK)"
 
 # ticks (utime + stime) of PID, or nothing when it is gone.
@@ -118,11 +130,11 @@ run_master() { # DIR [extra master args...]
   launch_ms="$($PY -c 'import time; print(int(time.time()*1000))')"
   echo "$launch_ms" >"$dir/launch_ms"
   timeout $((DURATION + 180)) /usr/bin/time -f "%e %U %S %M" -o "$dir/master.time" \
-    "$BIN/master" --workers "$dir/hosts.txt" --quiet --duration "${DURATION}s" --out "$dir/out" \
+    env ${MASTER_PRELOAD:+LD_PRELOAD=$MASTER_PRELOAD} "$BIN/master" --workers "$dir/hosts.txt" --quiet --duration "${DURATION}s" --out "$dir/out" \
     "$@" "$dir/scenario.yaml" >"$dir/master.out" 2>"$dir/master.err" &
   local tpid=$! mpid="" tp
   PIDS+=("$tpid")
-  # timeout -> /usr/bin/time -> master
+  # timeout -> /usr/bin/time -> (env execs) master
   for _ in $(seq 1 200); do
     tp="$(pgrep -P "$tpid" | head -1)"
     [ -n "$tp" ] && mpid="$(pgrep -P "$tp" | head -1)"
@@ -141,7 +153,7 @@ run_master() { # DIR [extra master args...]
   echo $? >"$dir/master.rc"
 }
 
-printf "%-8s %-10s %-8s\n" workers attempt exit >&2
+printf "%-8s %-10s %-8s\n" workers master exit >&2
 for n in $POINTS; do
   dir="$OUT/$n"
   rm -rf "$dir"
@@ -150,34 +162,51 @@ for n in $POINTS; do
   load1="$(cut -d' ' -f1 /proc/loadavg)"
   start_simulator "$n" "$dir" || { echo "n=$n simulator_failed=1" >>"$OUT/records"; continue; }
   note=""
+  how="as is"
   extra=()
   [ -n "$CONNECT_TIMEOUT" ] && extra=(--connect-timeout "$CONNECT_TIMEOUT")
+  MASTER_PRELOAD=""
   run_master "$dir" "${extra[@]}"
   rc="$(cat "$dir/master.rc")"
-  printf "%-8s %-10s %-8s\n" "$n" first "$rc" >&2
-  if [ "$rc" = 3 ] && [ ! -s "$dir/out/report.json" ]; then
-    # Could not start: keep the first attempt's evidence and retry with a longer deadline.
-    note="first attempt exit 3 before the start ($(head -c 300 "$dir/master.err" | tr '\n' ';' | sed 's/;$//')$( [ "$(wc -l <"$dir/master.err")" -gt 3 ] && echo "; ... $(wc -l <"$dir/master.err") lines")); retried with --connect-timeout $RETRY_CONNECT_TIMEOUT"
+  printf "%-8s %-10s %-8s\n" "$n" "$how" "$rc" >&2
+  attempt=1
+  while [ "$rc" = 3 ] && [ ! -s "$dir/out/report.json" ] && [ "$attempt" -lt 3 ]; do
+    # Could not start: keep this attempt's evidence, say why, and retry differently.
+    why="$(head -c 300 "$dir/master.err" | tr '\n' ';' | sed 's/;$//')"
+    lines="$(wc -l <"$dir/master.err")"
+    [ "$lines" -gt 3 ] && why="$why; ... $lines lines"
     for f in master.out master.err master.time master.rc cpu.samples; do
-      [ -e "$dir/$f" ] && mv "$dir/$f" "$dir/first.$f"
+      [ -e "$dir/$f" ] && mv "$dir/$f" "$dir/attempt$attempt.$f"
     done
-    # The simulated workers that did join were released (Stop) or go idle after 3 s.
+    if grep -q "Too many open files" "$dir/attempt$attempt.master.err" && [ -z "$MASTER_PRELOAD" ] &&
+      [ -e "$BIN/zmq_max_sockets_shim.so" ]; then
+      # libzmq's default of 1023 sockets per context, not the fd limit: see the shim's file.
+      MASTER_PRELOAD="$BIN/zmq_max_sockets_shim.so"
+      how="shim"
+      note="${note:+$note; }exit 3 before the start ($why); retried with LD_PRELOAD=zmq_max_sockets_shim.so (ZMQ_MAX_SOCKETS 8192)"
+    else
+      extra=(--connect-timeout "$RETRY_CONNECT_TIMEOUT")
+      how="${MASTER_PRELOAD:+shim+}ct $RETRY_CONNECT_TIMEOUT"
+      note="${note:+$note; }exit 3 before the start ($why); retried with --connect-timeout $RETRY_CONNECT_TIMEOUT"
+    fi
+    # The simulated workers that joined were released (Stop) or go idle after 3 s.
     sleep 4
-    run_master "$dir" --connect-timeout "$RETRY_CONNECT_TIMEOUT"
+    run_master "$dir" "${extra[@]}"
     rc="$(cat "$dir/master.rc")"
-    printf "%-8s %-10s %-8s\n" "$n" retry "$rc" >&2
-  fi
+    printf "%-8s %-10s %-8s\n" "$n" "$how" "$rc" >&2
+    attempt=$((attempt + 1))
+  done
   # The simulator exits by itself once every simulated worker got its FinalAck.
   for _ in $(seq 1 100); do kill -0 "$SIM_PID" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$SIM_PID" 2>/dev/null; then kill "$SIM_PID" 2>/dev/null; fi
   wait "$SIM_PID" 2>/dev/null
   sim_rc=$?
-  $PY - "$dir" "$n" "$rc" "$sim_rc" "$load1" "$DURATION" "$CLK_TCK" "$note" >>"$OUT/records" <<'EOF'
+  $PY - "$dir" "$n" "$rc" "$sim_rc" "$load1" "$DURATION" "$CLK_TCK" "$note" "$how" >>"$OUT/records" <<'EOF'
 import json, os, shlex, sys
 from datetime import datetime
-d, n, rc, sim_rc, load1, duration, tck, note = sys.argv[1:]
+d, n, rc, sim_rc, load1, duration, tck, note, how = sys.argv[1:]
 duration, tck = float(duration), float(tck)
-rec = {"n": n, "exit": rc, "sim_exit": sim_rc, "load1": load1, "note": note}
+rec = {"n": n, "how": how, "exit": rc, "sim_exit": sim_rc, "load1": load1, "note": note}
 def last_line(p):
     try:
         return open(p).read().strip().splitlines()[-1]
@@ -223,9 +252,10 @@ EOF
   sleep 2
 done
 
-$PY - "$OUT/records" "$TABLE" "$DURATION" "$RATE" <<'EOF'
+MASTER_INFO="master built $(date -r "$BIN/master" '+%F %T'), $(git -C "$ROOT" log -1 --format='HEAD %h' 2>/dev/null)"
+$PY - "$OUT/records" "$TABLE" "$DURATION" "$RATE" "$MASTER_INFO" <<'EOF'
 import shlex, sys
-records, table, duration, rate = sys.argv[1:]
+records, table, duration, rate, master_bin = sys.argv[1:]
 rows = []
 for line in open(records):
     rows.append(dict(kv.split("=", 1) for kv in shlex.split(line)))
@@ -238,9 +268,9 @@ def f(r, k, fmt="{:.1f}"):
     except ValueError:
         return v
 out = []
-out.append(f"Master scale: {duration} s runs, 20 steps, ~{rate} samples per step per second per simulated worker")
+out.append(f"Master scale: {master_bin}; {duration} s runs, 20 steps, ~{rate} samples per step per second per simulated worker")
 out.append("")
-hdr = f"{'workers':>7}  {'master CPU %':>12}  {'steady CPU %':>12}  {'start s':>7}  {'RSS MB':>6}  {'report requests':>15}  {'simulated requests':>18}  {'equal':>5}  {'done':>5}  {'exit':>4}  {'dropped':>7}  {'sim CPU %':>9}  {'msg KB':>6}  {'load1':>5}"
+hdr = f"{'workers':>7}  {'master':<10}  {'master CPU %':>12}  {'steady CPU %':>12}  {'start s':>7}  {'RSS MB':>6}  {'report requests':>15}  {'simulated requests':>18}  {'equal':>5}  {'done':>5}  {'exit':>4}  {'dropped':>7}  {'sim CPU %':>9}  {'msg KB':>6}  {'load1':>5}"
 out.append(hdr)
 notes = []
 for r in rows:
@@ -248,7 +278,7 @@ for r in rows:
         out.append(f"{r['n']:>7}  simulator could not bind its ports")
         continue
     eq = "yes" if r.get("report_requests") and r.get("report_requests") == r.get("sim_requests") else "NO"
-    out.append(f"{r['n']:>7}  {f(r,'m_cpu_pct'):>12}  {f(r,'m_steady_pct'):>12}  {f(r,'start_s','{:.2f}'):>7}  {f(r,'m_rss_mb','{:.0f}'):>6}  "
+    out.append(f"{r['n']:>7}  {r.get('how','-'):<10}  {f(r,'m_cpu_pct'):>12}  {f(r,'m_steady_pct'):>12}  {f(r,'start_s','{:.2f}'):>7}  {f(r,'m_rss_mb','{:.0f}'):>6}  "
                f"{r.get('report_requests','-'):>15}  {r.get('sim_requests','-'):>18}  {eq:>5}  {r.get('workers_done','-'):>5}  {r.get('exit','-'):>4}  "
                f"{r.get('report_dropped','-'):>7}  {f(r,'sim_cpu_pct'):>9}  {f(r,'sim_msg_kb'):>6}  {r.get('load1','-'):>5}")
     if r.get("note"):
@@ -258,6 +288,8 @@ for r in rows:
     if r.get("report_error"):
         notes.append(f"  N={r['n']}: no usable report: {r['report_error']}")
 out.append("")
+out.append("master: as is, or how it was finally run when it could not start as is (shim: LD_PRELOAD")
+out.append("  zmq_max_sockets_shim.so raising ZMQ_MAX_SOCKETS; ct: a longer --connect-timeout); see notes.")
 out.append("master CPU %: (user + system) / wall over the master's whole life, % of one core (GNU time).")
 out.append("steady CPU %: the same over t0 + 2 s .. end - 1 s of the run (/proc samples).")
 out.append("start s: master launch to the common start t0 (handshake, Welcome/Prepare, Ready barrier).")

@@ -40,8 +40,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -82,12 +82,13 @@ struct Options {
 };
 
 [[noreturn]] void usage(const std::string& why) {
-  std::fprintf(stderr,
-               "worker_simulator: %s\n"
-               "usage: worker_simulator --workers N --hosts-file FILE [--base-port P] [--steps 20]\n"
-               "         [--rate 300] [--pool 64] [--threads 1] [--io-threads 1] [--runs 1]\n"
-               "         [--max-seconds 300] [--summary FILE] [--seed S]\n",
-               why.c_str());
+  std::fprintf(
+      stderr,
+      "worker_simulator: %s\n"
+      "usage: worker_simulator --workers N --hosts-file FILE [--base-port P] [--steps 20]\n"
+      "         [--rate 300] [--pool 64] [--threads 1] [--io-threads 1] [--runs 1]\n"
+      "         [--max-seconds 300] [--summary FILE] [--seed S]\n",
+      why.c_str());
   std::exit(2);
 }
 
@@ -229,8 +230,8 @@ class SimWorker {
 public:
   enum class State { Idle, Handshake, Prepared, Running, Finishing };
 
-  SimWorker(zmq::context_t& context, const std::string& endpoint, const Pools& pools,
-            uint64_t seed, Totals& totals)
+  SimWorker(zmq::context_t& context, const std::string& endpoint, const Pools& pools, uint64_t seed,
+            Totals& totals)
       : socket_(context, zmq::socket_type::router), pools_(pools), rng_(seed), totals_(totals) {
     socket_.set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
     socket_.set(zmq::sockopt::linger, 0);
@@ -270,8 +271,8 @@ public:
     if (state_ == State::Running && now >= next_stats_) {
       totals_.stats_lag_max_us = std::max<uint64_t>(
           totals_.stats_lag_max_us,
-          uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(now - next_stats_)
-                       .count()));
+          uint64_t(
+              std::chrono::duration_cast<std::chrono::microseconds>(now - next_stats_).count()));
       sendStats(now);
       next_stats_ += 1s;
       if (next_stats_ < now)
@@ -408,9 +409,7 @@ private:
     }
   }
 
-  const PoolEntry& pickFull() {
-    return pools_.full[size_t(rng_() % pools_.full.size())];
-  }
+  const PoolEntry& pickFull() { return pools_.full[size_t(rng_() % pools_.full.size())]; }
 
   void sendStats(TimePoint now) {
     // Copying the entry keeps the pool untouched; the copy is what a real worker would build.
@@ -579,9 +578,9 @@ int main(int argc, char** argv) {
   const size_t per_thread =
       (size_t(options.workers) + size_t(options.threads) - 1) / size_t(options.threads);
   for (int i = 0; i < options.workers; ++i) {
-    const std::string endpoint =
-        options.base_port > 0 ? "tcp://127.0.0.1:" + std::to_string(options.base_port + i)
-                              : std::string("tcp://127.0.0.1:*");
+    const std::string endpoint = options.base_port > 0
+                                     ? "tcp://127.0.0.1:" + std::to_string(options.base_port + i)
+                                     : std::string("tcp://127.0.0.1:*");
     try {
       workers.push_back(std::make_unique<SimWorker>(context, endpoint, pools,
                                                     options.seed * 1000003 + uint64_t(i),
@@ -622,9 +621,8 @@ int main(int argc, char** argv) {
     const size_t to = std::min(workers.size(), from + per_thread);
     if (from >= to)
       continue;
-    threads.emplace_back([&, from, to] {
-      serve(workers, from, to, options.runs, deadline, timed_out);
-    });
+    threads.emplace_back(
+        [&, from, to] { serve(workers, from, to, options.runs, deadline, timed_out); });
   }
   for (auto& t : threads)
     t.join();
@@ -649,10 +647,10 @@ int main(int argc, char** argv) {
       {"heartbeats", sum.heartbeats},
       {"hellos", sum.hellos},
       {"stats_bytes", sum.stats_bytes},
-      {"mean_stats_bytes", sum.stats_messages + sum.final_messages
-                               ? double(sum.stats_bytes) /
-                                     double(sum.stats_messages + sum.final_messages)
-                               : 0.0},
+      {"mean_stats_bytes",
+       sum.stats_messages + sum.final_messages
+           ? double(sum.stats_bytes) / double(sum.stats_messages + sum.final_messages)
+           : 0.0},
       {"send_failures", sum.send_failures},
       {"busy_replies", sum.busy_replies},
       {"dropped", sum.dropped},

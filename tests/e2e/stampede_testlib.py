@@ -606,3 +606,293 @@ def assert_no_crash(testcase, text, context=""):
     """Fail when `text` (a process's stderr) shows a crash or an unhandled exception."""
     for marker in CRASH_MARKERS:
         testcase.assertNotIn(marker, text, context)
+
+
+# --------------------------------------------------------------------------------------------
+# keys and the secure control plane (issue 5)
+
+def keygen(program, out_dir, name=None, force=False):
+    """Run `PROGRAM keygen --out OUT_DIR [--name NAME] [--force]`: (exit code, stdout, stderr)."""
+    args = [binary(program), "keygen", "--out", out_dir]
+    if name:
+        args += ["--name", name]
+    if force:
+        args.append("--force")
+    proc = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          errors="replace", timeout=20)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def read_key(path):
+    """The Z85 key in a key file written by keygen (comment lines skipped)."""
+    with open(path) as f:
+        lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    if len(lines) != 1 or len(lines[0]) != 40:
+        raise AssertionError(f"{path}: expected one 40-character Z85 key, got {lines!r}")
+    return lines[0]
+
+
+class Keys:
+    """Key files made by `make_keys`: `.master_key`, `.master_pub`, `.worker_key`,
+    `.worker_pub` (paths), `.worker_keys_dir` (a directory holding only worker.pub, for
+    `master --worker-keys`), and `.worker_args` (what a worker needs to serve this master)."""
+
+    def __init__(self, directory):
+        self.dir = directory
+        self.master_key = os.path.join(directory, "master", "master.key")
+        self.master_pub = os.path.join(directory, "master", "master.pub")
+        self.worker_key = os.path.join(directory, "worker", "worker.key")
+        self.worker_pub = os.path.join(directory, "worker", "worker.pub")
+        self.worker_keys_dir = os.path.join(directory, "worker-pubs")
+        self.worker_args = ["--master-key", self.master_pub, "--key", self.worker_key]
+
+    def worker_public(self):
+        return read_key(self.worker_pub)
+
+
+def make_keys(directory):
+    """`master keygen` and `worker keygen` into `directory`: a Keys."""
+    keys = Keys(directory)
+    for program, sub in (("master", "master"), ("worker", "worker")):
+        rc, out, err = keygen(program, os.path.join(directory, sub))
+        if rc != 0:
+            raise AssertionError(f"{program} keygen failed with {rc}:\n{out}{err}")
+    os.makedirs(keys.worker_keys_dir)
+    shutil.copy(keys.worker_pub, keys.worker_keys_dir)
+    return keys
+
+
+def port_is_free(port, host="0.0.0.0"):
+    """True when nothing is bound to host:port (TCP) right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port_any():
+    """A port that was free a moment ago on every address (0.0.0.0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("0.0.0.0", 0))
+        return s.getsockname()[1]
+
+
+class HostFaultTarget(FaultTarget):
+    """A fault_target listening on another loopback address (`.host`, e.g. 127.0.0.2)."""
+
+    def __init__(self, host, port, log, proc):
+        super().__init__(port, log, proc)
+        self.host = host
+        self.url = f"http://{host}:{port}"
+
+    def count(self):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+        try:
+            conn.request("GET", "/count")
+            response = conn.getresponse()
+            body = response.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise AssertionError(f"/count answered {response.status}: {body!r}")
+        return int(body.strip())
+
+
+@contextlib.contextmanager
+def fault_target_at(host, startup_timeout=10.0):
+    """Like fault_target(), on `host` (an address in 127.0.0.0/8 only); always stopped."""
+    if not host.startswith("127."):
+        raise AssertionError(f"fault_target_at: loopback addresses only, got {host}")
+    workdir = tempfile.mkdtemp(prefix="stampede-fault-")
+    proc = None
+    try:
+        port_file = os.path.join(workdir, "port")
+        log = os.path.join(workdir, "requests.log")
+        with open(os.path.join(workdir, "stderr"), "w") as err:
+            proc = subprocess.Popen(
+                [binary("fault_target"), "--host", host, "--port", "0", "--log", log,
+                 "--port-file", port_file],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
+        deadline = time.monotonic() + startup_timeout
+        while not os.path.exists(port_file) or os.path.getsize(port_file) == 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"fault_target on {host} did not start:\n" +
+                                     _read_tail(os.path.join(workdir, "stderr")))
+            time.sleep(0.02)
+        time.sleep(0.02)
+        with open(port_file) as f:
+            port = int(f.read().strip())
+        yield HostFaultTarget(host, port, log, proc)
+    finally:
+        if proc is not None:
+            _stop_process(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# A hand-made control-plane peer: ZMTP 3.0 (NULL mechanism) over a plain socket and a minimal
+# protobuf codec, for tests that must send a worker exactly the frames they mean.
+
+def pb_varint(n):
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def pb_field(number, value):
+    """One protobuf field: an int (varint) or bytes/str (length-delimited)."""
+    if isinstance(value, int):
+        return pb_varint(number << 3) + pb_varint(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return pb_varint((number << 3) | 2) + pb_varint(len(value)) + value
+
+
+# Envelope body field numbers (proto/stampede.proto).
+PB_BODY = {"probe": 10, "hello": 11, "welcome": 12, "prepare": 13, "ready": 14, "start": 15,
+           "stats": 16, "error": 17, "halt": 18, "stop": 19, "final": 20, "final_ack": 21,
+           "heartbeat": 22, "busy": 23, "refused": 24, "error_tally": 25}
+
+
+def pb_envelope(body, body_bytes=b"", run_id=0, seq=1, protocol=1):
+    """An Envelope with `body` (a PB_BODY name) holding the encoded `body_bytes`."""
+    return (pb_field(1, protocol) + pb_field(2, run_id) + pb_field(3, seq) +
+            pb_field(PB_BODY[body], body_bytes))
+
+
+def pb_decode(data):
+    """{field number: [int or bytes, ...]} of one protobuf message (varint and bytes only)."""
+    fields, i = {}, 0
+
+    def varint():
+        nonlocal i
+        shift = value = 0
+        while True:
+            byte = data[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while i < len(data):
+        key = varint()
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value = varint()
+        elif wire_type == 2:
+            n = varint()
+            value, i = bytes(data[i:i + n]), i + n
+        elif wire_type == 1:
+            value, i = bytes(data[i:i + 8]), i + 8
+        elif wire_type == 5:
+            value, i = bytes(data[i:i + 4]), i + 4
+        else:
+            raise ValueError(f"wire type {wire_type}")
+        fields.setdefault(number, []).append(value)
+    return fields
+
+
+def pb_body(envelope_bytes):
+    """(body name, decoded body fields) of an encoded Envelope."""
+    fields = pb_decode(envelope_bytes)
+    for name, number in PB_BODY.items():
+        if number in fields:
+            return name, pb_decode(fields[number][0])
+    return None, {}
+
+
+class ZmtpDealer:
+    """A minimal ZMTP 3.0 DEALER (NULL mechanism, no keys) on a plain socket to 127.0.0.1:port.
+
+    `send(payload)` sends one single-frame message; `recv(timeout)` returns the next message's
+    frames (a list of bytes), or None on timeout. Commands from the peer are skipped."""
+
+    def __init__(self, port, identity=b"", timeout=5.0):
+        self.sock = socket.create_connection((LOOPBACK, port), timeout=timeout)
+        self.buffer = b""
+        greeting = (b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00") +
+                    b"\x00" + b"\x00" * 31)
+        self.sock.sendall(greeting)
+        peer = self._read(64, timeout)
+        if peer is None or peer[0] != 0xFF or peer[10] < 3:
+            raise AssertionError(f"no ZMTP 3 greeting from port {port}: {peer!r}")
+        ready = b"\x05READY" + self._property(b"Socket-Type", b"DEALER") + \
+            self._property(b"Identity", identity)
+        self._send_frame(ready, command=True)
+        deadline = time.monotonic() + timeout
+        while True:  # the peer's READY
+            frame = self._read_frame(max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                raise AssertionError(f"no READY from port {port}")
+            flags, body = frame
+            if flags & 0x04:
+                break
+
+    @staticmethod
+    def _property(name, value):
+        return bytes([len(name)]) + name + len(value).to_bytes(4, "big") + value
+
+    def _send_frame(self, body, command=False, more=False):
+        flags = (0x04 if command else 0) | (0x01 if more else 0)
+        if len(body) > 255:
+            header = bytes([flags | 0x02]) + len(body).to_bytes(8, "big")
+        else:
+            header = bytes([flags, len(body)])
+        self.sock.sendall(header + body)
+
+    def _read(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        while len(self.buffer) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            if not chunk:
+                raise ConnectionError("the peer closed the connection")
+            self.buffer += chunk
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def _read_frame(self, timeout):
+        deadline = time.monotonic() + timeout
+        head = self._read(1, timeout)
+        if head is None:
+            return None
+        flags = head[0]
+        size_bytes = self._read(8 if flags & 0x02 else 1, max(0.5, deadline - time.monotonic()))
+        size = int.from_bytes(size_bytes, "big")
+        body = self._read(size, max(0.5, deadline - time.monotonic())) if size else b""
+        return flags, body
+
+    def send(self, payload):
+        self._send_frame(payload)
+
+    def recv(self, timeout=2.0):
+        deadline = time.monotonic() + timeout
+        frames = []
+        while True:
+            frame = self._read_frame(max(0.0, deadline - time.monotonic()))
+            if frame is None:
+                return None
+            flags, body = frame
+            if flags & 0x04:
+                continue  # a command (PING...)
+            frames.append(body)
+            if not flags & 0x01:
+                return frames
+
+    def close(self):
+        self.sock.close()
