@@ -127,6 +127,39 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(report["halt"]["error_kind"], "connect_refused", report["halt"])
         self.assertEqual(report["halt"]["requests_started_after_halt"], 0, report["halt"])
 
+    def test_body_expectation_failure_halts_with_expect_body(self):
+        with lib.fault_target() as target, lib.workers(2) as ws:
+            rc, out, err, elapsed, out_dir, context = self.run_cluster(ws, f"""\
+                name: e2e-expect-body
+                target: {target.url}
+                load:
+                  users: 4
+                  duration: 10s
+                flows:
+                  - name: checked
+                    steps:
+                      - get: /ok
+                        name: ok-body
+                        expect: {{status: 200, body_contains: "ok"}}
+                      - get: /status/200
+                        name: wrong-body
+                        expect: {{status: 200, body_contains: "pool ready"}}
+                """)
+
+        self.assertEqual(rc, 1, context)
+        lib.assert_no_crash(self, err, context)
+        self.assertLess(elapsed, 8, context)
+        report = lib.load_report(out_dir)
+        self.assertEqual(report["outcome"], "halted", report)
+        first = report["first_error"]
+        self.assertEqual(first["error_kind"], "expect_body", first)
+        self.assertEqual(first["step"], "wrong-body", first)
+        self.assertEqual(first["status"], 200, first)
+        self.assertIn("pool ready", first["detail"], first)
+        steps = {s["name"]: s for s in report["steps"]}
+        self.assertEqual(steps["ok-body"]["errors"], 0, steps)
+        self.assertEqual(report["halt"]["requests_started_after_halt"], 0, report["halt"])
+
     def test_on_error_never_counts_every_error_and_runs_to_the_end(self):
         with lib.fault_target() as target, lib.workers(2) as ws:
             rc, out, err, elapsed, out_dir, context = self.run_cluster(ws, f"""\
