@@ -90,7 +90,10 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
                          f"all_stopped_ms + 50 ms ({limit_ms - first_500_ms:.1f} ms); latest "
                          f"{last_ms - first_500_ms} ms after\n{halt}")
         # At most about one request per user after the failure: in flight or racing the halt.
-        self.assertLessEqual(len([e for e in log if e[0] >= first_500_ms]), users * 2 + 1, halt)
+        # Counted in log order (the target writes one line per answer, in order): its clock has
+        # millisecond resolution and many answers share the first 500's millisecond.
+        first_500_index = next(i for i, e in enumerate(log) if e[4] == 500)
+        self.assertLessEqual(len(log) - first_500_index - 1, users * 2, halt)
         # Every request the workers completed reached the target; cancelled ones may have.
         totals = report["totals"]
         self.assertLessEqual(totals["requests"], len(log), totals)
