@@ -27,17 +27,6 @@ bool isIdle(const StepStats& s) {
                      [](const auto& kind) { return kind.second == 0; });
 }
 
-void histogramToWire(const Histogram& h, wire::Histogram& out) {
-  out.set_layout(Histogram::kLayoutId);
-  const std::vector<int64_t> counts = h.encodeCounts();
-  out.mutable_counts()->Assign(counts.begin(), counts.end());
-  out.set_count(h.count());
-  out.set_overflow(h.overflow());
-  out.set_min_us(h.minUs());
-  out.set_max_us(h.maxUs());
-  out.set_sum_us(h.sumUs());
-}
-
 std::span<const int64_t> countsOf(const wire::Histogram& in) {
   return {in.counts().data(), size_t(in.counts_size())};
 }
@@ -144,13 +133,25 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
     for (const auto& [kind, n] : w.errors_by_kind())
       if (n > 0)
         s.errors_by_kind[kind] += n;
-    if (w.has_latency()) {
-      const auto& h = w.latency();
-      s.latency_us.addEncoded(countsOf(h), h.count(), h.overflow(), h.min_us(), h.max_us(),
-                              h.sum_us());
-    }
+    if (w.has_latency())
+      addHistogramFromWire(w.latency(), s.latency_us);
   }
   return true;
+}
+
+void histogramToWire(const Histogram& h, wire::Histogram& out) {
+  out.set_layout(Histogram::kLayoutId);
+  const std::vector<int64_t> counts = h.encodeCounts();
+  out.mutable_counts()->Assign(counts.begin(), counts.end());
+  out.set_count(h.count());
+  out.set_overflow(h.overflow());
+  out.set_min_us(h.minUs());
+  out.set_max_us(h.maxUs());
+  out.set_sum_us(h.sumUs());
+}
+
+void addHistogramFromWire(const wire::Histogram& in, Histogram& into) {
+  into.addEncoded(countsOf(in), in.count(), in.overflow(), in.min_us(), in.max_us(), in.sum_us());
 }
 
 std::string toValidUtf8(std::string_view text) {

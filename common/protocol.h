@@ -43,6 +43,11 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into);
 
 // clock_offset_ns is the worker's clock minus the master's (Welcome.clock_offset_ns): `at`,
 // taken on the worker's steady clock, travels as a time on the master's.
+// A histogram in the wire's run-length form, and back: addHistogramFromWire adds one that
+// statsFromWire validated (or that we made) at a cost of its wire entries, not 17,408.
+void histogramToWire(const Histogram& h, wire::Histogram& out);
+void addHistogramFromWire(const wire::Histogram& in, Histogram& into);
+
 // Protobuf string fields must hold valid UTF-8 or the peer cannot parse the message: bytes
 // from the wire (response headers, URLs, file contents) pass through this first. Invalid
 // sequences become U+FFFD.

@@ -1,5 +1,7 @@
 #include "master/thresholds.h"
 
+#include "common/protocol.h"
+
 #include <cmath>
 
 namespace stampede::master {
@@ -58,13 +60,7 @@ void ThresholdJudge::addInterval(const common::StatsBook& interval, double secon
     second.errors = stats.errors;
     second.dropped = stats.dropped;
     second.seconds = seconds;
-    const auto& h = stats.latency_us;
-    second.counts = h.encodeCounts();
-    second.count = h.count();
-    second.overflow = h.overflow();
-    second.min_us = h.minUs();
-    second.max_us = h.maxUs();
-    second.sum_us = h.sumUs();
+    common::histogramToWire(stats.latency_us, second.latency);
     scope.ring.push_back(std::move(second));
     while (scope.ring.size() > scope.window_seconds)
       scope.ring.pop_front();
@@ -83,10 +79,7 @@ ThresholdVerdict ThresholdJudge::judge(const Threshold& t, const Scope& scope) c
       stats.errors += second.errors;
       stats.dropped += second.dropped;
       seconds += second.seconds;
-      common::Histogram h;
-      if (h.decode(common::Histogram::kLayoutId, second.counts, second.count, second.overflow,
-                   second.min_us, second.max_us, second.sum_us))
-        stats.latency_us.merge(h);
+      common::addHistogramFromWire(second.latency, stats.latency_us);
     }
   }
   ThresholdVerdict verdict;

@@ -6,6 +6,7 @@
 
 #include "common/scenario.h"
 #include "common/stats.h"
+#include "stampede.pb.h"
 
 #include <deque>
 #include <optional>
@@ -40,12 +41,7 @@ private:
     uint64_t errors = 0;
     uint64_t dropped = 0;
     double seconds = 0;
-    std::vector<int64_t> counts; // Histogram::encodeCounts
-    uint64_t count = 0;
-    uint64_t overflow = 0;
-    int64_t min_us = 0;
-    int64_t max_us = 0;
-    int64_t sum_us = 0;
+    wire::Histogram latency; // the compact run-length form, a few KB a second
   };
   struct Scope {
     std::string step; // empty: all steps
