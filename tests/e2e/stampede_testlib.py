@@ -266,18 +266,25 @@ def access_log_distribution(path):
 # fault_target
 
 class FaultTarget:
-    """A running fault_target: `.port`, `.url`, `.log`; `.count()` asks /count."""
+    """A running fault_target: `.host`, `.port`, `.url`, `.log`; `.count()` asks /count."""
 
-    def __init__(self, port, log, proc):
+    def __init__(self, port, log, proc, host=LOOPBACK):
+        self.host = host
         self.port = port
-        self.url = f"http://{LOOPBACK}:{port}"
+        self.url = f"http://{host}:{port}"
         self.log = log
         self.proc = proc
 
     def count(self):
-        status, body = http_get(self.port, "/count")
-        if status != 200:
-            raise AssertionError(f"/count answered {status}: {body!r}")
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+        try:
+            conn.request("GET", "/count")
+            response = conn.getresponse()
+            body = response.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise AssertionError(f"/count answered {response.status}: {body!r}")
         return int(body.strip())
 
     def log_entries(self):
@@ -293,8 +300,11 @@ class FaultTarget:
 
 
 @contextlib.contextmanager
-def fault_target(startup_timeout=10.0):
-    """Start tests/target/fault_target on a free 127.0.0.1 port; always stop it."""
+def fault_target(startup_timeout=10.0, host=LOOPBACK):
+    """Start tests/target/fault_target on a free port of `host` (127.0.0.0/8 only, default
+    127.0.0.1); always stop it."""
+    if not host.startswith("127."):
+        raise AssertionError(f"fault_target: loopback addresses only, got {host}")
     workdir = tempfile.mkdtemp(prefix="stampede-fault-")
     proc = None
     try:
@@ -302,18 +312,18 @@ def fault_target(startup_timeout=10.0):
         log = os.path.join(workdir, "requests.log")
         with open(os.path.join(workdir, "stderr"), "w") as err:
             proc = subprocess.Popen(
-                [binary("fault_target"), "--host", LOOPBACK, "--port", "0", "--log", log,
+                [binary("fault_target"), "--host", host, "--port", "0", "--log", log,
                  "--port-file", port_file],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
         deadline = time.monotonic() + startup_timeout
-        while not os.path.exists(port_file):
+        while not os.path.exists(port_file) or os.path.getsize(port_file) == 0:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError("fault_target did not start:\n" +
+                raise AssertionError(f"fault_target on {host} did not start:\n" +
                                      _read_tail(os.path.join(workdir, "stderr")))
             time.sleep(0.02)
         with open(port_file) as f:
             port = int(f.read().strip())
-        yield FaultTarget(port, log, proc)
+        yield FaultTarget(port, log, proc, host)
     finally:
         if proc is not None:
             rc = _stop_process(proc)
@@ -679,56 +689,11 @@ def free_port_any():
         return s.getsockname()[1]
 
 
-class HostFaultTarget(FaultTarget):
-    """A fault_target listening on another loopback address (`.host`, e.g. 127.0.0.2)."""
-
-    def __init__(self, host, port, log, proc):
-        super().__init__(port, log, proc)
-        self.host = host
-        self.url = f"http://{host}:{port}"
-
-    def count(self):
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
-        try:
-            conn.request("GET", "/count")
-            response = conn.getresponse()
-            body = response.read().decode("utf-8", "replace")
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise AssertionError(f"/count answered {response.status}: {body!r}")
-        return int(body.strip())
-
-
 @contextlib.contextmanager
 def fault_target_at(host, startup_timeout=10.0):
     """Like fault_target(), on `host` (an address in 127.0.0.0/8 only); always stopped."""
-    if not host.startswith("127."):
-        raise AssertionError(f"fault_target_at: loopback addresses only, got {host}")
-    workdir = tempfile.mkdtemp(prefix="stampede-fault-")
-    proc = None
-    try:
-        port_file = os.path.join(workdir, "port")
-        log = os.path.join(workdir, "requests.log")
-        with open(os.path.join(workdir, "stderr"), "w") as err:
-            proc = subprocess.Popen(
-                [binary("fault_target"), "--host", host, "--port", "0", "--log", log,
-                 "--port-file", port_file],
-                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True)
-        deadline = time.monotonic() + startup_timeout
-        while not os.path.exists(port_file) or os.path.getsize(port_file) == 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"fault_target on {host} did not start:\n" +
-                                     _read_tail(os.path.join(workdir, "stderr")))
-            time.sleep(0.02)
-        time.sleep(0.02)
-        with open(port_file) as f:
-            port = int(f.read().strip())
-        yield HostFaultTarget(host, port, log, proc)
-    finally:
-        if proc is not None:
-            _stop_process(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with fault_target(startup_timeout, host) as target:
+        yield target
 
 
 # A hand-made control-plane peer: ZMTP 3.0 (NULL mechanism) over a plain socket and a minimal
