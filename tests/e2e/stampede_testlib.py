@@ -122,7 +122,7 @@ def nginx_config(prefix, port):
             lines.append(f"  {directive} {prefix}/tmp/{directive.split('_')[0]};")
     lines += [
         "  server {",
-        f"    listen {LOOPBACK}:{port};",
+        f"    listen {LOOPBACK}:{port} backlog=4096;",
         "    server_name localhost;",
         f"    root {prefix}/html;",
         "    index index.html;",
