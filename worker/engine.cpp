@@ -76,7 +76,7 @@ public:
 
   Engine& engine_;
   int index_;
-  asio::io_context io_{1};
+  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::unique_ptr<HttpClient> client_;
   std::mt19937_64 rng_;
   std::vector<std::unique_ptr<struct VirtualUser>> users_;
@@ -96,8 +96,12 @@ struct VirtualUser {
   }
 
   asio::awaitable<void> run();
-  asio::awaitable<bool> runSteps(const Flow& flow, const std::vector<Step>& steps);
-  asio::awaitable<bool> request(const Flow& flow, const Step& step);
+  // A request step in two plain functions around the co_await, not a coroutine of its own: a
+  // coroutine frame per request is measurable at the rates we run. beginRequest renders `req`
+  // and returns false when the run is over; endRequest records the outcome and returns false
+  // when this virtual user must stop.
+  bool beginRequest(const Step& step);
+  bool endRequest(const Flow& flow, const Step& step);
   asio::awaitable<bool> pause(std::chrono::microseconds d);
   const Flow& pickFlow();
   bool mayStart() const { return !engine.stopping() && engine.clock_.now() < engine.end_; }
@@ -115,6 +119,10 @@ struct VirtualUser {
   std::string render_buf;
   std::string body_buf;
   HeaderList headers_buf;
+  const Step* headers_step = nullptr;       // whose names and constant values headers_buf holds
+  std::optional<common::Endpoint> absolute; // an absolute URL's endpoint
+  HttpRequest req;
+  common::SteadyTime sent{};
   HttpResponse response;
   std::string error_kind;
 };
@@ -128,12 +136,48 @@ asio::awaitable<void> VirtualUser::run() {
   if (!mayStart())
     co_return;
   engine.active_users_.fetch_add(1, std::memory_order_relaxed);
-  while (mayStart()) {
+  // Loops are walked with a stack of positions, not by recursion: a coroutine frame per step
+  // is measurable at the rates we run.
+  struct Position {
+    const std::vector<Step>* steps;
+    size_t next;
+    int rounds_left;
+  };
+  std::vector<Position> positions;
+  bool go_on = true;
+  while (go_on && mayStart()) {
     const Flow& flow = pickFlow();
-    bool go_on = co_await runSteps(flow, flow.steps);
+    positions.assign(1, Position{&flow.steps, 0, 1});
+    while (go_on && !positions.empty()) {
+      Position& at = positions.back();
+      if (at.next == at.steps->size()) {
+        if (--at.rounds_left > 0)
+          at.next = 0;
+        else
+          positions.pop_back();
+        continue;
+      }
+      const Step& step = (*at.steps)[at.next++];
+      switch (step.kind) {
+      case Step::Kind::Request:
+        go_on = beginRequest(step);
+        if (go_on) {
+          co_await session->perform(req, response);
+          go_on = endRequest(flow, step);
+        }
+        if (go_on && flow.think.kind != ThinkTime::Kind::None)
+          go_on = co_await pause(drawThink(flow.think, thread.rng_));
+        break;
+      case Step::Kind::Think:
+        go_on = co_await pause(drawThink(step.think, thread.rng_));
+        break;
+      case Step::Kind::Loop:
+        if (step.loop_count > 0)
+          positions.push_back(Position{&step.steps, 0, step.loop_count});
+        break;
+      }
+    }
     ++ctx.iteration;
-    if (!go_on)
-      break;
   }
   engine.active_users_.fetch_sub(1, std::memory_order_relaxed);
 }
@@ -155,30 +199,6 @@ const Flow& VirtualUser::pickFlow() {
   return flows.back();
 }
 
-asio::awaitable<bool> VirtualUser::runSteps(const Flow& flow, const std::vector<Step>& steps) {
-  for (const Step& step : steps) {
-    switch (step.kind) {
-    case Step::Kind::Request:
-      if (!co_await request(flow, step))
-        co_return false;
-      if (flow.think.kind != ThinkTime::Kind::None &&
-          !co_await pause(drawThink(flow.think, thread.rng_)))
-        co_return false;
-      break;
-    case Step::Kind::Think:
-      if (!co_await pause(drawThink(step.think, thread.rng_)))
-        co_return false;
-      break;
-    case Step::Kind::Loop:
-      for (int i = 0; i < step.loop_count; ++i)
-        if (!co_await runSteps(flow, step.steps))
-          co_return false;
-      break;
-    }
-  }
-  co_return true;
-}
-
 asio::awaitable<bool> VirtualUser::pause(std::chrono::microseconds d) {
   if (d.count() <= 0)
     co_return mayStart();
@@ -191,10 +211,9 @@ asio::awaitable<bool> VirtualUser::pause(std::chrono::microseconds d) {
   co_return mayStart();
 }
 
-asio::awaitable<bool> VirtualUser::request(const Flow& flow, const Step& step) {
+bool VirtualUser::beginRequest(const Step& step) {
   const auto& scenario = *engine.scenario_;
   const common::Endpoint* endpoint = &scenario.target;
-  std::optional<common::Endpoint> absolute;
 
   render_buf.clear();
   step.url.renderTo(ctx, render_buf);
@@ -213,25 +232,28 @@ asio::awaitable<bool> VirtualUser::request(const Flow& flow, const Step& step) {
     target_buf.append(render_buf);
   }
 
+  // Names and inherited values change only with the step: copied then, not per request.
   const auto& inherited = engine.inherited_headers_.at(&step);
-  size_t header_count = inherited.size() + step.headers.size();
-  if (headers_buf.size() != header_count)
-    headers_buf.resize(header_count);
-  size_t h = 0;
-  for (size_t i : inherited) {
-    headers_buf[h].first.assign(scenario.http.headers[i].first);
-    headers_buf[h++].second.assign(scenario.http.headers[i].second);
+  if (headers_step != &step) {
+    headers_step = &step;
+    headers_buf.resize(inherited.size() + step.headers.size());
+    size_t h = 0;
+    for (size_t i : inherited) {
+      headers_buf[h].first.assign(scenario.http.headers[i].first);
+      headers_buf[h++].second.assign(scenario.http.headers[i].second);
+    }
+    for (const auto& header : step.headers)
+      headers_buf[h++].first.assign(header.first);
   }
-  for (const auto& [name, value] : step.headers) {
-    headers_buf[h].first.assign(name);
+  size_t h = inherited.size();
+  for (const auto& header : step.headers) {
     headers_buf[h].second.clear();
-    value.renderTo(ctx, headers_buf[h++].second);
+    header.second.renderTo(ctx, headers_buf[h++].second);
   }
   body_buf.clear();
   if (step.body)
     step.body->renderTo(ctx, body_buf);
 
-  HttpRequest req;
   req.method = step.method;
   req.endpoint = endpoint;
   req.target = target_buf;
@@ -241,19 +263,20 @@ asio::awaitable<bool> VirtualUser::request(const Flow& flow, const Step& step) {
 
   // Stamp, then check: a halt that lands after the check is stamped after `sent`, so a
   // request counted as started after the halt is one that really slipped through.
-  const auto sent = engine.clock_.now();
+  sent = engine.clock_.now();
   if (engine.stopping() || sent >= engine.end_)
-    co_return false;
+    return false;
   if (auto halted_ns = engine.halted_at_ns_.load(std::memory_order_acquire);
       halted_ns != 0 && toNs(sent) > halted_ns)
     engine.started_after_halt_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
 
-  co_await session->perform(req, response);
+bool VirtualUser::endRequest(const Flow& flow, const Step& step) {
   const auto done = engine.clock_.now();
-
   if (response.error == TransportError::Cancelled) {
     thread.recordCancelled(step.stats_index);
-    co_return false;
+    return false;
   }
   const std::string* kind = nullptr;
   if (response.error != TransportError::None) {
@@ -273,9 +296,9 @@ asio::awaitable<bool> VirtualUser::request(const Flow& flow, const Step& step) {
     engine.noteError();
     reportError(flow, step, req, response, *kind, done);
     if (engine.halted())
-      co_return false;
+      return false;
   }
-  co_return true;
+  return true;
 }
 
 void VirtualUser::reportError(const Flow& flow, const Step& step, const HttpRequest& request,
