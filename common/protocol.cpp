@@ -21,7 +21,8 @@ bool addFits(uint64_t a, uint64_t b) {
 
 bool isIdle(const StepStats& s) {
   if (s.requests || s.errors || s.cancelled || s.dropped || s.bytes_in || s.bytes_out ||
-      s.latency_us.count())
+      s.http2_responses || s.latency_us.count() || s.service_us.count() ||
+      s.schedule_lag_us.count())
     return false;
   return std::all_of(s.errors_by_kind.begin(), s.errors_by_kind.end(),
                      [](const auto& kind) { return kind.second == 0; });
@@ -81,8 +82,13 @@ void statsToWire(const StatsBook& book, wire::Stats& out) {
     for (const auto& [kind, n] : s.errors_by_kind)
       if (n > 0)
         (*w.mutable_errors_by_kind())[kind] = n;
+    w.set_http2_responses(s.http2_responses);
     if (s.latency_us.count() > 0)
       histogramToWire(s.latency_us, *w.mutable_latency());
+    if (s.service_us.count() > 0)
+      histogramToWire(s.service_us, *w.mutable_service());
+    if (s.schedule_lag_us.count() > 0)
+      histogramToWire(s.schedule_lag_us, *w.mutable_schedule_lag());
   }
 }
 
@@ -103,18 +109,22 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
     const StepStats& current = step < into.steps.size() ? into.steps[step] : kEmpty;
     if (!addFits(current.requests, w.requests()) || !addFits(current.errors, w.errors()) ||
         !addFits(current.cancelled, w.cancelled()) || !addFits(current.dropped, w.dropped()) ||
-        !addFits(current.bytes_in, w.bytes_in()) || !addFits(current.bytes_out, w.bytes_out()))
+        !addFits(current.bytes_in, w.bytes_in()) || !addFits(current.bytes_out, w.bytes_out()) ||
+        !addFits(current.http2_responses, w.http2_responses()))
       return false;
     for (const auto& [kind, n] : w.errors_by_kind()) {
       const auto it = current.errors_by_kind.find(kind);
       if (!addFits(it == current.errors_by_kind.end() ? 0 : it->second, n))
         return false;
     }
-    if (!w.has_latency())
-      continue;
     // Checked in place, never decoded into a 139 KB histogram: the master merges thousands
     // of these a second, straight from the run-length form.
-    if (!histogramValid(w.latency()) || !addFits(current.latency_us.count(), w.latency().count()))
+    auto bad = [](bool has, const wire::Histogram& h, const Histogram& current_h) {
+      return has && (!histogramValid(h) || !addFits(current_h.count(), h.count()));
+    };
+    if (bad(w.has_latency(), w.latency(), current.latency_us) ||
+        bad(w.has_service(), w.service(), current.service_us) ||
+        bad(w.has_schedule_lag(), w.schedule_lag(), current.schedule_lag_us))
       return false;
   }
 
@@ -133,8 +143,13 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
     for (const auto& [kind, n] : w.errors_by_kind())
       if (n > 0)
         s.errors_by_kind[kind] += n;
+    s.http2_responses += w.http2_responses();
     if (w.has_latency())
       addHistogramFromWire(w.latency(), s.latency_us);
+    if (w.has_service())
+      addHistogramFromWire(w.service(), s.service_us);
+    if (w.has_schedule_lag())
+      addHistogramFromWire(w.schedule_lag(), s.schedule_lag_us);
   }
   return true;
 }

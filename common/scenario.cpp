@@ -1087,7 +1087,8 @@ private:
 } // namespace
 
 Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_name,
-                          const std::map<std::string, std::string>* shipped_env) {
+                          const LoadOptions& options) {
+  const std::map<std::string, std::string>* shipped_env = options.shipped_env;
   YAML::Node root;
   try {
     std::istringstream stream(yaml_text);
@@ -1126,7 +1127,7 @@ Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_
   }
 }
 
-Scenario loadScenarioFile(const std::string& path) {
+Scenario loadScenarioFile(const std::string& path, const LoadOptions& options) {
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr)
     throw ConfigError(path, 0, 0, "", std::string("cannot read file: ") + std::strerror(errno));
@@ -1140,7 +1141,7 @@ Scenario loadScenarioFile(const std::string& path) {
   std::fclose(f);
   if (failed) // e.g. a directory: fopen succeeds, reading fails with EISDIR
     throw ConfigError(path, 0, 0, "", std::string("cannot read file: ") + std::strerror(error));
-  return loadScenarioText(text, path);
+  return loadScenarioText(text, path, options);
 }
 
 } // namespace stampede::common

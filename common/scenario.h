@@ -8,7 +8,9 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -41,10 +43,45 @@ struct Endpoint {
 // Parses "http://host[:port][/base]"; std::nullopt when it is not such a URL.
 std::optional<Endpoint> parseEndpoint(std::string_view url);
 
+// A JSONPath subset: `$`, `.key`, `['key']`, `[index]`, e.g. `$.items[0].sku`.
+struct JsonPath {
+  struct Segment {
+    std::string key; // when index < 0
+    int64_t index = -1;
+  };
+  std::string text; // as written
+  std::vector<Segment> segments;
+};
+// Parses the subset above; std::nullopt when `text` is not one.
+std::optional<JsonPath> parseJsonPath(std::string_view text);
+
 struct Expect {
+  struct JsonValue {
+    JsonPath path;
+    std::string expected_json; // the YAML value as compact JSON: 42, "ok", true, null
+  };
+  struct HeaderValue {
+    std::string name;     // matched case-insensitively
+    std::string contains; // the header must be present and its value contain this
+  };
   std::vector<int> status;                  // allowed statuses; empty means "anything below 400"
-  std::optional<std::string> body_contains; // error kind "expect_body" when absent
+  std::optional<std::string> body_contains; // error kind "expect_body"
+  std::vector<JsonValue> json;              // error kind "expect_json"
+  std::vector<HeaderValue> header;          // error kind "expect_header"
+  std::optional<microseconds> max_latency;  // error kind "expect_latency"
   bool allows(int code) const;
+};
+
+// `capture: {name: {json: $.token}}`; a capture that finds nothing is error "capture_missing".
+struct Capture {
+  enum class Kind { Json, Header, Regex };
+  std::string name;
+  uint32_t slot = 0; // into the virtual user's slots (see SlotNames)
+  Kind kind = Kind::Json;
+  JsonPath json;        // Kind::Json
+  std::string header;   // Kind::Header, matched case-insensitively
+  std::string pattern;  // Kind::Regex: ECMAScript syntax, exactly one group
+  std::shared_ptr<const std::regex> regex; // Kind::Regex, compiled at load
 };
 
 struct Step {
@@ -53,12 +90,18 @@ struct Step {
   Location where;
 
   // Kind::Request
-  std::string method; // "GET", "POST", "PUT", "DELETE"
+  std::string method; // GET POST PUT PATCH DELETE HEAD OPTIONS
   Template url;       // a path joined to target's base, or an absolute URL when url_absolute
   bool url_absolute = false;
+  std::vector<std::pair<std::string, Template>> query;   // appended as ?k=v&..., values encoded
   std::vector<std::pair<std::string, Template>> headers; // step headers over http.headers
-  std::optional<Template> body;                          // from `body:` or `json:`
+  // From `body:`, `json:` (Content-Type application/json added unless a header sets it) or
+  // `form:` (application/x-www-form-urlencoded, each value encoded at render).
+  std::optional<Template> body;
+  std::vector<std::pair<std::string, Template>> form; // non-empty for `form:`; body unset then
+  std::optional<microseconds> timeout;                // over http.timeout
   Expect expect;
+  std::vector<Capture> captures;
   size_t stats_index = 0; // into Scenario::step_table
 
   // Kind::Think
@@ -74,13 +117,38 @@ struct Flow {
   double weight = 1.0;
   ThinkTime think; // after each request step
   std::vector<Step> steps;
+  std::vector<uint32_t> feeders; // indexes into Scenario::data of the feeders its templates use
+  size_t first_request_stats_index = 0; // where an open-model arrival dropped from it counts
+};
+
+// One segment of load.stages: ramp linearly from the previous level to `to` over `over`, or
+// hold the previous level for `over`. Levels are users (closed) or arrivals per second (open).
+struct Stage {
+  bool hold = false;
+  double to = 0;
+  microseconds over{0};
 };
 
 struct LoadSpec {
+  enum class Model { Closed, Open };
+  Model model = Model::Closed;
+  // Closed: `users`. Open: `rate` (arrivals per second, cluster-wide).
   int users = 0;
-  microseconds ramp{0};
-  microseconds duration{0};
+  double rate = 0;
+  microseconds ramp{0};     // reach users/rate linearly from 0 over this
+  microseconds duration{0}; // then hold for this
+  // With stages, users/rate/ramp/duration are not written: the loader fills `stages` from
+  // them instead (ramp, then hold), so that the engine reads only `stages`. Levels start at 0.
+  std::vector<Stage> stages;
+  bool stages_written = false; // the scenario wrote `stages:` itself
+  uint64_t iterations = 0;     // 0: no limit; else flow iterations in total, cluster-wide
+  uint64_t max_in_flight = 0;  // open model: cap on iterations in progress, cluster-wide
+  microseconds total() const;  // sum of the stages
+  double peak() const;         // the highest level any stage reaches
 };
+
+// Default for load.max_in_flight in the open model (documented in docs/scenario.md).
+constexpr uint64_t kDefaultMaxInFlight = 10000;
 
 struct HaltSpec {
   enum class OnError { First, Never, Count, Rate };
@@ -93,12 +161,43 @@ struct HaltSpec {
   std::vector<Threshold> thresholds;
 };
 
+struct TlsSpec {
+  bool verify = true;
+  // PEM text (the files' contents, read on the master and shipped), empty when not given.
+  std::string ca_pem;
+  std::string cert_pem;
+  std::string key_pem;
+  std::string ca_file, cert_file, key_file; // as written, for messages
+};
+
 struct HttpSpec {
   enum class Engine { Beast, Curl };
-  Engine engine = Engine::Beast;
+  enum class Version { Http1, Http2 };
+  Engine engine = Engine::Beast; // version "2" selects curl unless engine is written
+  Version version = Version::Http1;
   microseconds timeout{std::chrono::seconds(5)};
   bool keep_alive = true;
+  bool follow_redirects = false; // at most kMaxRedirects hops; 301/302/303 become GET
+  TlsSpec tls;
   std::vector<std::pair<std::string, std::string>> headers; // sent with every request
+};
+constexpr int kMaxRedirects = 10;
+
+// `data:` feeders. Rows are read on the master and shipped; with split: per_worker each worker
+// gets only its slice, and loads it as if it were the whole file.
+struct Feeder {
+  enum class Order { Sequence, Random, Shuffle };
+  enum class Split { PerWorker, Shared };
+  enum class OnExhausted { Wrap, Stop, Halt };
+  std::string name;
+  std::string file; // as written (relative to the scenario file), the key in shipped files
+  Order order = Order::Sequence;
+  Split split = Split::PerWorker;
+  OnExhausted on_exhausted = OnExhausted::Wrap;
+  std::vector<std::string> columns;
+  std::vector<uint32_t> slots; // column i renders from slot slots[i]
+  std::vector<std::vector<std::string>> rows;
+  Location where;
 };
 
 // One row per distinct stats key (a step's `name`, default "METHOD path-template").
@@ -117,16 +216,36 @@ struct Scenario {
   HttpSpec http;
   std::map<std::string, std::string> variables;
   std::map<std::string, std::string> env; // every env() value read, shipped to workers
+  std::vector<Feeder> data;
+  SlotNames slots;                  // every capture name and `feeder.column`
   std::vector<Flow> flows;
   std::vector<StepInfo> step_table;
+  std::vector<std::string> overrides; // --set key.path=value, as applied
+  // Files the scenario names (data CSVs, TLS PEMs), by the name written, with their contents:
+  // what the master ships to workers.
+  std::map<std::string, std::string> files;
+};
+
+struct LoadOptions {
+  std::vector<std::string> overrides; // --set key.path=value, applied before validation
+  // --env-file values; env() looks here before the process environment. Master only.
+  const std::map<std::string, std::string>* env_overlay = nullptr;
+  // On a worker: the env() values and files the master shipped. A worker never reads its own
+  // environment or disk for a scenario.
+  const std::map<std::string, std::string>* shipped_env = nullptr;
+  const std::map<std::string, std::string>* shipped_files = nullptr;
 };
 
 // Both throw ConfigError ("file:line:col: key.path: message") on any problem; nothing is
 // partly loaded.
-Scenario loadScenarioFile(const std::string& path);
-// `shipped_env`: on a worker, the env() values the master read (the worker's own environment
-// is never consulted); null on the master.
+// Files named by the scenario are read relative to its directory (master), or taken from
+// options.shipped_files (worker).
+Scenario loadScenarioFile(const std::string& path, const LoadOptions& options = {});
 Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_name,
-                          const std::map<std::string, std::string>* shipped_env = nullptr);
+                          const LoadOptions& options = {});
+
+// Writes rows as CSV (RFC 4180 quoting), header first: how a per_worker slice is shipped.
+std::string writeCsv(const std::vector<std::string>& columns,
+                     const std::vector<std::vector<std::string>>& rows);
 
 } // namespace stampede::common

@@ -13,7 +13,10 @@ void StepStats::merge(const StepStats& other) {
   bytes_out += other.bytes_out;
   for (const auto& [kind, n] : other.errors_by_kind)
     errors_by_kind[kind] += n;
+  http2_responses += other.http2_responses;
   latency_us.merge(other.latency_us);
+  service_us.merge(other.service_us);
+  schedule_lag_us.merge(other.schedule_lag_us);
 }
 
 void StepStats::reset() {
@@ -23,8 +26,11 @@ void StepStats::reset() {
   dropped = 0;
   bytes_in = 0;
   bytes_out = 0;
+  http2_responses = 0;
   errors_by_kind.clear();
   latency_us.reset();
+  service_us.reset();
+  schedule_lag_us.reset();
 }
 
 void StatsBook::merge(const StatsBook& other) {

@@ -148,7 +148,8 @@ size_t editDistance(std::string_view a, std::string_view b) {
 }
 
 std::string unknownNameMessage(std::string_view name,
-                               const std::map<std::string, std::string>& variables) {
+                               const std::map<std::string, std::string>& variables,
+                               const SlotNames* slots) {
   std::string message = "unknown name '" + std::string(name) + "'";
   std::string_view best;
   size_t best_distance = 3; // only suggest what is plausibly a typo
@@ -163,6 +164,9 @@ std::string unknownNameMessage(std::string_view name,
     consider(b.name);
   for (const auto& [key, value] : variables)
     consider(key);
+  if (slots != nullptr)
+    for (const auto& [key, index] : *slots)
+      consider(key);
   if (!best.empty()) {
     // A function is suggested as it is written, arguments included.
     const BuiltinName* b = findBuiltin(best);
@@ -236,7 +240,7 @@ void appendRandomString(std::string& out, int64_t length, std::mt19937_64& rng) 
 
 Template Template::compile(std::string_view text,
                            const std::map<std::string, std::string>& variables,
-                           const EnvSource& env) {
+                           const EnvSource& env, const SlotNames* slots) {
   Template t;
   t.source_ = std::string(text);
   auto appendLiteral = [&t](std::string_view literal) {
@@ -275,12 +279,24 @@ Template Template::compile(std::string_view text,
     const bool call = p.consume('(');
     const BuiltinName* builtin = findBuiltin(name);
 
-    if (auto var = variables.find(std::string(name)); var != variables.end() && !builtin) {
+    const auto slot = slots != nullptr ? slots->find(name) : SlotNames::const_iterator();
+    if (slots != nullptr && slot != slots->end() && !builtin) {
+      if (call)
+        throw TemplateError(name_at, "'" + std::string(name) + "' is a value, not a function");
+      Part part;
+      part.kind = Kind::Slot;
+      part.a = slot->second;
+      t.parts_.push_back(std::move(part));
+      if (std::find(t.slots_used_.begin(), t.slots_used_.end(), slot->second) ==
+          t.slots_used_.end())
+        t.slots_used_.push_back(slot->second);
+    } else if (auto var = variables.find(std::string(name));
+               var != variables.end() && !builtin) {
       if (call)
         throw TemplateError(name_at, "'" + std::string(name) + "' is a variable, not a function");
       appendLiteral(var->second);
     } else if (builtin == nullptr) {
-      throw TemplateError(name_at, unknownNameMessage(name, variables));
+      throw TemplateError(name_at, unknownNameMessage(name, variables, slots));
     } else if (builtin->isFunction() && !call) {
       throw TemplateError(name_at, "'" + std::string(name) + "' is a function: write " +
                                        std::string(builtin->usage));
@@ -389,6 +405,10 @@ void Template::renderTo(const RenderContext& ctx, std::string& out, bool mask_se
       break;
     case Kind::Vu:
       appendInt(out, ctx.vu);
+      break;
+    case Kind::Slot:
+      if (ctx.slots != nullptr)
+        out.append(ctx.slots[part.a]);
       break;
     case Kind::Iteration:
       appendInt(out, ctx.iteration);

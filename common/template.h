@@ -20,7 +20,13 @@ struct RenderContext {
   uint64_t iteration = 0; // of this virtual user
   uint32_t worker_index = 0;
   std::mt19937_64* rng = nullptr; // the load thread's generator
+  const std::string* slots = nullptr; // this virtual user's captured values and data columns
 };
+
+// Names whose values belong to a virtual user and change as it runs: captures (`token`) and
+// data columns (`accounts.user`). The loader gives each a slot; a template refers to the slot,
+// and a virtual user keeps one string per slot.
+using SlotNames = std::map<std::string, uint32_t, std::less<>>;
 
 // Thrown by compile(); `offset` is the byte offset in the template text of the problem.
 class TemplateError : public std::runtime_error {
@@ -46,9 +52,10 @@ public:
 
   // Names: a key of `variables`, or a built-in: uuid(), random_int(a, b), random_string(n),
   // now_ms(), env("NAME"), worker_index, vu, iteration. Anything else is a TemplateError.
+  // With `slots`, a name found there renders the virtual user's value of that slot.
   static Template compile(std::string_view text,
                           const std::map<std::string, std::string>& variables,
-                          const EnvSource& env = {});
+                          const EnvSource& env = {}, const SlotNames* slots = nullptr);
 
   bool isConstant() const {
     return parts_.empty() || (parts_.size() == 1 && parts_[0].kind == Kind::Literal);
@@ -57,6 +64,8 @@ public:
   void renderTo(const RenderContext& ctx, std::string& out, bool mask_secrets = false) const;
   std::string render(const RenderContext& ctx, bool mask_secrets = false) const;
   const std::string& source() const { return source_; }
+  // The slots this template reads, each once, in order of first use.
+  const std::vector<uint32_t>& slotsUsed() const { return slots_used_; }
 
 private:
   enum class Kind {
@@ -68,15 +77,17 @@ private:
     NowMs,
     WorkerIndex,
     Vu,
-    Iteration
+    Iteration,
+    Slot
   };
   struct Part {
     Kind kind = Kind::Literal;
     std::string text; // Literal and Secret
-    int64_t a = 0;    // RandomInt low, RandomString length
+    int64_t a = 0;    // RandomInt low, RandomString length, Slot index
     int64_t b = 0;    // RandomInt high
   };
   std::vector<Part> parts_;
+  std::vector<uint32_t> slots_used_;
   std::string source_;
 };
 

@@ -359,6 +359,7 @@ public:
 
   asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override;
   HeaderList lastResponseHeaders() const override;
+  std::optional<std::string_view> header(std::string_view) const override { return std::nullopt; }
   void cancel() noexcept override;
 
   // Called by the sweeper when the deadline passed: closes the connection of the request.

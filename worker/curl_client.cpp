@@ -190,6 +190,7 @@ public:
 
   asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override;
   HeaderList lastResponseHeaders() const override;
+  std::optional<std::string_view> header(std::string_view) const override { return std::nullopt; }
   void cancel() noexcept override;
 
   // The transfer finished (the easy handle is already out of the multi).

@@ -317,7 +317,11 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     // env() values come from the master: this host's environment is never consulted.
     const std::map<std::string, std::string> env(prepare.env().begin(), prepare.env().end());
     auto scenario = std::make_shared<common::Scenario>(
-        common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), &env));
+        common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), [&] {
+          common::LoadOptions load_options;
+          load_options.shipped_env = &env;
+          return load_options;
+        }()));
     if (prepare.duration_us() > 0)
       scenario->load.duration = std::chrono::microseconds(prepare.duration_us());
     if (auto why = target_policy_.check(*scenario); !why.empty()) {

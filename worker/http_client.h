@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,7 +48,8 @@ struct HttpRequest {
 struct HttpResponse {
   TransportError error = TransportError::None;
   int status = 0;         // 0 when error != None
-  std::string_view body;  // valid until the next perform() on the same session
+  std::string_view body;  // decoded (gzip); valid until the next perform() on the same session
+  int http_version = 11;  // 11 for HTTP/1.1, 20 for HTTP/2
   uint64_t bytes_in = 0;  // on the wire: status line, headers and body as received
   uint64_t bytes_out = 0; // on the wire
   std::string detail;     // a human-readable reason for transport errors (cold path)
@@ -61,6 +63,9 @@ public:
   virtual asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) = 0;
   // Headers of the last response, for error reports only (cold path).
   virtual HeaderList lastResponseHeaders() const = 0;
+  // The value of the last response's first header of that name (case-insensitive), for
+  // captures, expectations and redirects; valid until the next perform().
+  virtual std::optional<std::string_view> header(std::string_view name) const = 0;
   // Aborts the request in flight, if any: perform() completes with Cancelled. Idempotent.
   virtual void cancel() noexcept = 0;
 };

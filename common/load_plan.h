@@ -1,0 +1,52 @@
+// The load schedule of a scenario as numbers: the level (users or arrivals per second) at any
+// time, the open model's arrival times, and which of the cluster's virtual users a worker
+// runs. Pure functions over LoadSpec::stages; the master (--dry-run, shares) and the engine
+// use the same ones, so that the plan printed is the plan run.
+#pragma once
+
+#include "common/scenario.h"
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace stampede::common {
+
+class LoadCurve {
+public:
+  // `scale` multiplies every level: a worker's fraction of the cluster's rate.
+  explicit LoadCurve(const std::vector<Stage>& stages, double scale = 1.0);
+
+  microseconds total() const { return total_; }
+  // The level at `t` after the start (linear within a ramping stage); 0 after the end.
+  double levelAt(microseconds t) const;
+  // Arrivals due by `t`: the integral of the level, the level read as arrivals per second.
+  double arrivalsBy(microseconds t) const;
+  // When arrivalsBy() reaches `n` (n >= 0); std::nullopt when that is after the end.
+  std::optional<microseconds> timeOfArrival(double n) const;
+  // The first time at or after `from` when the level is above `level`; nullopt: never again.
+  // (A closed-model user numbered c runs while levelAt() > c.)
+  std::optional<microseconds> nextTimeAbove(double level, microseconds from) const;
+
+private:
+  struct Segment {
+    double t0_s, t1_s;  // seconds from the start
+    double from, to;    // levels at t0 and t1
+    double arrivals_t0; // arrivalsBy(t0)
+  };
+  std::vector<Segment> segments_;
+  microseconds total_{0};
+};
+
+// Smooth weighted round robin over the workers' user counts: for each of the cluster's
+// sum(users) virtual users, in the order they start, the worker that runs it. Returns the
+// cluster numbers (0-based) of worker `worker`'s users, ascending. With equal counts, worker w
+// gets w, w+n, w+2n...: a cluster-wide ramp interleaves workers instead of taking them in turn.
+std::vector<uint64_t> clusterUsersOf(uint32_t worker, std::span<const uint32_t> users);
+
+// What a stages list means, in one line (for --dry-run and the report).
+std::string describeStages(const LoadSpec& load);
+
+} // namespace stampede::common
