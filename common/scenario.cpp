@@ -515,6 +515,7 @@ private:
     if (const Field* ramp = fields.find("ramp"))
       spec.ramp = duration(*ramp, "load.ramp", false);
     spec.duration = duration(*fields.find("duration"), "load.duration", true);
+    spec.stages = {Stage{false, double(spec.users), spec.ramp}, Stage{true, 0, spec.duration}};
     return spec;
   }
 

@@ -17,6 +17,9 @@ po::options_description describeOptions() {
       ("version", "show the version and exit")                                                    //
       ("threads", po::value<int>(), "load threads (default: one per core)")                       //
       ("duration", po::value<std::string>(), "override load.duration, e.g. 30s")                  //
+      ("set", po::value<std::vector<std::string>>()->composing(),
+       "override a scenario value: --set load.users=50 (repeatable)")                             //
+      ("env-file", po::value<std::string>(), "NAME=VALUE lines that env() reads before the environment") //
       ("out", po::value<std::string>(), "write report.json and timeseries.csv into DIR")          //
       ("quiet,q", "no live line; summary only")                                                   //
       ("workers", po::value<std::string>(), "hosts file: run on the worker daemons listed there") //
@@ -38,7 +41,8 @@ po::options_description describeOptions() {
 std::string usageText() {
   std::ostringstream out;
   out << "usage: master [--workers HOSTS | --listen ENDPOINT --expect-workers N] [--threads N]\n"
-         "              [--duration D] [--out DIR] [--quiet] [--dry-run] SCENARIO.yaml\n\n"
+         "              [--duration D] [--set KEY=VALUE]... [--env-file FILE] [--out DIR]\n"
+         "              [--quiet] [--dry-run] SCENARIO.yaml\n\n"
       << describeOptions()
       << "\nExit codes: 0 passed, 1 halted or a threshold failed, 2 usage or invalid scenario,\n"
          "3 infrastructure, 130 interrupted.\n";
@@ -80,6 +84,18 @@ CliOptions parseCli(int argc, const char* const* argv) {
       throw UsageError(
           fmt::format("--duration: expected a duration such as 30s or 5m, got \"{}\"", text));
   }
+  if (vm.count("set")) {
+    for (const auto& entry : vm["set"].as<std::vector<std::string>>()) {
+      if (entry.find('=') == std::string::npos || entry.front() == '=')
+        throw UsageError(fmt::format("--set {}: expected KEY.PATH=VALUE, e.g. load.users=50", entry));
+      cli.overrides.push_back(entry);
+    }
+  }
+  // After the --set ones: --duration has the last word on load.duration.
+  if (vm.count("duration"))
+    cli.overrides.push_back("load.duration=" + vm["duration"].as<std::string>());
+  if (vm.count("env-file"))
+    cli.env_file = vm["env-file"].as<std::string>();
   auto positiveDuration = [&](const char* name, std::chrono::milliseconds& into) {
     if (!vm.count(name))
       return;

@@ -1,5 +1,7 @@
 #include "master/console.h"
 
+#include "master/report.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -86,6 +88,21 @@ std::string formatSummary(const RunResult& r) {
     out += summaryRow(r.scenario->step_table[i].name, r.book.steps[i], r.duration_s);
   auto total = r.book.total();
   out += summaryRow("TOTAL", total, r.duration_s);
+  if (r.scenario->load.model == common::LoadSpec::Model::Open) {
+    // Latency above is from the scheduled time; these say where it went.
+    const auto row = [](const char* what, const common::Histogram& h) {
+      return fmt::format("{:<32} {:>39.2f} {:>9.2f} {:>9.2f} {:>9.2f}\n", what,
+                         double(h.percentileUs(50)) / 1000, double(h.percentileUs(90)) / 1000,
+                         double(h.percentileUs(99)) / 1000, double(h.maxUs()) / 1000);
+    };
+    out += row("  service time (from the send)", total.service_us);
+    out += row("  schedule lag", total.schedule_lag_us);
+    out += fmt::format("dropped (max_in_flight reached): {}\n", total.dropped);
+    if (total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs)
+      out += fmt::format("WARNING: load generator saturated: figures understate latency "
+                         "(schedule lag p99 {:.1f} ms)\n",
+                         double(total.schedule_lag_us.percentileUs(99)) / 1000);
+  }
   if (total.cancelled)
     out += fmt::format("cancelled in flight at the halt: {}\n", total.cancelled);
   for (const auto& [kind, count] : total.errors_by_kind)

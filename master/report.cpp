@@ -28,15 +28,27 @@ json latencyJson(const common::Histogram& h) {
           {"max", ms(h.maxUs())}};
 }
 
-json countsJson(const common::StepStats& s, double duration_s) {
-  return {{"requests", s.requests},
-          {"errors", s.errors},
-          {"cancelled", s.cancelled},
-          {"rps", duration_s > 0 ? double(s.requests) / duration_s : 0.0},
-          {"bytes_in", s.bytes_in},
-          {"bytes_out", s.bytes_out},
-          {"errors_by_kind", s.errors_by_kind},
-          {"latency_ms", latencyJson(s.latency_us)}};
+json countsJson(const common::StepStats& s, double duration_s, bool open) {
+  json protocols = json::object();
+  if (s.requests > s.http2_responses)
+    protocols["HTTP/1.1"] = s.requests - s.http2_responses;
+  if (s.http2_responses > 0)
+    protocols["HTTP/2"] = s.http2_responses;
+  json counts = {{"requests", s.requests},
+                 {"errors", s.errors},
+                 {"cancelled", s.cancelled},
+                 {"dropped", s.dropped},
+                 {"rps", duration_s > 0 ? double(s.requests) / duration_s : 0.0},
+                 {"bytes_in", s.bytes_in},
+                 {"bytes_out", s.bytes_out},
+                 {"errors_by_kind", s.errors_by_kind},
+                 {"protocols", std::move(protocols)},
+                 // Open model: from the scheduled time. Closed: from the send.
+                 {"latency_ms", latencyJson(s.latency_us)}};
+  // Closed model: service time is the latency; there is no schedule to lag behind.
+  counts["service_ms"] = latencyJson(open ? s.service_us : s.latency_us);
+  counts["schedule_lag_ms"] = open ? latencyJson(s.schedule_lag_us) : json(nullptr);
+  return counts;
 }
 
 double secondsSince(common::SteadyTime t0, common::SteadyTime t) {
@@ -72,10 +84,34 @@ json buildReport(const RunResult& r) {
   report["exit_code"] = r.exit_code;
   report["started_at"] = isoTime(r.started_at);
   report["duration_s"] = r.duration_s;
-  report["totals"] = countsJson(r.book.total(), r.duration_s);
+  const auto& load = r.scenario->load;
+  const bool open = load.model == common::LoadSpec::Model::Open;
+  json stages = json::array();
+  for (const auto& stage : load.stages)
+    stages.push_back(stage.hold ? json{{"hold_s", double(stage.over.count()) / 1e6}}
+                                : json{{"to", stage.to}, {"over_s", double(stage.over.count()) / 1e6}});
+  report["load"] = {{"model", open ? "open" : "closed"},
+                    {"users", open ? json(nullptr) : json(load.users)},
+                    {"rate", open ? json(load.peak()) : json(nullptr)},
+                    {"max_in_flight", open ? json(load.max_in_flight ? load.max_in_flight
+                                                                     : common::kDefaultMaxInFlight)
+                                           : json(nullptr)},
+                    {"iterations", load.iterations ? json(load.iterations) : json(nullptr)},
+                    {"stages", std::move(stages)}};
+  report["overrides"] = r.scenario->overrides;
+  const auto total = r.book.total();
+  report["totals"] = countsJson(total, r.duration_s, open);
+  json warnings = json::array();
+  if (open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs)
+    warnings.push_back(fmt::format("load generator saturated: figures understate latency "
+                                   "(schedule lag p99 {:.1f} ms > {} ms)",
+                                   ms(total.schedule_lag_us.percentileUs(99)),
+                                   kSaturatedLagUs / 1000));
+  report["saturated"] = open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs;
+  report["warnings"] = std::move(warnings);
   json steps = json::array();
   for (size_t i = 0; i < r.book.steps.size(); ++i) {
-    json step = countsJson(r.book.steps[i], r.duration_s);
+    json step = countsJson(r.book.steps[i], r.duration_s, open);
     step["name"] = r.scenario->step_table[i].name;
     step["method"] = r.scenario->step_table[i].method;
     steps.push_back(std::move(step));
@@ -178,7 +214,7 @@ std::string Timeseries::open(const std::string& dir) {
   if (!file_)
     return fmt::format("{}: cannot write: {}", path.string(), std::strerror(errno));
   fmt::print(file_, "elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
-                    "bytes_in,bytes_out\n");
+                    "bytes_in,bytes_out,dropped\n");
   std::fflush(file_);
   return "";
 }
@@ -188,11 +224,11 @@ void Timeseries::append(double elapsed_s, int users, const common::StepStats& in
   if (!file_)
     return;
   const auto& h = interval.latency_us;
-  fmt::print(file_, "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{}\n", elapsed_s,
+  fmt::print(file_, "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{}\n", elapsed_s,
              users, interval.requests,
              interval_s > 0 ? double(interval.requests) / interval_s : 0.0, interval.errors,
              total_errors, ms(h.percentileUs(50)), ms(h.percentileUs(90)), ms(h.percentileUs(99)),
-             ms(h.maxUs()), interval.bytes_in, interval.bytes_out);
+             ms(h.maxUs()), interval.bytes_in, interval.bytes_out, interval.dropped);
   std::fflush(file_);
 }
 

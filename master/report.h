@@ -10,6 +10,10 @@
 
 namespace stampede::master {
 
+// Open model: a schedule lag p99 above this flags the run as saturated (figures understate
+// latency, since requests went out late).
+constexpr int64_t kSaturatedLagUs = 10'000;
+
 nlohmann::json buildReport(const RunResult& r);
 // Writes DIR/report.json atomically (temp file + rename). Returns an error message or "".
 std::string writeReport(const std::string& dir, const RunResult& r);

@@ -2,13 +2,15 @@
 
 #include "common/config_error.h"
 #include "common/keys.h"
+#include "common/load_plan.h"
 #include "common/protocol.h"
 #include "common/scenario.h"
 #include "master/cluster.h"
 #include "master/console.h"
+#include "master/env_file.h"
 #include "master/hosts_file.h"
+#include "master/plan.h"
 #include "master/report.h"
-#include "master/shares.h"
 #include "master/thresholds.h"
 #include "worker/daemon.h"
 
@@ -196,24 +198,54 @@ std::optional<int> checkHandshake(Cluster& cluster, const CliOptions& cli) {
   return std::nullopt;
 }
 
-void printPlan(const common::Scenario& scenario, Cluster& cluster) {
-  fmt::print("plan: \"{}\" against {}://{}:{}, {} users, ramp {:.1f}s, hold {:.1f}s\n",
-             scenario.name, scenario.target.scheme, scenario.target.host, scenario.target.port,
-             scenario.load.users, seconds(scenario.load.ramp), seconds(scenario.load.duration));
+void printPlan(const common::Scenario& scenario, Cluster& cluster,
+               const std::vector<WorkerPlan>& plans) {
+  const auto& load = scenario.load;
+  const bool open = load.model == common::LoadSpec::Model::Open;
+  fmt::print("plan: \"{}\" against {}://{}:{}, {} model, {:.1f}s: {}\n", scenario.name,
+             scenario.target.scheme, scenario.target.host, scenario.target.port,
+             open ? "open" : "closed", seconds(load.total()), common::describeStages(load));
+  if (open)
+    fmt::print("  rate up to {:g}/s, max_in_flight {}\n", load.peak(),
+               load.max_in_flight ? load.max_in_flight : common::kDefaultMaxInFlight);
+  if (load.iterations > 0)
+    fmt::print("  stops after {} iterations\n", load.iterations);
+  for (const auto& override : scenario.overrides)
+    fmt::print("  --set {}\n", override);
   double total_weight = 0;
   for (const auto& flow : scenario.flows)
     total_weight += flow.weight;
   for (const auto& flow : scenario.flows)
     fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + flow.name + "\"", flow.weight,
                100 * flow.weight / total_weight);
-  fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>7} {:>10} {:>10}\n", "id", "worker", "threads",
-             "weight", "users", "first vu", "offset ms");
+  for (const auto& feeder : scenario.data)
+    fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
+               feeder.file,
+               feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
+  fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads",
+             "weight", open ? "rate/s" : "users", open ? "in flight" : "first vu", "offset ms");
+  if (load.iterations > 0)
+    fmt::print(" {:>10}", "iterations");
+  for (const auto& feeder : scenario.data)
+    fmt::print(" {:>10}", feeder.name);
+  fmt::print("\n");
+  size_t i = 0;
   for (const auto& link : cluster.links()) {
     if (link.state != LinkState::Joined)
       continue;
-    fmt::print("  {:<4} {:<28} {:>7} {:>6g} {:>7} {:>10} {:>10.3f}\n", link.index, link.name,
-               link.threads, link.address.weight, link.users, link.first_vu,
-               link.clock_offset_ns / 1e6);
+    const WorkerPlan& plan = plans[i++];
+    fmt::print("  {:<4} {:<28} {:>7} {:>6g} ", link.index, link.name, link.threads,
+               link.address.weight);
+    if (open)
+      fmt::print("{:>9.1f} {:>10}", load.peak() * plan.rate_share, plan.max_in_flight);
+    else
+      fmt::print("{:>9} {:>10}", plan.users, link.first_vu);
+    fmt::print(" {:>10.3f}", link.clock_offset_ns / 1e6);
+    if (load.iterations > 0)
+      fmt::print(" {:>10}", plan.iterations);
+    for (size_t rows : plan.feeder_rows)
+      fmt::print(" {:>10}", rows);
+    fmt::print("\n");
   }
 }
 
@@ -224,7 +256,15 @@ int runScenario(const CliOptions& cli) {
   std::vector<WorkerAddress> addresses;
   ClusterSecurity security;
   try {
-    scenario = std::make_shared<common::Scenario>(common::loadScenarioFile(cli.scenario_path));
+    common::LoadOptions load_options;
+    load_options.overrides = cli.overrides;
+    std::map<std::string, std::string> env_file;
+    if (!cli.env_file.empty()) {
+      env_file = parseEnvFile(cli.env_file);
+      load_options.env_overlay = &env_file;
+    }
+    scenario = std::make_shared<common::Scenario>(
+        common::loadScenarioFile(cli.scenario_path, load_options));
     if (!cli.workers_file.empty())
       addresses = parseHostsFile(cli.workers_file);
     if (!cli.key_file.empty())
@@ -242,10 +282,7 @@ int runScenario(const CliOptions& cli) {
     fmt::print(stderr, "{}\n", e.what());
     return 2;
   }
-  if (cli.duration)
-    scenario->load.duration = *cli.duration;
-
-  const double total_s = seconds(scenario->load.ramp + scenario->load.duration);
+  const double total_s = seconds(scenario->load.total());
   const size_t step_count = scenario->step_table.size();
   Progress progress(cli, step_count, total_s);
   if (!cli.out_dir.empty() && !cli.dry_run) {
@@ -310,14 +347,21 @@ int runScenario(const CliOptions& cli) {
   std::vector<double> capacity;
   for (auto* link : joined)
     capacity.push_back(link->address.weight * std::max(1u, link->threads));
-  auto shares = splitUsers(static_cast<uint32_t>(scenario->load.users), capacity);
+  std::vector<WorkerPlan> plans;
+  try {
+    plans = planWorkers(*scenario, capacity);
+  } catch (const common::ConfigError& e) {
+    fmt::print(stderr, "{}\n", e.what());
+    return 2;
+  }
+  const auto cluster_users = clusterUsers(plans);
   for (size_t i = 0; i < joined.size(); ++i) {
     joined[i]->index = static_cast<uint32_t>(i);
-    joined[i]->users = shares[i].users;
-    joined[i]->first_vu = shares[i].first_vu;
+    joined[i]->users = plans[i].users;
+    joined[i]->first_vu = plans[i].first_vu;
   }
   if (cli.dry_run) {
-    printPlan(*scenario, cluster);
+    printPlan(*scenario, cluster, plans);
     return 0;
   }
 
@@ -334,11 +378,19 @@ int runScenario(const CliOptions& cli) {
     auto* p = prepare.mutable_prepare();
     p->set_scenario_yaml(scenario->source_text);
     p->set_scenario_file(scenario->file);
-    p->set_users(link->users);
-    p->set_first_vu(link->first_vu);
-    p->set_duration_us(scenario->load.duration.count());
+    const WorkerPlan& plan = plans[link->index];
+    p->set_users(plan.users);
+    p->set_first_vu(plan.first_vu);
+    p->set_rate_share(plan.rate_share);
+    p->set_max_in_flight(plan.max_in_flight);
+    p->set_iterations(plan.iterations);
+    p->mutable_cluster_users()->Assign(cluster_users.begin(), cluster_users.end());
+    for (const auto& override : scenario->overrides)
+      p->add_overrides(override);
     for (const auto& [name, value] : scenario->env)
       (*p->mutable_env())[name] = value;
+    for (const auto& [name, content] : plan.files)
+      (*p->mutable_files())[name] = content;
     cluster.send(*link, prepare);
   }
   const auto prepare_deadline = clock.now() + cli.connect_timeout;
@@ -385,10 +437,13 @@ int runScenario(const CliOptions& cli) {
     link->last_heard = clock.now();
   }
   if (!cli.quiet)
-    fmt::print("stampede: \"{}\" against {}://{}:{}, {} users on {} worker{}, {:.0f}s\n",
+    fmt::print("stampede: \"{}\" against {}://{}:{}, {} on {} worker{}, {:.0f}s\n",
                scenario->name, scenario->target.scheme, scenario->target.host,
-               scenario->target.port, scenario->load.users, joined.size(),
-               joined.size() == 1 ? "" : "s", total_s);
+               scenario->target.port,
+               scenario->load.model == common::LoadSpec::Model::Open
+                   ? fmt::format("{:g}/s", scenario->load.peak())
+                   : fmt::format("{} users", scenario->load.users),
+               joined.size(), joined.size() == 1 ? "" : "s", total_s);
 
   RunResult result;
   result.scenario = scenario.get();
@@ -396,7 +451,7 @@ int runScenario(const CliOptions& cli) {
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::system_clock::duration>(t0 - clock.now());
   result.t0 = t0;
-  const auto end_at = t0 + scenario->load.ramp + scenario->load.duration;
+  const auto end_at = t0 + scenario->load.total();
   bool stop_sent = false;
   bool halt_on_error = scenario->halt.on_error == common::HaltSpec::OnError::First;
   bool halt_on_lost = scenario->halt.on_worker_lost == common::HaltSpec::OnWorkerLost::Halt;
@@ -436,6 +491,15 @@ int runScenario(const CliOptions& cli) {
     switch (e.body_case()) {
     case wire::Envelope::kError: {
       auto context = common::errorFromWire(e.error().context());
+      // A feeder with on_exhausted: halt ran out: the run halts whatever on_error says.
+      if (context.error_kind == "data_exhausted" && !result.halt) {
+        auto info = haltFor("data_exhausted", seconds(context.at - t0));
+        info.error_kind = context.error_kind;
+        haltAll(std::move(info), clock.now());
+        if (!result.first_error)
+          result.first_error = context;
+        break;
+      }
       if (!result.first_error) {
         result.first_error = context;
         if (halt_on_error) {

@@ -314,16 +314,18 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
   }
   wire::Envelope reply;
   try {
-    // env() values come from the master: this host's environment is never consulted.
+    // env() values and files come from the master: this host's environment and disk are
+    // never consulted.
     const std::map<std::string, std::string> env(prepare.env().begin(), prepare.env().end());
+    std::map<std::string, std::string> files;
+    for (const auto& [name, content] : prepare.files())
+      files.emplace(name, content);
+    common::LoadOptions load_options;
+    load_options.shipped_env = &env;
+    load_options.shipped_files = &files;
+    load_options.overrides.assign(prepare.overrides().begin(), prepare.overrides().end());
     auto scenario = std::make_shared<common::Scenario>(
-        common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), [&] {
-          common::LoadOptions load_options;
-          load_options.shipped_env = &env;
-          return load_options;
-        }()));
-    if (prepare.duration_us() > 0)
-      scenario->load.duration = std::chrono::microseconds(prepare.duration_us());
+        common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), load_options));
     if (auto why = target_policy_.check(*scenario); !why.empty()) {
       ++counters_.refused_scenarios;
       log("refused a scenario: " + why);
@@ -331,10 +333,19 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     }
     EngineOptions options;
     options.threads = options_.threads;
-    options.users = static_cast<int>(prepare.users());
-    options.first_vu = prepare.first_vu();
     options.worker_index = worker_index_;
     options.worker_count = worker_count_;
+    if (prepare.cluster_users_size() > 0) {
+      const std::vector<uint32_t> users(prepare.cluster_users().begin(),
+                                        prepare.cluster_users().end());
+      options.cluster_users = common::clusterUsersOf(worker_index_, users);
+    }
+    if (prepare.rate_share() > 0)
+      options.rate_share = prepare.rate_share();
+    if (prepare.max_in_flight() > 0)
+      options.max_in_flight = prepare.max_in_flight();
+    options.first_vu = prepare.first_vu();
+    options.iterations = prepare.iterations();
     scenario_ = scenario;
     engine_ = std::make_unique<Engine>(scenario_, options, clock_);
     engine_->setErrorListener([this](const common::ErrorContext& context) {

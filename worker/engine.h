@@ -1,11 +1,15 @@
 // The load engine of one worker: N load threads, each with its own io_context, HTTP client and
-// stats book, running this worker's share of the virtual users as coroutines (closed model).
+// stats book, running this worker's share of the load as coroutines. Closed model: virtual
+// users loop their flows while the load curve wants them. Open model: each thread starts
+// iterations on the arrival schedule t_k, on idle virtual users of its pool, up to its share
+// of max_in_flight; an arrival beyond it is counted as dropped.
 // start/halt/finish/collect are called from the control thread (any one thread); the load
 // threads never wait on it, and the control thread never waits on a load thread's timer.
 #pragma once
 
 #include "common/clock.h"
 #include "common/error_context.h"
+#include "common/load_plan.h"
 #include "common/scenario.h"
 #include "common/stats.h"
 #include "worker/http_client.h"
@@ -16,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -23,11 +28,19 @@
 namespace stampede::worker {
 
 struct EngineOptions {
-  int threads = 0;       // 0: one per core
-  int users = -1;        // this worker's share; -1: the scenario's load.users
-  uint64_t first_vu = 0; // virtual users are numbered from here (unique across the cluster)
+  int threads = 0; // 0: one per core
   uint32_t worker_index = 0;
-  uint32_t worker_count = 1; // the ramp interleaves workers: worker w starts at phase w/count
+  uint32_t worker_count = 1;
+  // Closed model: the cluster numbers of this worker's users (see clusterUsersOf); a user
+  // numbered c runs while the load curve is above c, and {{vu}} is c. Empty: every user of
+  // the scenario (an embedded worker).
+  std::optional<std::vector<uint64_t>> cluster_users;
+  // Open model: this worker's fraction of the cluster's rate; its arrivals are offset by
+  // worker_index / worker_count of its spacing, so that the cluster's sum is smooth.
+  double rate_share = 1.0;
+  std::optional<uint64_t> max_in_flight; // this worker's cap; nullopt: the scenario's
+  uint64_t first_vu = 0;                 // open model: {{vu}} numbering starts here
+  std::optional<uint64_t> iterations;    // this worker's cap; nullopt: the scenario's (0: none)
 };
 
 using common::ErrorContext;
@@ -43,7 +56,9 @@ public:
   Engine& operator=(const Engine&) = delete;
 
   // Called once, on the load thread that saw the run's first error, before anything else
-  // happens to the run. Must be cheap and thread-safe. Set before start().
+  // happens to the run; called again for a data feeder that ran out with on_exhausted: halt
+  // (error kind "data_exhausted"), which halts the run whatever the policy. Must be cheap and
+  // thread-safe. Set before start().
   void setErrorListener(std::function<void(const ErrorContext&)> listener);
 
   // Called on a load thread after each error while errorCount() <= limit (the halt policy
@@ -54,7 +69,7 @@ public:
   // Called on the last load thread to end, as it ends. Must be cheap and thread-safe.
   void setFinishedListener(std::function<void()> listener);
 
-  // Starts the threads; the ramp begins at t0 and load is held until t0 + ramp + duration.
+  // Starts the threads; the load curve (LoadSpec::stages) begins at t0 and ends at endTime().
   void start(common::SteadyTime t0);
   // Stops starting requests at once and cancels those in flight (counted as cancelled).
   void halt() noexcept;
@@ -88,8 +103,14 @@ private:
   bool stopping() const {
     return halted_.load(std::memory_order_acquire) || finishing_.load(std::memory_order_acquire);
   }
-  void reportError(ErrorContext context);
+  void reportError(ErrorContext context, bool force_halt = false);
   void noteError();
+  // Takes one iteration from the cap; false when the cap is reached.
+  bool takeIteration();
+  const common::Flow& pickFlow(std::mt19937_64& rng) const;
+  // The row index to use for feeder `f`, or nullopt when it ran out (order random never does).
+  std::optional<size_t> drawRow(size_t f, std::mt19937_64& rng);
+  struct FeederCursor;
 
   std::shared_ptr<const common::Scenario> scenario_;
   EngineOptions options_;
@@ -106,6 +127,13 @@ private:
   // Per request step: the http.headers entries that the step does not override (by name,
   // case-insensitively), so that no header goes out twice.
   std::unordered_map<const common::Step*, std::vector<size_t>> inherited_headers_;
+
+  std::vector<std::unique_ptr<FeederCursor>> feeders_;
+  bool open_ = false;
+  std::unique_ptr<common::LoadCurve> curve_; // this worker's: levels scaled by rate_share
+  double flow_weight_total_ = 0;
+  std::atomic<int64_t> iterations_left_{0}; // with a cap: iterations not yet started
+  std::atomic<bool> data_stopped_{false};     // a feeder with on_exhausted: stop ran out
 
   std::atomic<bool> halted_{false};
   std::atomic<bool> finishing_{false};

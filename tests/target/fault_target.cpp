@@ -6,6 +6,12 @@
 //   /fail-after/N   200 for the first N requests to any /fail-after path in total, then 500
 //   /close          closes the connection without answering
 //   /count          the number of requests so far (itself not counted, not logged)
+//   /login          issues a session token: {"token": "..."} and header X-Session: the same
+//   /authorised     200 {"ok":true,"items":[{"sku":42}]} with `Authorization: Bearer TOKEN` for a
+//                   token /login issued, else 401
+//   /stall/AT/FOR   a stall window, in ms from the first /stall request: a request arriving
+//                   in [AT, AT+FOR) is held until the window ends; any other is answered at once
+//   /redirect       302 to /ok
 //   anything else   404
 //
 // One thread, one coroutine per connection, keep-alive. --log appends one flushed line per request
@@ -25,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -47,6 +54,8 @@ struct TargetState {
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::uint64_t requests = 0;
   std::uint64_t fail_after_requests = 0;
+  std::unordered_set<std::string> tokens;
+  std::optional<std::chrono::steady_clock::time_point> first_stall;
   std::FILE* log = nullptr;
 
   void logRequest(std::string_view method, std::string_view target, std::string_view status) {
@@ -73,6 +82,8 @@ struct Action {
   std::string body;
   std::string content_type = "text/plain";
   std::chrono::milliseconds delay{0};
+  std::string session;  // X-Session header, when set
+  std::string location; // Location header, when set
 };
 
 std::optional<std::uint64_t> parseNumber(std::string_view text) {
@@ -94,17 +105,65 @@ bool consumePrefix(std::string_view& text, std::string_view prefix) {
 }
 
 Action respond(unsigned status, std::string body, std::string content_type = "text/plain") {
-  return Action{Action::Kind::respond, status, std::move(body), std::move(content_type), {}};
+  Action action;
+  action.status = status;
+  action.body = std::move(body);
+  action.content_type = std::move(content_type);
+  return action;
 }
 
 // Decides the answer and updates the counters; /count is handled by the caller.
-Action route(std::string_view path, TargetState& state) {
+Action route(std::string_view path, std::string_view authorization, TargetState& state) {
   ++state.requests;
+  if (path == "/login") {
+    std::string token = "tok-" + std::to_string(state.requests) + "-" +
+                        std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
+    state.tokens.insert(token);
+    Action action = respond(200, "{\"token\":\"" + token + "\"}\n", "application/json");
+    action.session = token;
+    return action;
+  }
+  if (path == "/authorised") {
+    std::string_view bearer = authorization;
+    if (consumePrefix(bearer, "Bearer ") && state.tokens.count(std::string(bearer)) > 0) {
+      return respond(200, "{\"ok\":true,\"items\":[{\"sku\":42}]}\n", "application/json");
+    }
+    return respond(401, "{\"error\":\"no valid token\"}\n", "application/json");
+  }
+  if (path == "/redirect") {
+    Action action = respond(302, "");
+    action.location = "/ok";
+    return action;
+  }
+  std::string_view stall = path;
+  if (consumePrefix(stall, "/stall/")) {
+    const auto slash = stall.find('/');
+    const auto at = parseNumber(stall.substr(0, slash));
+    const auto length =
+        slash == std::string_view::npos ? std::nullopt : parseNumber(stall.substr(slash + 1));
+    if (!at || !length || *at > kMaxDelayMs || *length > kMaxDelayMs) {
+      return respond(400, "stall needs /stall/AT_MS/FOR_MS\n");
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (!state.first_stall) {
+      state.first_stall = now;
+    }
+    const auto begin = *state.first_stall + std::chrono::milliseconds(*at);
+    const auto end = begin + std::chrono::milliseconds(*length);
+    Action action = respond(200, "ok\n");
+    if (now >= begin && now < end) {
+      action.kind = Action::Kind::delay_then_respond;
+      action.delay = std::chrono::duration_cast<std::chrono::milliseconds>(end - now);
+    }
+    return action;
+  }
   if (path == "/ok") {
     return respond(200, "ok\n");
   }
   if (path == "/close") {
-    return Action{Action::Kind::close, 0, {}, {}, {}};
+    Action action;
+    action.kind = Action::Kind::close;
+    return action;
   }
   std::string_view rest = path;
   if (consumePrefix(rest, "/status/")) {
@@ -164,7 +223,8 @@ asio::awaitable<void> serveConnection(tcp::socket socket, TargetState& state) {
     if (path == "/count") {
       action = respond(200, std::to_string(state.requests) + "\n");
     } else {
-      action = route(path, state);
+      const auto authorization = request[http::field::authorization];
+      action = route(path, std::string_view(authorization.data(), authorization.size()), state);
     }
 
     if (action.kind == Action::Kind::close) {
@@ -181,6 +241,12 @@ asio::awaitable<void> serveConnection(tcp::socket socket, TargetState& state) {
     response.set(http::field::server, "stampede-fault-target");
     response.set(http::field::content_type, action.content_type);
     response.keep_alive(request.keep_alive());
+    if (!action.session.empty()) {
+      response.set("X-Session", action.session);
+    }
+    if (!action.location.empty()) {
+      response.set(http::field::location, action.location);
+    }
     response.body() = std::move(action.body);
     response.prepare_payload();
     if (path != "/count") {

@@ -1,0 +1,37 @@
+// Each worker's part of a run: its share of the users (closed model) or of the arrival rate
+// and in-flight cap (open model), of the iteration limit, and of every per_worker data feeder,
+// all in proportion to the workers' capacities (weight times threads). Deterministic, so that
+// --dry-run prints the plan a real run uses. Pure functions, any thread.
+#pragma once
+
+#include "common/scenario.h"
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace stampede::master {
+
+struct WorkerPlan {
+  uint32_t users = 0;         // closed model: peak virtual users
+  double rate_share = 0;      // open model: fraction of the cluster's arrival rate
+  uint64_t max_in_flight = 0; // open model
+  uint64_t first_vu = 0;      // open model: its {{vu}} numbers start here
+  uint64_t iterations = 0;    // its share of load.iterations; 0 when there is no limit
+  std::vector<size_t> feeder_rows; // rows of each feeder it gets (all rows when shared)
+  // What is shipped in Prepare.files: the scenario's files, with a per_worker feeder's CSV
+  // cut down to this worker's slice.
+  std::map<std::string, std::string> files;
+};
+
+// Throws ConfigError (at the feeder's line) when a per_worker feeder has fewer rows than
+// workers that run load, and std::invalid_argument for unusable capacities.
+std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
+                                    std::span<const double> capacity);
+
+// Every worker's users, by worker index: what each needs to work out its own (Prepare).
+std::vector<uint32_t> clusterUsers(std::span<const WorkerPlan> plans);
+
+} // namespace stampede::master
