@@ -51,17 +51,13 @@ LoadCurve::LoadCurve(const std::vector<Stage>& stages, double scale) {
 
 double LoadCurve::levelAt(microseconds at) const {
   const double t = seconds(at);
+  // A zero-length stage never contains t: the stage after it starts at its level.
   for (const Segment& s : segments_) {
     if (t < s.t0_s)
       break;
-    if (t < s.t1_s) {
-      const double span = s.t1_s - s.t0_s;
-      return s.from + (s.to - s.from) * (t - s.t0_s) / span;
-    }
+    if (t < s.t1_s)
+      return s.from + (s.to - s.from) * (t - s.t0_s) / (s.t1_s - s.t0_s);
   }
-  // At or after the end of a zero-length ramp (users: N, ramp: 0) the level is that stage's.
-  if (!segments_.empty() && t < segments_.back().t1_s)
-    return segments_.back().to;
   return 0;
 }
 
@@ -145,6 +141,35 @@ std::vector<uint64_t> clusterUsersOf(uint32_t worker, std::span<const uint32_t> 
       mine.push_back(c);
   }
   return mine;
+}
+
+void applyDuration(LoadSpec& load, microseconds d) {
+  if (!load.stages_written) {
+    load.duration = d;
+    if (!load.stages.empty() && load.stages.back().hold)
+      load.stages.back().over = d;
+    return;
+  }
+  std::vector<Stage> cut;
+  microseconds at{0};
+  double level = 0;
+  for (const Stage& s : load.stages) {
+    if (at >= d)
+      break;
+    Stage part = s;
+    if (at + s.over > d) {
+      part.over = d - at;
+      if (!s.hold && s.over.count() > 0)
+        part.to = level + (s.to - level) * double(part.over.count()) / double(s.over.count());
+    }
+    if (!s.hold)
+      level = part.to;
+    cut.push_back(part);
+    at += part.over;
+  }
+  if (at < d)
+    cut.push_back(Stage{true, 0, d - at}); // longer than the stages: hold the last level
+  load.stages = std::move(cut);
 }
 
 std::string describeStages(const LoadSpec& load) {

@@ -46,6 +46,10 @@ private:
 // gets w, w+n, w+2n...: a cluster-wide ramp interleaves workers instead of taking them in turn.
 std::vector<uint64_t> clusterUsersOf(uint32_t worker, std::span<const uint32_t> users);
 
+// `--duration D`: without written stages, D replaces load.duration (the hold after the ramp);
+// with stages, the run ends after D (the stage that crosses D is cut where it is then).
+void applyDuration(LoadSpec& load, microseconds d);
+
 // What a stages list means, in one line (for --dry-run and the report).
 std::string describeStages(const LoadSpec& load);
 

@@ -16,7 +16,8 @@ po::options_description describeOptions() {
       ("help,h", "show this help and exit")                                                       //
       ("version", "show the version and exit")                                                    //
       ("threads", po::value<int>(), "load threads (default: one per core)")                       //
-      ("duration", po::value<std::string>(), "override load.duration, e.g. 30s")                  //
+      ("duration", po::value<std::string>(),
+       "override load.duration, e.g. 30s (with load.stages: end the run after D)")                  //
       ("set", po::value<std::vector<std::string>>()->composing(),
        "override a scenario value: --set load.users=50 (repeatable)")                             //
       ("env-file", po::value<std::string>(), "NAME=VALUE lines that env() reads before the environment") //
@@ -91,9 +92,6 @@ CliOptions parseCli(int argc, const char* const* argv) {
       cli.overrides.push_back(entry);
     }
   }
-  // After the --set ones: --duration has the last word on load.duration.
-  if (vm.count("duration"))
-    cli.overrides.push_back("load.duration=" + vm["duration"].as<std::string>());
   if (vm.count("env-file"))
     cli.env_file = vm["env-file"].as<std::string>();
   auto positiveDuration = [&](const char* name, std::chrono::milliseconds& into) {

@@ -98,7 +98,7 @@ json buildReport(const RunResult& r) {
                                            : json(nullptr)},
                     {"iterations", load.iterations ? json(load.iterations) : json(nullptr)},
                     {"stages", std::move(stages)}};
-  report["overrides"] = r.scenario->overrides;
+  report["overrides"] = r.overrides;
   const auto total = r.book.total();
   report["totals"] = countsJson(total, r.duration_s, open);
   json warnings = json::array();

@@ -282,6 +282,8 @@ int runScenario(const CliOptions& cli) {
     fmt::print(stderr, "{}\n", e.what());
     return 2;
   }
+  if (cli.duration)
+    common::applyDuration(scenario->load, *cli.duration);
   const double total_s = seconds(scenario->load.total());
   const size_t step_count = scenario->step_table.size();
   Progress progress(cli, step_count, total_s);
@@ -381,6 +383,7 @@ int runScenario(const CliOptions& cli) {
     const WorkerPlan& plan = plans[link->index];
     p->set_users(plan.users);
     p->set_first_vu(plan.first_vu);
+    p->set_duration_us(cli.duration ? cli.duration->count() : 0);
     p->set_rate_share(plan.rate_share);
     p->set_max_in_flight(plan.max_in_flight);
     p->set_iterations(plan.iterations);
@@ -447,6 +450,9 @@ int runScenario(const CliOptions& cli) {
 
   RunResult result;
   result.scenario = scenario.get();
+  result.overrides = scenario->overrides;
+  if (cli.duration)
+    result.overrides.push_back(fmt::format("--duration {}s", seconds(*cli.duration)));
   result.started_at =
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::system_clock::duration>(t0 - clock.now());

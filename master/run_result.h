@@ -62,6 +62,7 @@ struct RunResult {
   std::optional<HaltInfo> halt;
   std::vector<WorkerResult> workers;
   std::vector<ThresholdResult> thresholds;
+  std::vector<std::string> overrides; // --set ones as applied, then --duration
   uint64_t dropped_messages = 0; // control messages dropped as garbage, stale or duplicate
 };
 

@@ -3,6 +3,7 @@
 #include "common/config_error.h"
 #include "common/handshake_monitor.h"
 #include "common/keys.h"
+#include "common/load_plan.h"
 #include "common/protocol.h"
 #include "common/scenario.h"
 #include "stampede.pb.h"
@@ -326,6 +327,8 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     load_options.overrides.assign(prepare.overrides().begin(), prepare.overrides().end());
     auto scenario = std::make_shared<common::Scenario>(
         common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), load_options));
+    if (prepare.duration_us() > 0)
+      common::applyDuration(scenario->load, std::chrono::microseconds(prepare.duration_us()));
     if (auto why = target_policy_.check(*scenario); !why.empty()) {
       ++counters_.refused_scenarios;
       log("refused a scenario: " + why);

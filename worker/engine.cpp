@@ -162,10 +162,7 @@ struct VirtualUser {
   const Flow& pickFlow() { return thread.engine_.pickFlow(thread.rng_); }
   bool mayStart() const { return !engine.stopping() && engine.clock_.now() < engine.end_; }
   // Closed model: whether the load curve wants this user now.
-  bool wanted() const {
-    return engine.curve_->levelAt(microseconds(
-               common::microsBetween(engine.t0_, engine.clock_.now()))) > double(cluster_number);
-  }
+  bool wanted() const { return engine.curve_->levelAt(engine.sinceStart()) > double(cluster_number); }
   bool drawData(const Flow& flow);
   // Checks the response against the step's expectations and takes its captures; returns the
   // error kind, or nullptr. `detail` says what was wanted.
@@ -200,9 +197,8 @@ asio::awaitable<void> VirtualUser::run() {
   while (mayStart()) {
     if (!wanted()) {
       // Parked: ramped down, or not yet ramped up. Sleep until the curve wants us again.
-      const auto since = common::microsBetween(engine.t0_, engine.clock_.now());
-      const auto next =
-          engine.curve_->nextTimeAbove(double(cluster_number), microseconds(std::max<int64_t>(0, since)));
+      const auto next = engine.curve_->nextTimeAbove(
+          double(cluster_number), std::max(microseconds(0), engine.sinceStart()));
       if (!next || engine.t0_ + *next >= engine.end_)
         break;
       timer.expires_at(std::chrono::steady_clock::time_point(engine.t0_ + *next));

@@ -107,6 +107,10 @@ private:
   void noteError();
   // Takes one iteration from the cap; false when the cap is reached.
   bool takeIteration();
+  // Signed: negative before the start.
+  std::chrono::microseconds sinceStart() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(clock_.now() - t0_);
+  }
   const common::Flow& pickFlow(std::mt19937_64& rng) const;
   // The row index to use for feeder `f`, or nullopt when it ran out (order random never does).
   std::optional<size_t> drawRow(size_t f, std::mt19937_64& rng);
