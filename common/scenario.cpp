@@ -10,11 +10,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <initializer_list>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
 #include <span>
 #include <sstream>
+#include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -121,7 +125,7 @@ bool Expect::allows(int code) const {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The loader
+// Helpers of the loader: words, YAML documents, files and CSV
 
 namespace {
 
@@ -130,13 +134,15 @@ constexpr int kMaxLoopDepth = 16; // deeper is a mistake, and bounds the engine'
 constexpr std::string_view kBuiltinNames[] = {
     "uuid", "random_int", "random_string", "now_ms", "env", "worker_index", "vu", "iteration"};
 
-constexpr std::string_view kMethods[] = {"get", "post", "put", "delete"};
+constexpr std::string_view kMethods[] = {"get",    "post", "put",    "patch",
+                                         "delete", "head", "options"};
 
-// A key that SCENARIO.md defines but this version does not implement, with what to say.
-struct Unsupported {
-  std::string_view key;
-  std::string_view hint;
-};
+constexpr std::string_view kStepKeys[] = {
+    "get",  "post",    "put",   "patch", "delete", "head", "options", "think",  "loop",   "steps",
+    "name", "headers", "query", "body",  "json",   "form", "timeout", "expect", "capture"};
+
+constexpr std::string_view kActionList =
+    "get, post, put, patch, delete, head, options, think or loop";
 
 size_t editDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -182,6 +188,8 @@ std::string quoteValue(std::string_view text) {
   for (char c : text.substr(0, kMax)) {
     if (c == '\n')
       out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
     else if (c == '"')
       out += "\\\"";
     else
@@ -222,6 +230,15 @@ bool isIdentifier(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) { return isAlnum(c) || c == '_'; });
 }
 
+bool isBuiltin(std::string_view name) {
+  return std::find(std::begin(kBuiltinNames), std::end(kBuiltinNames), name) !=
+         std::end(kBuiltinNames);
+}
+
+bool isMethod(std::string_view name) {
+  return std::find(std::begin(kMethods), std::end(kMethods), name) != std::end(kMethods);
+}
+
 // RFC 9110 token characters.
 bool isHeaderName(std::string_view name) {
   constexpr std::string_view kExtra = "!#$%&'*+-.^_`|~";
@@ -243,6 +260,375 @@ std::string upper(std::string_view s) {
     c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
 }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front())))
+    s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back())))
+    s.remove_suffix(1);
+  return s;
+}
+
+// The whole file, or the errno of the failure (a directory opens but does not read).
+std::optional<std::string> readWholeFile(const std::string& path, int& error) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) {
+    error = errno;
+    return std::nullopt;
+  }
+  std::string text;
+  char buf[65536];
+  size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+    text.append(buf, n);
+  const bool failed = std::ferror(f) != 0;
+  error = errno;
+  std::fclose(f);
+  if (failed)
+    return std::nullopt;
+  return text;
+}
+
+// The process environment with --env-file values over it: what env() reads on the master.
+std::map<std::string, std::string>
+environmentWith(const std::map<std::string, std::string>& overlay) {
+  std::map<std::string, std::string> out;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const size_t eq = text.find('=');
+    if (eq != std::string_view::npos)
+      out.emplace(text.substr(0, eq), text.substr(eq + 1));
+  }
+  for (const auto& [name, value] : overlay)
+    out[name] = value;
+  return out;
+}
+
+// --- CSV (RFC 4180) ---
+
+struct CsvTable {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+};
+
+struct CsvProblem {
+  int line = 0; // 1-based line of the file
+  std::string message;
+};
+
+// Quoted fields may hold commas, doubled quotes and line breaks; records end in LF or CRLF.
+// Blank lines are skipped (a trailing one is common), so a one-column empty value is written
+// quoted. Returns the problem, or nothing when `out` holds the table.
+std::optional<CsvProblem> parseCsv(std::string_view text, CsvTable& out) {
+  if (text.substr(0, 3) == "\xEF\xBB\xBF") // a UTF-8 byte order mark, as spreadsheets write
+    text.remove_prefix(3);
+  const size_t n = text.size();
+  size_t i = 0;
+  int line = 1;
+  bool have_header = false;
+  auto atRecordEnd = [&](size_t at) {
+    return at >= n || text[at] == '\n' ||
+           (text[at] == '\r' && (at + 1 == n || text[at + 1] == '\n'));
+  };
+  while (i < n) {
+    if (text[i] == '\n' || (text[i] == '\r' && i + 1 < n && text[i + 1] == '\n')) {
+      i += text[i] == '\r' ? 2 : 1;
+      ++line;
+      continue;
+    }
+    const int record_line = line;
+    std::vector<std::string> fields;
+    while (true) {
+      std::string field;
+      if (i < n && text[i] == '"') {
+        const int quote_line = line;
+        ++i;
+        while (true) {
+          if (i >= n)
+            return CsvProblem{quote_line, "a quoted field is not closed"};
+          const char c = text[i];
+          if (c == '"') {
+            if (i + 1 < n && text[i + 1] == '"') {
+              field += '"';
+              i += 2;
+              continue;
+            }
+            ++i;
+            break;
+          }
+          if (c == '\n')
+            ++line;
+          field += c;
+          ++i;
+        }
+        if (i < n && text[i] != ',' && !atRecordEnd(i))
+          return CsvProblem{line, "text after the closing quote of a field (write a quote inside "
+                                  "a quoted field as \"\")"};
+      } else {
+        while (i < n && text[i] != ',' && !atRecordEnd(i)) {
+          if (text[i] == '"')
+            return CsvProblem{line, "a quote inside an unquoted field (quote the whole field and "
+                                    "write the quote as \"\")"};
+          field += text[i++];
+        }
+      }
+      fields.push_back(std::move(field));
+      if (i < n && text[i] == ',') {
+        ++i;
+        continue;
+      }
+      if (i < n && text[i] == '\r')
+        ++i;
+      if (i < n && text[i] == '\n') {
+        ++i;
+        ++line;
+      }
+      break;
+    }
+    if (!have_header) {
+      out.header = std::move(fields);
+      have_header = true;
+    } else if (fields.size() != out.header.size()) {
+      return CsvProblem{record_line, "this row has " + std::to_string(fields.size()) + " field" +
+                                         (fields.size() == 1 ? "" : "s") + ", the header has " +
+                                         std::to_string(out.header.size())};
+    } else {
+      out.rows.push_back(std::move(fields));
+    }
+  }
+  if (!have_header)
+    return CsvProblem{1, "the file is empty (a header row naming the columns is required)"};
+  return std::nullopt;
+}
+
+// --- YAML documents ---
+
+// Walks the documents of a YAML stream without building nodes, to find a second document and
+// to stop where yaml-cpp 0.7 stalls: on some stray flow tokens (a ',' at the top level) its
+// parser yields empty documents at the same position forever, so LoadAll never returns.
+class DocumentScan : public YAML::EventHandler {
+public:
+  YAML::Mark doc_start;
+  YAML::Mark first_node = YAML::Mark::null_mark();
+  bool has_content = false; // anything but a lone null
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    doc_start = mark;
+    first_node = YAML::Mark::null_mark();
+    has_content = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, false); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, true); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    node(mark, true);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark, true);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark, true);
+  }
+  void OnMapEnd() override {}
+
+private:
+  void node(const YAML::Mark& mark, bool content) {
+    if (first_node.is_null())
+      first_node = mark;
+    has_content = has_content || content;
+  }
+};
+
+[[noreturn]] void yamlError(const std::string& file_name, const YAML::Exception& e) {
+  const bool known = !e.mark.is_null();
+  std::string message = e.msg;
+  // The usual cause: `{$.items[0].sku: 42}`, where YAML reads '[' as the start of a list.
+  if (message == "end of map flow not found" || message == "end of sequence flow not found")
+    message += " (inside {...} or [...], quote any text that holds [ ] { } or ,)";
+  throw ConfigError(file_name, known ? e.mark.line + 1 : 0, known ? e.mark.column + 1 : 0, "",
+                    message);
+}
+
+// The one document of `text`; ConfigError (in `file_name`) for bad YAML or a second document.
+YAML::Node parseDocument(const std::string& text, const std::string& file_name) {
+  try {
+    std::istringstream stream(text);
+    YAML::Parser parser(stream);
+    DocumentScan scan;
+    size_t documents = 0;
+    int previous_start = -1;
+    while (parser.HandleNextDocument(scan)) {
+      if (documents > 0 && scan.doc_start.pos == previous_start) {
+        const int pos = scan.doc_start.pos;
+        const std::string what =
+            pos >= 0 && size_t(pos) < text.size() ? "'" + text.substr(pos, 1) + "'" : "text";
+        throw ConfigError(file_name, scan.doc_start.line + 1, scan.doc_start.column + 1, "",
+                          "unexpected " + what + " (not valid YAML here)");
+      }
+      previous_start = scan.doc_start.pos;
+      if (documents > 0 && scan.has_content)
+        throw ConfigError(file_name, scan.first_node.line + 1, scan.first_node.column + 1, "",
+                          "a scenario file holds one YAML document; found another here");
+      ++documents;
+    }
+    // The stream is known to be well-formed now; build the first document's nodes.
+    return YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    yamlError(file_name, e);
+  }
+}
+
+// --- --set overrides ---
+
+// One `--set key.path=value`: where it goes in the YAML tree, and the value parsed as YAML.
+struct Override {
+  struct Segment {
+    std::string key; // when index < 0
+    int64_t index = -1;
+  };
+  std::string text; // as given
+  std::string path; // canonical: keys joined with '.', indexes as [i]; as error paths are written
+  std::vector<Segment> segments;
+  YAML::Node value;
+};
+
+[[noreturn]] void overrideError(const std::string& text, const std::string& message) {
+  throw ConfigError("--set " + text, 0, 0, "", message);
+}
+
+Override parseOverride(const std::string& text) {
+  Override o;
+  o.text = text;
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos)
+    overrideError(text, "expected KEY.PATH=VALUE, e.g. load.users=50");
+  const std::string_view path = trim(std::string_view(text).substr(0, eq));
+  if (path.empty())
+    overrideError(text, "the key path before '=' is empty (expected KEY.PATH=VALUE)");
+  size_t i = 0;
+  while (i < path.size()) {
+    const size_t start = i;
+    while (i < path.size() && path[i] != '.' && path[i] != '[')
+      ++i;
+    const std::string_view key = trim(path.substr(start, i - start));
+    if (key.empty())
+      overrideError(text, "empty key in the path " + quoteValue(path) +
+                              " (keys are joined with '.', list items are [i])");
+    o.segments.push_back({std::string(key), -1});
+    while (i < path.size() && path[i] == '[') {
+      const size_t close = path.find(']', i);
+      const std::string_view digits =
+          close == std::string_view::npos ? std::string_view() : path.substr(i + 1, close - i - 1);
+      int64_t index = -1;
+      const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+      if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size() || index < 0)
+        overrideError(text, "expected a list index like [0] in " + quoteValue(path));
+      o.segments.push_back({std::string(), index});
+      i = close + 1;
+    }
+    if (i < path.size()) {
+      if (path[i] != '.')
+        overrideError(text, "expected '.' or '[' after ']' in " + quoteValue(path));
+      if (++i == path.size())
+        overrideError(text, "the path " + quoteValue(path) + " ends with '.'");
+    }
+  }
+  for (const auto& s : o.segments)
+    o.path = s.index >= 0 ? indexed(o.path, size_t(s.index)) : join(o.path, s.key);
+  try {
+    o.value = parseDocument(text.substr(eq + 1), "--set " + text);
+  } catch (const ConfigError& e) {
+    overrideError(text, "the value is not valid YAML: " + e.message());
+  }
+  return o;
+}
+
+// Puts `o.value` at `o.segments[at..]` under `node`, creating missing mapping keys.
+// `node` is taken by value: a yaml-cpp Node is a handle, and assigning one would overwrite the
+// node it refers to.
+void applyOverride(YAML::Node node, const Override& o, size_t at, const std::string& so_far) {
+  const Override::Segment& segment = o.segments[at];
+  const bool last = at + 1 == o.segments.size();
+  if (segment.index >= 0) {
+    if (!node.IsSequence())
+      overrideError(o.text, (so_far.empty() ? std::string("the scenario") : so_far) + " is " +
+                                describe(node) + ", not a list: [" + std::to_string(segment.index) +
+                                "] cannot index it");
+    if (size_t(segment.index) >= node.size())
+      overrideError(o.text, "index [" + std::to_string(segment.index) + "] is out of range: " +
+                                so_far + " has " + std::to_string(node.size()) + " item" +
+                                (node.size() == 1 ? "" : "s"));
+    const std::string here = indexed(so_far, size_t(segment.index));
+    if (last)
+      node[size_t(segment.index)] = o.value;
+    else
+      applyOverride(node[size_t(segment.index)], o, at + 1, here);
+    return;
+  }
+  if (!node.IsMap() && !node.IsNull())
+    overrideError(o.text, so_far + " is " + describe(node) + ", not a mapping: it has no key '" +
+                              segment.key + "'" +
+                              (node.IsSequence() ? " (index a list with [i])" : ""));
+  const std::string here = join(so_far, segment.key);
+  if (last) {
+    node[segment.key] = o.value;
+    return;
+  }
+  bool exists = false;
+  for (const auto& kv : node)
+    exists = exists || (kv.first.IsScalar() && kv.first.Scalar() == segment.key);
+  if (!exists || node[segment.key].IsNull())
+    node[segment.key] = YAML::Node(YAML::NodeType::Map);
+  applyOverride(node[segment.key], o, at + 1, here);
+}
+
+// `path` is `prefix` or lies under it.
+bool pathWithin(std::string_view path, std::string_view prefix) {
+  if (path.substr(0, prefix.size()) != prefix)
+    return false;
+  return path.size() == prefix.size() || path[prefix.size()] == '.' || path[prefix.size()] == '[';
+}
+
+} // namespace
+
+std::string writeCsv(const std::vector<std::string>& columns,
+                     const std::vector<std::vector<std::string>>& rows) {
+  std::string out;
+  auto record = [&out](const std::vector<std::string>& fields) {
+    for (size_t i = 0; i < fields.size(); ++i) {
+      if (i > 0)
+        out += ',';
+      const std::string& f = fields[i];
+      // Empty fields are quoted too: a lone empty field would be a blank line, which readers
+      // (ours included) skip.
+      if (!f.empty() && f.find_first_of(",\"\r\n") == std::string::npos) {
+        out += f;
+        continue;
+      }
+      out += '"';
+      for (char c : f) {
+        if (c == '"')
+          out += '"';
+        out += c;
+      }
+      out += '"';
+    }
+    out += "\r\n";
+  };
+  record(columns);
+  for (const auto& row : rows)
+    record(row);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loader
+
+namespace {
 
 // One `key: value` of a mapping; the key node is kept for its position.
 struct Field {
@@ -266,16 +652,27 @@ private:
   std::vector<Field> fields_; // in document order, so that errors come in reading order
 };
 
+// A word a key accepts, and what it means.
+template <typename E> struct Choice {
+  std::string_view word;
+  E value;
+};
+
 class Loader {
 public:
-  Loader(const std::string& file, const std::string& text,
-         const std::map<std::string, std::string>* shipped_env)
-      : file_(file), text_(text) {
-    env_.shipped = shipped_env;
+  Loader(const std::string& file, const std::string& text, const LoadOptions& options)
+      : file_(file), text_(text), options_(options) {
+    // A worker reads only what the master shipped; the master reads --env-file values first.
+    if (options.shipped_env != nullptr) {
+      env_.shipped = options.shipped_env;
+    } else if (options.env_overlay != nullptr) {
+      environment_ = environmentWith(*options.env_overlay);
+      env_.shipped = &environment_;
+    }
     env_.used = &env_used_;
   }
 
-  Scenario load(const YAML::Node& root) {
+  Scenario load(YAML::Node root) {
     Scenario s;
     s.file = file_;
     s.source_text = text_;
@@ -283,33 +680,78 @@ public:
       fail(root.Mark(), "",
            "a scenario is a mapping of keys (name:, target:, load:, flows:, ...), got " +
                describe(root));
-    const Fields top =
-        checkKeys(root, "", {"name", "target", "load", "halt", "http", "variables", "flows"},
-                  {{"data", "data feeders are not supported yet"}});
+    for (const std::string& text : options_.overrides) {
+      Override o = parseOverride(text);
+      applyOverride(root, o, 0, "");
+      overrides_.push_back(std::move(o));
+    }
+    s.overrides = options_.overrides;
+
+    const Fields top = checkKeys(
+        root, "", {"name", "target", "load", "halt", "http", "variables", "data", "flows"});
     requireKeys(root, "", top, {"name", "target", "load", "flows"});
 
     s.name = string(*top.find("name"), "name");
     if (s.name.empty())
       fail(*top.find("name"), "name", "must not be empty");
     s.target = target(*top.find("target"));
-    s.load = load(*top.find("load"));
+    s.load = loadSpec(*top.find("load"));
     if (const Field* f = top.find("variables"))
       variables_ = variables(*f);
     s.variables = variables_;
+    if (const Field* f = top.find("data"))
+      data(*f);
+    // Every capture name needs its slot before any template is compiled: a template may
+    // name a value that a later step, or another flow, captures.
+    scanCaptures(top.find("flows")->value);
     if (const Field* f = top.find("http"))
       s.http = http(*f);
     s.flows = flows(*top.find("flows"));
     // After the flows: thresholds may name steps.
     if (const Field* f = top.find("halt"))
       s.halt = halt(*f);
+    s.data = std::move(feeders_);
+    s.slots = slots_;
     s.step_table = std::move(step_table_);
     s.env = env_used_;
+    s.files = std::move(files_);
     return s;
   }
 
 private:
+  // What the loader knows of one slot: its name and whether a feeder fills it.
+  struct SlotInfo {
+    std::string name;
+    int feeder = -1; // index into feeders_, or -1 for a capture
+  };
+  // A `capture:` name as written in a flow, found before the flows are loaded.
+  struct CaptureSite {
+    std::string name;
+    YAML::Mark mark;
+  };
+  // The flow being loaded: what its steps have captured so far, and the feeders it reads.
+  struct FlowScope {
+    size_t index = 0;
+    std::vector<bool> captured; // by slot
+    std::set<uint32_t> feeders;
+    std::optional<size_t> first_request;
+  };
+
+  // ------------------------------------------------------------------------------------------
+  // Errors
+
   [[noreturn]] void fail(const YAML::Mark& mark, const std::string& path,
                          const std::string& message) const {
+    // A problem under a path that --set replaced is the override's: its nodes have no place in
+    // the file. The last override of a path is the one that stands.
+    for (auto it = overrides_.rbegin(); it != overrides_.rend(); ++it)
+      if (pathWithin(path, it->path))
+        throw ConfigError("--set " + it->text, 0, 0, path, message);
+    // Above it, only where --set created the key (nodes it made have no place at all).
+    if (mark.is_null())
+      for (auto it = overrides_.rbegin(); it != overrides_.rend(); ++it)
+        if (pathWithin(it->path, path))
+          throw ConfigError("--set " + it->text, 0, 0, path, message);
     const int line = mark.is_null() ? 0 : mark.line + 1;
     const int column = mark.is_null() ? 0 : mark.column + 1;
     throw ConfigError(file_, line, column, path, message);
@@ -320,11 +762,13 @@ private:
     fail(f.value.IsNull() ? f.key.Mark() : f.value.Mark(), path, message);
   }
 
-  // Checks the keys of a mapping and returns its fields. Refuses duplicates, keys that are
-  // not implemented yet, and unknown keys (with a suggestion).
+  // ------------------------------------------------------------------------------------------
+  // Shapes and scalars
+
+  // Checks the keys of a mapping and returns its fields. Refuses duplicates and unknown keys
+  // (with a suggestion).
   Fields checkKeys(const YAML::Node& map, const std::string& path,
-                   std::initializer_list<std::string_view> known,
-                   std::initializer_list<Unsupported> unsupported) const {
+                   std::span<const std::string_view> known) const {
     Fields fields;
     for (const auto& kv : map) {
       const YAML::Node& key = kv.first;
@@ -334,14 +778,15 @@ private:
       const std::string key_path = join(path, name);
       if (fields.find(name) != nullptr)
         fail(key.Mark(), key_path, "duplicate key '" + name + "'");
-      for (const auto& u : unsupported)
-        if (u.key == name)
-          fail(key.Mark(), key_path, std::string(u.hint));
       if (std::find(known.begin(), known.end(), name) == known.end())
         fail(key.Mark(), key_path, "unknown key '" + name + "'" + didYouMean(name, known));
       fields.add(Field{name, key, kv.second});
     }
     return fields;
+  }
+  Fields checkKeys(const YAML::Node& map, const std::string& path,
+                   std::initializer_list<std::string_view> known) const {
+    return checkKeys(map, path, std::span<const std::string_view>(known.begin(), known.size()));
   }
 
   void requireKeys(const YAML::Node& map, const std::string& path, const Fields& fields,
@@ -352,17 +797,27 @@ private:
   }
 
   Fields mapping(const Field& f, const std::string& path,
-                 std::initializer_list<std::string_view> known,
-                 std::initializer_list<Unsupported> unsupported) const {
+                 std::initializer_list<std::string_view> known) const {
     if (!f.value.IsMap())
       fail(f, path, "expected a mapping, got " + describe(f.value));
-    return checkKeys(f.value, path, known, unsupported);
+    return checkKeys(f.value, path, known);
   }
 
   std::string string(const Field& f, const std::string& path) const {
     if (!f.value.IsScalar())
       fail(f, path, "expected a string, got " + describe(f.value));
     return f.value.Scalar();
+  }
+
+  std::string nonEmptyString(const Field& f, const std::string& path) const {
+    std::string value = string(f, path);
+    if (value.empty())
+      fail(f, path, "must not be empty");
+    return value;
+  }
+
+  static YAML::Mark markOf(const Field& f) {
+    return f.value.IsNull() ? f.key.Mark() : f.value.Mark();
   }
 
   int64_t integer(const YAML::Node& node, const YAML::Mark& mark, const std::string& path,
@@ -380,11 +835,17 @@ private:
   }
 
   int positiveInt(const Field& f, const std::string& path) const {
-    const YAML::Mark mark = f.value.IsNull() ? f.key.Mark() : f.value.Mark();
-    const int64_t value = integer(f.value, mark, path, "an integer");
+    const int64_t value = integer(f.value, markOf(f), path, "an integer");
     if (value <= 0 || value > std::numeric_limits<int>::max())
-      fail(mark, path, "must be a positive integer, got " + std::to_string(value));
+      fail(markOf(f), path, "must be a positive integer, got " + std::to_string(value));
     return static_cast<int>(value);
+  }
+
+  uint64_t positiveCount(const Field& f, const std::string& path) const {
+    const int64_t value = integer(f.value, markOf(f), path, "an integer");
+    if (value <= 0)
+      fail(markOf(f), path, "must be a positive integer, got " + std::to_string(value));
+    return static_cast<uint64_t>(value);
   }
 
   double positiveNumber(const Field& f, const std::string& path) const {
@@ -423,14 +884,65 @@ private:
     return *d;
   }
 
-  ThinkTime think(const Field& f, const std::string& path) const {
-    constexpr const char* kExpected =
-        "expected a duration like 250ms or a range like 100ms..500ms, got ";
+  // Arrivals per second from "500/s", "30/m" or "2/h"; > 0 unless `zero_ok`.
+  double rate(const Field& f, const std::string& path, bool zero_ok) const {
+    constexpr const char* kExpected = "expected a rate like 500/s or 30/m, got ";
     if (!f.value.IsScalar())
       fail(f, path, kExpected + describe(f.value));
     const std::string& text = f.value.Scalar();
-    if (text.rfind("exp(", 0) == 0)
-      fail(f, path, "exponential think time (exp(...)) is not supported yet");
+    if (!text.empty() && text.front() == '-')
+      fail(f, path, "a rate cannot be negative, got " + quoteValue(text));
+    const auto r = parseRate(text);
+    if (!r) {
+      const bool bare = !text.empty() && text.find('/') == std::string::npos &&
+                        std::isdigit(static_cast<unsigned char>(text[0]));
+      fail(f, path,
+           kExpected + quoteValue(text) +
+               (bare ? " (a rate needs a unit: " + text + "/s)" : " (per s, m or h)"));
+    }
+    if (*r <= 0 && !zero_ok)
+      fail(f, path, "must be greater than 0, got " + quoteValue(text));
+    return *r;
+  }
+
+  template <typename E>
+  E choice(const Field& f, const std::string& path,
+           std::initializer_list<Choice<E>> choices) const {
+    const std::string value = string(f, path);
+    std::vector<std::string_view> words;
+    for (const auto& c : choices) {
+      if (c.word == value)
+        return c.value;
+      words.push_back(c.word);
+    }
+    std::string list;
+    for (size_t i = 0; i < words.size(); ++i)
+      list += (i == 0 ? "" : i + 1 == words.size() ? " or " : ", ") + std::string(words[i]);
+    fail(f, path, "expected " + list + ", got " + quoteValue(value) + didYouMean(value, words));
+  }
+
+  ThinkTime think(const Field& f, const std::string& path) const {
+    constexpr const char* kExpected =
+        "expected a duration like 250ms, a range like 100ms..500ms or exp(200ms), got ";
+    if (!f.value.IsScalar())
+      fail(f, path, kExpected + describe(f.value));
+    const std::string& text = f.value.Scalar();
+    ThinkTime t;
+    if (text.rfind("exp(", 0) == 0) {
+      const std::string_view mean = text.back() == ')'
+                                        ? trim(std::string_view(text).substr(4, text.size() - 5))
+                                        : std::string_view();
+      const auto d = parseDuration(mean);
+      if (!d)
+        fail(f, path,
+             "expected exp(MEAN) with a duration for the mean, like exp(200ms), got " +
+                 quoteValue(text));
+      if (d->count() <= 0)
+        fail(f, path, "the mean of exp(...) must be greater than 0, got " + quoteValue(text));
+      t.kind = ThinkTime::Kind::Exponential;
+      t.a = *d;
+      return t;
+    }
     auto one = [&](std::string_view part) {
       if (!part.empty() && part.front() == '-')
         fail(f, path, "a think time cannot be negative, got " + quoteValue(text));
@@ -439,7 +951,6 @@ private:
         fail(f, path, kExpected + quoteValue(text));
       return *d;
     };
-    ThinkTime t;
     const size_t dots = text.find("..");
     if (dots == std::string::npos) {
       t.kind = ThinkTime::Kind::Fixed;
@@ -474,21 +985,187 @@ private:
     return mark;
   }
 
-  Template compileScalar(const YAML::Node& scalar, const std::string& path) const {
+  // The offset of the first `{{ name` in a template's text, for pointing at a use of a slot.
+  static size_t nameOffset(std::string_view source, std::string_view name) {
+    for (size_t open = source.find("{{"); open != std::string_view::npos;
+         open = source.find("{{", open + 2)) {
+      size_t at = open + 2;
+      while (at < source.size() && std::isspace(static_cast<unsigned char>(source[at])))
+        ++at;
+      if (source.substr(at, name.size()) == name) {
+        const size_t after = at + name.size();
+        if (after >= source.size() ||
+            !(isAlnum(source[after]) || source[after] == '_' || source[after] == '.'))
+          return at;
+      }
+    }
+    return 0;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Templates and slots
+
+  Template compileScalar(const YAML::Node& scalar, const std::string& path) {
+    Template t;
     try {
-      return Template::compile(scalar.Scalar(), variables_, env_);
+      t = Template::compile(scalar.Scalar(), variables_, env_, &slots_);
     } catch (const TemplateError& e) {
       fail(markAt(scalar, e.offset()), path, e.what());
     }
+    useSlots(t, path, [&](uint32_t slot) {
+      return markAt(scalar, nameOffset(t.source(), slot_info_[slot].name));
+    });
+    return t;
   }
 
-  // A sample rendering, for checks on what a template will look like (URL shape).
+  // Checks the slots a template reads: a capture must have been captured by an earlier step of
+  // the flow; a data column is always there, and makes the flow draw from its feeder.
+  template <typename MarkOf>
+  void useSlots(const Template& t, const std::string& path, MarkOf mark_of) {
+    for (uint32_t slot : t.slotsUsed()) {
+      const SlotInfo& info = slot_info_[slot];
+      if (info.feeder >= 0) {
+        if (scope_ != nullptr)
+          scope_->feeders.insert(uint32_t(info.feeder));
+        continue;
+      }
+      if (scope_ == nullptr) // http.headers: sent with every request, the first ones too
+        fail(mark_of(slot), path,
+             "'" + info.name +
+                 "' is a captured value, which the first requests of a virtual user do not have; "
+                 "set this header on the steps that come after the capture");
+      if (!scope_->captured[slot])
+        fail(mark_of(slot), path, usedBeforeCapture(info.name));
+    }
+  }
+
+  std::string usedBeforeCapture(const std::string& name) const {
+    for (const CaptureSite& site : flow_captures_[scope_->index])
+      if (site.name == name)
+        return "'" + name + "' is used before any step captures it (it is captured at line " +
+               std::to_string(site.mark.line + 1) + ")";
+    std::string message = "'" + name + "' is used but no step of this flow captures it";
+    for (size_t k = 0; k < flow_captures_.size(); ++k)
+      for (const CaptureSite& site : flow_captures_[k])
+        if (site.name == name)
+          return message + " (" + indexed("flows", k) + " does, at line " +
+                 std::to_string(site.mark.line + 1) +
+                 "; a flow cannot count on another having run before it)";
+    return message;
+  }
+
+  // The template's text starts with `{{ capture }}` or `{{ feeder.column }}`.
+  bool beginsWithSlot(const Template& t) const {
+    const std::string_view source = t.source();
+    if (source.substr(0, 2) != "{{")
+      return false;
+    size_t first_name = 2;
+    while (first_name < source.size() &&
+           std::isspace(static_cast<unsigned char>(source[first_name])))
+      ++first_name;
+    return std::any_of(t.slotsUsed().begin(), t.slotsUsed().end(), [&](uint32_t slot) {
+      return nameOffset(source, slot_info_[slot].name) == first_name;
+    });
+  }
+
+  uint32_t addSlot(const std::string& name, int feeder) {
+    const auto [it, inserted] = slots_.emplace(name, uint32_t(slot_info_.size()));
+    if (inserted)
+      slot_info_.push_back(SlotInfo{name, feeder});
+    return it->second;
+  }
+
+  // Why `name` cannot be a capture's, or "" when it can.
+  std::string captureNameProblem(const std::string& name) const {
+    if (!isIdentifier(name))
+      return "a capture name is letters, digits and _, not starting with a digit";
+    if (isBuiltin(name))
+      return "'" + name + "' is a built-in name; choose another";
+    if (variables_.count(name))
+      return "'" + name + "' is already a variable; a capture needs a name of its own";
+    for (const Feeder& feeder : feeders_)
+      if (feeder.name == name)
+        return "'" + name + "' is already a data feeder; a capture needs a name of its own";
+    return "";
+  }
+
+  // The mapping value of `key` in `map`, or an undefined node; never creates anything.
+  static YAML::Node child(const YAML::Node& map, std::string_view key) {
+    if (map.IsMap())
+      for (const auto& kv : map)
+        if (kv.first.IsScalar() && kv.first.Scalar() == key)
+          return kv.second;
+    return YAML::Node(YAML::NodeType::Undefined);
+  }
+
+  // Gives every well-formed capture name a slot and notes where each flow captures what.
+  // Malformed input is left for the flows pass to report in reading order.
+  void scanCaptures(const YAML::Node& flows) {
+    if (!flows.IsSequence())
+      return;
+    flow_captures_.assign(flows.size(), {});
+    for (size_t i = 0; i < flows.size(); ++i)
+      scanSteps(child(flows[i], "steps"), i);
+  }
+
+  void scanSteps(const YAML::Node& steps, size_t flow) {
+    if (!steps.IsSequence())
+      return;
+    for (const auto& step : steps) {
+      if (!step.IsMap())
+        continue;
+      for (const auto& kv : step) {
+        if (!kv.first.IsScalar())
+          continue;
+        if (kv.first.Scalar() == "steps")
+          scanSteps(kv.second, flow);
+        if (kv.first.Scalar() != "capture" || !kv.second.IsMap())
+          continue;
+        for (const auto& capture : kv.second) {
+          if (!capture.first.IsScalar() || !captureNameProblem(capture.first.Scalar()).empty())
+            continue;
+          addSlot(capture.first.Scalar(), -1);
+          flow_captures_[flow].push_back(CaptureSite{capture.first.Scalar(), capture.first.Mark()});
+        }
+      }
+    }
+  }
+
+  // A sample rendering, for checks on what a template will look like (URL shape). Slots
+  // render empty.
   static std::string sample(const Template& t) {
     std::mt19937_64 rng(1);
     RenderContext ctx;
     ctx.rng = &rng;
     return t.render(ctx);
   }
+
+  // ------------------------------------------------------------------------------------------
+  // Files named by the scenario
+
+  // The text of a file the scenario names: from the master's disk, relative to the scenario's
+  // directory, or from what the master shipped (worker). Recorded in files_ for shipping.
+  std::string namedFile(const Field& f, const std::string& path, const std::string& name) {
+    if (options_.shipped_files != nullptr) {
+      const auto it = options_.shipped_files->find(name);
+      if (it == options_.shipped_files->end())
+        fail(f, path, quoteValue(name) + " is not among the files the master shipped");
+      files_[name] = it->second;
+      return it->second;
+    }
+    std::filesystem::path where(name);
+    if (where.is_relative())
+      where = std::filesystem::path(file_).parent_path() / where;
+    int error = 0;
+    auto text = readWholeFile(where.string(), error);
+    if (!text)
+      fail(f, path, "cannot read " + quoteValue(where.string()) + ": " + std::strerror(error));
+    files_[name] = *text;
+    return *text;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Top-level sections
 
   Endpoint target(const Field& f) const {
     const std::string text = string(f, "target");
@@ -502,25 +1179,156 @@ private:
     return *endpoint;
   }
 
-  LoadSpec load(const Field& f) const {
-    const Fields fields =
-        mapping(f, "load", {"users", "ramp", "duration"},
-                {{"rate", "the open model (rate) is not supported yet; use users"},
-                 {"max_in_flight", "not supported yet (it belongs to the open model)"},
-                 {"stages", "stages are not supported yet; use users, ramp and duration"},
-                 {"iterations", "an iteration limit is not supported yet; use duration"}});
-    requireKeys(f.value, "load", fields, {"users", "duration"});
+  LoadSpec loadSpec(const Field& f) const {
+    const Fields fields = mapping(
+        f, "load", {"users", "rate", "ramp", "duration", "stages", "iterations", "max_in_flight"});
     LoadSpec spec;
-    spec.users = positiveInt(*fields.find("users"), "load.users");
-    if (const Field* ramp = fields.find("ramp"))
-      spec.ramp = duration(*ramp, "load.ramp", false);
-    spec.duration = duration(*fields.find("duration"), "load.duration", true);
-    spec.stages = {Stage{false, double(spec.users), spec.ramp}, Stage{true, 0, spec.duration}};
+    if (const Field* stages = fields.find("stages")) {
+      for (const Field& other : fields.all())
+        if (other.name == "users" || other.name == "rate" || other.name == "ramp" ||
+            other.name == "duration")
+          fail(other.key.Mark(), join("load", other.name),
+               "'" + other.name +
+                   "' cannot be used with stages: the stages set every level and how long it "
+                   "lasts ({to: N, over: D} for users, {to: N/s, over: D} for a rate, {hold: D})");
+      spec.stages = stageList(*stages, spec.model);
+      spec.stages_written = true;
+      if (spec.total().count() <= 0)
+        fail(*stages, "load.stages", "the stages last 0s in total");
+      if (spec.peak() <= 0)
+        fail(*stages, "load.stages",
+             std::string("no stage goes above 0") +
+                 (spec.model == LoadSpec::Model::Closed ? " users" : "/s"));
+      if (spec.model == LoadSpec::Model::Closed)
+        spec.users = static_cast<int>(std::ceil(spec.peak()));
+      else
+        spec.rate = spec.peak();
+    } else {
+      const Field* users = fields.find("users");
+      const Field* open = fields.find("rate");
+      if (users && open) {
+        const Field& second = users->key.Mark().pos > open->key.Mark().pos ? *users : *open;
+        fail(second.key.Mark(), join("load", second.name),
+             "use either users (closed model) or rate (open model), not both");
+      }
+      if (!users && !open)
+        fail(f.value.Mark(), "load.users",
+             "required key 'users' is missing (or rate: for the open model, or stages:)");
+      double level = 0;
+      if (users) {
+        spec.model = LoadSpec::Model::Closed;
+        spec.users = positiveInt(*users, "load.users");
+        level = spec.users;
+      } else {
+        spec.model = LoadSpec::Model::Open;
+        spec.rate = rate(*open, "load.rate", false);
+        level = spec.rate;
+      }
+      if (const Field* ramp = fields.find("ramp"))
+        spec.ramp = duration(*ramp, "load.ramp", false);
+      const Field* hold = fields.find("duration");
+      if (hold == nullptr)
+        fail(f.value.Mark(), "load.duration",
+             "required key 'duration' is missing (or write stages: instead)");
+      spec.duration = duration(*hold, "load.duration", true);
+      if (spec.ramp > microseconds::max() - spec.duration)
+        fail(*hold, "load.duration", "ramp and duration together are too long");
+      // The engine reads only stages: the ramp (kept when 0s, a step to the level), then hold.
+      spec.stages = {Stage{false, level, spec.ramp}, Stage{true, 0, spec.duration}};
+      spec.stages_written = false;
+    }
+    if (const Field* iterations = fields.find("iterations"))
+      spec.iterations = positiveCount(*iterations, "load.iterations");
+    if (const Field* cap = fields.find("max_in_flight")) {
+      if (spec.model == LoadSpec::Model::Closed)
+        fail(cap->key.Mark(), "load.max_in_flight",
+             "max_in_flight belongs to the open model (rate: or stages in N/s); in the closed "
+             "model the users are the cap");
+      spec.max_in_flight = positiveCount(*cap, "load.max_in_flight");
+    } else if (spec.model == LoadSpec::Model::Open) {
+      spec.max_in_flight = kDefaultMaxInFlight;
+    }
     return spec;
   }
 
+  std::vector<Stage> stageList(const Field& f, LoadSpec::Model& model) const {
+    if (!f.value.IsSequence() || f.value.size() == 0)
+      fail(f, "load.stages",
+           "expected a non-empty list of stages like {to: 100/s, over: 1m} or {hold: 5m}, got " +
+               describe(f.value));
+    std::vector<Stage> out;
+    std::string model_path; // the stage that set the model
+    for (size_t i = 0; i < f.value.size(); ++i) {
+      const YAML::Node node = f.value[i];
+      const std::string path = indexed("load.stages", i);
+      if (!node.IsMap())
+        fail(node.Mark(), path,
+             "a stage is {to: LEVEL, over: DURATION} or {hold: DURATION}, got " + describe(node));
+      const Fields fields = checkKeys(node, path, {"to", "over", "hold"});
+      Stage stage;
+      if (const Field* hold = fields.find("hold")) {
+        for (const Field& other : fields.all())
+          if (other.name != "hold")
+            fail(other.key.Mark(), join(path, other.name),
+                 "a hold stage has only hold: (it keeps the level reached), e.g. {hold: 5m}");
+        stage.hold = true;
+        stage.over = duration(*hold, join(path, "hold"), true);
+        out.push_back(stage);
+        checkTotal(out, *hold, join(path, "hold"));
+        continue;
+      }
+      if (fields.all().empty())
+        fail(node.Mark(), path, "a stage is {to: LEVEL, over: DURATION} or {hold: DURATION}");
+      requireKeys(node, path, fields, {"to", "over"});
+      const Field& to = *fields.find("to");
+      const std::string to_path = join(path, "to");
+      LoadSpec::Model this_model = LoadSpec::Model::Closed;
+      if (to.value.IsScalar() && to.value.Scalar().find('/') != std::string::npos) {
+        this_model = LoadSpec::Model::Open;
+        stage.to = rate(to, to_path, true);
+      } else {
+        const int64_t users =
+            integer(to.value, markOf(to), to_path,
+                    "a number of users (closed model, like 50) or a rate (open model, like 100/s)");
+        if (users < 0)
+          fail(to, to_path, "a number of users cannot be negative, got " + std::to_string(users));
+        if (users > std::numeric_limits<int>::max())
+          fail(to, to_path, "number out of range: " + std::to_string(users));
+        stage.to = double(users);
+      }
+      if (model_path.empty()) {
+        model = this_model;
+        model_path = to_path;
+      } else if (this_model != model) {
+        auto what = [](LoadSpec::Model m) {
+          return m == LoadSpec::Model::Closed ? std::string("users (closed model)")
+                                              : std::string("a rate (open model)");
+        };
+        fail(to, to_path,
+             "this stage's level is " + what(this_model) + " but " + model_path + " is " +
+                 what(model) + "; all stages use one model");
+      }
+      stage.over = duration(*fields.find("over"), join(path, "over"), false);
+      out.push_back(stage);
+      checkTotal(out, *fields.find("over"), join(path, "over"));
+    }
+    if (model_path.empty())
+      fail(f, "load.stages", "no stage sets a level: start with {to: N, over: D}");
+    return out;
+  }
+
+  // The stages' durations add up without overflowing (LoadSpec::total() sums them).
+  void checkTotal(const std::vector<Stage>& stages, const Field& f, const std::string& path) const {
+    microseconds total{0};
+    for (const Stage& s : stages) {
+      if (s.over > microseconds::max() - total)
+        fail(f, path, "the stages together are too long");
+      total += s.over;
+    }
+  }
+
   HaltSpec halt(const Field& f) const {
-    const Fields fields = mapping(f, "halt", {"on_error", "on_worker_lost", "thresholds"}, {});
+    const Fields fields = mapping(f, "halt", {"on_error", "on_worker_lost", "thresholds"});
     HaltSpec spec;
     if (const Field* on_error = fields.find("on_error"))
       onError(*on_error, spec);
@@ -543,7 +1351,7 @@ private:
   void onError(const Field& f, HaltSpec& spec) const {
     const std::string path = "halt.on_error";
     if (f.value.IsMap()) {
-      const Fields policy = mapping(f, path, {"count", "rate", "window"}, {});
+      const Fields policy = mapping(f, path, {"count", "rate", "window"});
       if (const Field* count = policy.find("count")) {
         if (policy.find("rate") || policy.find("window"))
           fail(*count, path + ".count",
@@ -590,7 +1398,7 @@ private:
       const std::string path = "halt.thresholds[" + std::to_string(i) + "]";
       std::optional<Fields> options;
       if (item.IsMap()) {
-        options = checkKeys(item, path, {"expr", "window", "abort"}, {});
+        options = checkKeys(item, path, {"expr", "window", "abort"});
         requireKeys(item, path, *options, {"expr"});
       }
       // Constructed, never assigned: assigning a yaml-cpp Node overwrites the node it refers to.
@@ -638,8 +1446,7 @@ private:
       if (!isIdentifier(name))
         fail(kv.first.Mark(), path,
              "a variable name is letters, digits and _, not starting with a digit");
-      if (std::find(std::begin(kBuiltinNames), std::end(kBuiltinNames), name) !=
-          std::end(kBuiltinNames))
+      if (isBuiltin(name))
         fail(kv.first.Mark(), path, "'" + name + "' is a built-in name; choose another");
       if (out.count(name))
         fail(kv.first.Mark(), path, "duplicate key '" + name + "'");
@@ -651,10 +1458,86 @@ private:
     return out;
   }
 
+  // `data:` feeders: each CSV read (or taken from what was shipped) and checked whole, and a
+  // slot for each `feeder.column`.
+  void data(const Field& f) {
+    if (!f.value.IsMap())
+      fail(f, "data",
+           "expected a mapping of feeder names to {csv: FILE, ...}, got " + describe(f.value));
+    for (const auto& kv : f.value) {
+      const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      const std::string path = join("data", name);
+      if (!isIdentifier(name))
+        fail(kv.first.Mark(), path,
+             "a feeder name is letters, digits and _, not starting with a digit");
+      if (isBuiltin(name))
+        fail(kv.first.Mark(), path, "'" + name + "' is a built-in name; choose another");
+      if (variables_.count(name))
+        fail(kv.first.Mark(), path,
+             "'" + name + "' is already a variable; a feeder needs a name of its own");
+      for (const Feeder& other : feeders_)
+        if (other.name == name)
+          fail(kv.first.Mark(), path, "duplicate key '" + name + "'");
+      const Field entry{name, kv.first, kv.second};
+      if (!kv.second.IsMap())
+        fail(entry, path,
+             "expected a mapping like {csv: accounts.csv, order: sequence}, got " +
+                 describe(kv.second));
+      const Fields fields = checkKeys(kv.second, path, {"csv", "order", "split", "on_exhausted"});
+      requireKeys(kv.second, path, fields, {"csv"});
+
+      Feeder feeder;
+      feeder.name = name;
+      feeder.where = Location{kv.first.Mark().line + 1, kv.first.Mark().column + 1};
+      const Field& csv = *fields.find("csv");
+      const std::string csv_path = join(path, "csv");
+      feeder.file = nonEmptyString(csv, csv_path);
+      const std::string text = namedFile(csv, csv_path, feeder.file);
+      CsvTable table;
+      if (auto problem = parseCsv(text, table))
+        fail(csv, csv_path,
+             feeder.file + ":" + std::to_string(problem->line) + ": " + problem->message);
+      for (size_t c = 0; c < table.header.size(); ++c) {
+        const std::string& column = table.header[c];
+        const std::string where = feeder.file + ":1: ";
+        if (column.empty())
+          fail(csv, csv_path, where + "column " + std::to_string(c + 1) + " has no name");
+        if (!isIdentifier(column))
+          fail(csv, csv_path,
+               where + "column " + quoteValue(column) +
+                   " is not a name (letters, digits and _, not starting with a digit)");
+        for (size_t k = 0; k < c; ++k)
+          if (table.header[k] == column)
+            fail(csv, csv_path, where + "duplicate column '" + column + "'");
+      }
+      if (table.rows.empty())
+        fail(csv, csv_path, feeder.file + " has a header but no rows");
+      feeder.columns = std::move(table.header);
+      feeder.rows = std::move(table.rows);
+
+      if (const Field* order = fields.find("order"))
+        feeder.order = choice<Feeder::Order>(*order, join(path, "order"),
+                                             {{"sequence", Feeder::Order::Sequence},
+                                              {"random", Feeder::Order::Random},
+                                              {"shuffle", Feeder::Order::Shuffle}});
+      if (const Field* split = fields.find("split"))
+        feeder.split = choice<Feeder::Split>(
+            *split, join(path, "split"),
+            {{"per_worker", Feeder::Split::PerWorker}, {"shared", Feeder::Split::Shared}});
+      if (const Field* exhausted = fields.find("on_exhausted"))
+        feeder.on_exhausted = choice<Feeder::OnExhausted>(*exhausted, join(path, "on_exhausted"),
+                                                          {{"wrap", Feeder::OnExhausted::Wrap},
+                                                           {"stop", Feeder::OnExhausted::Stop},
+                                                           {"halt", Feeder::OnExhausted::Halt}});
+      for (const std::string& column : feeder.columns)
+        feeder.slots.push_back(addSlot(name + "." + column, int(feeders_.size())));
+      feeders_.push_back(std::move(feeder));
+    }
+  }
+
   // Parses a `headers:` mapping into compiled templates, refusing names that are not tokens,
   // duplicates (case-insensitive, as HTTP compares them) and values with line breaks.
-  std::vector<std::pair<std::string, Template>> headerMap(const Field& f,
-                                                          const std::string& path) const {
+  std::vector<std::pair<std::string, Template>> headerMap(const Field& f, const std::string& path) {
     if (!f.value.IsMap())
       fail(f, path, "expected a mapping of header names to values, got " + describe(f.value));
     std::vector<std::pair<std::string, Template>> out;
@@ -680,27 +1563,36 @@ private:
   }
 
   HttpSpec http(const Field& f) {
-    const Fields fields =
-        mapping(f, "http", {"timeout", "engine", "keep_alive", "headers"},
-                {{"version", "choosing the HTTP version is not supported yet (HTTP/1.1 only)"},
-                 {"tls", "TLS settings are not supported yet"},
-                 {"follow_redirects", "following redirects is not supported yet"}});
+    const Fields fields = mapping(
+        f, "http",
+        {"timeout", "version", "engine", "keep_alive", "follow_redirects", "headers", "tls"});
     HttpSpec spec;
     if (const Field* timeout = fields.find("timeout"))
       spec.timeout = duration(*timeout, "http.timeout", true);
-    if (const Field* engine = fields.find("engine")) {
-      const std::string value = string(*engine, "http.engine");
-      if (value == "beast")
-        spec.engine = HttpSpec::Engine::Beast;
-      else if (value == "curl")
-        spec.engine = HttpSpec::Engine::Curl;
+    if (const Field* version = fields.find("version")) {
+      const std::string value = string(*version, "http.version");
+      if (value == "1.1")
+        spec.version = HttpSpec::Version::Http1;
+      else if (value == "2")
+        spec.version = HttpSpec::Version::Http2;
       else
-        fail(*engine, "http.engine",
-             "expected beast or curl, got " + quoteValue(value) +
-                 didYouMean(value, {"beast", "curl"}));
+        fail(*version, "http.version", "expected \"1.1\" or \"2\", got " + quoteValue(value));
+    }
+    const Field* engine = fields.find("engine");
+    if (engine) {
+      spec.engine = choice<HttpSpec::Engine>(
+          *engine, "http.engine",
+          {{"beast", HttpSpec::Engine::Beast}, {"curl", HttpSpec::Engine::Curl}});
+    }
+    if (spec.version == HttpSpec::Version::Http2) {
+      if (engine && spec.engine == HttpSpec::Engine::Beast)
+        fail(*engine, "http.engine", "beast speaks HTTP/1.1 only; use engine: curl for version 2");
+      spec.engine = HttpSpec::Engine::Curl;
     }
     if (const Field* keep_alive = fields.find("keep_alive"))
       spec.keep_alive = boolean(*keep_alive, "http.keep_alive");
+    if (const Field* follow = fields.find("follow_redirects"))
+      spec.follow_redirects = boolean(*follow, "http.follow_redirects");
     if (const Field* headers = fields.find("headers")) {
       for (auto& [name, value] : headerMap(*headers, "http.headers")) {
         // HttpSpec holds plain text; a header that changes per request or holds a secret is
@@ -717,8 +1609,41 @@ private:
       default_header_names_.push_back(name);
     for (const auto& [name, value] : dynamic_default_headers_)
       default_header_names_.push_back(name);
+    if (const Field* tls = fields.find("tls"))
+      spec.tls = tlsSpec(*tls);
     return spec;
   }
+
+  TlsSpec tlsSpec(const Field& f) {
+    const Fields fields = mapping(f, "http.tls", {"verify", "ca", "cert", "key"});
+    TlsSpec spec;
+    if (const Field* verify = fields.find("verify"))
+      spec.verify = boolean(*verify, "http.tls.verify");
+    const Field* cert = fields.find("cert");
+    const Field* key = fields.find("key");
+    if (cert && !key)
+      fail(cert->key.Mark(), "http.tls.cert",
+           "a client certificate needs its private key: add key: to http.tls");
+    if (key && !cert)
+      fail(key->key.Mark(), "http.tls.key",
+           "a private key needs its client certificate: add cert: to http.tls");
+    auto pem = [&](const Field* field, const char* name, std::string& file, std::string& text) {
+      if (field == nullptr)
+        return;
+      const std::string path = std::string("http.tls.") + name;
+      file = nonEmptyString(*field, path);
+      text = namedFile(*field, path, file);
+      if (text.find("-----BEGIN ") == std::string::npos)
+        fail(*field, path, quoteValue(file) + " is not PEM (it has no -----BEGIN line)");
+    };
+    pem(fields.find("ca"), "ca", spec.ca_file, spec.ca_pem);
+    pem(cert, "cert", spec.cert_file, spec.cert_pem);
+    pem(key, "key", spec.key_file, spec.key_pem);
+    return spec;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Flows and steps
 
   std::vector<Flow> flows(const Field& f) {
     if (!f.value.IsSequence() || f.value.size() == 0)
@@ -730,14 +1655,12 @@ private:
       if (!node.IsMap())
         fail(node.Mark(), path,
              "a flow is a mapping (name:, weight:, think:, steps:), got " + describe(node));
-      const Fields fields = checkKeys(node, path, {"name", "weight", "think", "steps"}, {});
+      const Fields fields = checkKeys(node, path, {"name", "weight", "think", "steps"});
       requireKeys(node, path, fields, {"steps"});
       Flow flow;
       flow.name = "flow " + std::to_string(i + 1);
       if (const Field* name = fields.find("name")) {
-        flow.name = string(*name, join(path, "name"));
-        if (flow.name.empty())
-          fail(*name, join(path, "name"), "must not be empty");
+        flow.name = nonEmptyString(*name, join(path, "name"));
         for (size_t k = 0; k < out.size(); ++k)
           if (out[k].name == flow.name)
             fail(*name, join(path, "name"),
@@ -748,20 +1671,23 @@ private:
         flow.weight = positiveNumber(*weight, join(path, "weight"));
       if (const Field* think_time = fields.find("think"))
         flow.think = think(*think_time, join(path, "think"));
+
+      FlowScope scope;
+      scope.index = i;
+      scope.captured.assign(slot_info_.size(), false);
+      scope_ = &scope;
       const Field& steps = *fields.find("steps");
       flow.steps = stepList(steps, join(path, "steps"), 0);
-      if (!hasRequest(flow.steps))
+      scope_ = nullptr;
+      if (!scope.first_request)
         fail(steps, join(path, "steps"),
-             "a flow needs at least one request step (get, post, put or delete)");
+             "a flow needs at least one request step (get, post, put, patch, delete, head or "
+             "options)");
+      flow.first_request_stats_index = *scope.first_request;
+      flow.feeders.assign(scope.feeders.begin(), scope.feeders.end());
       out.push_back(std::move(flow));
     }
     return out;
-  }
-
-  static bool hasRequest(const std::vector<Step>& steps) {
-    return std::any_of(steps.begin(), steps.end(), [](const Step& s) {
-      return s.kind == Step::Kind::Request || (s.kind == Step::Kind::Loop && hasRequest(s.steps));
-    });
   }
 
   std::vector<Step> stepList(const Field& f, const std::string& path, int depth) {
@@ -778,34 +1704,20 @@ private:
       fail(node.Mark(), path,
            "a step is a mapping like {get: /path}, {think: 1s} or {loop: 3, steps: [...]}, got " +
                describe(node));
-    const Fields fields =
-        checkKeys(node, path,
-                  {"get", "post", "put", "delete", "think", "loop", "steps", "name", "headers",
-                   "body", "json", "expect"},
-                  {{"patch", "the PATCH method is not supported yet"},
-                   {"head", "the HEAD method is not supported yet"},
-                   {"options", "the OPTIONS method is not supported yet"},
-                   {"capture", "capture is not supported yet"},
-                   {"query", "query: is not supported yet; write the query string into the path"},
-                   {"form", "form: is not supported yet; use body: with a Content-Type header"},
-                   {"timeout", "per-step timeouts are not supported yet; use http.timeout"}});
+    const Fields fields = checkKeys(node, path, kStepKeys);
 
     const Field* action = nullptr;
     for (const Field& f : fields.all()) {
-      const bool is_action =
-          f.name == "think" || f.name == "loop" ||
-          std::find(std::begin(kMethods), std::end(kMethods), f.name) != std::end(kMethods);
-      if (!is_action)
+      if (f.name != "think" && f.name != "loop" && !isMethod(f.name))
         continue;
       if (action != nullptr)
         fail(f.key.Mark(), join(path, f.name),
-             "a step has exactly one of get, post, put, delete, think or loop; this one already "
-             "has '" +
+             "a step has exactly one of " + std::string(kActionList) + "; this one already has '" +
                  action->name + "'");
       action = &f;
     }
     if (action == nullptr)
-      fail(node.Mark(), path, "a step needs one of get, post, put, delete, think or loop");
+      fail(node.Mark(), path, "a step needs one of " + std::string(kActionList));
 
     Step s;
     s.where = Location{node.Mark().line + 1, node.Mark().column + 1};
@@ -823,7 +1735,9 @@ private:
       s.loop_count = positiveInt(*action, join(path, "loop"));
       s.steps = stepList(*fields.find("steps"), join(path, "steps"), depth + 1);
     } else {
-      refuseOthers(fields, path, {action->name, "name", "headers", "body", "json", "expect"},
+      refuseOthers(fields, path,
+                   {action->name, "name", "headers", "query", "body", "json", "form", "timeout",
+                    "expect", "capture"},
                    "a request step");
       request(s, *action, fields, path);
     }
@@ -858,65 +1772,127 @@ private:
       if (!parseEndpoint(base))
         fail(action, url_path, "not a valid http:// or https:// URL: " + quoteValue(url));
     } else if (url.empty() || url.front() != '/') {
+      if (beginsWithSlot(s.url))
+        fail(action, url_path,
+             "a URL cannot begin with a captured or data value: the loader must know whether it "
+             "is a path or an absolute URL (write the fixed part first, like /{{...}})");
       fail(action, url_path,
            "expected a path starting with '/' or an absolute http:// or https:// URL, got " +
                quoteValue(url));
     }
 
     std::string stats_key = s.method + " " + s.url.source();
-    if (const Field* name = fields.find("name")) {
-      stats_key = string(*name, join(path, "name"));
-      if (stats_key.empty())
-        fail(*name, join(path, "name"), "must not be empty");
-    }
+    if (const Field* name = fields.find("name"))
+      stats_key = nonEmptyString(*name, join(path, "name"));
 
+    if (const Field* query = fields.find("query"))
+      s.query = templateMap(*query, join(path, "query"), "query parameter names to values");
     if (const Field* headers = fields.find("headers"))
       s.headers = headerMap(*headers, join(path, "headers"));
 
-    const Field* body = fields.find("body");
-    const Field* json = fields.find("json");
-    if (body && json) {
-      const Field& second = body->key.Mark().pos > json->key.Mark().pos ? *body : *json;
-      fail(second.key.Mark(), join(path, second.name), "use either body or json, not both");
+    // At most one body.
+    const Field* body_field = nullptr;
+    for (const Field& f : fields.all()) {
+      if (f.name != "body" && f.name != "json" && f.name != "form")
+        continue;
+      if (body_field != nullptr)
+        fail(f.key.Mark(), join(path, f.name),
+             "use either " + body_field->name + " or " + f.name + ", not both");
+      body_field = &f;
     }
-    if (body) {
+    if (body_field && (s.method == "HEAD" || s.method == "OPTIONS"))
+      fail(body_field->key.Mark(), join(path, body_field->name),
+           std::string(s.method == "OPTIONS" ? "an " : "a ") + s.method + " request has no body");
+    if (const Field* body = fields.find("body")) {
       if (!body->value.IsScalar())
         fail(*body, join(path, "body"),
              "expected a string, got " + describe(body->value) +
                  " (use json: for structured data)");
       s.body = compileScalar(body->value, join(path, "body"));
     }
-    if (json) {
-      if (!json->value.IsMap() && !json->value.IsSequence())
-        fail(*json, join(path, "json"),
-             "expected a mapping or a list, got " + describe(json->value) +
-                 " (use body: for text)");
-      std::string text;
-      try {
-        text = toJson(json->value).dump();
-      } catch (const nlohmann::json::exception& e) {
-        fail(*json, join(path, "json"), std::string("cannot be written as JSON: ") + e.what());
-      }
-      try {
-        s.body = Template::compile(text, variables_, env_);
-      } catch (const TemplateError& e) {
-        fail(*json, join(path, "json"), e.what());
-      }
+    if (const Field* json = fields.find("json")) {
+      s.body = jsonBody(*json, join(path, "json"));
       if (!hasHeader(s.headers, "Content-Type"))
         s.headers.emplace_back("Content-Type", Template::compile("application/json", {}));
     }
+    if (const Field* form = fields.find("form")) {
+      s.form = templateMap(*form, join(path, "form"), "form field names to values");
+      if (s.form.empty())
+        fail(*form, join(path, "form"),
+             "expected at least one field (leave form: out to send no body)");
+      if (!hasHeader(s.headers, "Content-Type"))
+        s.headers.emplace_back("Content-Type",
+                               Template::compile("application/x-www-form-urlencoded", {}));
+    }
+    if (const Field* timeout = fields.find("timeout"))
+      s.timeout = duration(*timeout, join(path, "timeout"), true);
 
     if (const Field* expect = fields.find("expect"))
       s.expect = expectSpec(*expect, join(path, "expect"));
 
-    for (const auto& [name, value] : dynamic_default_headers_)
-      if (!hasStepHeader(s.headers, name))
-        s.headers.emplace_back(name, value);
+    for (const auto& [name, value] : dynamic_default_headers_) {
+      if (hasStepHeader(s.headers, name))
+        continue;
+      for (uint32_t slot : value.slotsUsed())
+        if (slot_info_[slot].feeder >= 0)
+          scope_->feeders.insert(uint32_t(slot_info_[slot].feeder));
+      s.headers.emplace_back(name, value);
+    }
+
+    // Captured values exist once the response is in: for the steps after this one.
+    if (const Field* capture = fields.find("capture"))
+      s.captures = captures(*capture, join(path, "capture"));
+    for (const Capture& c : s.captures)
+      scope_->captured[c.slot] = true;
 
     auto [it, inserted] = stats_index_.emplace(stats_key, step_table_.size());
     if (inserted)
       step_table_.push_back(StepInfo{stats_key, s.method});
     s.stats_index = it->second;
+    if (!scope_->first_request)
+      scope_->first_request = s.stats_index;
+  }
+
+  // `query:` and `form:`: names to templated values, in the order written.
+  std::vector<std::pair<std::string, Template>> templateMap(const Field& f, const std::string& path,
+                                                            const std::string& what) {
+    if (!f.value.IsMap())
+      fail(f, path, "expected a mapping of " + what + ", got " + describe(f.value));
+    std::vector<std::pair<std::string, Template>> out;
+    for (const auto& kv : f.value) {
+      if (!kv.first.IsScalar() || kv.first.Scalar().empty())
+        fail(kv.first.Mark(), path, "expected a name, got " + describe(kv.first));
+      const std::string name = kv.first.Scalar();
+      const std::string item_path = join(path, name);
+      for (const auto& [existing, value] : out)
+        if (existing == name)
+          fail(kv.first.Mark(), item_path, "duplicate key '" + name + "'");
+      if (!kv.second.IsScalar())
+        fail(Field{name, kv.first, kv.second}, item_path,
+             "expected a string, got " + describe(kv.second));
+      out.emplace_back(name, compileScalar(kv.second, item_path));
+    }
+    return out;
+  }
+
+  Template jsonBody(const Field& json, const std::string& path) {
+    if (!json.value.IsMap() && !json.value.IsSequence())
+      fail(json, path,
+           "expected a mapping or a list, got " + describe(json.value) + " (use body: for text)");
+    std::string text;
+    try {
+      text = toJson(json.value).dump();
+    } catch (const nlohmann::json::exception& e) {
+      fail(json, path, std::string("cannot be written as JSON: ") + e.what());
+    }
+    Template t;
+    try {
+      t = Template::compile(text, variables_, env_, &slots_);
+    } catch (const TemplateError& e) {
+      fail(json, path, e.what());
+    }
+    useSlots(t, path, [&](uint32_t) { return json.value.Mark(); });
+    return t;
   }
 
   static bool hasStepHeader(const std::vector<std::pair<std::string, Template>>& headers,
@@ -933,38 +1909,155 @@ private:
                        [&](const std::string& n) { return iequals(n, name); });
   }
 
-  Expect expectSpec(const Field& f, const std::string& path) const {
-    const Fields fields = mapping(f, path, {"status", "body_contains"},
-                                  {{"json", "expect.json is not supported yet"},
-                                   {"header", "expect.header is not supported yet"},
-                                   {"max_latency", "max_latency is not supported yet"}});
-    Expect e;
-    if (const Field* contains = fields.find("body_contains")) {
-      e.body_contains = string(*contains, join(path, "body_contains"));
-      if (e.body_contains->empty())
-        fail(*contains, join(path, "body_contains"), "must not be empty");
+  std::vector<Capture> captures(const Field& f, const std::string& path) const {
+    constexpr const char* kForms = "{json: $.path}, {header: Name} or {regex: 'id=(\\d+)'}";
+    if (!f.value.IsMap() || f.value.size() == 0)
+      fail(f, path,
+           std::string("expected a mapping of names to ") + kForms + ", got " + describe(f.value));
+    std::vector<Capture> out;
+    for (const auto& kv : f.value) {
+      const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      const std::string capture_path = join(path, name);
+      if (const std::string problem = captureNameProblem(name); !problem.empty())
+        fail(kv.first.Mark(), capture_path, problem);
+      for (const Capture& other : out)
+        if (other.name == name)
+          fail(kv.first.Mark(), capture_path, "duplicate key '" + name + "'");
+      const Field entry{name, kv.first, kv.second};
+      if (!kv.second.IsMap() || kv.second.size() == 0)
+        fail(entry, capture_path,
+             std::string("expected ") + kForms + ", got " + describe(kv.second));
+      const Fields how = checkKeys(kv.second, capture_path, {"json", "header", "regex"});
+      if (how.all().size() > 1)
+        fail(how.all()[1].key.Mark(), join(capture_path, how.all()[1].name),
+             "a capture has exactly one of json, header or regex; this one already has '" +
+                 how.all()[0].name + "'");
+      const Field& spec = how.all()[0];
+      const std::string spec_path = join(capture_path, spec.name);
+      Capture c;
+      c.name = name;
+      const auto slot = slots_.find(name);
+      if (slot == slots_.end()) // every capture name got a slot in scanCaptures()
+        fail(kv.first.Mark(), capture_path, "internal error: no slot for this capture");
+      c.slot = slot->second;
+      const std::string text = nonEmptyString(spec, spec_path);
+      if (spec.name == "json") {
+        c.kind = Capture::Kind::Json;
+        auto json_path = parseJsonPath(text);
+        if (!json_path)
+          fail(spec, spec_path,
+               "expected a JSON path like $.token or $.items[0].id, got " + quoteValue(text));
+        c.json = std::move(*json_path);
+      } else if (spec.name == "header") {
+        c.kind = Capture::Kind::Header;
+        if (!isHeaderName(text))
+          fail(spec, spec_path, "not a valid header name: " + quoteValue(text));
+        c.header = text;
+      } else {
+        c.kind = Capture::Kind::Regex;
+        c.pattern = text;
+        try {
+          c.regex = std::make_shared<const std::regex>(text, std::regex::ECMAScript);
+        } catch (const std::regex_error& e) {
+          fail(spec, spec_path, std::string("not a valid regular expression: ") + e.what());
+        }
+        const size_t groups = c.regex->mark_count();
+        if (groups != 1)
+          fail(spec, spec_path,
+               "a capture regex needs exactly one group '(...)' around the value, this one has " +
+                   std::to_string(groups) + " (write other groups as (?:...))");
+      }
+      out.push_back(std::move(c));
     }
-    const Field* status = fields.find("status");
-    if (status == nullptr)
-      return e;
-    const std::string status_path = join(path, "status");
+    return out;
+  }
+
+  Expect expectSpec(const Field& f, const std::string& path) const {
+    const Fields fields =
+        mapping(f, path, {"status", "body_contains", "json", "header", "max_latency"});
+    Expect e;
+    if (const Field* contains = fields.find("body_contains"))
+      e.body_contains = nonEmptyString(*contains, join(path, "body_contains"));
+    if (const Field* json = fields.find("json"))
+      e.json = expectJson(*json, join(path, "json"));
+    if (const Field* header = fields.find("header"))
+      e.header = expectHeader(*header, join(path, "header"));
+    if (const Field* latency = fields.find("max_latency"))
+      e.max_latency = duration(*latency, join(path, "max_latency"), true);
+    if (const Field* status = fields.find("status"))
+      e.status = statusList(*status, join(path, "status"));
+    return e;
+  }
+
+  std::vector<int> statusList(const Field& status, const std::string& path) const {
     const std::string expected = "an integer or a list of integers";
     auto code = [&](const YAML::Node& node) {
-      const YAML::Mark mark = node.IsNull() ? status->key.Mark() : node.Mark();
-      const int64_t value = integer(node, mark, status_path, expected);
+      const YAML::Mark mark = node.IsNull() ? status.key.Mark() : node.Mark();
+      const int64_t value = integer(node, mark, path, expected);
       if (value < 100 || value > 599)
-        fail(mark, status_path, "an HTTP status is 100 to 599, got " + std::to_string(value));
+        fail(mark, path, "an HTTP status is 100 to 599, got " + std::to_string(value));
       return static_cast<int>(value);
     };
-    if (status->value.IsSequence()) {
-      if (status->value.size() == 0)
-        fail(*status, status_path, "expected at least one status");
-      for (const auto& item : status->value)
-        e.status.push_back(code(item));
+    std::vector<int> out;
+    if (status.value.IsSequence()) {
+      if (status.value.size() == 0)
+        fail(status, path, "expected at least one status");
+      for (const auto& item : status.value)
+        out.push_back(code(item));
     } else {
-      e.status.push_back(code(status->value));
+      out.push_back(code(status.value));
     }
-    return e;
+    return out;
+  }
+
+  std::vector<Expect::JsonValue> expectJson(const Field& f, const std::string& path) const {
+    if (!f.value.IsMap() || f.value.size() == 0)
+      fail(f, path,
+           "expected a mapping of JSON paths to values like {$.status: ok}, got " +
+               describe(f.value));
+    std::vector<Expect::JsonValue> out;
+    for (const auto& kv : f.value) {
+      const std::string text = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      const std::string item_path = join(path, text);
+      auto json_path = parseJsonPath(text);
+      if (!json_path)
+        fail(kv.first.Mark(), item_path,
+             "expected a JSON path like $.status or $.items[0].sku, got " + describe(kv.first));
+      if (kv.second.IsMap() || kv.second.IsSequence())
+        fail(kv.second.Mark(), item_path,
+             "expected a plain value (number, string, true, false or null), got " +
+                 describe(kv.second));
+      const std::string expected =
+          kv.second.IsScalar() ? scalarToJson(kv.second).dump() : std::string("null");
+      out.push_back(Expect::JsonValue{std::move(*json_path), expected});
+    }
+    return out;
+  }
+
+  std::vector<Expect::HeaderValue> expectHeader(const Field& f, const std::string& path) const {
+    if (!f.value.IsMap() || f.value.size() == 0)
+      fail(f, path,
+           "expected a mapping of header names to the text each must contain, got " +
+               describe(f.value));
+    std::vector<Expect::HeaderValue> out;
+    for (const auto& kv : f.value) {
+      const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
+      const std::string item_path = join(path, name);
+      if (!isHeaderName(name))
+        fail(kv.first.Mark(), item_path, "not a valid header name");
+      for (const auto& other : out)
+        if (iequals(other.name, name))
+          fail(kv.first.Mark(), item_path,
+               "duplicate header '" + name + "' (header names ignore case)");
+      // Nothing after the name: the header must be present, with any value.
+      if (!kv.second.IsScalar() && !kv.second.IsNull())
+        fail(kv.second.Mark(), item_path,
+             "expected a string (the text the header's value must contain), got " +
+                 describe(kv.second));
+      out.push_back(
+          Expect::HeaderValue{name, kv.second.IsScalar() ? kv.second.Scalar() : std::string()});
+    }
+    return out;
   }
 
   // YAML to JSON with YAML 1.2 core-schema typing of plain scalars; quoted scalars stay strings.
@@ -1026,101 +2119,33 @@ private:
 
   const std::string& file_;
   const std::string& text_;
+  const LoadOptions& options_;
+  std::vector<Override> overrides_;
+  std::map<std::string, std::string> environment_; // with --env-file: what env() reads
   EnvSource env_;
   std::map<std::string, std::string> env_used_;
   std::map<std::string, std::string> variables_;
+  std::vector<Feeder> feeders_;
+  SlotNames slots_;
+  std::vector<SlotInfo> slot_info_;                     // by slot
+  std::vector<std::vector<CaptureSite>> flow_captures_; // by flow, in reading order
+  FlowScope* scope_ = nullptr;                          // while a flow's steps load
   std::vector<std::pair<std::string, Template>> dynamic_default_headers_;
   std::vector<std::string> default_header_names_;
   std::map<std::string, size_t> stats_index_;
   std::vector<StepInfo> step_table_;
+  std::map<std::string, std::string> files_;
 };
-
-} // namespace
-
-namespace {
-
-// Walks the documents of a YAML stream without building nodes, to find a second document and
-// to stop where yaml-cpp 0.7 stalls: on some stray flow tokens (a ',' at the top level) its
-// parser yields empty documents at the same position forever, so LoadAll never returns.
-class DocumentScan : public YAML::EventHandler {
-public:
-  YAML::Mark doc_start;
-  YAML::Mark first_node = YAML::Mark::null_mark();
-  bool has_content = false; // anything but a lone null
-
-  void OnDocumentStart(const YAML::Mark& mark) override {
-    doc_start = mark;
-    first_node = YAML::Mark::null_mark();
-    has_content = false;
-  }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, false); }
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark, true); }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                const std::string&) override {
-    node(mark, true);
-  }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {
-    node(mark, true);
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {
-    node(mark, true);
-  }
-  void OnMapEnd() override {}
-
-private:
-  void node(const YAML::Mark& mark, bool content) {
-    if (first_node.is_null())
-      first_node = mark;
-    has_content = has_content || content;
-  }
-};
-
-[[noreturn]] void yamlError(const std::string& file_name, const YAML::Exception& e) {
-  const bool known = !e.mark.is_null();
-  throw ConfigError(file_name, known ? e.mark.line + 1 : 0, known ? e.mark.column + 1 : 0, "",
-                    e.msg);
-}
 
 } // namespace
 
 Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_name,
                           const LoadOptions& options) {
-  const std::map<std::string, std::string>* shipped_env = options.shipped_env;
-  YAML::Node root;
-  try {
-    std::istringstream stream(yaml_text);
-    YAML::Parser parser(stream);
-    DocumentScan scan;
-    size_t documents = 0;
-    int previous_start = -1;
-    while (parser.HandleNextDocument(scan)) {
-      if (documents > 0 && scan.doc_start.pos == previous_start) {
-        const int pos = scan.doc_start.pos;
-        const std::string what = pos >= 0 && size_t(pos) < yaml_text.size()
-                                     ? "'" + yaml_text.substr(pos, 1) + "'"
-                                     : "text";
-        throw ConfigError(file_name, scan.doc_start.line + 1, scan.doc_start.column + 1, "",
-                          "unexpected " + what + " (not valid YAML here)");
-      }
-      previous_start = scan.doc_start.pos;
-      if (documents > 0 && scan.has_content)
-        throw ConfigError(file_name, scan.first_node.line + 1, scan.first_node.column + 1, "",
-                          "a scenario file holds one YAML document; found another here");
-      ++documents;
-    }
-    // The stream is known to be well-formed now; build the first document's nodes.
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    yamlError(file_name, e);
-  }
+  YAML::Node root = parseDocument(yaml_text, file_name);
   if (root.IsNull())
     throw ConfigError(file_name, 0, 0, "", "empty scenario");
   try {
-    return Loader(file_name, yaml_text, shipped_env).load(root);
+    return Loader(file_name, yaml_text, options).load(root);
   } catch (const YAML::Exception& e) {
     // Not expected (the loader checks types before converting), but never let a yaml-cpp
     // exception escape as anything but a ConfigError.
@@ -1129,20 +2154,11 @@ Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_
 }
 
 Scenario loadScenarioFile(const std::string& path, const LoadOptions& options) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr)
-    throw ConfigError(path, 0, 0, "", std::string("cannot read file: ") + std::strerror(errno));
-  std::string text;
-  char buf[65536];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
-    text.append(buf, n);
-  const bool failed = std::ferror(f) != 0;
-  const int error = errno;
-  std::fclose(f);
-  if (failed) // e.g. a directory: fopen succeeds, reading fails with EISDIR
+  int error = 0;
+  const auto text = readWholeFile(path, error);
+  if (!text) // e.g. a directory: fopen succeeds, reading fails with EISDIR
     throw ConfigError(path, 0, 0, "", std::string("cannot read file: ") + std::strerror(error));
-  return loadScenarioText(text, path, options);
+  return loadScenarioText(*text, path, options);
 }
 
 } // namespace stampede::common
