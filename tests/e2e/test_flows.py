@@ -42,7 +42,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
                         headers: {{Authorization: "Bearer {{{{token}}}}"}}
                         expect:
                           status: 200
-                          json: {{$.items[0].sku: 42}}
+                          json: {{"$.items[0].sku": 42}}
                           header: {{Content-Type: json}}
                           max_latency: 2s
                 """)
@@ -65,7 +65,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
 
     def test_each_expectation_and_a_missing_capture_have_their_own_error_kind(self):
         cases = {
-            "expect_json": "expect: {json: {$.items[0].sku: 43}}",
+            "expect_json": "expect: {json: {'$.items[0].sku': 43}}",
             "expect_header": "expect: {header: {X-Missing: yes}}",
             "expect_body": "expect: {body_contains: nothing-like-this}",
             "expect_latency": "expect: {max_latency: 1ms}",
@@ -181,7 +181,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
                 variables: {{region: eu}}
                 flows:
                   - steps:
-                      - get: "/ok?region={{{{region}}}}&token={{{{env("API_TOKEN")}}}}"
+                      - get: '/ok?region={{{{region}}}}&token={{{{env("API_TOKEN")}}}}'
                 """)
             rc, out, err = lib.run_master(
                 ["--set", f"target={target.url}", "--set", "load.users=2",
@@ -231,7 +231,8 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
                     header = f.read(2000)
                 expected = int((re.search(r"#\s*expect-exit:\s*(\d+)", header) or
                                 re.match(r"()", "0")).group(1) or 0)
-                wants_fault = re.search(r"#\s*test-target:\s*fault", header) is not None
+                # The examples name the demo's ports: nginx on 18080, the fault target on 18081.
+                wants_fault = re.search(r"^target:.*:18081", header, re.M) is not None
                 url = target.url if wants_fault else server.url
                 out_dir = self.out(os.path.basename(example))
                 rc, out, err = lib.run_master(

@@ -169,8 +169,8 @@ TEST_CASE("the plan splits rate, in-flight cap, iterations and per_worker rows",
   // Rows: disjoint slices that cover the file, shipped as CSV text.
   CHECK(plans[0].feeder_rows[0] + plans[1].feeder_rows[0] + plans[2].feeder_rows[0] == 10);
   CHECK(plans[2].feeder_rows[0] == 5);
-  CHECK(plans[0].files.at("accounts.csv") == "user\nu0\nu1\nu2\n"); // 2.5 rounds up first
-  CHECK(plans[2].files.at("accounts.csv") == "user\nu5\nu6\nu7\nu8\nu9\n");
+  CHECK(plans[0].files.at("accounts.csv") == "user\r\nu0\r\nu1\r\nu2\r\n"); // 2.5 rounds up first
+  CHECK(plans[2].files.at("accounts.csv") == "user\r\nu5\r\nu6\r\nu7\r\nu8\r\nu9\r\n");
 
   // Fewer rows than loaded workers cannot be split.
   s.data[0].rows.resize(2);
