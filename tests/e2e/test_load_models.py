@@ -55,9 +55,10 @@ class LoadModelTest(lib.TempDirTestCase, unittest.TestCase):
             self.assertGreater(totals[key]["max"], 0, key)
             self.assertIn(key, report["steps"][0])
         self.assertGreaterEqual(totals["latency_ms"]["p50"], totals["service_ms"]["p50"])
-        # Flat after the first second: every full interval within 5 % of the rate.
+        # Flat after the first second: every full interval within 5 % of the rate. (The last
+        # row is the short interval that also carries the workers' final flush.)
         rows = timeseries(self.out())
-        full = [r for r in rows if 1.5 <= float(r["elapsed_s"]) <= 5.0]
+        full = [r for r in rows[:-1] if float(r["elapsed_s"]) >= 1.5]
         self.assertGreaterEqual(len(full), 3, rows)
         for r in full:
             self.assertLessEqual(abs(float(r["rps"]) - 400), 20, f"not flat: {rows}")
