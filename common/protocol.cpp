@@ -41,6 +41,21 @@ std::string cutBody(const std::string& body) {
   return body.substr(0, kMaxErrorBodyBytes);
 }
 
+bool parseEnvelope(const void* data, size_t size, wire::Envelope& envelope) {
+  // Checked before parsing: protobuf takes an int size, and the socket limit may be unset.
+  if (data == nullptr || size == 0 || size > size_t(kMaxMessageBytes))
+    return false;
+#ifdef STAMPEDE_HAVE_LOG_SILENCER
+  // protobuf logs every string field with invalid UTF-8 it refuses; a peer sending garbage
+  // would flood stderr. A refused frame is counted by the caller instead.
+  const google::protobuf::LogSilencer quiet;
+#endif
+  if (!envelope.ParseFromArray(data, int(size)))
+    return false;
+  // Random bytes often parse as a message of unknown fields only; without a body it is noise.
+  return envelope.body_case() != wire::Envelope::BODY_NOT_SET;
+}
+
 } // namespace
 
 std::string encodeEnvelope(const wire::Envelope& envelope) {
@@ -48,21 +63,15 @@ std::string encodeEnvelope(const wire::Envelope& envelope) {
 }
 
 std::optional<wire::Envelope> decodeEnvelope(const void* data, size_t size) {
-  // Checked before parsing: protobuf takes an int size, and the socket limit may be unset.
-  if (data == nullptr || size == 0 || size > size_t(kMaxMessageBytes))
-    return std::nullopt;
   wire::Envelope envelope;
-#ifdef STAMPEDE_HAVE_LOG_SILENCER
-  // protobuf logs every string field with invalid UTF-8 it refuses; a peer sending garbage
-  // would flood stderr. A refused frame is counted by the caller instead.
-  const google::protobuf::LogSilencer quiet;
-#endif
-  if (!envelope.ParseFromArray(data, int(size)))
-    return std::nullopt;
-  // Random bytes often parse as a message of unknown fields only; without a body it is noise.
-  if (envelope.body_case() == wire::Envelope::BODY_NOT_SET)
+  if (!parseEnvelope(data, size, envelope))
     return std::nullopt;
   return envelope;
+}
+
+wire::Envelope* decodeEnvelope(const void* data, size_t size, google::protobuf::Arena& arena) {
+  auto* envelope = google::protobuf::Arena::CreateMessage<wire::Envelope>(&arena);
+  return parseEnvelope(data, size, *envelope) ? envelope : nullptr;
 }
 
 void statsToWire(const StatsBook& book, wire::Stats& out) {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cstring>
 
 namespace stampede::master {
 
@@ -32,7 +33,9 @@ const char* linkStateName(LinkState s) {
 
 Cluster::Cluster(zmq::context_t& context, const common::Clock& clock, uint64_t run_id,
                  ClusterSecurity security)
-    : context_(context), clock_(clock), run_id_(run_id), security_(std::move(security)) {
+    : context_(context), clock_(clock), run_id_(run_id), security_(std::move(security)),
+      decode_block_(std::make_unique_for_overwrite<char[]>(kDecodeBlockBytes)),
+      decode_arena_(decode_block_.get(), kDecodeBlockBytes) {
   if (!security_.allowed_workers.empty()) {
     // ZeroMQ asks this socket about every CURVE client that tries to connect to us.
     zap_.emplace(context_, zmq::socket_type::rep);
@@ -67,55 +70,75 @@ void Cluster::answerZap() {
 }
 
 void Cluster::takeHandshakeFailures() {
-  for (auto& link : links_) {
-    if (!link.monitor)
-      continue;
-    if (auto failure = link.monitor->take())
-      link.handshake_failure = failure->reason;
-  }
-  if (router_monitor_) {
-    if (auto failure = router_monitor_->take())
+  if (!monitor_)
+    return;
+  if (!dialled_) {
+    if (auto failure = monitor_->take())
       fmt::print(stderr, "a worker dialling in from {} was refused: {}\n", failure->peer,
                  failure->reason);
+    return;
+  }
+  // Every pending event, not only the last (take()): one monitor watches all the workers we
+  // dial, and each event names the endpoint we connected to.
+  for (;;) {
+    std::vector<zmq::message_t> frames;
+    if (!zmq::recv_multipart(monitor_->socket(), std::back_inserter(frames),
+                             zmq::recv_flags::dontwait))
+      return;
+    // Frame 1: 16-bit event, 32-bit value; frame 2: the endpoint.
+    if (frames.size() != 2 || frames[0].size() < 6)
+      continue;
+    uint16_t event = 0;
+    int32_t value = 0;
+    std::memcpy(&event, frames[0].data(), sizeof event);
+    std::memcpy(&value, frames[0].data<char>() + 2, sizeof value);
+    if (auto it = by_endpoint_.find(frames[1].to_string()); it != by_endpoint_.end())
+      links_[it->second].handshake_failure = common::handshakeFailure(event, value);
   }
 }
 
+void Cluster::openRouter() {
+  router_.emplace(context_, zmq::socket_type::router);
+  // Long enough for a last Stop or FinalAck to leave when the master exits, no longer.
+  router_->set(zmq::sockopt::linger, 250);
+  router_->set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
+  // A send to a worker we have no connection for fails instead of vanishing. (One we dialled
+  // has a queue from connect() on, as a DEALER would: ZMQ_IMMEDIATE stays off.)
+  router_->set(zmq::sockopt::router_mandatory, 1);
+  if (!security_.secret_z85.empty())
+    common::makeCurveServer(*router_, security_.secret_z85);
+}
+
 void Cluster::dial(const std::vector<WorkerAddress>& addresses) {
-  links_.reserve(addresses.size());
+  openRouter();
+  dialled_ = true;
+  // Keys or not: a worker that wants keys we lack fails the handshake, and should say so.
+  monitor_ = std::make_unique<common::HandshakeMonitor>(context_, *router_,
+                                                        fmt::format("{:016x}-dial", run_id_));
   for (size_t i = 0; i < addresses.size(); ++i) {
     WorkerLink link;
     link.address = addresses[i];
-    link.name = addresses[i].host.rfind("inproc:", 0) == 0
-                    ? std::string("embedded")
-                    : fmt::format("{}:{}", addresses[i].host, addresses[i].port);
-    link.socket = zmq::socket_t(context_, zmq::socket_type::dealer);
-    // The worker's ROUTER tells masters apart by this id: unique per run and worker.
-    std::string id = fmt::format("m{:016x}-{}", run_id_, i);
-    link.socket.set(zmq::sockopt::routing_id, zmq::buffer(id));
-    // Long enough for a last Stop or FinalAck to leave when the master exits, no longer.
-    link.socket.set(zmq::sockopt::linger, 250);
-    link.socket.set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
-    if (!security_.secret_z85.empty())
-      common::makeCurveServer(link.socket, security_.secret_z85);
-    // Keys or not: a worker that wants keys we lack fails the handshake, and should say so.
-    link.monitor = std::make_unique<common::HandshakeMonitor>(
-        context_, link.socket, fmt::format("{:016x}-{}", run_id_, i));
     const bool in_process = addresses[i].host.rfind("inproc:", 0) == 0;
-    link.socket.connect(in_process ? addresses[i].host : addresses[i].endpoint());
+    link.name = in_process ? std::string("embedded")
+                           : fmt::format("{}:{}", addresses[i].host, addresses[i].port);
+    link.endpoint = in_process ? addresses[i].host : addresses[i].endpoint();
+    link.routing_id = fmt::format("w{}", i);
+    // Both ids are taken per connect. The worker's ROUTER tells masters apart by ours: unique
+    // per run and worker, so that a worker listed twice under two names answers Busy.
+    router_->set(zmq::sockopt::routing_id, fmt::format("m{:016x}-{}", run_id_, i));
+    router_->set(zmq::sockopt::connect_routing_id, link.routing_id);
+    router_->connect(link.endpoint);
+    by_routing_id_.emplace(link.routing_id, links_.size());
+    by_endpoint_.emplace(link.endpoint, links_.size());
     links_.push_back(std::move(link));
   }
 }
 
 void Cluster::listen(const std::string& endpoint) {
-  router_.emplace(context_, zmq::socket_type::router);
-  router_->set(zmq::sockopt::linger, 250);
-  router_->set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
-  router_->set(zmq::sockopt::router_mandatory, 1);
-  if (!security_.secret_z85.empty()) {
-    common::makeCurveServer(*router_, security_.secret_z85);
-    router_monitor_ = std::make_unique<common::HandshakeMonitor>(
-        context_, *router_, fmt::format("{:016x}-router", run_id_));
-  }
+  openRouter();
+  if (!security_.secret_z85.empty())
+    monitor_ = std::make_unique<common::HandshakeMonitor>(context_, *router_,
+                                                          fmt::format("{:016x}-router", run_id_));
   router_->bind(endpoint);
 }
 
@@ -182,34 +205,58 @@ void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t e
   }
 }
 
-WorkerLink* Cluster::findByRoutingId(const std::string& id) {
-  for (auto& link : links_)
-    if (link.routing_id == id)
-      return &link;
-  return nullptr;
+WorkerLink* Cluster::linkFor(const zmq::message_t& routing_id) {
+  auto id = routing_id.to_string();
+  if (auto it = by_routing_id_.find(id); it != by_routing_id_.end())
+    return &links_[it->second];
+  // Only a dialling worker (reverse mode) comes with an id we did not give it.
+  if (dialled_)
+    return nullptr;
+  WorkerLink fresh;
+  fresh.routing_id = id;
+  fresh.name = fmt::format("dialled-in-{}", links_.size());
+  by_routing_id_.emplace(std::move(id), links_.size());
+  links_.push_back(std::move(fresh));
+  return &links_.back();
+}
+
+void Cluster::deliver(WorkerLink& link, const zmq::message_t& payload,
+                      const std::function<void(WorkerLink&, const wire::Envelope&)>& on_message) {
+  // The envelope delivered before this one is done with.
+  decode_arena_.Reset();
+  wire::Envelope* envelope = common::decodeEnvelope(payload.data(), payload.size(), decode_arena_);
+  if (!envelope) {
+    ++garbage_;
+    return;
+  }
+  if (envelope->has_busy()) {
+    on_message(link, *envelope);
+    return;
+  }
+  // Before Welcome a worker's messages carry run id 0; after, they must carry ours.
+  if (envelope->run_id() != 0 && envelope->run_id() != run_id_) {
+    ++link.wrong_run;
+    return;
+  }
+  if (!link.filter.accept(envelope->seq()))
+    return;
+  link.last_heard = clock_.now();
+  on_message(link, *envelope);
 }
 
 bool Cluster::poll(std::chrono::milliseconds timeout,
                    const std::function<void(WorkerLink&, const wire::Envelope&)>& on_message) {
-  std::vector<zmq::pollitem_t> items;
-  if (router_) {
-    items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
-  } else {
-    items.reserve(links_.size() + 2);
-    for (auto& link : links_)
-      items.push_back({link.socket.handle(), 0, ZMQ_POLLIN, 0});
-  }
-  // Security side channels come after the links, so that indexes above still match links.
-  const size_t side = items.size();
+  // One socket for every worker, whatever their number: what a poll costs no longer grows
+  // with the cluster.
+  std::array<zmq::pollitem_t, 3> items{};
+  size_t count = 0;
+  items[count++] = {router_->handle(), 0, ZMQ_POLLIN, 0};
   if (zap_)
-    items.push_back({zap_->handle(), 0, ZMQ_POLLIN, 0});
-  for (auto& link : links_)
-    if (link.monitor)
-      items.push_back({link.monitor->socket().handle(), 0, ZMQ_POLLIN, 0});
-  if (router_monitor_)
-    items.push_back({router_monitor_->socket().handle(), 0, ZMQ_POLLIN, 0});
+    items[count++] = {zap_->handle(), 0, ZMQ_POLLIN, 0};
+  if (monitor_)
+    items[count++] = {monitor_->socket().handle(), 0, ZMQ_POLLIN, 0};
   try {
-    if (zmq::poll(items, timeout) <= 0)
+    if (zmq::poll(items.data(), count, timeout) <= 0)
       return false;
   } catch (const zmq::error_t& e) {
     // A signal (Ctrl-C) interrupts the wait; the caller looks at its flag and comes back.
@@ -218,68 +265,25 @@ bool Cluster::poll(std::chrono::milliseconds timeout,
     throw;
   }
   bool side_events = false;
-  for (size_t i = side; i < items.size(); ++i)
+  for (size_t i = 1; i < count; ++i)
     side_events = side_events || (items[i].revents & ZMQ_POLLIN);
   if (side_events) {
     if (zap_)
       answerZap();
     takeHandshakeFailures();
   }
-
-  auto deliver = [&](WorkerLink& link, const zmq::message_t& payload) {
-    auto envelope = common::decodeEnvelope(payload.data(), payload.size());
-    if (!envelope) {
+  if (!(items[0].revents & ZMQ_POLLIN))
+    return false;
+  for (;;) {
+    frames_.clear();
+    if (!zmq::recv_multipart(*router_, std::back_inserter(frames_), zmq::recv_flags::dontwait))
+      break;
+    WorkerLink* link = frames_.size() == 2 ? linkFor(frames_[0]) : nullptr;
+    if (!link) {
       ++garbage_;
-      return;
-    }
-    if (envelope->has_busy()) {
-      on_message(link, *envelope);
-      return;
-    }
-    // Before Welcome a worker's messages carry run id 0; after, they must carry ours.
-    if (envelope->run_id() != 0 && envelope->run_id() != run_id_) {
-      ++link.wrong_run;
-      return;
-    }
-    if (!link.filter.accept(envelope->seq()))
-      return;
-    link.last_heard = clock_.now();
-    on_message(link, *envelope);
-  };
-
-  if (router_) {
-    if (!(items[0].revents & ZMQ_POLLIN))
-      return false;
-    for (;;) {
-      std::vector<zmq::message_t> frames;
-      if (!zmq::recv_multipart(*router_, std::back_inserter(frames), zmq::recv_flags::dontwait))
-        break;
-      if (frames.size() != 2) {
-        ++garbage_;
-        continue;
-      }
-      auto id = frames[0].to_string();
-      WorkerLink* link = findByRoutingId(id);
-      if (!link) {
-        WorkerLink fresh;
-        fresh.routing_id = id;
-        fresh.name = fmt::format("dialled-in-{}", links_.size());
-        links_.push_back(std::move(fresh));
-        link = &links_.back();
-      }
-      deliver(*link, frames[1]);
-    }
-    return true;
-  }
-  for (size_t i = 0; i < links_.size(); ++i) {
-    if (!(items[i].revents & ZMQ_POLLIN))
       continue;
-    for (;;) {
-      zmq::message_t payload;
-      if (!links_[i].socket.recv(payload, zmq::recv_flags::dontwait))
-        break;
-      deliver(links_[i], payload);
     }
+    deliver(*link, frames_[1], on_message);
   }
   return true;
 }
@@ -290,13 +294,9 @@ void Cluster::send(WorkerLink& link, wire::Envelope& envelope) {
   envelope.set_seq(++link.send_seq);
   auto payload = common::encodeEnvelope(envelope);
   try {
-    if (router_) {
-      router_->send(zmq::buffer(link.routing_id),
-                    zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      router_->send(zmq::buffer(payload), zmq::send_flags::dontwait);
-    } else {
-      link.socket.send(zmq::buffer(payload), zmq::send_flags::dontwait);
-    }
+    router_->send(zmq::buffer(link.routing_id),
+                  zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+    router_->send(zmq::buffer(payload), zmq::send_flags::dontwait);
   } catch (const zmq::error_t&) {
     // Unreachable or full: the heartbeat timeout decides what that worker's fate is.
   }
@@ -319,20 +319,30 @@ void Cluster::heartbeat(std::initializer_list<LinkState> states) {
 }
 
 void Cluster::dropMonitors() {
-  for (auto& link : links_)
-    link.monitor.reset();
+  if (dialled_)
+    monitor_.reset();
 }
 
 void Cluster::release() {
   wire::Envelope stop;
   stop.mutable_stop();
   broadcast(stop, {LinkState::Joined, LinkState::Ready, LinkState::Refused});
+  if (!dialled_ || !router_)
+    return;
   // A link that never joined has nothing worth delivering; lingering would keep it dialling
-  // after we are gone (and after our ZAP handler is gone), so drop it at once.
+  // after we are gone (and after our ZAP handler is gone), so drop it at once: a disconnect
+  // ends that connection with the linger set at the time, and the rest keep theirs.
+  router_->set(zmq::sockopt::linger, 0);
   for (auto& link : links_)
     if (link.state == LinkState::Connecting || link.state == LinkState::Busy ||
-        (link.state == LinkState::Lost && link.why == "unreachable"))
-      link.socket.set(zmq::sockopt::linger, 0);
+        (link.state == LinkState::Lost && link.why == "unreachable")) {
+      try {
+        router_->disconnect(link.endpoint);
+      } catch (const zmq::error_t&) {
+        // Already gone: nothing left to drop.
+      }
+    }
+  router_->set(zmq::sockopt::linger, 250);
 }
 
 uint64_t Cluster::droppedMessages() const {

@@ -1,8 +1,8 @@
-// The master's side of the control plane: the set of workers, their sockets, the handshake
-// (versions, clock offsets), and sending and receiving Envelopes. One DEALER per worker that
-// the master dials, or one ROUTER that dialling workers connect to (reverse mode); either
-// way a broadcast (Halt) is one small message per worker, sent before anything else queued.
-// Control thread only.
+// The master's side of the control plane: the set of workers, the socket, the handshake
+// (versions, clock offsets), and sending and receiving Envelopes. One ROUTER either way: it
+// connects to every worker the master dials (forward mode), or dialling workers connect to it
+// (reverse mode). A broadcast (Halt) is one small message per worker, sent before anything else
+// queued. Control thread only.
 #pragma once
 
 #include "common/clock.h"
@@ -12,15 +12,18 @@
 #include "master/hosts_file.h"
 #include "stampede.pb.h"
 
+#include <google/protobuf/arena.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace stampede::master {
@@ -30,13 +33,14 @@ const char* linkStateName(LinkState s);
 
 struct WorkerLink {
   WorkerAddress address;
-  std::string name;       // "host:port" as the operator wrote it
-  zmq::socket_t socket;   // forward mode: our DEALER to this worker
-  std::string routing_id; // reverse mode: the worker's id on our ROUTER
+  std::string name;     // "host:port" as the operator wrote it
+  std::string endpoint; // forward mode: what our ROUTER connected to
+  // The worker's id on our ROUTER: ours (ZMQ_CONNECT_ROUTING_ID) when we dial it, the one it
+  // came with when it dials us.
+  std::string routing_id;
   LinkState state = LinkState::Connecting;
-  std::string why;                                   // for Busy, Refused, Lost
-  std::unique_ptr<common::HandshakeMonitor> monitor; // with keys: why a handshake failed
-  std::string handshake_failure;
+  std::string why;               // for Busy, Refused, Lost
+  std::string handshake_failure; // forward mode: why the security handshake failed, if it did
 
   // Handshake.
   std::vector<common::ClockSample> samples;
@@ -76,7 +80,7 @@ public:
   Cluster(zmq::context_t& context, const common::Clock& clock, uint64_t run_id,
           ClusterSecurity security = {});
 
-  // Forward mode: dial every address (all at once, not one after another).
+  // Forward mode: dial every address from one ROUTER (all at once, not one after another).
   void dial(const std::vector<WorkerAddress>& addresses);
   // Reverse mode: bind a ROUTER; workers dial in and are admitted by the handshake.
   void listen(const std::string& endpoint);
@@ -97,17 +101,22 @@ public:
 
   // At most once a second: a Heartbeat to every worker in one of `states`.
   void heartbeat(std::initializer_list<LinkState> states);
-  // After the handshake: handshake monitors only add to every poll from here on.
+  // After the handshake (forward mode): the handshake monitor only adds to every poll from
+  // here on.
   void dropMonitors();
   // Frees every worker that joined but will not run (dry run, a failed start).
   void release();
 
-  std::vector<WorkerLink>& links() { return links_; }
+  // A deque: a worker dialling in late is added without moving the links already handed out.
+  std::deque<WorkerLink>& links() { return links_; }
   uint64_t runId() const { return run_id_; }
   uint64_t droppedMessages() const;
 
 private:
-  WorkerLink* findByRoutingId(const std::string& id);
+  void openRouter();
+  WorkerLink* linkFor(const zmq::message_t& routing_id); // nullptr: not one of ours
+  void deliver(WorkerLink& link, const zmq::message_t& payload,
+               const std::function<void(WorkerLink&, const wire::Envelope&)>& on_message);
   void sendProbe(WorkerLink& link);
   void answerZap();
   void takeHandshakeFailures();
@@ -115,14 +124,25 @@ private:
   zmq::context_t& context_;
   const common::Clock& clock_;
   uint64_t run_id_;
-  // Before the links: destroyed after them, so that no link ever outlives the ZAP handler.
+  // Before the ROUTER: destroyed after it, so that no connection ever outlives the ZAP handler.
   std::optional<zmq::socket_t> zap_; // ZAP handler when worker keys are restricted
-  std::vector<WorkerLink> links_;
-  std::optional<zmq::socket_t> router_; // reverse mode
-  std::unique_ptr<common::HandshakeMonitor> router_monitor_;
+  std::deque<WorkerLink> links_;
+  std::unordered_map<std::string, size_t> by_routing_id_; // into links_
+  std::unordered_map<std::string, size_t> by_endpoint_;   // forward mode: monitor events
+  std::optional<zmq::socket_t> router_;
+  bool dialled_ = false;
+  // After the ROUTER: stops watching it before it closes. Forward mode: every handshake; reverse
+  // mode, with keys: dialling workers refused.
+  std::unique_ptr<common::HandshakeMonitor> monitor_;
   ClusterSecurity security_;
   uint64_t garbage_ = 0;
   common::SteadyTime next_heartbeat_{};
+  std::vector<zmq::message_t> frames_; // reused by poll()
+  // What poll() decodes lives here until delivered. Reset, the arena keeps its first block: a
+  // Stats from each of a thousand workers a second costs no heap allocation.
+  static constexpr size_t kDecodeBlockBytes = 256 << 10; // a 20-step Stats takes ~150 KiB
+  std::unique_ptr<char[]> decode_block_;
+  google::protobuf::Arena decode_arena_;
 };
 
 } // namespace stampede::master

@@ -13,9 +13,10 @@
 # - 1 s), its peak RSS, the time from launch to the common start t0 (handshake + Prepare), and
 # report.json totals.requests against what the simulator says it sent (they must be equal).
 # If the master cannot start (exit 3 before the start), the point is retried and the table says
-# how: "Too many open files" (libzmq's 1023 sockets per context; the master uses 3 per worker,
-# so it stops at about 340) is retried with LD_PRELOAD=build/bin/zmq_max_sockets_shim.so, which
-# raises ZMQ_MAX_SOCKETS without changing the master; anything else (handshake timeouts) with
+# how: "Too many open files" (libzmq's 1023 sockets per context; a master with a DEALER per
+# worker used 3 per worker and stopped at about 340; today's dials every worker from one ROUTER)
+# is retried with LD_PRELOAD=build/bin/zmq_max_sockets_shim.so, which raises ZMQ_MAX_SOCKETS
+# without changing the master; anything else (handshake timeouts) with
 # --connect-timeout ${RETRY_CONNECT_TIMEOUT}. The first attempt's files stay as attempt1.*.
 #
 # Knobs: POINTS ("100 500 1000"), DURATION (20), RATE (300 samples per step per second per

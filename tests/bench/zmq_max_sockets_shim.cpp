@@ -1,9 +1,10 @@
 // LD_PRELOAD shim for tests/bench/master_scale.sh only: raises ZMQ_MAX_SOCKETS on every ZeroMQ
 // context the process creates (default 1023 in libzmq), from STAMPEDE_BENCH_ZMQ_MAX_SOCKETS
-// (default 8192). The master opens three ZeroMQ sockets per worker it dials (its DEALER, the
-// handshake monitor's PAIR and the PAIR libzmq creates for zmq_socket_monitor), so with the
-// default limit it cannot dial more than about 340 workers ("--workers: Too many open files").
-// The bench uses this only to measure the master's CPU past that limit; it is not a fix.
+// (default 8192). A master with a DEALER per worker opened three ZeroMQ sockets per worker it
+// dialled (its DEALER, the handshake monitor's PAIR and the PAIR libzmq creates for
+// zmq_socket_monitor), so with the default limit it could not dial more than about 340 workers
+// ("--workers: Too many open files"). Today's master dials every worker from one ROUTER; the
+// shim stays so that the bench can measure older builds past that limit. It is not a fix.
 #include <dlfcn.h>
 #include <zmq.h>
 
