@@ -304,8 +304,8 @@ int runScenario(const CliOptions& cli) {
   std::signal(SIGTERM, onInterrupt);
 
   zmq::context_t context;
-  // Up to three sockets per worker (link, handshake monitor, its peer): libzmq's default of
-  // 1,023 per context would stop a run at about 340 workers.
+  // The cluster needs a handful of sockets (one ROUTER, its monitor, the embedded worker's);
+  // the limit is raised so that no worker count can run into libzmq's default of 1,023.
   context.set(zmq::ctxopt::max_sockets, 65536);
   common::SteadyClock clock;
   std::optional<EmbeddedWorker> embedded;
