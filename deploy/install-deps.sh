@@ -13,8 +13,9 @@ build_packages=(
   libyaml-cpp-dev libfmt-dev nlohmann-json3-dev
   catch2
 )
-# Test and demo: the real nginx the tests and demo load, and python3 for report checks.
-test_packages=(nginx-light python3 procps iproute2)
+# Test and demo: the real nginx the tests and demo load, python3 for report checks, and the
+# openssl tool that makes tests/e2e/test_http2.py its certificate.
+test_packages=(nginx-light python3 procps iproute2 openssl)
 
 missing=()
 for p in "${build_packages[@]}" "${test_packages[@]}"; do
