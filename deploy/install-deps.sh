@@ -13,9 +13,10 @@ build_packages=(
   libyaml-cpp-dev libfmt-dev nlohmann-json3-dev
   catch2
 )
-# Test and demo: the real nginx the tests and demo load, python3 for report checks, and
-# python3-yaml with python3-jsonschema for the scenario schema test (tests/e2e/test_schema.py).
-test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2)
+# Test and demo: the real nginx the tests and demo load, python3 for report checks,
+# python3-yaml with python3-jsonschema for the scenario schema test (tests/e2e/test_schema.py),
+# and the openssl tool that makes tests/e2e/test_http2.py its certificate.
+test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl)
 
 missing=()
 for p in "${build_packages[@]}" "${test_packages[@]}"; do

@@ -5,14 +5,17 @@
 // The hot path is one coroutine frame and one asynchronous operation per request: the request
 // goes out with a direct non-blocking send (the socket buffer is empty on a keep-alive
 // connection), and only the response is awaited. The common response (HTTP/1.1, Content-Length,
-// all in one read) is parsed in one pass and left in place (parseSimpleResponse); anything else
+// all in one read) is parsed in one pass and left in place (Http1ResponseParser); anything else
 // goes to basic_parser. No timer is armed per request: one timer per client sweeps the
 // deadlines of the requests in flight (Sweeper).
+#include "worker/http1_parser.h"
 #include "worker/http_client.h"
 
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/zlib/inflate_stream.hpp>
+#include <boost/crc.hpp>
 
 #include <algorithm>
 #include <array>
@@ -32,223 +35,109 @@ using namespace std::string_view_literals;
 using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 using TlsStream = asio::ssl::stream<Socket>;
 
-constexpr size_t kMaxBodyBytes = 64 * 1024 * 1024;
+constexpr size_t kMaxBodyBytes = Http1ResponseParser::kDefaultBodyLimit; // also decoded
 constexpr size_t kMaxReadBytes = 64 * 1024; // per read, as http::async_read
-constexpr size_t kMaxHeadBytes = 8 * 1024;  // basic_parser's default header_limit
 constexpr std::string_view kUserAgent = "stampede/" STAMPEDE_VERSION;
 // Timeouts are enforced to within a tenth of the shortest one, at most this late.
 constexpr std::chrono::milliseconds kMaxSweepPeriod{100};
 constexpr std::chrono::milliseconds kMinSweepPeriod{1};
 
-// Parses one response into buffers owned by the session; emplaced fresh for every response
-// (construction is cheap and allocation-free). Header fields are not copied one by one: the
-// session keeps the raw header block and parses it again only when asked (a failed request).
-// Trailer fields (rare) are copied.
-class ResponseParser final : public http::basic_parser<false> {
+// Decodes gzip bodies (RFC 1952, members back to back) with Beast's port of zlib's inflate,
+// which is header-only (nothing more to link). The inflate state and the output buffer are kept
+// across responses: the steady state allocates nothing.
+class GzipDecoder {
 public:
-  ResponseParser(std::string& body, HeaderList& trailers) : body_(body), trailers_(trailers) {
-    body_.clear();
-    body_limit(kMaxBodyBytes);
-    eager(true); // as http::async_read: parse the body in the same put() as the header
-  }
-  int status() const { return status_; }
+  // Decodes `in` into `out`, a view valid until the next decode(). Returns nullptr, or why `in`
+  // is not a gzip body of at most `limit` decoded bytes.
+  const char* decode(std::string_view in, size_t limit, std::string_view& out);
 
 private:
-  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
-                       error_code&) override {}
-  void on_response_impl(int code, beast::string_view, int, error_code&) override { status_ = code; }
-  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
-                     error_code&) override {
-    if (is_header_done())
-      trailers_.emplace_back(std::string(name), std::string(value));
-  }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
-    if (length && *length <= kMaxBodyBytes)
-      body_.reserve(*length);
-  }
-  size_t on_body_impl(beast::string_view data, error_code&) override {
-    body_.append(data.data(), data.size());
-    return data.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  size_t on_chunk_body_impl(std::uint64_t, beast::string_view data, error_code&) override {
-    body_.append(data.data(), data.size());
-    return data.size();
-  }
-  void on_finish_impl(error_code&) override {}
-
-  std::string& body_;
-  HeaderList& trailers_;
-  int status_ = 0;
+  beast::zlib::inflate_stream inflate_;
+  std::string buffer_; // all of it usable: grown, never shrunk nor cleared (no refill per use)
 };
 
-// A response that parseSimpleResponse took whole.
-struct SimpleResponse {
-  int status = 0;
-  bool keep_alive = false;
-  size_t head_bytes = 0; // status line and header fields, up to and with the blank line
-  size_t body_bytes = 0; // right after the head
-};
-
-constexpr size_t kMaxSimpleHeadBytes = 4096;
-
-// Character classes for parseSimpleResponse: a token character (RFC 7230 tchar, as
-// basic_parser's table) and a plain one (in a reason phrase or field value: printable ASCII or
-// HTAB; basic_parser also takes obs-text, which we leave to it).
-constexpr uint8_t kToken = 1;
-constexpr uint8_t kPlain = 2;
-constexpr std::array<uint8_t, 256> kCharClass = [] {
-  std::array<uint8_t, 256> table{};
-  for (int c = ' '; c <= '~'; ++c)
-    table[c] = kPlain;
-  table['\t'] = kPlain;
-  for (int c = '0'; c <= '9'; ++c)
-    table[c] |= kToken;
-  for (int c = 'a'; c <= 'z'; ++c)
-    table[c] |= kToken;
-  for (int c = 'A'; c <= 'Z'; ++c)
-    table[c] |= kToken;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~"))
-    table[static_cast<unsigned char>(c)] |= kToken;
-  return table;
-}();
-
-bool is(uint8_t char_class, char c) {
-  return (kCharClass[static_cast<unsigned char>(c)] & char_class) != 0;
+uint32_t littleEndian32(const char* p) {
+  auto b = [p](int i) { return uint32_t(static_cast<uint8_t>(p[i])); };
+  return b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24;
 }
 
-// Case-insensitive, for token or plain characters against lower-case letters and '-' only.
-bool equalsLower(std::string_view s, std::string_view lower) {
-  if (s.size() != lower.size())
-    return false;
-  for (size_t i = 0; i < s.size(); ++i)
-    if ((s[i] | 0x20) != lower[i])
-      return false;
-  return true;
-}
-
-// The common response in one pass, several times cheaper than basic_parser: HTTP/1.1, a status
-// of 200-599 but 204 and 304, one plain Content-Length, Connection absent or exactly
-// keep-alive or close, no Transfer-Encoding, Upgrade or Proxy-Connection, no folded lines,
-// printable ASCII only, head and body all in `data`. Anything else is std::nullopt, and then
-// basic_parser parses the response from its first byte (nothing is consumed here): every
-// response this takes, basic_parser would have taken with the same results.
-std::optional<SimpleResponse> parseSimpleResponse(std::string_view data) {
-  constexpr std::string_view kVersion = "HTTP/1.1 ";
-  const char* p = data.data();
-  const char* const end = p + std::min(data.size(), kMaxSimpleHeadBytes);
-  auto digit = [](char c) { return c >= '0' && c <= '9'; };
-  if (end - p < 15 || std::string_view(p, kVersion.size()) != kVersion)
-    return std::nullopt;
-  p += kVersion.size();
-  if (p[0] < '2' || p[0] > '5' || !digit(p[1]) || !digit(p[2]) || p[3] != ' ')
-    return std::nullopt;
-  SimpleResponse r;
-  r.status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-  if (r.status == 204 || r.status == 304)
-    return std::nullopt;
-  p += 4;
-  while (p < end && is(kPlain, *p)) // the reason phrase
-    ++p;
-  if (end - p < 2 || p[0] != '\r' || p[1] != '\n')
-    return std::nullopt;
-  p += 2;
-  bool close = false;
-  std::optional<uint64_t> length;
-  for (;;) {
-    if (end - p < 2)
-      return std::nullopt;
-    if (p[0] == '\r') {
-      if (p[1] != '\n')
-        return std::nullopt;
+const char* GzipDecoder::decode(std::string_view in, size_t limit, std::string_view& out) {
+  constexpr size_t kMaxRatio = 1032; // deflate's best: a bound for the size the trailer claims
+  auto byte = [&in](size_t i) { return static_cast<uint8_t>(in[i]); };
+  size_t pos = 0;
+  size_t produced = 0;
+  if (in.size() >= 4) {
+    // The last member's decoded size, from its trailer: right for the usual single member.
+    // One byte more lets inflate see the end of the stream without growing the buffer.
+    size_t hint = std::min<size_t>(
+        {size_t{littleEndian32(in.data() + in.size() - 4)} + 1, in.size() * kMaxRatio, limit + 1});
+    if (buffer_.size() < hint)
+      buffer_.resize(hint);
+  }
+  do {
+    // The member's header (RFC 1952, 2.3): magic, method 8 (deflate), flags, 6 bytes we skip.
+    if (in.size() - pos < 10 || byte(pos) != 0x1f || byte(pos + 1) != 0x8b || byte(pos + 2) != 8)
+      return "not gzip data";
+    const uint8_t flags = byte(pos + 3);
+    if (flags & 0xe0)
+      return "reserved gzip flags set";
+    size_t p = pos + 10;
+    if (flags & 0x04) { // FEXTRA: a length, then that much
+      if (in.size() - p < 2)
+        return "truncated gzip header";
+      p += 2 + (byte(p) | size_t(byte(p + 1)) << 8);
+    }
+    for (uint8_t zero_terminated : {uint8_t{0x08}, uint8_t{0x10}}) { // FNAME, FCOMMENT
+      if ((flags & zero_terminated) && p < in.size()) {
+        size_t zero = in.find('\0', p);
+        p = zero == std::string_view::npos ? in.size() + 1 : zero + 1;
+      }
+    }
+    if (flags & 0x02) // FHCRC
       p += 2;
-      break;
-    }
-    const char* name_begin = p;
-    while (p < end && is(kToken, *p))
-      ++p;
-    if (p == name_begin || p == end || *p != ':')
-      return std::nullopt;
-    const std::string_view name(name_begin, p - name_begin);
-    ++p;
-    while (p < end && (*p == ' ' || *p == '\t'))
-      ++p;
-    const char* value_begin = p;
-    while (p < end && is(kPlain, *p))
-      ++p;
-    // CRLF, then not a folded continuation line.
-    if (end - p < 3 || p[0] != '\r' || p[1] != '\n' || p[2] == ' ' || p[2] == '\t')
-      return std::nullopt;
-    const char* value_end = p;
-    while (value_end > value_begin && (value_end[-1] == ' ' || value_end[-1] == '\t'))
-      --value_end;
-    p += 2;
-    const std::string_view value(value_begin, value_end - value_begin);
-    // The fields basic_parser acts on, told apart by length first: most fields are none.
-    switch (name.size()) {
-    case 14:
-      if (equalsLower(name, "content-length")) {
-        if (length || value.empty() || value.size() > 18)
-          return std::nullopt;
-        uint64_t n = 0;
-        for (char c : value) {
-          if (!digit(c))
-            return std::nullopt;
-          n = n * 10 + uint64_t(c - '0');
-        }
-        length = n;
+    if (p > in.size())
+      return "truncated gzip header";
+
+    const size_t member_begin = produced;
+    inflate_.reset();
+    beast::zlib::z_params zs;
+    zs.next_in = in.data() + p;
+    zs.avail_in = in.size() - p;
+    for (;;) {
+      if (produced == buffer_.size()) {
+        if (buffer_.size() > limit)
+          return "decoded body over the size limit";
+        buffer_.resize(std::min(std::max<size_t>(buffer_.size() * 2, 16 * 1024), limit + 1));
       }
-      break;
-    case 10:
-      if (equalsLower(name, "connection")) {
-        if (equalsLower(value, "close"))
-          close = true;
-        else if (!equalsLower(value, "keep-alive"))
-          return std::nullopt;
-      }
-      break;
-    case 7:
-    case 16:
-    case 17:
-      if (equalsLower(name, "upgrade") || equalsLower(name, "proxy-connection") ||
-          equalsLower(name, "transfer-encoding"))
-        return std::nullopt;
-      break;
+      zs.next_out = buffer_.data() + produced;
+      zs.avail_out = buffer_.size() - produced;
+      error_code ec;
+      inflate_.write(zs, beast::zlib::Flush::none, ec);
+      produced = buffer_.size() - zs.avail_out;
+      if (ec == beast::zlib::error::end_of_stream)
+        break;
+      if (ec == beast::zlib::error::need_buffers && zs.avail_out != 0)
+        return "truncated gzip data";
+      if (ec && ec != beast::zlib::error::need_buffers)
+        return "corrupt gzip data";
     }
-  }
-  r.head_bytes = size_t(p - data.data());
-  if (!length || *length > kMaxBodyBytes || data.size() - r.head_bytes < *length)
-    return std::nullopt;
-  r.body_bytes = size_t(*length);
-  r.keep_alive = !close;
-  return r;
+    if (produced > limit)
+      return "decoded body over the size limit";
+    p = in.size() - zs.avail_in;
+    // The trailer: CRC-32 and length (mod 2^32) of what this member decodes to.
+    if (in.size() - p < 8)
+      return "truncated gzip trailer";
+    boost::crc_32_type crc;
+    crc.process_bytes(buffer_.data() + member_begin, produced - member_begin);
+    if (crc.checksum() != littleEndian32(in.data() + p) ||
+        uint32_t(produced - member_begin) != littleEndian32(in.data() + p + 4))
+      return "gzip checksum mismatch";
+    pos = p + 8;
+    // Another member may follow; anything else is trailing garbage, ignored (as gzip does).
+  } while (in.size() - pos >= 2 && byte(pos) == 0x1f && byte(pos + 1) == 0x8b);
+  out = std::string_view(buffer_.data(), produced);
+  return nullptr;
 }
-
-// Collects the header fields of a kept raw header block (cold path).
-class HeaderCollector final : public http::basic_parser<false> {
-public:
-  explicit HeaderCollector(HeaderList& out) : out_(out) { skip(true); }
-
-private:
-  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
-                       error_code&) override {}
-  void on_response_impl(int, beast::string_view, int, error_code&) override {}
-  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
-                     error_code&) override {
-    out_.emplace_back(std::string(name), std::string(value));
-  }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
-  size_t on_body_impl(beast::string_view data, error_code&) override { return data.size(); }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  size_t on_chunk_body_impl(std::uint64_t, beast::string_view data, error_code&) override {
-    return data.size();
-  }
-  void on_finish_impl(error_code&) override {}
-
-  HeaderList& out_;
-};
 
 TransportError classify(const error_code& ec, bool connecting) {
   if (ec == beast::error::timeout)
@@ -274,6 +163,54 @@ TransportError classify(const error_code& ec, bool connecting) {
 // Endpoint::tls() without a strlen per call.
 bool isTls(const common::Endpoint& e) {
   return std::string_view(e.scheme) == "https";
+}
+
+// The client's TLS settings (http.tls), shared by its sessions.
+struct TlsConfig {
+  explicit TlsConfig(const common::TlsSpec& spec);
+  asio::ssl::context context{asio::ssl::context::tls_client};
+  bool verify = true;
+  std::string error; // why the settings are unusable (a bad PEM): every TLS connection fails so
+};
+
+TlsConfig::TlsConfig(const common::TlsSpec& spec) : verify(spec.verify) {
+  // Outside a connection the errors are configuration ones: say which setting.
+  const char* what = "tls";
+  try {
+    if (!spec.verify) {
+      context.set_verify_mode(asio::ssl::verify_none);
+    } else {
+      context.set_verify_mode(asio::ssl::verify_peer);
+      // As curl's CURLOPT_CAINFO_BLOB: the given authorities replace the system's.
+      what = "tls.ca";
+      if (spec.ca_pem.empty())
+        context.set_default_verify_paths();
+      else
+        context.add_certificate_authority(asio::buffer(spec.ca_pem));
+    }
+    if (!spec.cert_pem.empty()) {
+      what = "tls.cert";
+      context.use_certificate_chain(asio::buffer(spec.cert_pem));
+      what = "tls.key";
+      const std::string& key = spec.key_pem.empty() ? spec.cert_pem : spec.key_pem;
+      context.use_private_key(asio::buffer(key), asio::ssl::context::pem);
+    }
+  } catch (const std::exception& e) {
+    error = std::string(what) + ": " + e.what();
+  }
+}
+
+// A TLS error in one line, with the reason the peer's certificate was refused if it was.
+std::string tlsDetail(const error_code& ec, TlsStream* stream) {
+  std::string detail = ec.message();
+  if (stream) {
+    long verify = SSL_get_verify_result(stream->native_handle());
+    if (verify != X509_V_OK) {
+      detail += ": ";
+      detail += X509_verify_cert_error_string(verify);
+    }
+  }
+  return detail;
 }
 
 class BeastSession;
@@ -346,9 +283,9 @@ private:
 
 class BeastSession final : public HttpSession {
 public:
-  BeastSession(asio::io_context& io, asio::ssl::context& ssl, const common::HttpSpec& spec,
+  BeastSession(asio::io_context& io, TlsConfig& tls, const common::HttpSpec& spec,
                std::shared_ptr<Sweeper> sweeper)
-      : spec_(spec), sweeper_(std::move(sweeper)), io_(io), ssl_(ssl) {
+      : spec_(spec), sweeper_(std::move(sweeper)), io_(io), tls_config_(tls) {
     slot_ = sweeper_->add(this);
   }
   ~BeastSession() override {
@@ -358,8 +295,10 @@ public:
   }
 
   asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override;
-  HeaderList lastResponseHeaders() const override;
-  std::optional<std::string_view> header(std::string_view) const override { return std::nullopt; }
+  HeaderList lastResponseHeaders() const override { return parser_.fields(); }
+  std::optional<std::string_view> header(std::string_view name) const override {
+    return parser_.header(name);
+  }
   void cancel() noexcept override;
 
   // Called by the sweeper when the deadline passed: closes the connection of the request.
@@ -387,8 +326,6 @@ private:
   void closeConnection() noexcept;
   asio::awaitable<error_code> connect(const common::Endpoint& endpoint, bool& connect_phase);
   void serialise(const HttpRequest& request);
-  // Keeps the header bytes of `used` bytes the parser just consumed from `data`.
-  void keepHead(const char* data, size_t used);
   // Sends what of out_ the socket takes without waiting (usually all of it) and returns how
   // much; "would block" is not an error.
   size_t trySend(error_code& ec);
@@ -407,18 +344,15 @@ private:
   std::string host_;
   std::string out_;
   beast::flat_buffer buffer_;
-  // A response parseSimpleResponse took stays in buffer_ until the next one is read: its body
+  // A response the parser took in place stays in buffer_ until the next one is read: its body
   // and head are views of it, not copies. So does what closeConnection drops.
   size_t consumed_ = 0;
-  std::string_view simple_head_;
+  Http1ResponseParser parser_{kMaxBodyBytes};
 
-  std::optional<ResponseParser> parser_;
-  std::string body_;     // basic_parser's responses
-  std::string raw_head_; // basic_parser's responses: status line and header fields, as received
-  HeaderList trailers_;  // basic_parser's responses
+  std::unique_ptr<GzipDecoder> gzip_;     // after the first gzip response
   std::unique_ptr<TlsStream> tls_stream_; // TLS connections only
   asio::io_context& io_;
-  asio::ssl::context& ssl_;
+  TlsConfig& tls_config_;
 };
 
 void Sweeper::remove(size_t slot) {
@@ -465,8 +399,9 @@ asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoi
   error_code ec;
   tcp::resolver::results_type results;
   auto address = asio::ip::make_address(endpoint.host, ec);
+  const bool address_given = !ec;
   tcp::endpoint direct;
-  if (!ec) {
+  if (address_given) {
     direct = tcp::endpoint(address, endpoint.port);
   } else {
     tcp::resolver resolver(io_);
@@ -478,10 +413,15 @@ asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoi
       co_return asio::error::operation_aborted;
   }
   if (endpoint.tls()) {
-    tls_stream_ = std::make_unique<TlsStream>(io_.get_executor(), ssl_);
-    if (!SSL_set_tlsext_host_name(tls_stream_->native_handle(), endpoint.host.c_str()))
+    if (!tls_config_.error.empty())
+      co_return asio::ssl::error::unspecified_system_error; // perform() says why
+    tls_stream_ = std::make_unique<TlsStream>(io_.get_executor(), tls_config_.context);
+    // SNI names a host, never an address (RFC 6066, 3).
+    if (!address_given &&
+        !SSL_set_tlsext_host_name(tls_stream_->native_handle(), endpoint.host.c_str()))
       co_return error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
-    tls_stream_->set_verify_callback(asio::ssl::host_name_verification(endpoint.host));
+    if (tls_config_.verify)
+      tls_stream_->set_verify_callback(asio::ssl::host_name_verification(endpoint.host));
   } else {
     tcp_.emplace(io_.get_executor());
   }
@@ -529,13 +469,15 @@ bool isHeader(std::string_view name, std::string_view wanted) {
 
 void BeastSession::serialise(const HttpRequest& request) {
   const auto& endpoint = *request.endpoint;
-  // The scenario's own Host or User-Agent replaces ours: never send one twice.
+  // The scenario's own Host, User-Agent or Accept-Encoding replaces ours: never send one twice.
   bool own_host = false;
   bool own_agent = false;
+  bool own_encoding = false;
   if (request.headers) {
     for (const auto& header : *request.headers) {
       own_host = own_host || isHeader(header.first, "host");
       own_agent = own_agent || isHeader(header.first, "user-agent");
+      own_encoding = own_encoding || isHeader(header.first, "accept-encoding");
     }
   }
   out_.clear();
@@ -564,6 +506,8 @@ void BeastSession::serialise(const HttpRequest& request) {
     out_.append(kUserAgent);
     out_.append("\r\n"sv);
   }
+  if (!own_encoding)
+    out_.append("Accept-Encoding: gzip\r\n"sv);
   if (request.headers) {
     for (const auto& [name, value] : *request.headers) {
       out_.append(name);
@@ -606,8 +550,12 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   out.body = {};
   out.bytes_in = 0;
   out.bytes_out = 0;
+  out.http_version = 11;
   out.detail.clear();
   serialise(request);
+  // Also forgets the last response (header()) should this request fail before its own. A retry
+  // below starts from here too: it happens only when no byte of a response arrived.
+  parser_.start(request.method == "HEAD");
   in_flight_ = true;
   cancelled_ = false;
   timed_out_ = false;
@@ -615,9 +563,6 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
 
   error_code ec;
   bool connect_phase = false;
-  int status = 0;
-  bool keep_alive = false;
-  std::string_view body;
   for (int attempt = 0;; ++attempt) {
     const bool reused = sameEndpoint(*request.endpoint);
     bool got_bytes = false;
@@ -640,47 +585,19 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
     }
     if (!ec) {
       // Receive, as http::async_read does: bytes_in counts what the parser consumed.
-      const bool head = request.method == "HEAD";
-      bool first_look = true;
-      bool simple = false;
       buffer_.consume(consumed_);
       consumed_ = 0;
-      simple_head_ = {};
-      raw_head_.clear();
-      trailers_.clear();
-      parser_.reset();
-      size_t parsed = 0;
       for (;;) {
-        if (buffer_.size() != 0 && first_look) {
-          first_look = false;
+        if (buffer_.size() != 0) {
           const std::string_view data(static_cast<const char*>(buffer_.data().data()),
                                       buffer_.size());
-          if (auto r = head ? std::nullopt : parseSimpleResponse(data)) {
-            simple_head_ = data.substr(0, r->head_bytes);
-            body = data.substr(r->head_bytes, r->body_bytes);
-            status = r->status;
-            keep_alive = r->keep_alive;
-            parsed = r->head_bytes + r->body_bytes;
-            consumed_ = parsed;
-            simple = true;
+          const size_t used = parser_.feed(data, ec);
+          out.bytes_in += used;
+          if (ec || parser_.done()) {
+            consumed_ = used; // the response may be views of buffer_: see consumed_
             break;
           }
-          parser_.emplace(body_, trailers_);
-          if (head)
-            parser_->skip(true);
-        }
-        if (buffer_.size() != 0) {
-          const bool in_header = !parser_->is_header_done();
-          const auto data = buffer_.data();
-          size_t used = parser_->put(data, ec);
-          if (in_header)
-            keepHead(static_cast<const char*>(data.data()), used);
-          parsed += used;
           buffer_.consume(used);
-          if (ec == http::error::need_more)
-            ec = {};
-          else if (ec || parser_->is_done())
-            break;
         }
         auto space = buffer_.prepare(beast::read_size(buffer_, kMaxReadBytes));
         size_t n = 0;
@@ -691,24 +608,13 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
           n = co_await tcp_->async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
         buffer_.commit(n);
         if (ec == asio::error::eof) {
-          if (parser_ && parser_->got_some()) {
-            ec = {};
-            parser_->put_eof(ec); // a body that ends with the connection
-          } else {
-            ec = http::error::end_of_stream;
-          }
+          parser_.feedEof(ec);
           break;
         }
         if (ec)
           break;
       }
-      out.bytes_in += parsed;
-      got_bytes = parsed > 0 || (parser_ && parser_->got_some());
-      if (!ec && !simple) {
-        status = parser_->status();
-        keep_alive = parser_->keep_alive();
-        body = body_;
-      }
+      got_bytes = parser_.gotSome();
     }
     if (ec && timed_out_)
       ec = beast::error::timeout;
@@ -731,55 +637,45 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   }
   if (ec) {
     out.error = classify(ec, connect_phase);
-    out.detail = ec.message();
+    if (out.error != TransportError::Tls)
+      out.detail = ec.message();
+    else if (isTls(*request.endpoint) && !tls_config_.error.empty())
+      out.detail = tls_config_.error;
+    else
+      out.detail = tlsDetail(ec, tls_stream_.get());
     closeConnection();
     co_return;
   }
-  out.status = status;
-  out.body = body;
-  // A deadline that passed as the response completed closed the socket: do not reuse it.
-  if (!keep_alive || !spec_.keep_alive || timed_out_)
-    closeConnection();
-}
-
-void BeastSession::keepHead(const char* data, size_t used) {
-  // The parser may take the header over several reads; when it is done, the data consumed
-  // last may run on into the body: cut at the blank line, the first one by definition.
-  const size_t search_from = raw_head_.size() >= 3 ? raw_head_.size() - 3 : 0;
-  raw_head_.append(data, std::min(used, kMaxHeadBytes));
-  if (parser_->is_header_done()) {
-    auto end = raw_head_.find("\r\n\r\n", search_from);
-    if (end != std::string::npos)
-      raw_head_.resize(end + 4);
+  out.status = parser_.status();
+  out.body = parser_.body();
+  if (parser_.gzip() && !out.body.empty()) {
+    if (!gzip_)
+      gzip_ = std::make_unique<GzipDecoder>();
+    if (const char* error = gzip_->decode(parser_.body(), kMaxBodyBytes, out.body)) {
+      out.error = TransportError::Protocol;
+      out.status = 0;
+      out.body = {};
+      out.detail = std::string("gzip body: ") + error;
+    }
   }
-}
-
-HeaderList BeastSession::lastResponseHeaders() const {
-  HeaderList headers;
-  HeaderCollector collector(headers);
-  error_code ignored;
-  std::string_view head = simple_head_.empty() ? std::string_view(raw_head_) : simple_head_;
-  collector.put(asio::buffer(head.data(), head.size()), ignored);
-  headers.insert(headers.end(), trailers_.begin(), trailers_.end());
-  return headers;
+  // A deadline that passed as the response completed closed the socket: do not reuse it.
+  if (!parser_.keepAlive() || !spec_.keep_alive || timed_out_)
+    closeConnection();
 }
 
 class BeastClient final : public HttpClient {
 public:
   BeastClient(asio::io_context& io, const common::HttpSpec& spec)
-      : io_(io), spec_(spec), ssl_(asio::ssl::context::tls_client),
-        sweeper_(std::make_shared<Sweeper>(io, spec.timeout)) {
-    ssl_.set_default_verify_paths();
-    ssl_.set_verify_mode(asio::ssl::verify_peer);
-  }
+      : io_(io), spec_(spec), tls_(spec.tls),
+        sweeper_(std::make_shared<Sweeper>(io, spec.timeout)) {}
   std::unique_ptr<HttpSession> newSession() override {
-    return std::make_unique<BeastSession>(io_, ssl_, spec_, sweeper_);
+    return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_);
   }
 
 private:
   asio::io_context& io_;
   const common::HttpSpec& spec_;
-  asio::ssl::context ssl_;
+  TlsConfig tls_;
   std::shared_ptr<Sweeper> sweeper_;
 };
 

@@ -1,7 +1,9 @@
 // HTTP on libcurl's multi_socket API, driven by the load thread's io_context: asio owns the
-// sockets and the timers, curl owns the protocol (HTTP/1.1, HTTP/2 over TLS). Easy handles are
-// sharded over multi handles of at most kShardSize because curl's connection-reuse scan is
-// linear in the size of a multi handle (one multi with 8,000 handles fell to 7k req/s).
+// sockets and the timers, curl owns the protocol (HTTP/1.1; HTTP/2 over TLS via ALPN, or h2c with
+// prior knowledge), TLS and gzip decoding. Easy handles are sharded over multi handles of at most
+// kShardSize because curl's connection-reuse scan is linear in the size of a multi handle (one
+// multi with 8,000 handles fell to 7k req/s).
+#include "worker/http1_parser.h"
 #include "worker/http_client.h"
 
 #include <curl/curl.h>
@@ -39,6 +41,14 @@ using Waiter = asio::async_result<asio::use_awaitable_t<>, void()>::handler_type
 void globalInit() {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+// libcurl before 8.0.0 (Debian 12 has 7.88.1) fails every request that reuses an h2c connection
+// it opened with prior knowledge: "Error in the HTTP2 framing layer" (curl issue #10634). There
+// each h2c request gets a connection of its own; h2 over TLS is not affected.
+bool h2cReuseBroken() {
+  static const bool broken = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+  return broken;
 }
 
 TransportError classify(CURLcode rc, long os_errno) {
@@ -190,7 +200,9 @@ public:
 
   asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override;
   HeaderList lastResponseHeaders() const override;
-  std::optional<std::string_view> header(std::string_view) const override { return std::nullopt; }
+  std::optional<std::string_view> header(std::string_view name) const override {
+    return findHeader(raw_headers_, name);
+  }
   void cancel() noexcept override;
 
   // The transfer finished (the easy handle is already out of the multi).
@@ -220,6 +232,8 @@ private:
   std::string url_;
   std::string last_url_;
   std::string custom_method_; // what CURLOPT_CUSTOMREQUEST holds; empty: unset
+  long http_version_ = -1;    // what CURLOPT_HTTP_VERSION holds
+  bool forbid_reuse_ = false; // what CURLOPT_FORBID_REUSE holds
   // Header lines back to back, NUL-terminated, and curl_slist nodes pointing into them: curl
   // only reads the list, and building it this way allocates nothing once capacity is there.
   std::string header_text_;
@@ -229,7 +243,6 @@ private:
   std::string body_;
   std::string raw_headers_; // the last response's header block, parsed on demand
   uint64_t header_bytes_ = 0;
-  uint64_t body_bytes_ = 0;
   char error_[CURL_ERROR_SIZE] = {};
 };
 
@@ -246,6 +259,9 @@ Shard::Shard(CurlClient& client, asio::io_context& io)
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
   // Every session keeps its connection between requests.
   curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(kShardSize));
+  // A virtual user has a connection of its own over HTTP/2 too, as over HTTP/1.1: curl would
+  // otherwise multiplex the shard's sessions onto one connection.
+  curl_multi_setopt(multi_, CURLMOPT_PIPELINING, static_cast<long>(CURLPIPE_NOTHING));
 }
 
 Shard::~Shard() {
@@ -535,9 +551,38 @@ CurlSession::CurlSession(Shard& shard) : shard_(&shard) {
   curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L); // -21 % without: curl blocks SIGPIPE per call
   curl_easy_setopt(easy_, CURLOPT_BUFFERSIZE, kBufferSize);
   curl_easy_setopt(easy_, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt(easy_, CURLOPT_FORBID_REUSE, spec.keep_alive ? 0L : 1L);
+  forbid_reuse_ = !spec.keep_alive;
+  curl_easy_setopt(easy_, CURLOPT_FORBID_REUSE, forbid_reuse_ ? 1L : 0L);
   // Send the target as the scenario wrote it, as the Beast engine does.
   curl_easy_setopt(easy_, CURLOPT_PATH_AS_IS, 1L);
+  // Redirects are the engine's (http.follow_redirects), which judges and times every hop.
+  curl_easy_setopt(easy_, CURLOPT_FOLLOWLOCATION, 0L);
+  // Sends "Accept-Encoding: gzip" (unless the request has its own) and decodes the body.
+  curl_easy_setopt(easy_, CURLOPT_ACCEPT_ENCODING, "gzip");
+  if (spec.version == common::HttpSpec::Version::Http1) {
+    // curl's default for https is HTTP/2 where the server offers it.
+    http_version_ = CURL_HTTP_VERSION_1_1;
+    curl_easy_setopt(easy_, CURLOPT_HTTP_VERSION, http_version_);
+  }
+  // TLS (http.tls). The PEM blobs are not copied: the spec outlives the client and its handles.
+  const auto& tls = spec.tls;
+  curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYPEER, tls.verify ? 1L : 0L);
+  curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYHOST, tls.verify ? 2L : 0L);
+  auto blob = [](const std::string& pem) {
+    return curl_blob{const_cast<char*>(pem.data()), pem.size(), CURL_BLOB_NOCOPY};
+  };
+  if (!tls.ca_pem.empty()) {
+    curl_blob ca = blob(tls.ca_pem); // replaces the system's authorities, as in the Beast engine
+    curl_easy_setopt(easy_, CURLOPT_CAINFO_BLOB, &ca);
+  }
+  if (!tls.cert_pem.empty()) {
+    curl_blob cert = blob(tls.cert_pem);
+    curl_blob key = blob(tls.key_pem.empty() ? tls.cert_pem : tls.key_pem);
+    curl_easy_setopt(easy_, CURLOPT_SSLCERT_BLOB, &cert);
+    curl_easy_setopt(easy_, CURLOPT_SSLCERTTYPE, "PEM");
+    curl_easy_setopt(easy_, CURLOPT_SSLKEY_BLOB, &key);
+    curl_easy_setopt(easy_, CURLOPT_SSLKEYTYPE, "PEM");
+  }
   curl_easy_setopt(easy_, CURLOPT_OPENSOCKETFUNCTION, &CurlClient::onOpenSocket);
   curl_easy_setopt(easy_, CURLOPT_OPENSOCKETDATA, &shard);
   curl_easy_setopt(easy_, CURLOPT_CLOSESOCKETFUNCTION, &CurlClient::onCloseSocket);
@@ -657,7 +702,9 @@ void CurlSession::buildHeaders(const HttpRequest& request) {
     add("Accept");
   if (!has_content_type && sendsBody(request))
     add("Content-Type");
-  if (!shard_->client().spec().keep_alive)
+  // HTTP/2 has no Connection field: there FORBID_REUSE alone opens a connection per request.
+  const auto& spec = shard_->client().spec();
+  if (!spec.keep_alive && spec.version == common::HttpSpec::Version::Http1)
     add("Connection", "close");
 
   header_nodes_.resize(header_offsets_.size());
@@ -700,6 +747,22 @@ bool CurlSession::prepare(const HttpRequest& request) {
     last_url_ = url_;
   }
 
+  const auto& spec = shard_->client().spec();
+  if (spec.version == common::HttpSpec::Version::Http2) {
+    // h2 where TLS's ALPN offers it; without TLS, h2c with prior knowledge (no Upgrade dance).
+    const bool tls = endpoint.tls();
+    long version = tls ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+    if (version != http_version_) {
+      http_version_ = version;
+      curl_easy_setopt(easy_, CURLOPT_HTTP_VERSION, http_version_);
+    }
+    const bool forbid_reuse = !spec.keep_alive || (!tls && h2cReuseBroken());
+    if (forbid_reuse != forbid_reuse_) {
+      forbid_reuse_ = forbid_reuse;
+      curl_easy_setopt(easy_, CURLOPT_FORBID_REUSE, forbid_reuse_ ? 1L : 0L);
+    }
+  }
+
   const auto method = request.method;
   const bool has_body = sendsBody(request);
   std::string_view custom; // CUSTOMREQUEST: empty when curl's own method word is right
@@ -737,6 +800,7 @@ asio::awaitable<void> CurlSession::perform(const HttpRequest& request, HttpRespo
   out.body = {};
   out.bytes_in = 0;
   out.bytes_out = 0;
+  out.http_version = 11;
   out.detail.clear();
   if (!shard_) {
     out.error = TransportError::Cancelled;
@@ -750,7 +814,6 @@ asio::awaitable<void> CurlSession::perform(const HttpRequest& request, HttpRespo
   body_.clear();
   raw_headers_.clear();
   header_bytes_ = 0;
-  body_bytes_ = 0;
   error_[0] = '\0';
   result_ = CURLE_OK;
   cancelled_ = false;
@@ -780,7 +843,11 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
     out.error = TransportError::Cancelled;
     return;
   }
-  out.bytes_in = header_bytes_ + body_bytes_;
+  // SIZE_DOWNLOAD counts the body as it came, before curl decodes gzip (but after it takes the
+  // chunked framing off); the write callback sees it decoded.
+  curl_off_t downloaded = 0;
+  curl_easy_getinfo(easy_, CURLINFO_SIZE_DOWNLOAD_T, &downloaded);
+  out.bytes_in = header_bytes_ + static_cast<uint64_t>(downloaded);
   // CURLINFO_REQUEST_SIZE counts the first send() of the request, which carries the body too
   // when curl appended it to the head; SIZE_UPLOAD counts every body byte.
   long request_size = 0;
@@ -807,6 +874,9 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
   curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &status);
   out.status = static_cast<int>(status);
   out.body = body_;
+  long version = 0;
+  curl_easy_getinfo(easy_, CURLINFO_HTTP_VERSION, &version);
+  out.http_version = version == CURL_HTTP_VERSION_2_0 ? 20 : 11;
 }
 
 HeaderList CurlSession::lastResponseHeaders() const {
@@ -844,7 +914,6 @@ size_t CurlSession::onWrite(char* data, size_t size, size_t count, void* userp) 
   } catch (...) {
     return 0; // curl fails the transfer with CURLE_WRITE_ERROR
   }
-  session->body_bytes_ += n;
   return n;
 }
 

@@ -1,21 +1,38 @@
-// The HttpClient contract, run against every engine and a small HTTP/1.1 server on 127.0.0.1.
+// The HttpClient contract, run against every engine and a small HTTP/1.1 server on 127.0.0.1
+// (TLS: a small asio server with certificates made here; HTTP/2: nginx, when installed).
 #include "worker/http_client.h"
 
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/zlib/deflate_stream.hpp>
+#include <boost/crc.hpp>
 #include <catch2/catch.hpp>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace stampede::worker {
@@ -23,11 +40,56 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+namespace beast = boost::beast;
+
+// Text that compresses well and differs line by line: `size` bytes of it.
+std::string sampleText(size_t size) {
+  std::string text;
+  for (int line = 0; text.size() < size; ++line)
+    text += "line " + std::to_string(line) + " of the stampede gzip test, kettle teapot mug\n";
+  text.resize(size);
+  return text;
+}
+
+void appendLittleEndian32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i)
+    out.push_back(char((v >> (8 * i)) & 0xff));
+}
+
+// One gzip member (RFC 1952) of `text`, with a file name in its header when `name` is given.
+std::string gzipMember(std::string_view text, std::string_view name = {}) {
+  std::string out = {'\x1f', '\x8b', 8, char(name.empty() ? 0 : 8), 0, 0, 0, 0, 0, 3};
+  if (!name.empty()) {
+    out += name;
+    out.push_back('\0');
+  }
+  beast::zlib::deflate_stream deflate;
+  deflate.reset(6, 15, 8, beast::zlib::Strategy::normal);
+  std::string deflated(deflate.upper_bound(text.size()) + 64, '\0');
+  beast::zlib::z_params zs;
+  zs.next_in = text.data();
+  zs.avail_in = text.size();
+  zs.next_out = deflated.data();
+  zs.avail_out = deflated.size();
+  beast::error_code ec;
+  deflate.write(zs, beast::zlib::Flush::finish, ec);
+  REQUIRE(ec == beast::zlib::error::end_of_stream);
+  deflated.resize(zs.total_out);
+  out += deflated;
+  boost::crc_32_type crc;
+  crc.process_bytes(text.data(), text.size());
+  appendLittleEndian32(out, crc.checksum());
+  appendLittleEndian32(out, uint32_t(text.size()));
+  return out;
+}
 
 // Routes: /ok, /ok-then-close (answers as keep-alive, then closes), /size/<bytes>, /status/<code>,
 // /slow/<ms>, /close (closes without answering), /echo (the request body back, X-Test echoed as
-// X-Echo). Single-threaded poll loop so that a few hundred keep-alive connections cost nothing;
-// every connection, byte and request is counted for the tests' assertions.
+// X-Echo), /gzip/<bytes> (sampleText, gzipped when the request accepts gzip),
+// /gzip-chunked/<bytes> (the same, chunked), /gzip-members (two members, the first named),
+// /gzip-corrupt, /redirect (302 to /ok). Single-threaded poll loop so that a few hundred keep-alive
+// connections cost nothing; every connection, byte and request is counted for the tests'
+// assertions.
 class TestServer {
 public:
   TestServer() {
@@ -64,6 +126,11 @@ public:
     std::lock_guard lock(mutex_);
     return last_echo_;
   }
+  // The head of the last request, whatever its route.
+  std::string lastHead() const {
+    std::lock_guard lock(mutex_);
+    return last_head_;
+  }
 
 private:
   struct Conn {
@@ -84,6 +151,21 @@ private:
       r += "Connection: close\r\n";
     r += "\r\n";
     r += body;
+    return r;
+  }
+
+  static std::string chunkedResponse(std::string_view body, std::string_view extra,
+                                     size_t chunk_size) {
+    std::string r = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n";
+    r += extra;
+    r += "\r\n";
+    for (size_t at = 0; at < body.size(); at += chunk_size) {
+      auto chunk = body.substr(at, chunk_size);
+      char size[16];
+      snprintf(size, sizeof size, "%zx", chunk.size());
+      r += std::string(size) + "\r\n" + std::string(chunk) + "\r\n";
+    }
+    r += "0\r\n\r\n";
     return r;
   }
 
@@ -121,7 +203,13 @@ private:
       auto sp1 = head.find(' ');
       auto sp2 = head.find(' ', sp1 + 1);
       std::string path = head.substr(sp1 + 1, sp2 - sp1 - 1);
+      {
+        std::lock_guard lock(mutex_);
+        last_head_ = head;
+      }
       bool close = strcasecmp(headerValue(head, "Connection").c_str(), "close") == 0;
+      const bool accepts_gzip =
+          headerValue(head, "Accept-Encoding").find("gzip") != std::string::npos;
       bool is_head = head.compare(0, 5, "HEAD ") == 0;
       auto reply = [&](std::string r) {
         if (is_head)
@@ -140,6 +228,24 @@ private:
       } else if (path.rfind("/slow/", 0) == 0) {
         c.due = Clock::now() + std::chrono::milliseconds(std::stoi(path.substr(6)));
         c.delayed = response(200, "slow", close);
+      } else if (path.rfind("/gzip/", 0) == 0) {
+        auto text = sampleText(std::stoul(path.substr(6)));
+        if (accepts_gzip)
+          reply(response(200, gzipMember(text), close, "Content-Encoding: gzip\r\n"));
+        else
+          reply(response(200, text, close));
+      } else if (path.rfind("/gzip-chunked/", 0) == 0) {
+        auto text = sampleText(std::stoul(path.substr(14)));
+        reply(chunkedResponse(gzipMember(text), "Content-Encoding: gzip\r\n", 100));
+      } else if (path == "/gzip-members") {
+        reply(response(200, gzipMember("first member, ", "first.txt") + gzipMember("second"), close,
+                       "Content-Encoding: gzip\r\n"));
+      } else if (path == "/gzip-corrupt") {
+        std::string body = gzipMember(sampleText(1000));
+        body[body.size() / 2] ^= 0x55;
+        reply(response(200, body, close, "Content-Encoding: gzip\r\n"));
+      } else if (path == "/redirect") {
+        reply(response(302, "moved", close, "Location: /ok\r\n"));
       } else if (path == "/close") {
         return false;
       } else if (path == "/echo") {
@@ -248,6 +354,7 @@ private:
   std::vector<Conn> conns_; // server thread only
   mutable std::mutex mutex_;
   std::pair<std::string, std::string> last_echo_;
+  std::string last_head_;
 };
 
 // A port on 127.0.0.1 with nothing listening (bound, then released).
@@ -333,6 +440,348 @@ HttpResponse performOne(asio::io_context& io, HttpSession& session, const HttpRe
   REQUIRE(
       runUntilDone(io, [&]() -> asio::awaitable<void> { co_await session.perform(request, out); }));
   return out;
+}
+
+// ---- TLS and HTTP/2 fixtures ----
+
+// A certificate and its private key, PEM.
+struct KeyPair {
+  std::string cert_pem;
+  std::string key_pem;
+};
+
+// Made in process (EC P-256 keys: quick), once for the whole binary.
+struct Pki {
+  KeyPair ca;          // a certificate authority
+  KeyPair server;      // signed by `ca`, for IP 127.0.0.1 and DNS localhost
+  KeyPair client;      // signed by `ca`, for mutual TLS
+  KeyPair self_signed; // its own issuer, for DNS other.example only
+};
+
+using KeyPtr = std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)>;
+using CertPtr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+std::string toPem(X509* cert, EVP_PKEY* key) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), &BIO_free);
+  if (cert)
+    PEM_write_bio_X509(bio.get(), cert);
+  if (key)
+    PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
+  char* data = nullptr;
+  long size = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(size));
+}
+
+// A certificate for `key`, signed by `issuer_key` (itself when null).
+CertPtr makeCert(EVP_PKEY* key, const char* common_name, const char* alt_names, bool is_ca,
+                 X509* issuer, EVP_PKEY* issuer_key) {
+  static int serial = 1;
+  CertPtr cert(X509_new(), &X509_free);
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial++);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 7 * 24 * 3600);
+  X509_set_pubkey(cert.get(), key);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>(common_name), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), issuer ? X509_get_subject_name(issuer) : name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, issuer ? issuer : cert.get(), cert.get(), nullptr, nullptr, 0);
+  auto add = [&](int nid, const char* value) {
+    X509_EXTENSION* extension = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+    REQUIRE(extension);
+    X509_add_ext(cert.get(), extension, -1);
+    X509_EXTENSION_free(extension);
+  };
+  add(NID_basic_constraints, is_ca ? "critical,CA:TRUE" : "CA:FALSE");
+  if (is_ca)
+    add(NID_key_usage, "critical,keyCertSign,cRLSign");
+  add(NID_subject_key_identifier, "hash");
+  if (alt_names)
+    add(NID_subject_alt_name, alt_names);
+  REQUIRE(X509_sign(cert.get(), issuer_key ? issuer_key : key, EVP_sha256()) > 0);
+  return cert;
+}
+
+const Pki& pki() {
+  static const Pki made = [] {
+    Pki p;
+    KeyPtr ca_key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+    KeyPtr server_key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+    KeyPtr client_key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+    KeyPtr self_key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+    REQUIRE((ca_key && server_key && client_key && self_key));
+    auto ca = makeCert(ca_key.get(), "stampede test CA", nullptr, true, nullptr, nullptr);
+    auto server = makeCert(server_key.get(), "127.0.0.1", "IP:127.0.0.1,DNS:localhost", false,
+                           ca.get(), ca_key.get());
+    auto client =
+        makeCert(client_key.get(), "stampede client", nullptr, false, ca.get(), ca_key.get());
+    auto self =
+        makeCert(self_key.get(), "other.example", "DNS:other.example", false, nullptr, nullptr);
+    p.ca = {toPem(ca.get(), nullptr), toPem(nullptr, ca_key.get())};
+    p.server = {toPem(server.get(), nullptr), toPem(nullptr, server_key.get())};
+    p.client = {toPem(client.get(), nullptr), toPem(nullptr, client_key.get())};
+    p.self_signed = {toPem(self.get(), nullptr), toPem(nullptr, self_key.get())};
+    return p;
+  }();
+  return made;
+}
+
+// HTTP/1.1 over TLS on 127.0.0.1, on its own thread: every request gets 200 "hello, tls" on a
+// keep-alive connection. With `client_ca`, a client certificate that CA signed is required.
+class TlsServer {
+public:
+  explicit TlsServer(const KeyPair& identity, const std::string* client_ca = nullptr)
+      : context_(asio::ssl::context::tls_server), acceptor_(io_) {
+    context_.use_certificate_chain(asio::buffer(identity.cert_pem));
+    context_.use_private_key(asio::buffer(identity.key_pem), asio::ssl::context::pem);
+    if (client_ca) {
+      context_.add_certificate_authority(asio::buffer(*client_ca));
+      context_.set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert);
+    }
+    asio::ip::tcp::endpoint where(asio::ip::make_address("127.0.0.1"), 0);
+    acceptor_.open(where.protocol());
+    acceptor_.bind(where);
+    acceptor_.listen();
+    port_ = acceptor_.local_endpoint().port();
+    asio::co_spawn(io_, accept(), asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~TlsServer() {
+    io_.stop();
+    thread_.join();
+  }
+
+  uint16_t port() const { return port_; }
+  int handshakes() const { return handshakes_; }
+  // The SNI name of the last handshake, "" for none.
+  std::string serverName() const {
+    std::lock_guard lock(mutex_);
+    return server_name_;
+  }
+
+private:
+  asio::awaitable<void> accept() {
+    for (;;) {
+      auto socket = co_await acceptor_.async_accept(asio::use_awaitable);
+      asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+    }
+  }
+  asio::awaitable<void> serve(asio::ip::tcp::socket socket) {
+    namespace http = beast::http;
+    asio::ssl::stream<asio::ip::tcp::socket> stream(std::move(socket), context_);
+    beast::error_code ec;
+    co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+      co_return;
+    ++handshakes_;
+    {
+      std::lock_guard lock(mutex_);
+      const char* name = SSL_get_servername(stream.native_handle(), TLSEXT_NAMETYPE_host_name);
+      server_name_ = name ? name : "";
+    }
+    beast::flat_buffer buffer;
+    for (;;) {
+      http::request<http::string_body> request;
+      co_await http::async_read(stream, buffer, request,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec)
+        co_return;
+      http::response<http::string_body> response(http::status::ok, 11);
+      response.body() = "hello, tls";
+      response.keep_alive(request.keep_alive());
+      response.prepare_payload();
+      co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || !request.keep_alive())
+        co_return;
+    }
+  }
+
+  asio::io_context io_; // first: destroyed last, with the coroutine frames it still holds
+  asio::ssl::context context_;
+  asio::ip::tcp::acceptor acceptor_;
+  uint16_t port_ = 0;
+  std::thread thread_;
+  std::atomic<int> handshakes_{0};
+  mutable std::mutex mutex_;
+  std::string server_name_;
+};
+
+// nginx on 127.0.0.1 with gzip on, listening three ways: h2 over TLS (`tls_port`), h2c with
+// prior knowledge (`h2c_port`) and HTTP/1.1 (`plain_port`); it serves /text.txt, sampleText of
+// kNginxText bytes.
+constexpr size_t kNginxText = 50000;
+
+class Nginx {
+public:
+  explicit Nginx(const KeyPair& identity) {
+    const char* env = std::getenv("STAMPEDE_NGINX");
+    const std::string binary = env ? env : "/usr/sbin/nginx";
+    if (::access(binary.c_str(), X_OK) != 0)
+      return;
+    installed_ = true;
+    // A module left out of the build makes its directives unknown: leave them out too.
+    if (FILE* version = ::popen((binary + " -V 2>&1").c_str(), "r")) {
+      char chunk[4096];
+      while (size_t n = fread(chunk, 1, sizeof chunk, version))
+        build_options_.append(chunk, n);
+      ::pclose(version);
+    }
+    char dir_template[] = "/tmp/stampede-unit-nginx-XXXXXX";
+    if (!::mkdtemp(dir_template))
+      return;
+    dir_ = dir_template;
+    std::filesystem::create_directories(dir_ + "/html");
+    std::filesystem::create_directories(dir_ + "/tmp");
+    write("cert.pem", identity.cert_pem);
+    write("key.pem", identity.key_pem);
+    write("html/text.txt", sampleText(kNginxText));
+    for (int attempt = 0; attempt < 5 && !pid_; ++attempt) {
+      tls_port = unusedPort();
+      h2c_port = unusedPort();
+      plain_port = unusedPort();
+      write("nginx.conf", config());
+      start(binary);
+    }
+  }
+  ~Nginx() {
+    if (pid_) {
+      ::kill(pid_, SIGTERM);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+    if (!dir_.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir_, ignored);
+    }
+  }
+  bool installed() const { return installed_; }
+  bool running() const { return pid_ != 0; }
+  std::string errorLog() const {
+    std::ifstream in(dir_ + "/error.log");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // The access log: "$server_protocol $status $request_method $request_uri $connection" lines.
+  std::vector<std::string> accessLog() const {
+    std::vector<std::string> lines;
+    std::ifstream in(dir_ + "/access.log");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty())
+        lines.push_back(line);
+    return lines;
+  }
+
+  uint16_t tls_port = 0;
+  uint16_t h2c_port = 0;
+  uint16_t plain_port = 0;
+
+private:
+  void write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ + "/" + name, std::ios::binary) << text;
+  }
+  std::string config() const {
+    using Lines = std::initializer_list<std::string>;
+    const std::string& d = dir_;
+    std::string text;
+    if (::geteuid() == 0)
+      text += "user root;\n"; // else the workers switch to www-data, who cannot read `d`
+    for (const auto& line : Lines{
+             "worker_processes 1;",
+             "pid " + d + "/nginx.pid;",
+             "error_log " + d + "/error.log warn;",
+             "events { worker_connections 256; }",
+             "http {",
+             "  types { text/plain txt; }",
+             "  log_format protocol '$server_protocol $status $request_method $request_uri "
+             "$connection';",
+             "  access_log " + d + "/access.log protocol;",
+             "  client_body_temp_path " + d + "/tmp/body;",
+             "  proxy_temp_path " + d + "/tmp/proxy;",
+         })
+      text += line + "\n";
+    for (std::string module : {"fastcgi", "uwsgi", "scgi"})
+      if (build_options_.find("--without-http_" + module + "_module") == std::string::npos)
+        text += "  " + module + "_temp_path " + d + "/tmp/" + module + ";\n";
+    for (const auto& line : Lines{
+             "  gzip on;",
+             "  gzip_min_length 1;",
+             "  gzip_types *;",
+             "  server {",
+             "    listen 127.0.0.1:" + std::to_string(tls_port) + " ssl http2;",
+             "    listen 127.0.0.1:" + std::to_string(h2c_port) + " http2;",
+             "    listen 127.0.0.1:" + std::to_string(plain_port) + ";",
+             "    ssl_certificate " + d + "/cert.pem;",
+             "    ssl_certificate_key " + d + "/key.pem;",
+             "    root " + d + "/html;",
+             "  }",
+             "}",
+         })
+      text += line + "\n";
+    return text;
+  }
+
+  void start(const std::string& binary) {
+    std::vector<std::string> args = {
+        binary, "-p",         dir_ + "/", "-e", dir_ + "/error.log", "-c", dir_ + "/nginx.conf",
+        "-g",   "daemon off;"};
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0)
+      return;
+    // Ready once all three ports accept; an exit means a port was taken (try others).
+    auto deadline = Clock::now() + 5s;
+    while (Clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid, &status, WNOHANG) == pid)
+        return;
+      if (accepts(tls_port) && accepts(h2c_port) && accepts(plain_port)) {
+        pid_ = pid;
+        return;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  static bool accepts(uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+  }
+
+  std::string dir_;
+  bool installed_ = false;
+  std::string build_options_; // nginx -V
+  pid_t pid_ = 0;
+};
+
+common::Endpoint httpsEndpointAt(uint16_t port, std::string host = "127.0.0.1") {
+  common::Endpoint e;
+  e.scheme = "https";
+  e.host = std::move(host);
+  e.port = port;
+  return e;
+}
+
+bool oneLine(const std::string& text) {
+  return !text.empty() && text.find('\n') == std::string::npos;
 }
 
 TEST_CASE("GET returns status, body and wire byte counts", "[http_client]") {
@@ -450,6 +899,7 @@ TEST_CASE("keep_alive false opens a connection per request", "[http_client]") {
     }));
     CHECK(ok == 5);
     CHECK(server.accepts() == 5);
+    CHECK(server.lastHead().find("\r\nConnection: close") != std::string::npos);
   });
 }
 
@@ -667,6 +1117,456 @@ TEST_CASE("200 sessions on one thread each complete 20 requests", "[http_client]
     CHECK(ok == kSessions * kRequests);
     CHECK(server.requests() == kSessions * kRequests);
   });
+}
+
+TEST_CASE("header() finds the last response's first field of a name, in any case",
+          "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    asio::io_context io;
+    common::HttpSpec spec;
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto endpoint = endpointAt(server.port());
+    HeaderList headers = {{"X-Test", "forty two"}};
+
+    CHECK_FALSE(session->header("Content-Length")); // no response yet
+    HttpRequest request = get(endpoint, "/echo");
+    request.headers = &headers;
+    REQUIRE(performOne(io, *session, request).status == 200);
+    CHECK(session->header("x-echo") == std::optional<std::string_view>("forty two"));
+    CHECK(session->header("X-ECHO") == std::optional<std::string_view>("forty two"));
+    CHECK(session->header("content-type") == std::optional<std::string_view>("text/plain"));
+    CHECK(session->header("Content-Length") == std::optional<std::string_view>("0"));
+    CHECK_FALSE(session->header("X-Missing"));
+    CHECK_FALSE(session->header("X-Ech"));
+
+    // The next response's fields replace the last one's.
+    REQUIRE(performOne(io, *session, get(endpoint, "/status/503")).status == 503);
+    CHECK_FALSE(session->header("X-Echo"));
+    CHECK(session->header("content-length") == std::optional<std::string_view>("11"));
+    // Split over reads (a body larger than one read): the same.
+    REQUIRE(performOne(io, *session, get(endpoint, "/size/300000")).status == 200);
+    CHECK(session->header("Content-Length") == std::optional<std::string_view>("300000"));
+    // A request that got no response has no fields.
+    REQUIRE(performOne(io, *session, get(endpoint, "/close")).error == TransportError::Reset);
+    CHECK_FALSE(session->header("Content-Length"));
+  });
+}
+
+TEST_CASE("every method goes out as written, HEAD reads no body", "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    asio::io_context io;
+    common::HttpSpec spec;
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto endpoint = endpointAt(server.port());
+
+    for (std::string method : {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "GET"}) {
+      INFO(method);
+      const bool with_body = method == "POST" || method == "PUT" || method == "PATCH";
+      HttpRequest request = get(endpoint, "/echo");
+      request.method = method;
+      if (with_body)
+        request.body = "payload";
+      auto out = performOne(io, *session, request);
+      REQUIRE(out.error == TransportError::None);
+      CHECK(out.status == 200);
+      auto [head, body] = server.lastEcho();
+      CHECK(head.rfind(method + " /echo HTTP/1.1\r\n", 0) == 0);
+      CHECK(body == (with_body ? "payload" : ""));
+      if (method == "HEAD") {
+        CHECK(out.body.empty());
+        CHECK(session->header("Content-Length") == std::optional<std::string_view>("0"));
+      } else {
+        CHECK(out.body == body);
+      }
+      if (method == "OPTIONS" || method == "GET" || method == "HEAD")
+        CHECK(head.find("Content-Length") == std::string::npos);
+    }
+    // A HEAD answered with a Content-Length but no body leaves the connection in step.
+    HttpRequest head = get(endpoint, "/size/5000");
+    head.method = "HEAD";
+    auto out = performOne(io, *session, head);
+    CHECK(out.status == 200);
+    CHECK(out.body.empty());
+    CHECK(session->header("content-length") == std::optional<std::string_view>("5000"));
+    CHECK(performOne(io, *session, get(endpoint, "/ok")).body == "hello, stampede");
+    CHECK(server.accepts() == 1);
+  });
+}
+
+TEST_CASE("gzip bodies are decoded; bytes_in counts them as they came", "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    asio::io_context io;
+    common::HttpSpec spec;
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto endpoint = endpointAt(server.port());
+
+    uint64_t written = server.bytesWritten();
+    auto out = performOne(io, *session, get(endpoint, "/gzip/100000"));
+    REQUIRE(out.error == TransportError::None);
+    CHECK(out.status == 200);
+    CHECK(out.body == sampleText(100000));
+    CHECK(server.lastHead().find("\r\nAccept-Encoding: gzip") != std::string::npos);
+    CHECK(session->header("content-encoding") == std::optional<std::string_view>("gzip"));
+    CHECK(eventually([&] { return out.bytes_in == server.bytesWritten() - written; }));
+    CHECK(out.bytes_in < 100000 / 5);
+
+    // Many in a row: the decoder's state is reused, nothing of one body reaches the next.
+    for (size_t size : {size_t{1}, size_t{70000}, size_t{10}, size_t{0}, size_t{3000}}) {
+      INFO(size);
+      auto again = performOne(io, *session, get(endpoint, "/gzip/" + std::to_string(size)));
+      CHECK(again.status == 200);
+      CHECK(again.body == sampleText(size));
+    }
+
+    // Chunked, as nginx sends gzip: the body decoded, bytes_in the compressed size or more.
+    written = server.bytesWritten();
+    auto chunked = performOne(io, *session, get(endpoint, "/gzip-chunked/50000"));
+    REQUIRE(chunked.error == TransportError::None);
+    CHECK(chunked.body == sampleText(50000));
+    CHECK(chunked.bytes_in < 50000 / 5);
+    CHECK(eventually([&] { return server.bytesWritten() - written >= chunked.bytes_in; }));
+
+    // Members back to back are one body (RFC 1952, 2.2); curl 7.88 stops after the first and
+    // fails the transfer (no server we know of sends more than one).
+    auto members = performOne(io, *session, get(endpoint, "/gzip-members"));
+    INFO(members.detail);
+    if (std::string_view(engine.name) == "beast")
+      CHECK(members.body == "first member, second");
+    else
+      CHECK(members.error == TransportError::Protocol);
+  });
+}
+
+TEST_CASE("the scenario's own Accept-Encoding is the only one sent", "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    asio::io_context io;
+    common::HttpSpec spec;
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto endpoint = endpointAt(server.port());
+
+    HeaderList identity = {{"accept-encoding", "identity"}};
+    HttpRequest plain = get(endpoint, "/gzip/1000");
+    plain.headers = &identity;
+    auto raw = performOne(io, *session, plain);
+    CHECK(raw.body == sampleText(1000));
+    CHECK_FALSE(session->header("Content-Encoding"));
+    auto head = server.lastHead();
+    CHECK(head.find("\r\naccept-encoding: identity") != std::string::npos);
+    CHECK(head.find("Accept-Encoding") == std::string::npos);
+  });
+}
+
+TEST_CASE("a corrupt gzip body is a protocol error, and the session goes on", "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    asio::io_context io;
+    common::HttpSpec spec;
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto endpoint = endpointAt(server.port());
+
+    auto corrupt = performOne(io, *session, get(endpoint, "/gzip-corrupt"));
+    CHECK(corrupt.error == TransportError::Protocol);
+    CHECK(corrupt.status == 0);
+    CHECK(oneLine(corrupt.detail));
+    CHECK(performOne(io, *session, get(endpoint, "/ok")).body == "hello, stampede");
+  });
+}
+
+TEST_CASE("a redirect is returned as it is, not followed", "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    asio::io_context io;
+    common::HttpSpec spec;
+    spec.follow_redirects = true; // the engine's business, not the client's
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto endpoint = endpointAt(server.port());
+
+    auto out = performOne(io, *session, get(endpoint, "/redirect"));
+    CHECK(out.error == TransportError::None);
+    CHECK(out.status == 302);
+    CHECK(out.body == "moved");
+    CHECK(session->header("location") == std::optional<std::string_view>("/ok"));
+    CHECK(server.requests() == 1);
+  });
+}
+
+TEST_CASE("HTTP/1.1 responses report http_version 11", "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    asio::io_context io;
+    common::HttpSpec spec;
+    spec.version = common::HttpSpec::Version::Http2; // the Beast engine speaks HTTP/1.1 anyway
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto endpoint = endpointAt(server.port());
+    if (std::string_view(engine.name) == "curl")
+      return; // h2c with prior knowledge does not speak to an HTTP/1.1 server: see [nginx]
+    auto out = performOne(io, *session, get(endpoint, "/ok"));
+    CHECK(out.status == 200);
+    CHECK(out.http_version == 11);
+  });
+  TestServer server;
+  asio::io_context io;
+  auto client = makeCurlClient(io, common::HttpSpec{});
+  auto session = client->newSession();
+  auto endpoint = endpointAt(server.port());
+  CHECK(performOne(io, *session, get(endpoint, "/ok")).http_version == 11);
+}
+
+TEST_CASE("TLS: a CA given as PEM is trusted, and names are checked", "[http_client][tls]") {
+  forEachEngine([](const Engine& engine) {
+    TlsServer server(pki().server);
+    asio::io_context io;
+    common::HttpSpec spec;
+    spec.tls.ca_pem = pki().ca.cert_pem;
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto endpoint = httpsEndpointAt(server.port());
+
+    for (int i = 0; i < 3; ++i) {
+      auto out = performOne(io, *session, get(endpoint, "/ok"));
+      REQUIRE(out.error == TransportError::None);
+      CHECK(out.status == 200);
+      CHECK(out.body == "hello, tls");
+    }
+    CHECK(server.handshakes() == 1);    // kept alive
+    CHECK(server.serverName().empty()); // no SNI for an address
+
+    auto by_name = httpsEndpointAt(server.port(), "localhost");
+    auto named = client->newSession();
+    auto out = performOne(io, *named, get(by_name, "/ok"));
+    CHECK(out.status == 200);
+    CHECK(server.serverName() == "localhost");
+
+    // The system's authorities do not know ours.
+    asio::io_context io2;
+    auto system_trust = engine.make(io2, common::HttpSpec{});
+    auto refused = system_trust->newSession();
+    auto failed = performOne(io2, *refused, get(endpoint, "/ok"));
+    CHECK(failed.error == TransportError::Tls);
+    CHECK(failed.status == 0);
+    CHECK(oneLine(failed.detail));
+    INFO(failed.detail);
+    CHECK(failed.detail.find("certificate") != std::string::npos);
+  });
+}
+
+TEST_CASE("TLS: verify false accepts a self-signed certificate for another name",
+          "[http_client][tls]") {
+  forEachEngine([](const Engine& engine) {
+    TlsServer server(pki().self_signed); // for other.example, not 127.0.0.1
+    auto endpoint = httpsEndpointAt(server.port());
+    {
+      asio::io_context io;
+      common::HttpSpec spec;
+      spec.tls.verify = false;
+      auto client = engine.make(io, spec);
+      auto session = client->newSession();
+      auto out = performOne(io, *session, get(endpoint, "/ok"));
+      CHECK(out.error == TransportError::None);
+      CHECK(out.body == "hello, tls");
+    }
+    {
+      // Trusted, but not for this name.
+      asio::io_context io;
+      common::HttpSpec spec;
+      spec.tls.ca_pem = pki().self_signed.cert_pem;
+      auto client = engine.make(io, spec);
+      auto session = client->newSession();
+      auto out = performOne(io, *session, get(endpoint, "/ok"));
+      CHECK(out.error == TransportError::Tls);
+      CHECK(oneLine(out.detail));
+    }
+  });
+}
+
+TEST_CASE("TLS: a client certificate from PEM is presented", "[http_client][tls]") {
+  forEachEngine([](const Engine& engine) {
+    TlsServer server(pki().server, &pki().ca.cert_pem);
+    auto endpoint = httpsEndpointAt(server.port());
+    {
+      asio::io_context io;
+      common::HttpSpec spec;
+      spec.tls.ca_pem = pki().ca.cert_pem;
+      spec.tls.cert_pem = pki().client.cert_pem;
+      spec.tls.key_pem = pki().client.key_pem;
+      auto client = engine.make(io, spec);
+      auto session = client->newSession();
+      auto out = performOne(io, *session, get(endpoint, "/ok"));
+      CHECK(out.error == TransportError::None);
+      CHECK(out.body == "hello, tls");
+    }
+    {
+      asio::io_context io;
+      common::HttpSpec spec;
+      spec.tls.ca_pem = pki().ca.cert_pem;
+      auto client = engine.make(io, spec);
+      auto session = client->newSession();
+      auto out = performOne(io, *session, get(endpoint, "/ok"));
+      CHECK(out.error != TransportError::None); // TLS 1.3 may tell only after the handshake
+      CHECK(out.status == 0);
+    }
+  });
+}
+
+TEST_CASE("TLS: an unusable CA PEM fails TLS requests with a one-line reason",
+          "[http_client][tls]") {
+  forEachEngine([](const Engine& engine) {
+    TlsServer server(pki().server);
+    asio::io_context io;
+    common::HttpSpec spec;
+    spec.tls.ca_pem = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
+    auto client = engine.make(io, spec);
+    auto session = client->newSession();
+    auto out = performOne(io, *session, get(httpsEndpointAt(server.port()), "/ok"));
+    CHECK(out.error == TransportError::Tls);
+    CHECK(oneLine(out.detail));
+    // Plain HTTP is not affected.
+    TestServer plain;
+    CHECK(performOne(io, *session, get(endpointAt(plain.port()), "/ok")).status == 200);
+  });
+}
+
+TEST_CASE("HTTP/2 on the curl engine: h2 via ALPN and h2c, against nginx", "[http_client][nginx]") {
+  Nginx nginx(pki().server);
+  if (!nginx.installed()) {
+    WARN("nginx not installed: HTTP/2 not tested");
+    return;
+  }
+  INFO(nginx.errorLog());
+  REQUIRE(nginx.running());
+  const auto text = sampleText(kNginxText);
+  asio::io_context io;
+  common::HttpSpec spec;
+  spec.engine = common::HttpSpec::Engine::Curl;
+  spec.version = common::HttpSpec::Version::Http2;
+  spec.tls.ca_pem = pki().ca.cert_pem;
+  auto client = makeCurlClient(io, spec);
+  auto session = client->newSession();
+
+  auto h2 = httpsEndpointAt(nginx.tls_port);
+  auto h2c = endpointAt(nginx.h2c_port);
+  for (const auto* endpoint : {&h2, &h2c, &h2}) {
+    INFO(endpoint->scheme);
+    auto out = performOne(io, *session, get(*endpoint, "/text.txt"));
+    REQUIRE(out.error == TransportError::None);
+    CHECK(out.status == 200);
+    CHECK(out.http_version == 20);
+    CHECK(out.body == text); // gzipped by nginx, decoded by curl
+    CHECK(session->header("Content-Encoding") == std::optional<std::string_view>("gzip"));
+    CHECK(out.bytes_in < kNginxText / 4);
+  }
+
+  // version "1.1" keeps curl on HTTP/1.1 even where ALPN offers h2.
+  spec.version = common::HttpSpec::Version::Http1;
+  auto http1 = makeCurlClient(io, spec);
+  auto http1_session = http1->newSession();
+  auto out = performOne(io, *http1_session, get(h2, "/text.txt"));
+  CHECK(out.status == 200);
+  CHECK(out.http_version == 11);
+  CHECK(out.body == text);
+
+  // The Beast engine decodes what nginx's zlib made (chunked), over TLS too.
+  auto beast = makeBeastClient(io, spec);
+  auto beast_session = beast->newSession();
+  for (auto endpoint : {endpointAt(nginx.plain_port), h2}) {
+    auto got = performOne(io, *beast_session, get(endpoint, "/text.txt"));
+    REQUIRE(got.error == TransportError::None);
+    CHECK(got.http_version == 11);
+    CHECK(got.body == text);
+    CHECK(got.bytes_in < kNginxText / 4);
+  }
+
+  std::vector<std::string> log;
+  REQUIRE(eventually([&] { return (log = nginx.accessLog()).size() == 6; }));
+  auto protocol = [](const std::string& line) { return line.substr(0, line.find(" /") + 10); };
+  CHECK(protocol(log[0]) == "HTTP/2.0 200 GET /text.txt");
+  CHECK(protocol(log[1]) == "HTTP/2.0 200 GET /text.txt");
+  CHECK(protocol(log[2]) == "HTTP/2.0 200 GET /text.txt");
+  CHECK(protocol(log[3]) == "HTTP/1.1 200 GET /text.txt");
+  CHECK(protocol(log[4]) == "HTTP/1.1 200 GET /text.txt");
+  CHECK(protocol(log[5]) == "HTTP/1.1 200 GET /text.txt");
+}
+
+TEST_CASE("HTTP/2 on the curl engine: each session has a connection of its own",
+          "[http_client][nginx]") {
+  Nginx nginx(pki().server);
+  if (!nginx.installed())
+    return; // said by the test above
+  INFO(nginx.errorLog());
+  REQUIRE(nginx.running());
+  asio::io_context io;
+  common::HttpSpec spec;
+  spec.version = common::HttpSpec::Version::Http2;
+  spec.tls.ca_pem = pki().ca.cert_pem;
+  auto client = makeCurlClient(io, spec);
+  auto endpoint = httpsEndpointAt(nginx.tls_port);
+  std::vector<std::unique_ptr<HttpSession>> sessions;
+  for (int i = 0; i < 3; ++i)
+    sessions.push_back(client->newSession());
+  // One connection is up and idle; then three sessions ask at once. Multiplexed, all three
+  // would go over that one.
+  REQUIRE(performOne(io, *sessions[0], get(endpoint, "/text.txt")).http_version == 20);
+  int ok = 0;
+  int finished = 0;
+  for (auto& session : sessions) {
+    asio::co_spawn(
+        io,
+        [&, s = session.get()]() -> asio::awaitable<void> {
+          HttpResponse out;
+          co_await s->perform(get(endpoint, "/text.txt"), out);
+          ok += out.status == 200 && out.http_version == 20;
+          ++finished;
+        },
+        asio::detached);
+  }
+  auto deadline = Clock::now() + 20s;
+  while (finished < 3 && Clock::now() < deadline) {
+    if (io.stopped())
+      io.restart(); // the warm-up may have run it out of work
+    io.run_one_until(deadline);
+  }
+  CHECK(ok == 3);
+  std::vector<std::string> log;
+  REQUIRE(eventually([&] { return (log = nginx.accessLog()).size() == 4; }));
+  std::set<std::string> connections;
+  for (size_t i = 1; i < log.size(); ++i)
+    connections.insert(log[i].substr(log[i].rfind(' ') + 1));
+  CHECK(connections.size() == 3);
+}
+
+TEST_CASE("HTTP/2 on the curl engine: h2c serves request after request", "[http_client][nginx]") {
+  Nginx nginx(pki().server);
+  if (!nginx.installed())
+    return; // said by the test above
+  INFO(nginx.errorLog());
+  REQUIRE(nginx.running());
+  asio::io_context io;
+  common::HttpSpec spec;
+  spec.version = common::HttpSpec::Version::Http2;
+  auto client = makeCurlClient(io, spec);
+  auto session = client->newSession();
+  auto endpoint = endpointAt(nginx.h2c_port);
+  for (int i = 0; i < 5; ++i) {
+    auto out = performOne(io, *session, get(endpoint, "/text.txt"));
+    INFO(out.detail);
+    CHECK(out.status == 200);
+    CHECK(out.http_version == 20);
+  }
+  std::vector<std::string> log;
+  REQUIRE(eventually([&] { return (log = nginx.accessLog()).size() == 5; }));
+  for (const auto& line : log)
+    CHECK(line.rfind("HTTP/2.0 200 GET /text.txt ", 0) == 0);
 }
 
 // Not part of the contract (a virtual user never outlives its client), but shutdown order in a
