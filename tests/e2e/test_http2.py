@@ -20,7 +20,6 @@ import stampede_testlib as lib  # noqa: E402
 USERS = 4
 LOG_FORMAT = "$server_protocol $status $request_method $request_uri"
 # What the loader says while `http.version` is not wired up yet (it is being written elsewhere).
-LOADER_NOT_READY = "choosing the HTTP version is not supported yet"
 
 
 def make_certificate(directory):
@@ -194,8 +193,6 @@ class Http2Test(lib.TempDirTestCase, unittest.TestCase):
         path = lib.write_scenario(self.tmp, scenario(target, self.cert), name=f"{name}.yaml")
         rc, out, err = lib.run_master(["--out", out_dir, path], timeout=60)
         context = lib.describe(rc, out, err)
-        if rc != 0 and LOADER_NOT_READY in out + err:
-            self.skipTest("the loader does not take http.version yet")
         self.assertEqual(rc, 0, context)
         for marker in lib.CRASH_MARKERS:
             self.assertNotIn(marker, err, context)
