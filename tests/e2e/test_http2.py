@@ -19,7 +19,6 @@ import stampede_testlib as lib  # noqa: E402
 
 USERS = 4
 LOG_FORMAT = "$server_protocol $status $request_method $request_uri"
-# What the loader says while `http.version` is not wired up yet (it is being written elsewhere).
 
 
 def make_certificate(directory):
