@@ -1,6 +1,7 @@
 #include "common/scenario.h"
 
 #include "common/config_error.h"
+#include "common/files.h"
 #include "common/units.h"
 
 #include <algorithm>
@@ -269,25 +270,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-// The whole file, or the errno of the failure (a directory opens but does not read).
-std::optional<std::string> readWholeFile(const std::string& path, int& error) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) {
-    error = errno;
-    return std::nullopt;
-  }
-  std::string text;
-  char buf[65536];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
-    text.append(buf, n);
-  const bool failed = std::ferror(f) != 0;
-  error = errno;
-  std::fclose(f);
-  if (failed)
-    return std::nullopt;
-  return text;
-}
 
 // The process environment with --env-file values over it: what env() reads on the master.
 std::map<std::string, std::string>

@@ -1,8 +1,9 @@
 #include "master/env_file.h"
 
 #include "common/config_error.h"
+#include "common/files.h"
 
-#include <fstream>
+#include <cstring>
 #include <sstream>
 
 namespace stampede::master {
@@ -60,12 +61,12 @@ std::map<std::string, std::string> parseEnvText(const std::string& text, const s
 }
 
 std::map<std::string, std::string> parseEnvFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw common::ConfigError(path, 0, 0, "", "cannot read the env file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parseEnvText(text.str(), path);
+  int error = 0;
+  const auto text = common::readWholeFile(path, error);
+  if (!text)
+    throw common::ConfigError(path, 0, 0, "",
+                              std::string("cannot read the env file: ") + std::strerror(error));
+  return parseEnvText(*text, path);
 }
 
 } // namespace stampede::master

@@ -1,5 +1,7 @@
 #include "master/hosts_file.h"
 
+#include "common/files.h"
+
 #include "common/config_error.h"
 
 #include <arpa/inet.h>
@@ -244,22 +246,12 @@ std::vector<WorkerAddress> parseHostsText(const std::string& text, const std::st
 }
 
 std::vector<WorkerAddress> parseHostsFile(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr)
-    throw ConfigError(path, 0, 0, "",
-                      std::string("cannot read hosts file: ") + std::strerror(errno));
-  std::string text;
-  char buf[65536];
-  size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
-    text.append(buf, n);
-  const bool failed = std::ferror(f) != 0;
-  const int error = errno;
-  std::fclose(f);
-  if (failed) // e.g. a directory: fopen succeeds, reading fails with EISDIR
+  int error = 0;
+  const auto text = common::readWholeFile(path, error);
+  if (!text)
     throw ConfigError(path, 0, 0, "",
                       std::string("cannot read hosts file: ") + std::strerror(error));
-  return parseHostsText(text, path);
+  return parseHostsText(*text, path);
 }
 
 } // namespace stampede::master

@@ -223,7 +223,7 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
                feeder.file,
                feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
   fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads",
-             "weight", open ? "rate/s" : "users", open ? "in flight" : "first vu", "offset ms");
+             "weight", open ? "rate/s" : "users", open ? "in flight" : "", "offset ms");
   if (load.iterations > 0)
     fmt::print(" {:>10}", "iterations");
   for (const auto& feeder : scenario.data)
@@ -239,7 +239,7 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
     if (open)
       fmt::print("{:>9.1f} {:>10}", load.peak() * plan.rate_share, plan.max_in_flight);
     else
-      fmt::print("{:>9} {:>10}", plan.users, link.first_vu);
+      fmt::print("{:>9} {:>10}", plan.users, ""); // users interleave: no block to show
     fmt::print(" {:>10.3f}", link.clock_offset_ns / 1e6);
     if (load.iterations > 0)
       fmt::print(" {:>10}", plan.iterations);

@@ -156,7 +156,9 @@ struct VirtualUser {
   // returns false when the run is over; endRequest records the outcome and returns false when
   // this virtual user must stop.
   bool beginRequest(const Step& step);
-  bool beginRedirect(const Step& step, std::string_view location);
+  bool beginRedirect(std::string_view location);
+  // Stamps `sent`; false when the run is over.
+  bool stampSend();
   bool endRequest(const Flow& flow, const Step& step, std::optional<common::SteadyTime> scheduled);
   asio::awaitable<bool> pause(microseconds d);
   const Flow& pickFlow() { return thread.engine_.pickFlow(thread.rng_); }
@@ -292,7 +294,7 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
             const auto done = engine.clock_.now();
             thread.record(step.stats_index, response,
                           WorkerThread::Sample{common::microsBetween(sent, done)}, nullptr);
-            go_on = beginRedirect(step, *location);
+            go_on = beginRedirect(*location);
             continue;
           }
         }
@@ -427,6 +429,10 @@ bool VirtualUser::beginRequest(const Step& step) {
   req.body = body_buf;
   req.timeout = step.timeout.value_or(scenario.http.timeout);
 
+  return stampSend();
+}
+
+bool VirtualUser::stampSend() {
   // Stamp, then check: a halt that lands after the check is stamped after `sent`, so a
   // request counted as started after the halt is one that really slipped through.
   sent = engine.clock_.now();
@@ -438,7 +444,7 @@ bool VirtualUser::beginRequest(const Step& step) {
   return true;
 }
 
-bool VirtualUser::beginRedirect(const Step& step, std::string_view location) {
+bool VirtualUser::beginRedirect(std::string_view location) {
   // Location is absolute (another endpoint, maybe) or a path on the same endpoint.
   std::string next(location);
   if (auto endpoint = common::parseEndpoint(next)) {
@@ -460,14 +466,7 @@ bool VirtualUser::beginRedirect(const Step& step, std::string_view location) {
     req.method = "GET";
     req.body = {};
   }
-  (void)step;
-  sent = engine.clock_.now();
-  if (engine.stopping() || sent >= engine.end_)
-    return false;
-  if (auto halted_ns = engine.halted_at_ns_.load(std::memory_order_acquire);
-      halted_ns != 0 && toNs(sent) > halted_ns)
-    engine.started_after_halt_.fetch_add(1, std::memory_order_relaxed);
-  return true;
+  return stampSend();
 }
 
 const char* VirtualUser::judge(const Step& step, int64_t service_us) {
