@@ -82,6 +82,13 @@ DOCROOT_FILES = {
     "health.txt": "ok\n",
 }
 
+# A flow over DOCROOT_FILES for scenarios given as dicts (see `write_scenario`): the home page,
+# then the product list, each expecting 200.
+BROWSE_FLOW = {"name": "browse", "steps": [
+    {"get": "/", "name": "home", "expect": {"status": 200}},
+    {"get": "/products.json", "name": "products", "expect": {"status": 200}},
+]}
+
 # One line per request: `<unix time.ms> <status> <method> <uri> <bytes sent> <request time>`.
 ACCESS_LOG_FORMAT = "$msec $status $request_method $request_uri $body_bytes_sent $request_time"
 
@@ -94,8 +101,12 @@ def _nginx_has_module(module):
     return f"--without-{module}" not in (out.stdout + out.stderr)
 
 
-def nginx_config(prefix, port):
-    """The nginx.conf text of a self-contained loopback instance under `prefix`."""
+def nginx_config(prefix, port, listen=(), server_lines=(), log_format=ACCESS_LOG_FORMAT):
+    """The nginx.conf text of a self-contained loopback instance under `prefix`.
+
+    `listen` adds (port, parameters) listens to the server, e.g. (8443, "ssl http2"); the server
+    also gets the `server_lines` directives; the access log is written in `log_format`.
+    """
     lines = []
     if os.geteuid() == 0:
         # As root the workers would switch to the compiled-in user (www-data): keep them as root.
@@ -108,7 +119,7 @@ def nginx_config(prefix, port):
         "http {",
         "  types { text/html html; application/json json; text/plain txt; }",
         "  default_type application/octet-stream;",
-        f"  log_format stampede '{ACCESS_LOG_FORMAT}';",
+        f"  log_format stampede '{log_format}';",
         f"  access_log {prefix}/access.log stampede;",
         "  keepalive_requests 1000000;",
         "  keepalive_timeout 75s;",
@@ -123,9 +134,12 @@ def nginx_config(prefix, port):
     lines += [
         "  server {",
         f"    listen {LOOPBACK}:{port} backlog=4096;",
+        *(f"    listen {LOOPBACK}:{extra} {parameters} backlog=4096;"
+          for extra, parameters in listen),
         "    server_name localhost;",
         f"    root {prefix}/html;",
         "    index index.html;",
+        *(f"    {line}" for line in server_lines),
         "    location = /__ready { access_log off; return 204; }",
         "  }",
         "}",
@@ -134,15 +148,21 @@ def nginx_config(prefix, port):
 
 
 class Nginx:
-    """A running nginx: `.port`, `.url`, `.access_log`, `.error_log`, `.prefix`."""
+    """A running nginx: `.port`, `.url`, `.access_log`, `.error_log`, `.prefix`; `.ports` the
+    extra listens by name (see `nginx(listen=...)`)."""
 
-    def __init__(self, prefix, port, proc):
+    def __init__(self, prefix, port, proc, ports=None):
         self.prefix = prefix
         self.port = port
         self.proc = proc
+        self.ports = dict(ports or {})
         self.url = f"http://{LOOPBACK}:{port}"
         self.access_log = os.path.join(prefix, "access.log")
         self.error_log = os.path.join(prefix, "error.log")
+
+    def url_for(self, name, scheme="http"):
+        """The URL of the extra listen `name`."""
+        return f"{scheme}://{LOOPBACK}:{self.ports[name]}"
 
     def access_log_lines(self):
         return count_access_log_lines(self.access_log)
@@ -152,10 +172,13 @@ class Nginx:
 
 
 @contextlib.contextmanager
-def nginx(files=None, attempts=5, startup_timeout=10.0):
+def nginx(files=None, attempts=5, startup_timeout=10.0, listen=None, server_lines=(),
+          log_format=ACCESS_LOG_FORMAT):
     """Start nginx on a free 127.0.0.1 port with its own prefix; always stop it.
 
-    `files` adds or replaces docroot files ({relative path: text}).
+    `files` adds or replaces docroot files ({relative path: text}). `listen` ({name: listen
+    parameters}, e.g. {"tls": "ssl http2"}) adds a listen on another free port per name, found
+    in `.ports[name]`; `server_lines` and `log_format` go to `nginx_config`.
     """
     prefix = tempfile.mkdtemp(prefix="stampede-nginx-")
     proc = None
@@ -171,9 +194,14 @@ def nginx(files=None, attempts=5, startup_timeout=10.0):
         last_error = ""
         for _ in range(attempts):
             port = free_port()
+            ports = {name: free_port() for name in (listen or {})}
+            if len({port, *ports.values()}) != 1 + len(ports):
+                continue
             conf = os.path.join(prefix, "nginx.conf")
             with open(conf, "w") as f:
-                f.write(nginx_config(prefix, port))
+                f.write(nginx_config(prefix, port,
+                                     [(ports[name], listen[name]) for name in ports],
+                                     server_lines, log_format))
             with open(os.path.join(prefix, "nginx.stderr"), "w") as err:
                 proc = subprocess.Popen(
                     [NGINX, "-p", prefix + "/", "-e", os.path.join(prefix, "error.log"),
@@ -189,7 +217,7 @@ def nginx(files=None, attempts=5, startup_timeout=10.0):
                 break
         if proc is None:
             raise AssertionError(f"nginx did not start:\n{last_error}")
-        yield Nginx(prefix, port, proc)
+        yield Nginx(prefix, port, proc, ports)
     finally:
         if proc is not None:
             _stop_process(proc)

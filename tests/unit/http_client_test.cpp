@@ -383,13 +383,12 @@ struct Engine {
   std::unique_ptr<HttpClient> (*make)(asio::io_context&, const common::HttpSpec&);
 };
 
+const Engine kBeast = {"beast", &makeBeastClient};
+const Engine kCurl = {"curl", &makeCurlClient};
+
 // Runs `test` once per engine, each in its own Catch section.
 template <class F> void forEachEngine(F&& test) {
-  static const Engine engines[] = {
-      {"beast", &makeBeastClient},
-      {"curl", &makeCurlClient},
-  };
-  for (const auto& engine : engines) {
+  for (const auto& engine : {kBeast, kCurl}) {
     DYNAMIC_SECTION(engine.name) {
       test(engine);
     }
@@ -440,6 +439,60 @@ HttpResponse performOne(asio::io_context& io, HttpSession& session, const HttpRe
   REQUIRE(
       runUntilDone(io, [&]() -> asio::awaitable<void> { co_await session.perform(request, out); }));
   return out;
+}
+
+// What most tests start with: a client of `engine` on an io_context of its own, and one session.
+struct ClientSession {
+  explicit ClientSession(const Engine& engine, common::HttpSpec http_spec = {})
+      : spec(std::move(http_spec)), client(engine.make(io, spec)), session(client->newSession()) {}
+
+  HttpResponse perform(const HttpRequest& request) { return performOne(io, *session, request); }
+  // `request` `count` times in a row, in one coroutine: how many got a 200.
+  int performRepeatedly(const HttpRequest& request, int count) {
+    int ok = 0;
+    REQUIRE(runUntilDone(io, [&]() -> asio::awaitable<void> {
+      HttpResponse out;
+      for (int i = 0; i < count; ++i) {
+        co_await session->perform(request, out);
+        ok += out.status == 200;
+      }
+    }));
+    return ok;
+  }
+
+  asio::io_context io;   // first: destroyed last
+  common::HttpSpec spec; // the engines keep a reference to it
+  std::unique_ptr<HttpClient> client;
+  std::unique_ptr<HttpSession> session;
+};
+
+// One request on a client and session made for it alone.
+HttpResponse performOnce(const Engine& engine, common::HttpSpec spec, const HttpRequest& request) {
+  return ClientSession(engine, std::move(spec)).perform(request);
+}
+
+// Starts `body` on every session at once and drives `io` until all have returned or `limit` has
+// passed: how many returned.
+int runOnEach(asio::io_context& io, const std::vector<std::unique_ptr<HttpSession>>& sessions,
+              const std::function<asio::awaitable<void>(HttpSession&)>& body,
+              std::chrono::milliseconds limit) {
+  int finished = 0;
+  for (const auto& session : sessions) {
+    asio::co_spawn(
+        io,
+        [&, s = session.get()]() -> asio::awaitable<void> {
+          co_await body(*s);
+          ++finished;
+        },
+        asio::detached);
+  }
+  auto deadline = Clock::now() + limit;
+  while (finished < int(sessions.size()) && Clock::now() < deadline) {
+    if (io.stopped())
+      io.restart(); // an earlier request may have run it out of work
+    io.run_one_until(deadline);
+  }
+  return finished;
 }
 
 // ---- TLS and HTTP/2 fixtures ----
@@ -787,20 +840,17 @@ bool oneLine(const std::string& text) {
 TEST_CASE("GET returns status, body and wire byte counts", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
-    auto out = performOne(io, *session, get(endpoint, "/ok"));
+    auto out = client.perform(get(endpoint, "/ok"));
     CHECK(out.error == TransportError::None);
     CHECK(out.status == 200);
     CHECK(out.body == "hello, stampede");
     CHECK(eventually([&] { return out.bytes_in == server.bytesWritten(); }));
     CHECK(out.bytes_in > 15);
     CHECK(out.bytes_out == server.bytesRead());
-    auto headers = session->lastResponseHeaders();
+    auto headers = client.session->lastResponseHeaders();
     CHECK(std::find(headers.begin(), headers.end(),
                     std::pair<std::string, std::string>("Content-Length", "15")) != headers.end());
   });
@@ -809,14 +859,11 @@ TEST_CASE("GET returns status, body and wire byte counts", "[http_client]") {
 TEST_CASE("a host name is resolved", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
     endpoint.host = "localhost"; // may resolve to ::1 first, where nothing listens
 
-    auto out = performOne(io, *session, get(endpoint, "/ok"));
+    auto out = client.perform(get(endpoint, "/ok"));
     CHECK(out.error == TransportError::None);
     CHECK(out.status == 200);
   });
@@ -825,13 +872,10 @@ TEST_CASE("a host name is resolved", "[http_client]") {
 TEST_CASE("a body larger than the read buffer arrives whole", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
-    auto out = performOne(io, *session, get(endpoint, "/size/300000"));
+    auto out = client.perform(get(endpoint, "/size/300000"));
     REQUIRE(out.error == TransportError::None);
     CHECK(out.body == std::string(300000, 'x'));
     CHECK(eventually([&] { return out.bytes_in == server.bytesWritten(); }));
@@ -841,21 +885,10 @@ TEST_CASE("a body larger than the read buffer arrives whole", "[http_client]") {
 TEST_CASE("keep-alive reuses one connection across 100 requests", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
-    int ok = 0;
-    REQUIRE(runUntilDone(io, [&]() -> asio::awaitable<void> {
-      HttpResponse out;
-      for (int i = 0; i < 100; ++i) {
-        co_await session->perform(get(endpoint, "/ok"), out);
-        ok += out.status == 200;
-      }
-    }));
-    CHECK(ok == 100);
+    CHECK(client.performRepeatedly(get(endpoint, "/ok"), 100) == 100);
     CHECK(server.accepts() == 1);
   });
 }
@@ -863,14 +896,11 @@ TEST_CASE("keep-alive reuses one connection across 100 requests", "[http_client]
 TEST_CASE("a keep-alive connection the server closed while idle is replaced", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
     for (int i = 0; i < 3; ++i) {
-      auto out = performOne(io, *session, get(endpoint, "/ok-then-close"));
+      auto out = client.perform(get(endpoint, "/ok-then-close"));
       CHECK(out.error == TransportError::None);
       CHECK(out.status == 200);
       std::this_thread::sleep_for(20ms); // the close reaches the client before the next send
@@ -882,22 +912,12 @@ TEST_CASE("a keep-alive connection the server closed while idle is replaced", "[
 TEST_CASE("keep_alive false opens a connection per request", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
     common::HttpSpec spec;
     spec.keep_alive = false;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine, spec);
     auto endpoint = endpointAt(server.port());
 
-    int ok = 0;
-    REQUIRE(runUntilDone(io, [&]() -> asio::awaitable<void> {
-      HttpResponse out;
-      for (int i = 0; i < 5; ++i) {
-        co_await session->perform(get(endpoint, "/ok"), out);
-        ok += out.status == 200;
-      }
-    }));
-    CHECK(ok == 5);
+    CHECK(client.performRepeatedly(get(endpoint, "/ok"), 5) == 5);
     CHECK(server.accepts() == 5);
     CHECK(server.lastHead().find("\r\nConnection: close") != std::string::npos);
   });
@@ -906,10 +926,7 @@ TEST_CASE("keep_alive false opens a connection per request", "[http_client]") {
 TEST_CASE("POST body and headers arrive intact", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
     HeaderList headers = {{"X-Test", "forty two"}, {"Content-Type", "application/json"}};
 
@@ -925,7 +942,7 @@ TEST_CASE("POST body and headers arrive intact", "[http_client]") {
       request.body = body;
       uint64_t read_before = server.bytesRead();
 
-      auto out = performOne(io, *session, request);
+      auto out = client.perform(request);
       REQUIRE(out.error == TransportError::None);
       CHECK(out.status == 200);
       CHECK(out.body == body);
@@ -936,7 +953,7 @@ TEST_CASE("POST body and headers arrive intact", "[http_client]") {
       CHECK(head.find("\r\nContent-Type: application/json") != std::string::npos);
       CHECK(head.find("Expect") == std::string::npos);
       CHECK(received == body);
-      auto response_headers = session->lastResponseHeaders();
+      auto response_headers = client.session->lastResponseHeaders();
       CHECK(std::find(response_headers.begin(), response_headers.end(),
                       std::pair<std::string, std::string>("X-Echo", "forty two")) !=
             response_headers.end());
@@ -947,17 +964,14 @@ TEST_CASE("POST body and headers arrive intact", "[http_client]") {
 TEST_CASE("other methods reach the server with their names", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
     // PUT, then DELETE and GET on the same session: nothing of the previous request leaks.
     HttpRequest put = get(endpoint, "/echo");
     put.method = "PUT";
     put.body = "put body";
-    REQUIRE(performOne(io, *session, put).status == 200);
+    REQUIRE(client.perform(put).status == 200);
     CHECK(server.lastEcho().first.rfind("PUT /echo ", 0) == 0);
     CHECK(server.lastEcho().second == "put body");
     // No type the scenario did not set (curl would call it a form).
@@ -965,20 +979,20 @@ TEST_CASE("other methods reach the server with their names", "[http_client]") {
 
     HttpRequest del = get(endpoint, "/echo");
     del.method = "DELETE";
-    REQUIRE(performOne(io, *session, del).status == 200);
+    REQUIRE(client.perform(del).status == 200);
     CHECK(server.lastEcho().first.rfind("DELETE /echo ", 0) == 0);
     CHECK(server.lastEcho().second.empty());
 
-    REQUIRE(performOne(io, *session, get(endpoint, "/echo")).status == 200);
+    REQUIRE(client.perform(get(endpoint, "/echo")).status == 200);
     CHECK(server.lastEcho().first.rfind("GET /echo ", 0) == 0);
     CHECK(server.lastEcho().first.find("Content-Length") == std::string::npos);
 
     HttpRequest head = get(endpoint, "/ok");
     head.method = "HEAD";
-    auto out = performOne(io, *session, head);
+    auto out = client.perform(head);
     CHECK(out.status == 200);
     CHECK(out.body.empty());
-    CHECK(performOne(io, *session, get(endpoint, "/ok")).body == "hello, stampede");
+    CHECK(client.perform(get(endpoint, "/ok")).body == "hello, stampede");
     CHECK(server.accepts() == 1);
   });
 }
@@ -986,13 +1000,10 @@ TEST_CASE("other methods reach the server with their names", "[http_client]") {
 TEST_CASE("a 500 is a status, not a transport error", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
-    auto out = performOne(io, *session, get(endpoint, "/status/500"));
+    auto out = client.perform(get(endpoint, "/status/500"));
     CHECK(out.error == TransportError::None);
     CHECK(out.status == 500);
     CHECK(out.body == "status body");
@@ -1002,30 +1013,24 @@ TEST_CASE("a 500 is a status, not a transport error", "[http_client]") {
 TEST_CASE("a connection closed without an answer is Reset", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
-    auto out = performOne(io, *session, get(endpoint, "/close"));
+    auto out = client.perform(get(endpoint, "/close"));
     CHECK(out.error == TransportError::Reset);
     CHECK(out.status == 0);
     CHECK_FALSE(out.detail.empty());
     // The session recovers on a new connection.
-    CHECK(performOne(io, *session, get(endpoint, "/ok")).status == 200);
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200);
   });
 }
 
 TEST_CASE("nothing listening is ConnectRefused", "[http_client]") {
   forEachEngine([](const Engine& engine) {
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(unusedPort());
 
-    auto out = performOne(io, *session, get(endpoint, "/ok"));
+    auto out = client.perform(get(endpoint, "/ok"));
     CHECK(out.error == TransportError::ConnectRefused);
     CHECK(out.status == 0);
     CHECK_FALSE(out.detail.empty());
@@ -1035,49 +1040,43 @@ TEST_CASE("nothing listening is ConnectRefused", "[http_client]") {
 TEST_CASE("a slow response is a Timeout soon after the deadline", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
     auto started = Clock::now();
-    auto out = performOne(io, *session, get(endpoint, "/slow/3000", 300ms));
+    auto out = client.perform(get(endpoint, "/slow/3000", 300ms));
     auto elapsed = Clock::now() - started;
     CHECK(out.error == TransportError::Timeout);
     CHECK(elapsed >= 290ms);
     CHECK(elapsed < 400ms);
-    CHECK(performOne(io, *session, get(endpoint, "/ok")).status == 200);
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200);
   });
 }
 
 TEST_CASE("cancel() completes a slow request with Cancelled promptly", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
-    asio::steady_timer timer(io, 100ms);
+    asio::steady_timer timer(client.io, 100ms);
     Clock::time_point cancelled_at;
     timer.async_wait([&](const boost::system::error_code&) {
       cancelled_at = Clock::now();
-      session->cancel();
-      session->cancel(); // idempotent: one completion
+      client.session->cancel();
+      client.session->cancel(); // idempotent: one completion
     });
     int completions = 0;
     HttpResponse out;
-    REQUIRE(runUntilDone(io, [&]() -> asio::awaitable<void> {
-      co_await session->perform(get(endpoint, "/slow/3000"), out);
+    REQUIRE(runUntilDone(client.io, [&]() -> asio::awaitable<void> {
+      co_await client.session->perform(get(endpoint, "/slow/3000"), out);
       ++completions;
     }));
     auto done_at = Clock::now();
     CHECK(out.error == TransportError::Cancelled);
     CHECK(done_at - cancelled_at < 50ms);
-    session->cancel(); // nothing in flight: a no-op
-    CHECK(performOne(io, *session, get(endpoint, "/ok")).status == 200);
+    client.session->cancel(); // nothing in flight: a no-op
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200);
     CHECK(completions == 1);
   });
 }
@@ -1096,23 +1095,16 @@ TEST_CASE("200 sessions on one thread each complete 20 requests", "[http_client]
     for (int i = 0; i < kSessions; ++i)
       sessions.push_back(client->newSession());
     int ok = 0;
-    int finished = 0;
-    for (auto& session : sessions) {
-      asio::co_spawn(
-          io,
-          [&, s = session.get()]() -> asio::awaitable<void> {
-            HttpResponse out;
-            for (int i = 0; i < kRequests; ++i) {
-              co_await s->perform(get(endpoint, "/ok"), out);
-              ok += out.status == 200 && out.body == "hello, stampede";
-            }
-            ++finished;
-          },
-          asio::detached);
-    }
-    auto deadline = Clock::now() + 30s;
-    while (finished < kSessions && Clock::now() < deadline)
-      io.run_one_until(deadline);
+    int finished = runOnEach(
+        io, sessions,
+        [&](HttpSession& s) -> asio::awaitable<void> {
+          HttpResponse out;
+          for (int i = 0; i < kRequests; ++i) {
+            co_await s.perform(get(endpoint, "/ok"), out);
+            ok += out.status == 200 && out.body == "hello, stampede";
+          }
+        },
+        30s);
     CHECK(finished == kSessions);
     CHECK(ok == kSessions * kRequests);
     CHECK(server.requests() == kSessions * kRequests);
@@ -1123,44 +1115,38 @@ TEST_CASE("header() finds the last response's first field of a name, in any case
           "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
     HeaderList headers = {{"X-Test", "forty two"}};
 
-    CHECK_FALSE(session->header("Content-Length")); // no response yet
+    CHECK_FALSE(client.session->header("Content-Length")); // no response yet
     HttpRequest request = get(endpoint, "/echo");
     request.headers = &headers;
-    REQUIRE(performOne(io, *session, request).status == 200);
-    CHECK(session->header("x-echo") == std::optional<std::string_view>("forty two"));
-    CHECK(session->header("X-ECHO") == std::optional<std::string_view>("forty two"));
-    CHECK(session->header("content-type") == std::optional<std::string_view>("text/plain"));
-    CHECK(session->header("Content-Length") == std::optional<std::string_view>("0"));
-    CHECK_FALSE(session->header("X-Missing"));
-    CHECK_FALSE(session->header("X-Ech"));
+    REQUIRE(client.perform(request).status == 200);
+    CHECK(client.session->header("x-echo") == std::optional<std::string_view>("forty two"));
+    CHECK(client.session->header("X-ECHO") == std::optional<std::string_view>("forty two"));
+    CHECK(client.session->header("content-type") == std::optional<std::string_view>("text/plain"));
+    CHECK(client.session->header("Content-Length") == std::optional<std::string_view>("0"));
+    CHECK_FALSE(client.session->header("X-Missing"));
+    CHECK_FALSE(client.session->header("X-Ech"));
 
     // The next response's fields replace the last one's.
-    REQUIRE(performOne(io, *session, get(endpoint, "/status/503")).status == 503);
-    CHECK_FALSE(session->header("X-Echo"));
-    CHECK(session->header("content-length") == std::optional<std::string_view>("11"));
+    REQUIRE(client.perform(get(endpoint, "/status/503")).status == 503);
+    CHECK_FALSE(client.session->header("X-Echo"));
+    CHECK(client.session->header("content-length") == std::optional<std::string_view>("11"));
     // Split over reads (a body larger than one read): the same.
-    REQUIRE(performOne(io, *session, get(endpoint, "/size/300000")).status == 200);
-    CHECK(session->header("Content-Length") == std::optional<std::string_view>("300000"));
+    REQUIRE(client.perform(get(endpoint, "/size/300000")).status == 200);
+    CHECK(client.session->header("Content-Length") == std::optional<std::string_view>("300000"));
     // A request that got no response has no fields.
-    REQUIRE(performOne(io, *session, get(endpoint, "/close")).error == TransportError::Reset);
-    CHECK_FALSE(session->header("Content-Length"));
+    REQUIRE(client.perform(get(endpoint, "/close")).error == TransportError::Reset);
+    CHECK_FALSE(client.session->header("Content-Length"));
   });
 }
 
 TEST_CASE("every method goes out as written, HEAD reads no body", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
     for (std::string method : {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "GET"}) {
@@ -1170,7 +1156,7 @@ TEST_CASE("every method goes out as written, HEAD reads no body", "[http_client]
       request.method = method;
       if (with_body)
         request.body = "payload";
-      auto out = performOne(io, *session, request);
+      auto out = client.perform(request);
       REQUIRE(out.error == TransportError::None);
       CHECK(out.status == 200);
       auto [head, body] = server.lastEcho();
@@ -1178,7 +1164,7 @@ TEST_CASE("every method goes out as written, HEAD reads no body", "[http_client]
       CHECK(body == (with_body ? "payload" : ""));
       if (method == "HEAD") {
         CHECK(out.body.empty());
-        CHECK(session->header("Content-Length") == std::optional<std::string_view>("0"));
+        CHECK(client.session->header("Content-Length") == std::optional<std::string_view>("0"));
       } else {
         CHECK(out.body == body);
       }
@@ -1188,11 +1174,11 @@ TEST_CASE("every method goes out as written, HEAD reads no body", "[http_client]
     // A HEAD answered with a Content-Length but no body leaves the connection in step.
     HttpRequest head = get(endpoint, "/size/5000");
     head.method = "HEAD";
-    auto out = performOne(io, *session, head);
+    auto out = client.perform(head);
     CHECK(out.status == 200);
     CHECK(out.body.empty());
-    CHECK(session->header("content-length") == std::optional<std::string_view>("5000"));
-    CHECK(performOne(io, *session, get(endpoint, "/ok")).body == "hello, stampede");
+    CHECK(client.session->header("content-length") == std::optional<std::string_view>("5000"));
+    CHECK(client.perform(get(endpoint, "/ok")).body == "hello, stampede");
     CHECK(server.accepts() == 1);
   });
 }
@@ -1200,33 +1186,30 @@ TEST_CASE("every method goes out as written, HEAD reads no body", "[http_client]
 TEST_CASE("gzip bodies are decoded; bytes_in counts them as they came", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
     uint64_t written = server.bytesWritten();
-    auto out = performOne(io, *session, get(endpoint, "/gzip/100000"));
+    auto out = client.perform(get(endpoint, "/gzip/100000"));
     REQUIRE(out.error == TransportError::None);
     CHECK(out.status == 200);
     CHECK(out.body == sampleText(100000));
     CHECK(server.lastHead().find("\r\nAccept-Encoding: gzip") != std::string::npos);
-    CHECK(session->header("content-encoding") == std::optional<std::string_view>("gzip"));
+    CHECK(client.session->header("content-encoding") == std::optional<std::string_view>("gzip"));
     CHECK(eventually([&] { return out.bytes_in == server.bytesWritten() - written; }));
     CHECK(out.bytes_in < 100000 / 5);
 
     // Many in a row: the decoder's state is reused, nothing of one body reaches the next.
     for (size_t size : {size_t{1}, size_t{70000}, size_t{10}, size_t{0}, size_t{3000}}) {
       INFO(size);
-      auto again = performOne(io, *session, get(endpoint, "/gzip/" + std::to_string(size)));
+      auto again = client.perform(get(endpoint, "/gzip/" + std::to_string(size)));
       CHECK(again.status == 200);
       CHECK(again.body == sampleText(size));
     }
 
     // Chunked, as nginx sends gzip: the body decoded, bytes_in the compressed size or more.
     written = server.bytesWritten();
-    auto chunked = performOne(io, *session, get(endpoint, "/gzip-chunked/50000"));
+    auto chunked = client.perform(get(endpoint, "/gzip-chunked/50000"));
     REQUIRE(chunked.error == TransportError::None);
     CHECK(chunked.body == sampleText(50000));
     CHECK(chunked.bytes_in < 50000 / 5);
@@ -1234,7 +1217,7 @@ TEST_CASE("gzip bodies are decoded; bytes_in counts them as they came", "[http_c
 
     // Members back to back are one body (RFC 1952, 2.2); curl 7.88 stops after the first and
     // fails the transfer (no server we know of sends more than one).
-    auto members = performOne(io, *session, get(endpoint, "/gzip-members"));
+    auto members = client.perform(get(endpoint, "/gzip-members"));
     INFO(members.detail);
     if (std::string_view(engine.name) == "beast")
       CHECK(members.body == "first member, second");
@@ -1246,18 +1229,15 @@ TEST_CASE("gzip bodies are decoded; bytes_in counts them as they came", "[http_c
 TEST_CASE("the scenario's own Accept-Encoding is the only one sent", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
     HeaderList identity = {{"accept-encoding", "identity"}};
     HttpRequest plain = get(endpoint, "/gzip/1000");
     plain.headers = &identity;
-    auto raw = performOne(io, *session, plain);
+    auto raw = client.perform(plain);
     CHECK(raw.body == sampleText(1000));
-    CHECK_FALSE(session->header("Content-Encoding"));
+    CHECK_FALSE(client.session->header("Content-Encoding"));
     auto head = server.lastHead();
     CHECK(head.find("\r\naccept-encoding: identity") != std::string::npos);
     CHECK(head.find("Accept-Encoding") == std::string::npos);
@@ -1267,35 +1247,30 @@ TEST_CASE("the scenario's own Accept-Encoding is the only one sent", "[http_clie
 TEST_CASE("a corrupt gzip body is a protocol error, and the session goes on", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
-    common::HttpSpec spec;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine);
     auto endpoint = endpointAt(server.port());
 
-    auto corrupt = performOne(io, *session, get(endpoint, "/gzip-corrupt"));
+    auto corrupt = client.perform(get(endpoint, "/gzip-corrupt"));
     CHECK(corrupt.error == TransportError::Protocol);
     CHECK(corrupt.status == 0);
     CHECK(oneLine(corrupt.detail));
-    CHECK(performOne(io, *session, get(endpoint, "/ok")).body == "hello, stampede");
+    CHECK(client.perform(get(endpoint, "/ok")).body == "hello, stampede");
   });
 }
 
 TEST_CASE("a redirect is returned as it is, not followed", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
     common::HttpSpec spec;
     spec.follow_redirects = true; // the engine's business, not the client's
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine, spec);
     auto endpoint = endpointAt(server.port());
 
-    auto out = performOne(io, *session, get(endpoint, "/redirect"));
+    auto out = client.perform(get(endpoint, "/redirect"));
     CHECK(out.error == TransportError::None);
     CHECK(out.status == 302);
     CHECK(out.body == "moved");
-    CHECK(session->header("location") == std::optional<std::string_view>("/ok"));
+    CHECK(client.session->header("location") == std::optional<std::string_view>("/ok"));
     CHECK(server.requests() == 1);
   });
 }
@@ -1303,38 +1278,31 @@ TEST_CASE("a redirect is returned as it is, not followed", "[http_client]") {
 TEST_CASE("HTTP/1.1 responses report http_version 11", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
-    asio::io_context io;
     common::HttpSpec spec;
     spec.version = common::HttpSpec::Version::Http2; // the Beast engine speaks HTTP/1.1 anyway
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine, spec);
     auto endpoint = endpointAt(server.port());
     if (std::string_view(engine.name) == "curl")
       return; // h2c with prior knowledge does not speak to an HTTP/1.1 server: see [nginx]
-    auto out = performOne(io, *session, get(endpoint, "/ok"));
+    auto out = client.perform(get(endpoint, "/ok"));
     CHECK(out.status == 200);
     CHECK(out.http_version == 11);
   });
   TestServer server;
-  asio::io_context io;
-  auto client = makeCurlClient(io, common::HttpSpec{});
-  auto session = client->newSession();
   auto endpoint = endpointAt(server.port());
-  CHECK(performOne(io, *session, get(endpoint, "/ok")).http_version == 11);
+  CHECK(performOnce(kCurl, {}, get(endpoint, "/ok")).http_version == 11);
 }
 
 TEST_CASE("TLS: a CA given as PEM is trusted, and names are checked", "[http_client][tls]") {
   forEachEngine([](const Engine& engine) {
     TlsServer server(pki().server);
-    asio::io_context io;
     common::HttpSpec spec;
     spec.tls.ca_pem = pki().ca.cert_pem;
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
+    ClientSession client(engine, spec);
     auto endpoint = httpsEndpointAt(server.port());
 
     for (int i = 0; i < 3; ++i) {
-      auto out = performOne(io, *session, get(endpoint, "/ok"));
+      auto out = client.perform(get(endpoint, "/ok"));
       REQUIRE(out.error == TransportError::None);
       CHECK(out.status == 200);
       CHECK(out.body == "hello, tls");
@@ -1343,16 +1311,13 @@ TEST_CASE("TLS: a CA given as PEM is trusted, and names are checked", "[http_cli
     CHECK(server.serverName().empty()); // no SNI for an address
 
     auto by_name = httpsEndpointAt(server.port(), "localhost");
-    auto named = client->newSession();
-    auto out = performOne(io, *named, get(by_name, "/ok"));
+    auto named = client.client->newSession();
+    auto out = performOne(client.io, *named, get(by_name, "/ok"));
     CHECK(out.status == 200);
     CHECK(server.serverName() == "localhost");
 
     // The system's authorities do not know ours.
-    asio::io_context io2;
-    auto system_trust = engine.make(io2, common::HttpSpec{});
-    auto refused = system_trust->newSession();
-    auto failed = performOne(io2, *refused, get(endpoint, "/ok"));
+    auto failed = performOnce(engine, {}, get(endpoint, "/ok"));
     CHECK(failed.error == TransportError::Tls);
     CHECK(failed.status == 0);
     CHECK(oneLine(failed.detail));
@@ -1366,27 +1331,18 @@ TEST_CASE("TLS: verify false accepts a self-signed certificate for another name"
   forEachEngine([](const Engine& engine) {
     TlsServer server(pki().self_signed); // for other.example, not 127.0.0.1
     auto endpoint = httpsEndpointAt(server.port());
-    {
-      asio::io_context io;
-      common::HttpSpec spec;
-      spec.tls.verify = false;
-      auto client = engine.make(io, spec);
-      auto session = client->newSession();
-      auto out = performOne(io, *session, get(endpoint, "/ok"));
-      CHECK(out.error == TransportError::None);
-      CHECK(out.body == "hello, tls");
-    }
-    {
-      // Trusted, but not for this name.
-      asio::io_context io;
-      common::HttpSpec spec;
-      spec.tls.ca_pem = pki().self_signed.cert_pem;
-      auto client = engine.make(io, spec);
-      auto session = client->newSession();
-      auto out = performOne(io, *session, get(endpoint, "/ok"));
-      CHECK(out.error == TransportError::Tls);
-      CHECK(oneLine(out.detail));
-    }
+    common::HttpSpec unverified;
+    unverified.tls.verify = false;
+    auto out = performOnce(engine, unverified, get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::None);
+    CHECK(out.body == "hello, tls");
+
+    // Trusted, but not for this name.
+    common::HttpSpec trusted;
+    trusted.tls.ca_pem = pki().self_signed.cert_pem;
+    out = performOnce(engine, trusted, get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::Tls);
+    CHECK(oneLine(out.detail));
   });
 }
 
@@ -1394,28 +1350,18 @@ TEST_CASE("TLS: a client certificate from PEM is presented", "[http_client][tls]
   forEachEngine([](const Engine& engine) {
     TlsServer server(pki().server, &pki().ca.cert_pem);
     auto endpoint = httpsEndpointAt(server.port());
-    {
-      asio::io_context io;
-      common::HttpSpec spec;
-      spec.tls.ca_pem = pki().ca.cert_pem;
-      spec.tls.cert_pem = pki().client.cert_pem;
-      spec.tls.key_pem = pki().client.key_pem;
-      auto client = engine.make(io, spec);
-      auto session = client->newSession();
-      auto out = performOne(io, *session, get(endpoint, "/ok"));
-      CHECK(out.error == TransportError::None);
-      CHECK(out.body == "hello, tls");
-    }
-    {
-      asio::io_context io;
-      common::HttpSpec spec;
-      spec.tls.ca_pem = pki().ca.cert_pem;
-      auto client = engine.make(io, spec);
-      auto session = client->newSession();
-      auto out = performOne(io, *session, get(endpoint, "/ok"));
-      CHECK(out.error != TransportError::None); // TLS 1.3 may tell only after the handshake
-      CHECK(out.status == 0);
-    }
+    common::HttpSpec spec;
+    spec.tls.ca_pem = pki().ca.cert_pem;
+    common::HttpSpec with_cert = spec;
+    with_cert.tls.cert_pem = pki().client.cert_pem;
+    with_cert.tls.key_pem = pki().client.key_pem;
+    auto out = performOnce(engine, with_cert, get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::None);
+    CHECK(out.body == "hello, tls");
+
+    out = performOnce(engine, spec, get(endpoint, "/ok"));
+    CHECK(out.error != TransportError::None); // TLS 1.3 may tell only after the handshake
+    CHECK(out.status == 0);
   });
 }
 
@@ -1423,17 +1369,15 @@ TEST_CASE("TLS: an unusable CA PEM fails TLS requests with a one-line reason",
           "[http_client][tls]") {
   forEachEngine([](const Engine& engine) {
     TlsServer server(pki().server);
-    asio::io_context io;
     common::HttpSpec spec;
     spec.tls.ca_pem = "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n";
-    auto client = engine.make(io, spec);
-    auto session = client->newSession();
-    auto out = performOne(io, *session, get(httpsEndpointAt(server.port()), "/ok"));
+    ClientSession client(engine, spec);
+    auto out = client.perform(get(httpsEndpointAt(server.port()), "/ok"));
     CHECK(out.error == TransportError::Tls);
     CHECK(oneLine(out.detail));
     // Plain HTTP is not affected.
     TestServer plain;
-    CHECK(performOne(io, *session, get(endpointAt(plain.port()), "/ok")).status == 200);
+    CHECK(client.perform(get(endpointAt(plain.port()), "/ok")).status == 200);
   });
 }
 
@@ -1446,41 +1390,36 @@ TEST_CASE("HTTP/2 on the curl engine: h2 via ALPN and h2c, against nginx", "[htt
   INFO(nginx.errorLog());
   REQUIRE(nginx.running());
   const auto text = sampleText(kNginxText);
-  asio::io_context io;
   common::HttpSpec spec;
   spec.engine = common::HttpSpec::Engine::Curl;
   spec.version = common::HttpSpec::Version::Http2;
   spec.tls.ca_pem = pki().ca.cert_pem;
-  auto client = makeCurlClient(io, spec);
-  auto session = client->newSession();
+  ClientSession client(kCurl, spec);
 
   auto h2 = httpsEndpointAt(nginx.tls_port);
   auto h2c = endpointAt(nginx.h2c_port);
   for (const auto* endpoint : {&h2, &h2c, &h2}) {
     INFO(endpoint->scheme);
-    auto out = performOne(io, *session, get(*endpoint, "/text.txt"));
+    auto out = client.perform(get(*endpoint, "/text.txt"));
     REQUIRE(out.error == TransportError::None);
     CHECK(out.status == 200);
     CHECK(out.http_version == 20);
     CHECK(out.body == text); // gzipped by nginx, decoded by curl
-    CHECK(session->header("Content-Encoding") == std::optional<std::string_view>("gzip"));
+    CHECK(client.session->header("Content-Encoding") == std::optional<std::string_view>("gzip"));
     CHECK(out.bytes_in < kNginxText / 4);
   }
 
   // version "1.1" keeps curl on HTTP/1.1 even where ALPN offers h2.
   spec.version = common::HttpSpec::Version::Http1;
-  auto http1 = makeCurlClient(io, spec);
-  auto http1_session = http1->newSession();
-  auto out = performOne(io, *http1_session, get(h2, "/text.txt"));
+  auto out = performOnce(kCurl, spec, get(h2, "/text.txt"));
   CHECK(out.status == 200);
   CHECK(out.http_version == 11);
   CHECK(out.body == text);
 
   // The Beast engine decodes what nginx's zlib made (chunked), over TLS too.
-  auto beast = makeBeastClient(io, spec);
-  auto beast_session = beast->newSession();
+  ClientSession beast(kBeast, spec);
   for (auto endpoint : {endpointAt(nginx.plain_port), h2}) {
-    auto got = performOne(io, *beast_session, get(endpoint, "/text.txt"));
+    auto got = beast.perform(get(endpoint, "/text.txt"));
     REQUIRE(got.error == TransportError::None);
     CHECK(got.http_version == 11);
     CHECK(got.body == text);
@@ -1518,24 +1457,14 @@ TEST_CASE("HTTP/2 on the curl engine: each session has a connection of its own",
   // would go over that one.
   REQUIRE(performOne(io, *sessions[0], get(endpoint, "/text.txt")).http_version == 20);
   int ok = 0;
-  int finished = 0;
-  for (auto& session : sessions) {
-    asio::co_spawn(
-        io,
-        [&, s = session.get()]() -> asio::awaitable<void> {
-          HttpResponse out;
-          co_await s->perform(get(endpoint, "/text.txt"), out);
-          ok += out.status == 200 && out.http_version == 20;
-          ++finished;
-        },
-        asio::detached);
-  }
-  auto deadline = Clock::now() + 20s;
-  while (finished < 3 && Clock::now() < deadline) {
-    if (io.stopped())
-      io.restart(); // the warm-up may have run it out of work
-    io.run_one_until(deadline);
-  }
+  runOnEach(
+      io, sessions,
+      [&](HttpSession& s) -> asio::awaitable<void> {
+        HttpResponse out;
+        co_await s.perform(get(endpoint, "/text.txt"), out);
+        ok += out.status == 200 && out.http_version == 20;
+      },
+      20s);
   CHECK(ok == 3);
   std::vector<std::string> log;
   REQUIRE(eventually([&] { return (log = nginx.accessLog()).size() == 4; }));
@@ -1551,14 +1480,12 @@ TEST_CASE("HTTP/2 on the curl engine: h2c serves request after request", "[http_
     return; // said by the test above
   INFO(nginx.errorLog());
   REQUIRE(nginx.running());
-  asio::io_context io;
   common::HttpSpec spec;
   spec.version = common::HttpSpec::Version::Http2;
-  auto client = makeCurlClient(io, spec);
-  auto session = client->newSession();
+  ClientSession client(kCurl, spec);
   auto endpoint = endpointAt(nginx.h2c_port);
   for (int i = 0; i < 5; ++i) {
-    auto out = performOne(io, *session, get(endpoint, "/text.txt"));
+    auto out = client.perform(get(endpoint, "/text.txt"));
     INFO(out.detail);
     CHECK(out.status == 200);
     CHECK(out.http_version == 20);
