@@ -674,14 +674,15 @@ asio::awaitable<void> WorkerThread::arrivals() {
       if (e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
         break;
     }
-    if (!e.takeIteration())
-      break;
     const Flow& flow = e.pickFlow(rng_);
     if (in_flight_ >= in_flight_cap_) {
       // Never queued: a late start would hide the wait from the latency figures.
       recordDropped(flow.first_request_stats_index);
       continue;
     }
+    // A dropped arrival is not an iteration: only one that starts takes from the budget.
+    if (!e.takeIteration())
+      break;
     VirtualUser* user;
     if (!idle_.empty()) {
       user = idle_.back();
