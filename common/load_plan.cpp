@@ -106,8 +106,7 @@ std::optional<microseconds> LoadCurve::nextTimeAbove(double level, microseconds 
       continue;
     const double start = std::max(t, s.t0_s);
     const double span = s.t1_s - s.t0_s;
-    const double at_start =
-        span > 0 ? s.from + (s.to - s.from) * (start - s.t0_s) / span : s.to;
+    const double at_start = span > 0 ? s.from + (s.to - s.from) * (start - s.t0_s) / span : s.to;
     if (at_start > level)
       return fromSeconds(start);
     if (s.to > level && span > 0) {

@@ -270,7 +270,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-
 // The process environment with --env-file values over it: what env() reads on the master.
 std::map<std::string, std::string>
 environmentWith(const std::map<std::string, std::string>& overlay) {

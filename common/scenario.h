@@ -78,9 +78,9 @@ struct Capture {
   std::string name;
   uint32_t slot = 0; // into the virtual user's slots (see SlotNames)
   Kind kind = Kind::Json;
-  JsonPath json;        // Kind::Json
-  std::string header;   // Kind::Header, matched case-insensitively
-  std::string pattern;  // Kind::Regex: ECMAScript syntax, exactly one group
+  JsonPath json;                           // Kind::Json
+  std::string header;                      // Kind::Header, matched case-insensitively
+  std::string pattern;                     // Kind::Regex: ECMAScript syntax, exactly one group
   std::shared_ptr<const std::regex> regex; // Kind::Regex, compiled at load
 };
 
@@ -217,7 +217,7 @@ struct Scenario {
   std::map<std::string, std::string> variables;
   std::map<std::string, std::string> env; // every env() value read, shipped to workers
   std::vector<Feeder> data;
-  SlotNames slots;                  // every capture name and `feeder.column`
+  SlotNames slots; // every capture name and `feeder.column`
   std::vector<Flow> flows;
   std::vector<StepInfo> step_table;
   std::vector<std::string> overrides; // --set key.path=value, as applied

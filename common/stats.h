@@ -19,10 +19,10 @@ struct StepStats {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   std::map<std::string, uint64_t> errors_by_kind; // "http_500", "timeout", "connect_refused"...
-  uint64_t http2_responses = 0; // of `requests`, those answered over HTTP/2
-  Histogram latency_us;         // open model: from the scheduled time; closed: from the send
-  Histogram service_us;         // from the send to done
-  Histogram schedule_lag_us;    // open model: send minus scheduled time, one per arrival
+  uint64_t http2_responses = 0;                   // of `requests`, those answered over HTTP/2
+  Histogram latency_us;      // open model: from the scheduled time; closed: from the send
+  Histogram service_us;      // from the send to done
+  Histogram schedule_lag_us; // open model: send minus scheduled time, one per arrival
 
   void merge(const StepStats& other);
   void reset();

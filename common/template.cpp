@@ -290,8 +290,7 @@ Template Template::compile(std::string_view text,
       if (std::find(t.slots_used_.begin(), t.slots_used_.end(), slot->second) ==
           t.slots_used_.end())
         t.slots_used_.push_back(slot->second);
-    } else if (auto var = variables.find(std::string(name));
-               var != variables.end() && !builtin) {
+    } else if (auto var = variables.find(std::string(name)); var != variables.end() && !builtin) {
       if (call)
         throw TemplateError(name_at, "'" + std::string(name) + "' is a variable, not a function");
       appendLiteral(var->second);

@@ -19,7 +19,7 @@ struct RenderContext {
   uint64_t vu = 0;        // unique across the cluster
   uint64_t iteration = 0; // of this virtual user
   uint32_t worker_index = 0;
-  std::mt19937_64* rng = nullptr; // the load thread's generator
+  std::mt19937_64* rng = nullptr;     // the load thread's generator
   const std::string* slots = nullptr; // this virtual user's captured values and data columns
 };
 

@@ -12,15 +12,16 @@ namespace {
 
 po::options_description describeOptions() {
   po::options_description options("Options");
-  options.add_options()                                                                           //
-      ("help,h", "show this help and exit")                                                       //
-      ("version", "show the version and exit")                                                    //
-      ("threads", po::value<int>(), "load threads (default: one per core)")                       //
+  options.add_options()                                                     //
+      ("help,h", "show this help and exit")                                 //
+      ("version", "show the version and exit")                              //
+      ("threads", po::value<int>(), "load threads (default: one per core)") //
       ("duration", po::value<std::string>(),
-       "override load.duration, e.g. 30s (with load.stages: end the run after D)")                  //
+       "override load.duration, e.g. 30s (with load.stages: end the run after D)") //
       ("set", po::value<std::vector<std::string>>()->composing(),
-       "override a scenario value: --set load.users=50 (repeatable)")                             //
-      ("env-file", po::value<std::string>(), "NAME=VALUE lines that env() reads before the environment") //
+       "override a scenario value: --set load.users=50 (repeatable)") //
+      ("env-file", po::value<std::string>(),
+       "NAME=VALUE lines that env() reads before the environment")                                //
       ("out", po::value<std::string>(), "write report.json and timeseries.csv into DIR")          //
       ("quiet,q", "no live line; summary only")                                                   //
       ("workers", po::value<std::string>(), "hosts file: run on the worker daemons listed there") //
@@ -88,7 +89,8 @@ CliOptions parseCli(int argc, const char* const* argv) {
   if (vm.count("set")) {
     for (const auto& entry : vm["set"].as<std::vector<std::string>>()) {
       if (entry.find('=') == std::string::npos || entry.front() == '=')
-        throw UsageError(fmt::format("--set {}: expected KEY.PATH=VALUE, e.g. load.users=50", entry));
+        throw UsageError(
+            fmt::format("--set {}: expected KEY.PATH=VALUE, e.g. load.users=50", entry));
       cli.overrides.push_back(entry);
     }
   }

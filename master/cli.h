@@ -13,9 +13,9 @@ struct CliOptions {
   std::string scenario_path;
   int threads = 0;                                   // 0: one per core
   std::optional<std::chrono::microseconds> duration; // overrides load.duration
-  std::vector<std::string> overrides; // --set key.path=value, in order
-  std::string env_file;               // --env-file: NAME=VALUE lines that env() reads first
-  std::string out_dir;                               // "" : no files written
+  std::vector<std::string> overrides;                // --set key.path=value, in order
+  std::string env_file; // --env-file: NAME=VALUE lines that env() reads first
+  std::string out_dir;  // "" : no files written
   bool quiet = false;
   bool dry_run = false;
   std::string workers_file;    // --workers: dial the workers listed there

@@ -15,11 +15,11 @@
 namespace stampede::master {
 
 struct WorkerPlan {
-  uint32_t users = 0;         // closed model: peak virtual users
-  double rate_share = 0;      // open model: fraction of the cluster's arrival rate
-  uint64_t max_in_flight = 0; // open model
-  uint64_t first_vu = 0;      // open model: its {{vu}} numbers start here
-  uint64_t iterations = 0;    // its share of load.iterations; 0 when there is no limit
+  uint32_t users = 0;              // closed model: peak virtual users
+  double rate_share = 0;           // open model: fraction of the cluster's arrival rate
+  uint64_t max_in_flight = 0;      // open model
+  uint64_t first_vu = 0;           // open model: its {{vu}} numbers start here
+  uint64_t iterations = 0;         // its share of load.iterations; 0 when there is no limit
   std::vector<size_t> feeder_rows; // rows of each feeder it gets (all rows when shared)
   // What is shipped in Prepare.files: the scenario's files, with a per_worker feeder's CSV
   // cut down to this worker's slice.

@@ -88,8 +88,9 @@ json buildReport(const RunResult& r) {
   const bool open = load.model == common::LoadSpec::Model::Open;
   json stages = json::array();
   for (const auto& stage : load.stages)
-    stages.push_back(stage.hold ? json{{"hold_s", double(stage.over.count()) / 1e6}}
-                                : json{{"to", stage.to}, {"over_s", double(stage.over.count()) / 1e6}});
+    stages.push_back(stage.hold
+                         ? json{{"hold_s", double(stage.over.count()) / 1e6}}
+                         : json{{"to", stage.to}, {"over_s", double(stage.over.count()) / 1e6}});
   report["load"] = {{"model", open ? "open" : "closed"},
                     {"users", open ? json(nullptr) : json(load.users)},
                     {"rate", open ? json(load.peak()) : json(nullptr)},

@@ -222,8 +222,8 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
     fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
                feeder.file,
                feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
-  fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads",
-             "weight", open ? "rate/s" : "users", open ? "in flight" : "", "offset ms");
+  fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads", "weight",
+             open ? "rate/s" : "users", open ? "in flight" : "", "offset ms");
   if (load.iterations > 0)
     fmt::print(" {:>10}", "iterations");
   for (const auto& feeder : scenario.data)
@@ -440,9 +440,8 @@ int runScenario(const CliOptions& cli) {
     link->last_heard = clock.now();
   }
   if (!cli.quiet)
-    fmt::print("stampede: \"{}\" against {}://{}:{}, {} on {} worker{}, {:.0f}s\n",
-               scenario->name, scenario->target.scheme, scenario->target.host,
-               scenario->target.port,
+    fmt::print("stampede: \"{}\" against {}://{}:{}, {} on {} worker{}, {:.0f}s\n", scenario->name,
+               scenario->target.scheme, scenario->target.host, scenario->target.port,
                scenario->load.model == common::LoadSpec::Model::Open
                    ? fmt::format("{:g}/s", scenario->load.peak())
                    : fmt::format("{} users", scenario->load.users),

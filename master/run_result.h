@@ -63,7 +63,7 @@ struct RunResult {
   std::vector<WorkerResult> workers;
   std::vector<ThresholdResult> thresholds;
   std::vector<std::string> overrides; // --set ones as applied, then --duration
-  uint64_t dropped_messages = 0; // control messages dropped as garbage, stale or duplicate
+  uint64_t dropped_messages = 0;      // control messages dropped as garbage, stale or duplicate
 };
 
 } // namespace stampede::master

@@ -164,7 +164,9 @@ struct VirtualUser {
   const Flow& pickFlow() { return thread.engine_.pickFlow(thread.rng_); }
   bool mayStart() const { return !engine.stopping() && engine.clock_.now() < engine.end_; }
   // Closed model: whether the load curve wants this user now.
-  bool wanted() const { return engine.curve_->levelAt(engine.sinceStart()) > double(cluster_number); }
+  bool wanted() const {
+    return engine.curve_->levelAt(engine.sinceStart()) > double(cluster_number);
+  }
   bool drawData(const Flow& flow);
   // Checks the response against the step's expectations and takes its captures; returns the
   // error kind, or nullptr. `detail` says what was wanted.
@@ -462,7 +464,7 @@ bool VirtualUser::beginRedirect(std::string_view location) {
   req.target = target_buf;
   // 303, and 301/302 after a POST, continue as a GET without a body (what browsers do).
   if (response.status == 303 || ((response.status == 301 || response.status == 302) &&
-                                  req.method == std::string_view("POST"))) {
+                                 req.method == std::string_view("POST"))) {
     req.method = "GET";
     req.body = {};
   }
@@ -612,8 +614,8 @@ void VirtualUser::reportError(const Flow& flow, const Step& step, const HttpRequ
     if (step.url_absolute) {
       context.url = masked_path;
     } else {
-      context.url = endpoint.scheme + "://" + endpoint.host + ":" +
-                    std::to_string(endpoint.port) + engine.scenario_->target.base_path +
+      context.url = endpoint.scheme + "://" + endpoint.host + ":" + std::to_string(endpoint.port) +
+                    engine.scenario_->target.base_path +
                     (masked_path.empty() || masked_path.front() != '/' ? "/" : "") + masked_path;
     }
     // Query values may carry secrets too: shown as the step renders them, masked.
@@ -656,9 +658,8 @@ void WorkerThread::addUser(uint64_t vu, uint64_t cluster_number) {
 asio::awaitable<void> WorkerThread::arrivals() {
   Engine& e = engine_;
   const uint64_t step = e.threads_.size();
-  const double phase =
-      double(e.options_.worker_index % std::max(1u, e.options_.worker_count)) /
-      double(std::max(1u, e.options_.worker_count));
+  const double phase = double(e.options_.worker_index % std::max(1u, e.options_.worker_count)) /
+                       double(std::max(1u, e.options_.worker_count));
   uint64_t next_vu = 0;
   for (uint64_t k = uint64_t(index_);; k += step) {
     const auto offset = e.curve_->timeOfArrival(double(k) + phase);

@@ -137,7 +137,7 @@ private:
   std::unique_ptr<common::LoadCurve> curve_; // this worker's: levels scaled by rate_share
   double flow_weight_total_ = 0;
   std::atomic<int64_t> iterations_left_{0}; // with a cap: iterations not yet started
-  std::atomic<bool> data_stopped_{false};     // a feeder with on_exhausted: stop ran out
+  std::atomic<bool> data_stopped_{false};   // a feeder with on_exhausted: stop ran out
 
   std::atomic<bool> halted_{false};
   std::atomic<bool> finishing_{false};

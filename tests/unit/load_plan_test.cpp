@@ -104,8 +104,7 @@ TEST_CASE("closed-model users start as the curve rises and park as it falls", "[
   CHECK_FALSE(flat.nextTimeAbove(4, microseconds(0)));
 }
 
-TEST_CASE("cluster users interleave across workers in proportion to their counts",
-          "[load_plan]") {
+TEST_CASE("cluster users interleave across workers in proportion to their counts", "[load_plan]") {
   const std::vector<uint32_t> equal{3, 3, 3};
   CHECK(common::clusterUsersOf(0, equal) == std::vector<uint64_t>{0, 3, 6});
   CHECK(common::clusterUsersOf(2, equal) == std::vector<uint64_t>{2, 5, 8});
@@ -142,8 +141,7 @@ TEST_CASE("--duration replaces the hold, or ends written stages where they are",
   CHECK(LoadCurve(staged.stages).levelAt(seconds(7)) == Approx(50));
 }
 
-TEST_CASE("the plan splits rate, in-flight cap, iterations and per_worker rows",
-          "[load_plan]") {
+TEST_CASE("the plan splits rate, in-flight cap, iterations and per_worker rows", "[load_plan]") {
   common::Scenario s;
   s.file = "plan.yaml";
   s.load.model = common::LoadSpec::Model::Open;
