@@ -66,7 +66,13 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
     }
   }
   if (load.iterations > 0) {
-    const auto iterations = split(load.iterations, capacity);
+    // In proportion to what runs them: users in the closed model (a worker without users
+    // would leave its iterations undone), capacity in the open model.
+    std::vector<double> weights(capacity.begin(), capacity.end());
+    if (!open)
+      for (size_t i = 0; i < plans.size(); ++i)
+        weights[i] = plans[i].users;
+    const auto iterations = split(load.iterations, weights);
     for (size_t i = 0; i < plans.size(); ++i) {
       plans[i].iterations = iterations[i];
       // A worker with no iteration to run carries no load (0 would mean "no limit").

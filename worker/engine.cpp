@@ -147,10 +147,10 @@ struct VirtualUser {
   asio::awaitable<void> run();
   // Open model: one iteration, scheduled at `scheduled`; returns the user to the pool.
   asio::awaitable<void> arrival(const Flow& flow, common::SteadyTime scheduled);
-  // Runs one iteration of `flow`. Returns false when this user must stop for good (the run
-  // is over, a feeder ran out); `ramped_down` is set when the load curve let it go.
-  asio::awaitable<bool> iterate(const Flow& flow, std::optional<common::SteadyTime> scheduled,
-                                bool& ramped_down);
+  // Runs one iteration of `flow` (the closed model's ends early when the load curve lets
+  // this user go). Returns false when this user must stop for good (the run is over, a
+  // feeder ran out).
+  asio::awaitable<bool> iterate(const Flow& flow, std::optional<common::SteadyTime> scheduled);
   // A request in plain functions around the co_await, not a coroutine of its own: a coroutine
   // frame per request is measurable at the rates we run. beginRequest renders `req` and
   // returns false when the run is over; endRequest records the outcome and returns false when
@@ -197,7 +197,6 @@ struct VirtualUser {
 };
 
 asio::awaitable<void> VirtualUser::run() {
-  bool ramped_down = false;
   while (mayStart()) {
     if (!wanted()) {
       // Parked: ramped down, or not yet ramped up. Sleep until the curve wants us again.
@@ -213,7 +212,7 @@ asio::awaitable<void> VirtualUser::run() {
     if (!engine.takeIteration())
       break;
     engine.active_users_.fetch_add(1, std::memory_order_relaxed);
-    const bool go_on = co_await iterate(pickFlow(), std::nullopt, ramped_down);
+    const bool go_on = co_await iterate(pickFlow(), std::nullopt);
     engine.active_users_.fetch_sub(1, std::memory_order_relaxed);
     ++ctx.iteration;
     if (!go_on)
@@ -226,8 +225,7 @@ asio::awaitable<void> VirtualUser::arrival(const Flow& flow, common::SteadyTime 
   // Every arrival is a new visitor: nothing captured by the previous one is visible.
   for (auto& slot : slots)
     slot.clear();
-  bool ramped_down = false;
-  const bool go_on = co_await iterate(flow, scheduled, ramped_down);
+  const bool go_on = co_await iterate(flow, scheduled);
   ++ctx.iteration;
   engine.active_users_.fetch_sub(1, std::memory_order_relaxed);
   if (!go_on && !engine.stopping())
@@ -237,8 +235,7 @@ asio::awaitable<void> VirtualUser::arrival(const Flow& flow, common::SteadyTime 
 }
 
 asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
-                                           std::optional<common::SteadyTime> scheduled,
-                                           bool& ramped_down) {
+                                           std::optional<common::SteadyTime> scheduled) {
   if (!drawData(flow))
     co_return false;
   const bool closed = !scheduled.has_value();
@@ -280,10 +277,8 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
     switch (step.kind) {
     case Step::Kind::Request: {
       // Ramp-down: a user the curve no longer wants finishes the step it is in, not the flow.
-      if (closed && !wanted()) {
-        ramped_down = true;
+      if (closed && !wanted())
         co_return mayStart();
-      }
       redirects = 0;
       go_on = beginRequest(step);
       while (go_on) {

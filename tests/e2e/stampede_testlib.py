@@ -444,6 +444,58 @@ def load_report(out_dir):
         return json.load(f)
 
 
+def assert_halted(testcase, report, exit_code, reason):
+    """A report of a run halted for `reason`: its exit code and outcome, and no request started
+    after the halt. Returns report["halt"]."""
+    testcase.assertEqual(report["exit_code"], exit_code, report)
+    testcase.assertEqual(report["outcome"], "halted", report)
+    halt = report["halt"]
+    testcase.assertIsInstance(halt, dict, report)
+    testcase.assertEqual(halt["reason"], reason, halt)
+    testcase.assertEqual(halt["requests_started_after_halt"], 0, halt)
+    return halt
+
+def one_get_scenario(url, users, duration, name, path="/", step="home", flow=None, halt=None):
+    """The common scenario text: closed model, one flow (named `flow`, default `step`) with one
+    GET of `path` named `step`; `halt` is an optional dict written under `halt:`."""
+    lines = [f"name: {name}", f"target: {url}", "load:", f"  users: {users}",
+             f"  duration: {duration}"]
+    if halt:
+        lines += ["halt:"] + [f"  {key}: {value}" for key, value in halt.items()]
+    lines += ["flows:", f"  - name: {flow or step}", "    steps:", f"      - get: {path}",
+              f"        name: {step}"]
+    return "\n".join(lines) + "\n"
+
+
+def run_local(directory, scenario_text, out_dir, args=(), timeout=30, name="scenario.yaml"):
+    """Write `scenario_text` into `directory` and run the master on it alone
+    (`master ARGS --out OUT_DIR --quiet PATH`): (exit code, stdout, stderr, context)."""
+    path = write_scenario(directory, scenario_text, name=name)
+    rc, out, err = run_master([*args, "--out", out_dir, "--quiet", path], timeout=timeout)
+    return rc, out, err, describe(rc, out, err)
+
+
+def run_master_and_act(args, workdir, after_s, action, timeout, what="the action"):
+    """Start the master (`start_master`), sleep `after_s`, call `action()` (failing if the master
+    already ended), then wait up to `timeout` s for it to exit; it is killed if still running.
+
+    Returns (exit code or None, stdout, stderr, what `action` returned, monotonic end time).
+    """
+    proc = start_master(args, workdir)
+    try:
+        time.sleep(after_s)
+        if proc.poll() is not None:
+            raise AssertionError(f"master ended before {what}:\n" +
+                                 describe(*finish_master(proc, workdir, 1)))
+        result = action()
+        rc, out, err = finish_master(proc, workdir, timeout)
+        return rc, out, err, result, time.monotonic()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def headers_as_dict(headers):
     """Report headers ({name: value}, or a list of pairs) as {lowercase name: value}."""
     if isinstance(headers, dict):

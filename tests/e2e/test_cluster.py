@@ -13,18 +13,7 @@ import stampede_testlib as lib  # noqa: E402
 
 
 def get_scenario(url, users, duration, name="e2e-cluster"):
-    return f"""
-        name: {name}
-        target: {url}
-        load:
-          users: {users}
-          duration: {duration}
-        flows:
-          - name: home
-            steps:
-              - get: /
-                name: home
-        """
+    return lib.one_get_scenario(url, users, duration, name)
 
 
 class ClusterTest(lib.TempDirTestCase, unittest.TestCase):

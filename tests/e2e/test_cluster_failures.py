@@ -18,16 +18,8 @@ KILL_AFTER_S = 2.0
 
 
 def scenario(url, users, duration, path="/", on_worker_lost=None, name="e2e-cluster-failures"):
-    halt = f"halt:\n  on_worker_lost: {on_worker_lost}\n" if on_worker_lost else ""
-    return (f"name: {name}\n"
-            f"target: {url}\n"
-            f"load:\n  users: {users}\n  duration: {duration}\n"
-            f"{halt}"
-            f"flows:\n"
-            f"  - name: main\n"
-            f"    steps:\n"
-            f"      - get: {path}\n"
-            f"        name: main\n")
+    halt = {"on_worker_lost": on_worker_lost} if on_worker_lost else None
+    return lib.one_get_scenario(url, users, duration, name, path=path, step="main", halt=halt)
 
 
 class WorkerLostTest(lib.TempDirTestCase, unittest.TestCase):
@@ -41,23 +33,26 @@ class WorkerLostTest(lib.TempDirTestCase, unittest.TestCase):
                 self.tmp, scenario(server.url, 15, f"{duration_s}s", on_worker_lost=on_worker_lost))
             out_dir = os.path.join(self.tmp, "out")
             started = time.monotonic()
-            proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir, "--quiet",
-                                     path], self.tmp)
-            try:
-                time.sleep(KILL_AFTER_S)
-                if proc.poll() is not None:
-                    self.fail("master ended before the kill:\n" +
-                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
-                killed = ws[1].kill(signal.SIGKILL)
-                rc, out, err = lib.finish_master(proc, self.tmp, duration_s + 15)
-                ended = time.monotonic()
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            rc, out, err, killed, ended = lib.run_master_and_act(
+                ["--workers", ws.hosts_file, "--out", out_dir, "--quiet", path], self.tmp,
+                KILL_AFTER_S, lambda: ws[1].kill(signal.SIGKILL), duration_s + 15, "the kill")
             context = lib.describe(rc, out, err) + "\n" + ws.stderr()
             report = lib.load_report(out_dir) if rc is not None else None
             return rc, out, err, started, killed, ended, report, ws[1].address, context
+
+    def assert_one_lost_others_done(self, report, lost_address):
+        """3 workers in the report: the lost one with its data up to the kill received and
+        kept, the others done; their requests add up to the totals."""
+        workers = {w["address"]: w for w in report["workers"]}
+        self.assertEqual(len(workers), 3, report["workers"])
+        self.assertEqual(workers[lost_address]["state"], "lost", workers[lost_address])
+        self.assertGreater(workers[lost_address]["requests"], 0, workers[lost_address])
+        for address, w in workers.items():
+            if address != lost_address:
+                self.assertEqual(w["state"], "done", w)
+                self.assertGreater(w["requests"], 0, w)
+        self.assertEqual(sum(w["requests"] for w in workers.values()),
+                         report["totals"]["requests"], report["workers"])
 
     def test_sigkilled_worker_halts_the_cluster(self):
         rc, out, err, started, killed, ended, report, lost_address, context = \
@@ -72,25 +67,11 @@ class WorkerLostTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertIn(lost_address, err, context)
         self.assertIn("lost", err, context)
 
-        self.assertEqual(report["exit_code"], 3, report)
-        self.assertEqual(report["outcome"], "halted", report)
-        self.assertIsInstance(report["halt"], dict, report)
-        self.assertEqual(report["halt"]["reason"], "worker_lost", report["halt"])
-        self.assertEqual(report["halt"]["requests_started_after_halt"], 0, report["halt"])
+        lib.assert_halted(self, report, 3, "worker_lost")
         # The report holds what was received so far.
         self.assertGreater(report["totals"]["requests"], 0, report["totals"])
         self.assertLess(report["duration_s"], 8, report)
-        workers = {w["address"]: w for w in report["workers"]}
-        self.assertEqual(len(workers), 3, report["workers"])
-        self.assertEqual(workers[lost_address]["state"], "lost", workers[lost_address])
-        # Its data up to the kill was received and kept.
-        self.assertGreater(workers[lost_address]["requests"], 0, workers[lost_address])
-        for address, w in workers.items():
-            if address != lost_address:
-                self.assertEqual(w["state"], "done", w)
-                self.assertGreater(w["requests"], 0, w)
-        self.assertEqual(sum(w["requests"] for w in workers.values()),
-                         report["totals"]["requests"], report["workers"])
+        self.assert_one_lost_others_done(report, lost_address)
 
     def test_sigkilled_worker_with_continue_runs_to_the_end(self):
         duration_s = 7
@@ -106,16 +87,7 @@ class WorkerLostTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(report["exit_code"], 0, report)
         self.assertIsNone(report["halt"], report)
         self.assertGreaterEqual(report["duration_s"], duration_s - 0.5, report)
-        workers = {w["address"]: w for w in report["workers"]}
-        self.assertEqual(len(workers), 3, report["workers"])
-        self.assertEqual(workers[lost_address]["state"], "lost", workers[lost_address])
-        self.assertGreater(workers[lost_address]["requests"], 0, workers[lost_address])
-        for address, w in workers.items():
-            if address != lost_address:
-                self.assertEqual(w["state"], "done", w)
-                self.assertGreater(w["requests"], 0, w)
-        self.assertEqual(sum(w["requests"] for w in workers.values()),
-                         report["totals"]["requests"], report["workers"])
+        self.assert_one_lost_others_done(report, lost_address)
 
 
 class UnreachableAndHostsFileTest(lib.TempDirTestCase, unittest.TestCase):
@@ -301,20 +273,12 @@ class WorkerFrozenTest(lib.TempDirTestCase, unittest.TestCase):
                 self.tmp, self.frozen_scenario(target.url, 1, f"{self.DURATION_S}s"),
                 name="run1.yaml")
             out1 = os.path.join(self.tmp, "out1")
-            proc = lib.start_master(["--workers", ws.hosts_file, "--out", out1, "--quiet",
-                                     path1], self.tmp)
             try:
-                time.sleep(self.STOP_AFTER_S)
-                if proc.poll() is not None:
-                    self.fail("master ended before the SIGSTOP:\n" +
-                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
-                stopped = frozen.kill(signal.SIGSTOP)
-                rc1, stdout1, err1 = lib.finish_master(proc, self.tmp, self.DURATION_S + 15)
-                ended = time.monotonic()
+                rc1, stdout1, err1, stopped, ended = lib.run_master_and_act(
+                    ["--workers", ws.hosts_file, "--out", out1, "--quiet", path1], self.tmp,
+                    self.STOP_AFTER_S, lambda: frozen.kill(signal.SIGSTOP),
+                    self.DURATION_S + 15, "the SIGSTOP")
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
                 resumed = frozen.kill(signal.SIGCONT)
                 resumed_wall_ms = time.time() * 1000
             context1 = lib.describe(rc1, stdout1, err1) + "\n" + ws.stderr()

@@ -22,7 +22,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
 
     def test_login_captures_a_token_that_the_target_accepts(self):
         with lib.fault_target() as target:
-            path = lib.write_scenario(self.tmp, f"""
+            rc, out, err, context = lib.run_local(self.tmp, f"""
                 name: e2e-login
                 target: {target.url}
                 load: {{users: 4, duration: 2s}}
@@ -45,9 +45,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
                           json: {{"$.items[0].sku": 42}}
                           header: {{Content-Type: json}}
                           max_latency: 2s
-                """)
-            rc, out, err = lib.run_master(["--out", self.out(), "--quiet", path], timeout=30)
-            context = lib.describe(rc, out, err)
+                """, self.out())
             log = target.log_entries()
         self.assertEqual(rc, 0, context)
         report = lib.load_report(self.out())
@@ -77,7 +75,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
                 url = "/delay/20" if kind == "expect_latency" else "/authorised"
                 auth = "" if kind == "http_401" else \
                     'headers: {Authorization: "Bearer {{token}}"}'
-                path = lib.write_scenario(self.tmp, f"""
+                rc, out, err, context = lib.run_local(self.tmp, f"""
                     name: e2e-{kind}
                     target: {target.url}
                     load: {{users: 1, duration: 5s}}
@@ -89,10 +87,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
                             name: checked
                             {auth}
                             {clause}
-                    """, name=f"{kind}.yaml")
-                rc, out, err = lib.run_master(["--out", self.out(kind), "--quiet", path],
-                                              timeout=30)
-                context = lib.describe(rc, out, err)
+                    """, self.out(kind), name=f"{kind}.yaml")
                 self.assertEqual(rc, 1, f"{kind}: {context}")
                 report = lib.load_report(self.out(kind))
                 self.assertEqual(report["outcome"], "halted", kind)
@@ -133,7 +128,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
         with open(os.path.join(self.tmp, "few.csv"), "w") as f:
             f.write("id\n1\n2\n3\n")
         with lib.nginx() as server:
-            path = lib.write_scenario(self.tmp, f"""
+            rc, out, err, context = lib.run_local(self.tmp, f"""
                 name: e2e-feeder-halt
                 target: {server.url}
                 load: {{users: 1, duration: 10s}}
@@ -141,9 +136,7 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
                   few: {{csv: few.csv, on_exhausted: halt}}
                 flows:
                   - steps: [{{get: "/?id={{{{few.id}}}}"}}]
-                """)
-            rc, out, err = lib.run_master(["--out", self.out(), "--quiet", path], timeout=30)
-            context = lib.describe(rc, out, err)
+                """, self.out())
         self.assertEqual(rc, 1, context)
         report = lib.load_report(self.out())
         self.assertEqual(report["halt"]["reason"], "data_exhausted", report["halt"])
@@ -151,16 +144,14 @@ class FlowTest(lib.TempDirTestCase, unittest.TestCase):
 
     def test_redirects_are_followed_when_asked(self):
         with lib.fault_target() as target:
-            path = lib.write_scenario(self.tmp, f"""
+            rc, out, err, context = lib.run_local(self.tmp, f"""
                 name: e2e-redirect
                 target: {target.url}
                 load: {{users: 1, duration: 1s}}
                 http: {{follow_redirects: true}}
                 flows:
                   - steps: [{{get: /redirect, expect: {{status: 200, body_contains: ok}}}}]
-                """)
-            rc, out, err = lib.run_master(["--out", self.out(), "--quiet", path], timeout=30)
-            context = lib.describe(rc, out, err)
+                """, self.out())
             log = target.log_entries()
         self.assertEqual(rc, 0, context)
         hops = [e[3] for e in log]

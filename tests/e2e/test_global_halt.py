@@ -26,33 +26,27 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
         context = lib.describe(rc, out, err) + "\n" + ws.stderr()
         return rc, out, err, elapsed, out_dir, context
 
+    def check_run(self, rc, err, out_dir, context, exit_code, outcome):
+        """The master exited with `exit_code` without crashing; its report says `outcome`."""
+        self.assertEqual(rc, exit_code, context)
+        lib.assert_no_crash(self, err, context)
+        report = lib.load_report(out_dir)
+        self.assertEqual(report["outcome"], outcome, report)
+        return report
+
     def test_first_500_halts_four_workers_and_the_target_sees_nothing_after(self):
         fail_after = 2000
         users = 20
         with lib.fault_target() as target, lib.workers(4) as ws:
-            rc, out, err, elapsed, out_dir, context = self.run_cluster(ws, f"""\
-                name: e2e-global-halt
-                target: {target.url}
-                load:
-                  users: {users}
-                  duration: 20s
-                halt:
-                  on_error: first
-                flows:
-                  - name: pool
-                    steps:
-                      - get: /fail-after/{fail_after}
-                        name: fail-after
-                """)
+            rc, out, err, elapsed, out_dir, context = self.run_cluster(ws, lib.one_get_scenario(
+                target.url, users, "20s", "e2e-global-halt", path=f"/fail-after/{fail_after}",
+                step="fail-after", flow="pool", halt={"on_error": "first"}))
             # Let stragglers (if any) reach the target before reading its log.
             time.sleep(0.3)
             log = target.log_entries()
 
-        self.assertEqual(rc, 1, context)
-        lib.assert_no_crash(self, err, context)
+        report = self.check_run(rc, err, out_dir, context, 1, "halted")
         self.assertLess(elapsed, 10, context)
-        report = lib.load_report(out_dir)
-        self.assertEqual(report["outcome"], "halted", report)
         self.assertEqual(report["exit_code"], 1, report)
         first = report["first_error"]
         self.assertIsInstance(first, dict, report)
@@ -117,11 +111,8 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
                         name: nobody-listens
                 """)
 
-        self.assertEqual(rc, 1, context)
-        lib.assert_no_crash(self, err, context)
+        report = self.check_run(rc, err, out_dir, context, 1, "halted")
         self.assertLess(elapsed, 8, context)
-        report = lib.load_report(out_dir)
-        self.assertEqual(report["outcome"], "halted", report)
         first = report["first_error"]
         self.assertIsInstance(first, dict, report)
         self.assertEqual(first["error_kind"], "connect_refused", first)
@@ -149,11 +140,8 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
                         expect: {{status: 200, body_contains: "pool ready"}}
                 """)
 
-        self.assertEqual(rc, 1, context)
-        lib.assert_no_crash(self, err, context)
+        report = self.check_run(rc, err, out_dir, context, 1, "halted")
         self.assertLess(elapsed, 8, context)
-        report = lib.load_report(out_dir)
-        self.assertEqual(report["outcome"], "halted", report)
         first = report["first_error"]
         self.assertEqual(first["error_kind"], "expect_body", first)
         self.assertEqual(first["step"], "wrong-body", first)
@@ -165,27 +153,13 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
 
     def test_on_error_never_counts_every_error_and_runs_to_the_end(self):
         with lib.fault_target() as target, lib.workers(2) as ws:
-            rc, out, err, elapsed, out_dir, context = self.run_cluster(ws, f"""\
-                name: e2e-never
-                target: {target.url}
-                load:
-                  users: 4
-                  duration: 3s
-                halt:
-                  on_error: never
-                flows:
-                  - name: broken
-                    steps:
-                      - get: /status/500
-                        name: always-500
-                """)
+            rc, out, err, elapsed, out_dir, context = self.run_cluster(ws, lib.one_get_scenario(
+                target.url, 4, "3s", "e2e-never", path="/status/500", step="always-500",
+                flow="broken", halt={"on_error": "never"}))
             seen = target.count()
 
-        self.assertEqual(rc, 0, context)
-        lib.assert_no_crash(self, err, context)
+        report = self.check_run(rc, err, out_dir, context, 0, "passed")
         self.assertGreaterEqual(elapsed, 2.5, context)
-        report = lib.load_report(out_dir)
-        self.assertEqual(report["outcome"], "passed", report)
         self.assertIsNone(report["halt"], report)
         totals = report["totals"]
         self.assertGreater(totals["requests"], 0, totals)
@@ -246,18 +220,8 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
 
     def test_sigint_on_the_master_halts_and_leaves_workers_idle(self):
         with lib.fault_target() as target, lib.workers(2) as ws:
-            path = lib.write_scenario(self.tmp, f"""
-                name: e2e-cluster-interrupt
-                target: {target.url}
-                load:
-                  users: 6
-                  duration: 30s
-                flows:
-                  - name: ok
-                    steps:
-                      - get: /ok
-                        name: ok
-                """)
+            path = lib.write_scenario(self.tmp, lib.one_get_scenario(
+                target.url, 6, "30s", "e2e-cluster-interrupt", path="/ok", step="ok"))
             out_dir = os.path.join(self.tmp, "out")
             # Not --quiet: wait for the first live line, so that the run has surely started.
             proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir, path],
@@ -287,18 +251,8 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
             # The same workers take the next run at once.
             again = os.path.join(self.tmp, "again")
             os.makedirs(again)
-            path2 = lib.write_scenario(again, f"""
-                name: e2e-after-interrupt
-                target: {target.url}
-                load:
-                  users: 2
-                  duration: 1s
-                flows:
-                  - name: ok
-                    steps:
-                      - get: /ok
-                        name: ok
-                """)
+            path2 = lib.write_scenario(again, lib.one_get_scenario(
+                target.url, 2, "1s", "e2e-after-interrupt", path="/ok", step="ok"))
             rc2, out2, err2 = lib.run_master(["--workers", ws.hosts_file, "--out",
                                               os.path.join(again, "out"), "--quiet", path2],
                                              timeout=30)

@@ -3,7 +3,6 @@ counting errors without halting."""
 
 import os
 import sys
-import textwrap
 import time
 import unittest
 
@@ -17,20 +16,9 @@ FAIL_AFTER = 300
 class HaltTest(lib.TempDirTestCase, unittest.TestCase):
     def test_first_error_halts_the_run_within_one_request_per_user(self):
         with lib.fault_target() as target:
-            path = lib.write_scenario(self.tmp, textwrap.dedent(f"""\
-                name: e2e-halt
-                target: {target.url}
-                load:
-                  users: {USERS}
-                  duration: 20s
-                halt:
-                  on_error: first
-                flows:
-                  - name: pool
-                    steps:
-                      - get: /fail-after/{FAIL_AFTER}
-                        name: fail-after
-                """))
+            path = lib.write_scenario(self.tmp, lib.one_get_scenario(
+                target.url, USERS, "20s", "e2e-halt", path=f"/fail-after/{FAIL_AFTER}",
+                step="fail-after", flow="pool", halt={"on_error": "first"}))
             out_dir = os.path.join(self.tmp, "out")
             started = time.monotonic()
             rc, out, err = lib.run_master(["--out", out_dir, path], timeout=60)
@@ -96,20 +84,9 @@ class HaltTest(lib.TempDirTestCase, unittest.TestCase):
 
     def test_on_error_never_counts_errors_and_runs_to_the_end(self):
         with lib.fault_target() as target:
-            path = lib.write_scenario(self.tmp, textwrap.dedent(f"""\
-                name: e2e-never
-                target: {target.url}
-                load:
-                  users: 4
-                  duration: 2s
-                halt:
-                  on_error: never
-                flows:
-                  - name: broken
-                    steps:
-                      - get: /status/500
-                        name: always-500
-                """))
+            path = lib.write_scenario(self.tmp, lib.one_get_scenario(
+                target.url, 4, "2s", "e2e-never", path="/status/500", step="always-500",
+                flow="broken", halt={"on_error": "never"}))
             out_dir = os.path.join(self.tmp, "out")
             started = time.monotonic()
             rc, out, err = lib.run_master(["--out", out_dir, path], timeout=60)

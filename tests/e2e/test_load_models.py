@@ -71,29 +71,23 @@ class LoadModelTest(lib.TempDirTestCase, unittest.TestCase):
     def test_a_target_stall_shows_in_open_model_p99_and_only_in_closed_max(self):
         with lib.fault_target() as target:
             # The target holds every request that arrives in [3 s, 4 s) of the run until 4 s.
-            open_path = lib.write_scenario(self.tmp, f"""
+            rc, out, err, open_context = lib.run_local(self.tmp, f"""
                 name: e2e-stall-open
                 target: {target.url}
                 load: {{rate: 200/s, duration: 10s}}
                 flows:
                   - steps: [{{get: /stall/3000/1000, name: stall}}]
-                """, name="open.yaml")
-            rc, out, err = lib.run_master(["--out", self.out("open"), "--quiet", open_path],
-                                          timeout=40)
-            open_context = lib.describe(rc, out, err)
+                """, self.out("open"), timeout=40, name="open.yaml")
         self.assertEqual(rc, 0, open_context)
         with lib.fault_target() as target:
-            closed_path = lib.write_scenario(self.tmp, f"""
+            rc, out, err, closed_context = lib.run_local(self.tmp, f"""
                 name: e2e-stall-closed
                 target: {target.url}
                 load: {{users: 2, duration: 10s}}
                 flows:
                   - think: 10ms
                     steps: [{{get: /stall/3000/1000, name: stall}}]
-                """, name="closed.yaml")
-            rc, out, err = lib.run_master(["--out", self.out("closed"), "--quiet", closed_path],
-                                          timeout=40)
-            closed_context = lib.describe(rc, out, err)
+                """, self.out("closed"), timeout=40, name="closed.yaml")
         self.assertEqual(rc, 0, closed_context)
         opened = lib.load_report(self.out("open"))["totals"]
         closed = lib.load_report(self.out("closed"))["totals"]
@@ -151,16 +145,13 @@ class LoadModelTest(lib.TempDirTestCase, unittest.TestCase):
 
     def test_max_in_flight_drops_arrivals_and_never_queues_them(self):
         with lib.fault_target() as target:
-            path = lib.write_scenario(self.tmp, f"""
+            rc, out, err, context = lib.run_local(self.tmp, f"""
                 name: e2e-max-in-flight
                 target: {target.url}
                 load: {{rate: 100/s, duration: 3s, max_in_flight: 5}}
                 flows:
                   - steps: [{{get: /delay/200, name: slow}}]
-                """)
-            rc, out, err = lib.run_master(["--threads", "1", "--out", self.out(), "--quiet", path],
-                                          timeout=40)
-            context = lib.describe(rc, out, err)
+                """, self.out(), args=["--threads", "1"], timeout=40)
         self.assertEqual(rc, 0, context)
         totals = lib.load_report(self.out())["totals"]
         print(f"\n  max_in_flight 5 vs 200 ms responses at 100/s: {totals['requests']} completed, "

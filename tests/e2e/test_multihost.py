@@ -329,20 +329,9 @@ class MultiHostTest(lib.TempDirTestCase, unittest.TestCase):
         path = lib.write_scenario(self.tmp, self.scenario(f"{duration_s}s", on_worker_lost="halt",
                                                           name="e2e-multihost-cut"))
         out_dir = os.path.join(self.tmp, "out")
-        proc = lib.start_master(["--workers", self.hosts_file, "--out", out_dir, "--quiet",
-                                 path], self.tmp)
-        try:
-            time.sleep(cut_after_s)
-            if proc.poll() is not None:
-                self.fail("master ended before the cut:\n" +
-                          lib.describe(*lib.finish_master(proc, self.tmp, 1)))
-            cut = self.lab.cut(0)
-            rc, out, err = lib.finish_master(proc, self.tmp, duration_s + 15)
-            ended = time.monotonic()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        rc, out, err, cut, ended = lib.run_master_and_act(
+            ["--workers", self.hosts_file, "--out", out_dir, "--quiet", path], self.tmp,
+            cut_after_s, lambda: self.lab.cut(0), duration_s + 15, "the cut")
         context = lib.describe(rc, out, err) + "\n" + self.workers_log()
         detected = ended - cut
         lost_address = f"{self.lab.ns_addrs[0]}:{WORKER_PORT}"
@@ -358,10 +347,7 @@ class MultiHostTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertIn(lost_address, err, context)
         self.assertIn("lost", err, context)
         report = lib.load_report(out_dir)
-        self.assertEqual(report["exit_code"], 3, report)
-        self.assertEqual(report["outcome"], "halted", report)
-        self.assertEqual(report["halt"]["reason"], "worker_lost", report["halt"])
-        self.assertEqual(report["halt"]["requests_started_after_halt"], 0, report["halt"])
+        lib.assert_halted(self, report, 3, "worker_lost")
         workers = {w["address"]: w for w in report["workers"]}
         self.assertEqual(set(workers), {lost_address, kept_address}, report["workers"])
         self.assertEqual(workers[lost_address]["state"], "lost", workers[lost_address])

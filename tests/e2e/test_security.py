@@ -26,18 +26,7 @@ def read(path):
 
 
 def scenario(url, users=2, duration="1s", name="e2e-security", path="/"):
-    return f"""
-        name: {name}
-        target: {url}
-        load:
-          users: {users}
-          duration: {duration}
-        flows:
-          - name: home
-            steps:
-              - get: {path}
-                name: home
-        """
+    return lib.one_get_scenario(url, users, duration, name, path=path)
 
 
 class SecurityTest(lib.TempDirTestCase, unittest.TestCase):

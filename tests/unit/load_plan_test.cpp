@@ -194,3 +194,22 @@ TEST_CASE("env files: comments, export, quotes; a bad line names its line", "[en
   CHECK_THROWS_AS(master::parseEnvText("1A=x\n", "t.env"), common::ConfigError);
   CHECK_THROWS_AS(master::parseEnvText("A='open\n", "t.env"), common::ConfigError);
 }
+
+TEST_CASE("closed-model iterations go to the workers that have users", "[load_plan]") {
+  common::Scenario s;
+  s.load.model = common::LoadSpec::Model::Closed;
+  s.load.users = 2;
+  s.load.iterations = 90;
+  const std::vector<double> capacity{1, 1, 1};
+  const auto plans = master::planWorkers(s, capacity);
+  REQUIRE(plans.size() == 3);
+  CHECK(plans[0].users + plans[1].users + plans[2].users == 2);
+  uint64_t runnable = 0;
+  for (const auto& plan : plans) {
+    if (plan.users > 0)
+      runnable += plan.iterations;
+    else
+      CHECK(plan.iterations == 0);
+  }
+  CHECK(runnable == 90); // every iteration lands on a worker that can run it
+}
