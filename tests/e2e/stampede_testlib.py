@@ -31,7 +31,7 @@ CRASH_MARKERS = ("terminate called", "Traceback", "what():", "Segmentation fault
 
 def binary(name):
     """Absolute path of a Stampede binary; fails loudly if it was not built."""
-    path = os.path.join(BIN_DIR, name)
+    path = os.path.abspath(os.path.join(BIN_DIR, name))
     if not os.access(path, os.X_OK):
         raise AssertionError(f"{name} not found or not executable at {path} "
                              f"(build first, or set STAMPEDE_BIN)")

@@ -12,8 +12,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stampede_testlib as lib  # noqa: E402
 
-EXAMPLES = os.path.join(os.environ.get("STAMPEDE_SOURCE", os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..")), "config", "examples")
+EXAMPLES = os.path.abspath(os.path.join(os.environ.get("STAMPEDE_SOURCE", os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..")), "config", "examples"))
 
 
 class FlowTest(lib.TempDirTestCase, unittest.TestCase):
