@@ -54,7 +54,6 @@ struct WorkerLink {
   // Run.
   uint32_t index = 0;
   uint32_t users = 0;
-  uint64_t first_vu = 0;
   uint64_t send_seq = 0;
   common::SequenceFilter filter;
   uint64_t wrong_run = 0;

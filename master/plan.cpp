@@ -61,7 +61,6 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
     const auto users = splitUsers(uint32_t(std::max(0, load.users)), capacity);
     for (size_t i = 0; i < plans.size(); ++i) {
       plans[i].users = users[i].users;
-      plans[i].first_vu = users[i].first_vu;
       loaded[i] = users[i].users > 0;
     }
   }

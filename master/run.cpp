@@ -360,7 +360,6 @@ int runScenario(const CliOptions& cli) {
   for (size_t i = 0; i < joined.size(); ++i) {
     joined[i]->index = static_cast<uint32_t>(i);
     joined[i]->users = plans[i].users;
-    joined[i]->first_vu = plans[i].first_vu;
   }
   if (cli.dry_run) {
     printPlan(*scenario, cluster, plans);
