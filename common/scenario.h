@@ -236,6 +236,14 @@ struct LoadOptions {
   const std::map<std::string, std::string>* shipped_files = nullptr;
 };
 
+// Limits of the YAML text (docs/scenario.md, "Limits"), checked before any node is built.
+// Lists and mappings nest at most this deep:
+constexpr int kMaxNesting = 100;
+// Aliases (*name) repeat at most this much in all, counted as if written out: every walk of
+// the tree (a json: body, the steps) expands them.
+constexpr uint64_t kMaxAliasNodes = 100000;
+constexpr uint64_t kMaxAliasBytes = uint64_t(16) << 20;
+
 // Both throw ConfigError ("file:line:col: key.path: message") on any problem; nothing is
 // partly loaded.
 // Files named by the scenario are read relative to its directory (master), or taken from

@@ -61,11 +61,10 @@ std::map<std::string, std::string> parseEnvText(const std::string& text, const s
 }
 
 std::map<std::string, std::string> parseEnvFile(const std::string& path) {
-  int error = 0;
-  const auto text = common::readWholeFile(path, error);
+  std::string problem;
+  const auto text = common::readWholeFile(path, common::kMaxListFileBytes, "an env file", problem);
   if (!text)
-    throw common::ConfigError(path, 0, 0, "",
-                              std::string("cannot read the env file: ") + std::strerror(error));
+    throw common::ConfigError(path, 0, 0, "", "cannot read the env file: " + problem);
   return parseEnvText(*text, path);
 }
 

@@ -246,11 +246,10 @@ std::vector<WorkerAddress> parseHostsText(const std::string& text, const std::st
 }
 
 std::vector<WorkerAddress> parseHostsFile(const std::string& path) {
-  int error = 0;
-  const auto text = common::readWholeFile(path, error);
+  std::string problem;
+  const auto text = common::readWholeFile(path, common::kMaxListFileBytes, "a hosts file", problem);
   if (!text)
-    throw ConfigError(path, 0, 0, "",
-                      std::string("cannot read hosts file: ") + std::strerror(error));
+    throw ConfigError(path, 0, 0, "", "cannot read hosts file: " + problem);
   return parseHostsText(*text, path);
 }
 
