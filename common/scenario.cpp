@@ -20,6 +20,8 @@
 #include <span>
 #include <sstream>
 #include <unistd.h>
+#include <unordered_map>
+#include <unordered_set>
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -819,7 +821,7 @@ private:
   // The flow being loaded: what its steps have captured so far, and the feeders it reads.
   struct FlowScope {
     size_t index = 0;
-    std::vector<bool> captured; // by slot
+    std::unordered_set<uint32_t> captured; // slots (a set: sized by the flow, not the scenario)
     std::set<uint32_t> feeders;
     std::optional<size_t> first_request;
   };
@@ -914,7 +916,7 @@ private:
       int64_t value = 0;
       const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
       if (ec == std::errc::result_out_of_range)
-        fail(mark, path, "number out of range: " + text);
+        fail(mark, path, std::string(text[0] == '-' ? "too small" : "too large") + ": " + text);
       if (ec == std::errc() && ptr == text.data() + text.size() && !text.empty())
         return value;
     }
@@ -923,9 +925,24 @@ private:
 
   int positiveInt(const Field& f, const std::string& path) const {
     const int64_t value = integer(f.value, markOf(f), path, "an integer");
-    if (value <= 0 || value > std::numeric_limits<int>::max())
+    if (value <= 0)
       fail(markOf(f), path, "must be a positive integer, got " + std::to_string(value));
+    if (value > std::numeric_limits<int>::max())
+      fail(markOf(f), path,
+           "too large: at most " + std::to_string(std::numeric_limits<int>::max()) + ", got " +
+               std::to_string(value));
     return static_cast<int>(value);
+  }
+
+  // A number of virtual users, or of iterations in flight (each holds one): at most kMaxUsers.
+  void checkUsers(int64_t value, const YAML::Mark& mark, const std::string& path,
+                  const std::string& what) const {
+    if (value > kMaxUsers)
+      fail(mark, path,
+           "too large: at most " + std::to_string(kMaxUsers) + " " + what + " per run, and " +
+               std::to_string(kMaxUsersPerWorker) +
+               " per worker (each holds a connection and its buffers), got " +
+               std::to_string(value));
   }
 
   uint64_t positiveCount(const Field& f, const std::string& path) const {
@@ -1121,7 +1138,7 @@ private:
              "'" + info.name +
                  "' is a captured value, which the first requests of a virtual user do not have; "
                  "set this header on the steps that come after the capture");
-      if (!scope_->captured[slot])
+      if (scope_->captured.count(slot) == 0)
         fail(mark_of(slot), path, usedBeforeCapture(info.name));
     }
   }
@@ -1304,7 +1321,12 @@ private:
       double level = 0;
       if (users) {
         spec.model = LoadSpec::Model::Closed;
-        spec.users = positiveInt(*users, "load.users");
+        const int64_t count = integer(users->value, markOf(*users), "load.users", "an integer");
+        if (count <= 0)
+          fail(markOf(*users), "load.users",
+               "must be a positive integer, got " + std::to_string(count));
+        checkUsers(count, markOf(*users), "load.users", "virtual users");
+        spec.users = static_cast<int>(count);
         level = spec.users;
       } else {
         spec.model = LoadSpec::Model::Open;
@@ -1332,6 +1354,8 @@ private:
              "max_in_flight belongs to the open model (rate: or stages in N/s); in the closed "
              "model the users are the cap");
       spec.max_in_flight = positiveCount(*cap, "load.max_in_flight");
+      checkUsers(int64_t(spec.max_in_flight), markOf(*cap), "load.max_in_flight",
+                 "iterations in flight");
     } else if (spec.model == LoadSpec::Model::Open) {
       spec.max_in_flight = kDefaultMaxInFlight;
     }
@@ -1379,8 +1403,7 @@ private:
                     "a number of users (closed model, like 50) or a rate (open model, like 100/s)");
         if (users < 0)
           fail(to, to_path, "a number of users cannot be negative, got " + std::to_string(users));
-        if (users > std::numeric_limits<int>::max())
-          fail(to, to_path, "number out of range: " + std::to_string(users));
+        checkUsers(users, markOf(to), to_path, "virtual users");
         stage.to = double(users);
       }
       if (model_path.empty()) {
@@ -1736,6 +1759,7 @@ private:
     if (!f.value.IsSequence() || f.value.size() == 0)
       fail(f, "flows", "expected a non-empty list of flows, got " + describe(f.value));
     std::vector<Flow> out;
+    std::unordered_map<std::string, size_t> names; // to the flow that has the name
     for (size_t i = 0; i < f.value.size(); ++i) {
       const YAML::Node node = f.value[i];
       const std::string path = indexed("flows", i);
@@ -1748,11 +1772,13 @@ private:
       flow.name = "flow " + std::to_string(i + 1);
       if (const Field* name = fields.find("name")) {
         flow.name = nonEmptyString(*name, join(path, "name"));
-        for (size_t k = 0; k < out.size(); ++k)
-          if (out[k].name == flow.name)
-            fail(*name, join(path, "name"),
-                 "duplicate flow name " + quoteValue(flow.name) + " (also " + indexed("flows", k) +
-                     ")");
+        const auto [it, inserted] = names.emplace(flow.name, i);
+        if (!inserted)
+          fail(*name, join(path, "name"),
+               "duplicate flow name " + quoteValue(flow.name) + " (also " +
+                   indexed("flows", it->second) + ")");
+      } else {
+        names.emplace(flow.name, i);
       }
       if (const Field* weight = fields.find("weight"))
         flow.weight = positiveNumber(*weight, join(path, "weight"));
@@ -1761,7 +1787,6 @@ private:
 
       FlowScope scope;
       scope.index = i;
-      scope.captured.assign(slot_info_.size(), false);
       scope_ = &scope;
       const Field& steps = *fields.find("steps");
       flow.steps = stepList(steps, join(path, "steps"), 0);
@@ -1930,7 +1955,7 @@ private:
     if (const Field* capture = fields.find("capture"))
       s.captures = captures(*capture, join(path, "capture"));
     for (const Capture& c : s.captures)
-      scope_->captured[c.slot] = true;
+      scope_->captured.insert(c.slot);
 
     auto [it, inserted] = stats_index_.emplace(stats_key, step_table_.size());
     if (inserted)
@@ -1968,7 +1993,7 @@ private:
            "expected a mapping or a list, got " + describe(json.value) + " (use body: for text)");
     std::string text;
     try {
-      text = toJson(json.value).dump();
+      writeJson(json.value, path, text);
     } catch (const nlohmann::json::exception& e) {
       fail(json, path, std::string("cannot be written as JSON: ") + e.what());
     }
@@ -2147,25 +2172,48 @@ private:
     return out;
   }
 
-  // YAML to JSON with YAML 1.2 core-schema typing of plain scalars; quoted scalars stay strings.
-  static nlohmann::ordered_json toJson(const YAML::Node& node) {
+  // YAML to compact JSON text, with YAML 1.2 core-schema typing of plain scalars; quoted
+  // scalars stay strings. Keys are plain and unique, as everywhere else in a scenario. Written
+  // as text, not built as a tree: linear in the body's size, however many keys a mapping has.
+  void writeJson(const YAML::Node& node, const std::string& path, std::string& out) const {
     switch (node.Type()) {
     case YAML::NodeType::Map: {
-      nlohmann::ordered_json out = nlohmann::ordered_json::object();
-      for (const auto& kv : node)
-        out[kv.first.IsScalar() ? kv.first.Scalar() : std::string("null")] = toJson(kv.second);
-      return out;
+      std::unordered_set<std::string> keys;
+      out += '{';
+      for (const auto& kv : node) {
+        if (!kv.first.IsScalar())
+          fail(kv.first.Mark(), path,
+               "a JSON key is a name or a string, got " + describe(kv.first));
+        const std::string& key = kv.first.Scalar();
+        const std::string key_path = join(path, key);
+        if (!keys.insert(key).second)
+          fail(kv.first.Mark(), key_path, "duplicate key '" + key + "'");
+        if (keys.size() > 1)
+          out += ',';
+        out += nlohmann::json(key).dump();
+        out += ':';
+        writeJson(kv.second, key_path, out);
+      }
+      out += '}';
+      return;
     }
     case YAML::NodeType::Sequence: {
-      nlohmann::ordered_json out = nlohmann::ordered_json::array();
-      for (const auto& item : node)
-        out.push_back(toJson(item));
-      return out;
+      out += '[';
+      size_t i = 0;
+      for (const auto& item : node) {
+        if (i > 0)
+          out += ',';
+        writeJson(item, indexed(path, i++), out);
+      }
+      out += ']';
+      return;
     }
     case YAML::NodeType::Scalar:
-      return scalarToJson(node);
+      out += scalarToJson(node).dump();
+      return;
     default:
-      return nullptr;
+      out += "null";
+      return;
     }
   }
 

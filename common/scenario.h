@@ -149,6 +149,11 @@ struct LoadSpec {
 
 // Default for load.max_in_flight in the open model (documented in docs/scenario.md).
 constexpr uint64_t kDefaultMaxInFlight = 10000;
+// The most virtual users (closed model) or iterations in flight (open model) of a run, and of
+// one worker. A virtual user costs about 3 KiB idle and more with its buffers, plus a socket:
+// 100000 on a worker is a few hundred MiB and as many file descriptors.
+constexpr int kMaxUsers = 1000000;
+constexpr int kMaxUsersPerWorker = 100000;
 
 struct HaltSpec {
   enum class OnError { First, Never, Count, Rate };

@@ -3,6 +3,8 @@
 #include "common/config_error.h"
 #include "master/shares.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
 #include <numeric>
@@ -83,6 +85,18 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
     }
   }
 
+  // What one worker can hold: refused here, with the remedy, rather than by a worker that
+  // runs out of memory or file descriptors once the run has started.
+  for (const auto& plan : plans) {
+    const uint64_t held = open ? plan.max_in_flight : plan.users;
+    if (held > uint64_t(common::kMaxUsersPerWorker))
+      throw common::ConfigError(
+          scenario.file, 0, 0, open ? "load.max_in_flight" : "load.users",
+          fmt::format("{} {} on one worker, more than the {} a worker holds (each needs a "
+                      "connection and its buffers): add workers (--workers) or lower {}",
+                      held, open ? "iterations in flight" : "virtual users",
+                      common::kMaxUsersPerWorker, open ? "max_in_flight" : "users"));
+  }
   for (auto& plan : plans)
     plan.files = scenario.files;
   const size_t loaded_count = size_t(std::count(loaded.begin(), loaded.end(), true));

@@ -1,4 +1,5 @@
 #include "common/config_error.h"
+#include "common/files.h"
 #include "common/scenario.h"
 
 #include <catch2/catch.hpp>
@@ -10,6 +11,7 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef STAMPEDE_SOURCE_DIR
@@ -404,6 +406,81 @@ TEST_CASE("a directory is not a scenario file", "[scenario]") {
   } catch (const ConfigError& e) {
     CHECK_THAT(e.message(), Catch::StartsWith("cannot read file: "));
   }
+}
+
+TEST_CASE("a device, a pipe past the limit and an oversized file are refused at once",
+          "[scenario][limits]") {
+  try {
+    loadScenarioFile("/dev/zero");
+    FAIL("loaded /dev/zero");
+  } catch (const ConfigError& e) {
+    CHECK(e.message() == "cannot read file: a device or a socket, not a file");
+  }
+  const fs::path big = fs::temp_directory_path() / ("stampede-big-" + std::to_string(::getpid()));
+  {
+    std::ofstream out(big, std::ios::binary);
+    out << "name: big\n# " << std::string(kMaxScenarioBytes, 'x') << "\n";
+  }
+  try {
+    loadScenarioFile(big.string());
+    FAIL("loaded a file over the limit");
+  } catch (const ConfigError& e) {
+    CHECK(e.message() == "cannot read file: larger than 16 MiB, the limit for a scenario file");
+  }
+  fs::remove(big);
+}
+
+TEST_CASE("aliases in moderation expand; json bodies keep order and refuse duplicates",
+          "[scenario][json][limits]") {
+  const Scenario s = loadScenarioText(withFlows(R"(  - steps:
+      - post: /a
+        json: {item: &item {sku: 1, qty: 2}, again: *item, list: [*item, *item]}
+)"),
+                                      "alias.yaml");
+  CHECK(
+      s.flows[0].steps[0].body->source() ==
+      R"({"item":{"sku":1,"qty":2},"again":{"sku":1,"qty":2},"list":[{"sku":1,"qty":2},{"sku":1,"qty":2}]})");
+
+  // Ten aliases of ten thousand scalars: exactly at the limit, then one node over it.
+  auto tenAliases = [](size_t items) {
+    std::string yaml = "      - post: /b\n        json:\n          base: &base [";
+    for (size_t i = 0; i < items; ++i)
+      yaml += i ? ",1" : "1";
+    yaml += "]\n          copies: [*base, *base, *base, *base, *base, *base, *base, *base, *base, "
+            "*base]\n";
+    return yaml;
+  };
+  // Each alias repeats the list node and its items.
+  CHECK_NOTHROW(loadScenarioText(withFlows("  - steps:\n" + tenAliases(kMaxAliasNodes / 10 - 1)),
+                                 "at-limit.yaml"));
+  const ConfigError e = loadError(withFlows("  - steps:\n" + tenAliases(kMaxAliasNodes / 10)));
+  CHECK(e.line() == 9);
+  CHECK_THAT(e.message(), Catch::StartsWith("aliases repeat more than 100000 nodes in all"));
+}
+
+TEST_CASE("loading is linear in the number of flows", "[scenario][limits][scale]") {
+  auto manyFlows = [](size_t n) {
+    std::string yaml = "name: many\ntarget: http://127.0.0.1:8080\n"
+                       "load: {users: 1, duration: 1s}\nflows:\n";
+    for (size_t i = 0; i < n; ++i)
+      yaml += "  - {name: f" + std::to_string(i) + ", steps: [{get: /}]}\n";
+    return yaml;
+  };
+  // CPU time of this thread, not wall time: a loaded machine stretches both loads alike.
+  auto cpuSeconds = [](const std::string& yaml) {
+    timespec before{}, after{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &before);
+    const Scenario s = loadScenarioText(yaml, "many.yaml");
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &after);
+    REQUIRE(s.flows.size() > 1000);
+    return double(after.tv_sec - before.tv_sec) + double(after.tv_nsec - before.tv_nsec) / 1e9;
+  };
+  const double small = cpuSeconds(manyFlows(10000));
+  const double large = cpuSeconds(manyFlows(80000));
+  INFO("10k flows: " << small << " s CPU, 80k flows: " << large << " s CPU");
+  // Eight times the flows: about 9 times the time when linear (2 s for 80k flows). The
+  // pairwise check of flow names made it 47 times (14.5 s).
+  CHECK(large < 18 * small);
 }
 
 TEST_CASE("every prefix of a valid scenario loads or fails with a ConfigError", "[scenario]") {
