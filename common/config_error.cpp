@@ -20,7 +20,19 @@ std::string describe(const std::string& file, int line, int column, const std::s
   if (!key_path.empty())
     out += key_path + ": ";
   out += message;
-  return out;
+  // One line, safe on a terminal: a quoted "\e[2J" in a key or value is a valid string.
+  std::string safe;
+  for (const char c : out) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte != 0x7f) {
+      safe += c;
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      safe +=
+          c == '\n' ? std::string("\\n") : std::string{'\\', 'x', kHex[byte >> 4], kHex[byte & 15]};
+    }
+  }
+  return safe;
 }
 
 } // namespace

@@ -190,14 +190,20 @@ std::string quoteValue(std::string_view text) {
     --kMax;
   std::string out = "\"";
   for (char c : text.substr(0, kMax)) {
-    if (c == '\n')
+    if (c == '\n') {
       out += "\\n";
-    else if (c == '\r')
+    } else if (c == '\r') {
       out += "\\r";
-    else if (c == '"')
+    } else if (c == '"') {
       out += "\\\"";
-    else
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      // A double-quoted "\e[2J" is a valid value; it must not reach the terminal as is.
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+      out += hex;
+    } else {
       out += c;
+    }
   }
   if (text.size() > kMax)
     out += "...";

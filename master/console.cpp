@@ -36,7 +36,78 @@ std::string summaryRow(std::string_view name, const common::StepStats& s, double
       ms(h.percentileUs(99.9)), ms(h.maxUs()));
 }
 
+// The length of the UTF-8 sequence at text[i], or 0 when the bytes there are not one.
+size_t utf8Length(std::string_view text, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char lead = byte(i);
+  size_t n = 0;
+  unsigned min = 0;
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    n = 2;
+    min = 0x80;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    n = 3;
+    min = 0x800;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    n = 4;
+    min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + n > text.size())
+    return 0;
+  unsigned code = lead & (0x7f >> n);
+  for (size_t k = 1; k < n; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80)
+      return 0;
+    code = (code << 6) | (byte(i + k) & 0x3f);
+  }
+  if (code < min || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff))
+    return 0;
+  return n;
+}
+
 } // namespace
+
+std::string printable(std::string_view text, bool keep_lines) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(char(c));
+      ++i;
+      continue;
+    }
+    if (c == '\n' || c == '\t') {
+      if (keep_lines)
+        out.push_back(char(c));
+      else
+        out += c == '\n' ? "\\n" : "\\t";
+      ++i;
+      continue;
+    }
+    if (c == '\r') {
+      out += "\\r";
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      if (const size_t n = utf8Length(text, i); n > 0) {
+        // U+0080..U+009F are the C1 controls (0x9b starts an escape sequence on some terminals).
+        if (n == 2 && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0)
+          out += fmt::format("\\u{:04x}", static_cast<unsigned char>(text[i + 1]));
+        else
+          out.append(text.substr(i, n));
+        i += n;
+        continue;
+      }
+    }
+    out += fmt::format("\\x{:02x}", c);
+    ++i;
+  }
+  return out;
+}
 
 std::string formatLiveLine(const LiveFigures& f, bool bar) {
   std::string progress;
@@ -58,21 +129,21 @@ std::string formatFirstError(const common::ErrorContext& e, common::SteadyTime t
   out += fmt::format("  at        {:.3f}s into the run\n",
                      std::chrono::duration<double>(e.at - t0).count());
   out += fmt::format("  where     worker {}, virtual user {}, flow \"{}\", step \"{}\"\n",
-                     e.worker_index, e.vu, e.flow, e.step);
-  out += fmt::format("  request   {} {}\n", e.method, e.url);
+                     e.worker_index, e.vu, printable(e.flow), printable(e.step));
+  out += fmt::format("  request   {} {}\n", printable(e.method), printable(e.url));
   if (e.status)
     out += fmt::format("  status    {}\n", e.status);
-  out += fmt::format("  kind      {}\n", e.error_kind);
+  out += fmt::format("  kind      {}\n", printable(e.error_kind));
   if (!e.detail.empty())
-    out += fmt::format("  detail    {}\n", e.detail);
+    out += fmt::format("  detail    {}\n", printable(e.detail));
   if (!e.headers.empty()) {
     out += "  headers\n";
     for (const auto& [name, value] : e.headers)
-      out += fmt::format("    {}: {}\n", name, value);
+      out += fmt::format("    {}: {}\n", printable(name), printable(value));
   }
   if (!e.body.empty()) {
     out += "  body (first 1 KiB)\n";
-    out += indent(e.body, "    ");
+    out += indent(printable(e.body, true), "    ");
     if (out.back() != '\n')
       out.push_back('\n');
   }
@@ -85,7 +156,7 @@ std::string formatSummary(const RunResult& r) {
       fmt::format("\n{:<32} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}\n", "step", "requests",
                   "rps", "errors", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms");
   for (size_t i = 0; i < r.book.steps.size(); ++i)
-    out += summaryRow(r.scenario->step_table[i].name, r.book.steps[i], r.duration_s);
+    out += summaryRow(printable(r.scenario->step_table[i].name), r.book.steps[i], r.duration_s);
   auto total = r.book.total();
   out += summaryRow("TOTAL", total, r.duration_s);
   if (r.scenario->load.model == common::LoadSpec::Model::Open) {
@@ -110,18 +181,19 @@ std::string formatSummary(const RunResult& r) {
   if (r.halt && !r.halt->also_failed.empty()) {
     out += "also failed before the halt:\n";
     for (const auto& e : r.halt->also_failed)
-      out += fmt::format("  worker {} step \"{}\" {} at {:.3f}s\n", e.worker_index, e.step,
-                         e.error_kind, std::chrono::duration<double>(e.at - r.t0).count());
+      out +=
+          fmt::format("  worker {} step \"{}\" {} at {:.3f}s\n", e.worker_index, printable(e.step),
+                      printable(e.error_kind), std::chrono::duration<double>(e.at - r.t0).count());
   }
   for (const auto& t : r.thresholds)
-    out += fmt::format("threshold {:<36} {:>12}  {}\n", t.expr,
+    out += fmt::format("threshold {:<36} {:>12}  {}\n", printable(t.expr),
                        t.value ? fmt::format("{:.4g}", *t.value) : std::string("no data"),
                        t.passed ? "passed" : "FAILED");
   if (r.halt && !r.halt->threshold.empty())
-    out += fmt::format("halted by threshold {} (value {:.4g})\n", r.halt->threshold,
+    out += fmt::format("halted by threshold {} (value {:.4g})\n", printable(r.halt->threshold),
                        r.halt->observed.value_or(0));
   else if (r.halt && r.halt->observed)
-    out += fmt::format("halted by {} ({:.4g})\n", r.halt->reason, *r.halt->observed);
+    out += fmt::format("halted by {} ({:.4g})\n", printable(r.halt->reason), *r.halt->observed);
   out += fmt::format("outcome: {} (exit {}) after {:.1f}s\n", outcomeName(r.outcome), r.exit_code,
                      r.duration_s);
   return out;

@@ -5,6 +5,7 @@
 #include "master/run_result.h"
 
 #include <string>
+#include <string_view>
 
 namespace stampede::master {
 
@@ -20,6 +21,12 @@ struct LiveFigures {
   int workers_alive = 0;
   int workers_total = 0;
 };
+
+// `text` safe to print on a terminal: control characters (C0, DEL and C1) and bytes that are
+// not UTF-8 written as \n, \t, \xHH or \u0080, so that a name in a scenario or a header from
+// a target cannot move the cursor, clear the screen or retitle the window. Other text, UTF-8
+// included, is unchanged. With `keep_lines`, line feeds and tabs stay (a body excerpt).
+std::string printable(std::string_view text, bool keep_lines = false);
 
 // One line, no newline. With `bar`, a progress bar for a terminal.
 std::string formatLiveLine(const LiveFigures& f, bool bar);

@@ -202,7 +202,7 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
                const std::vector<WorkerPlan>& plans) {
   const auto& load = scenario.load;
   const bool open = load.model == common::LoadSpec::Model::Open;
-  fmt::print("plan: \"{}\" against {}://{}:{}, {} model, {:.1f}s: {}\n", scenario.name,
+  fmt::print("plan: \"{}\" against {}://{}:{}, {} model, {:.1f}s: {}\n", printable(scenario.name),
              scenario.target.scheme, scenario.target.host, scenario.target.port,
              open ? "open" : "closed", seconds(load.total()), common::describeStages(load));
   if (open)
@@ -211,16 +211,16 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
   if (load.iterations > 0)
     fmt::print("  stops after {} iterations\n", load.iterations);
   for (const auto& override : scenario.overrides)
-    fmt::print("  --set {}\n", override);
+    fmt::print("  --set {}\n", printable(override));
   double total_weight = 0;
   for (const auto& flow : scenario.flows)
     total_weight += flow.weight;
   for (const auto& flow : scenario.flows)
-    fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + flow.name + "\"", flow.weight,
-               100 * flow.weight / total_weight);
+    fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + printable(flow.name) + "\"",
+               flow.weight, 100 * flow.weight / total_weight);
   for (const auto& feeder : scenario.data)
     fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
-               feeder.file,
+               printable(feeder.file),
                feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
   fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads", "weight",
              open ? "rate/s" : "users", open ? "in flight" : "", "offset ms");
@@ -234,7 +234,7 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
     if (link.state != LinkState::Joined)
       continue;
     const WorkerPlan& plan = plans[i++];
-    fmt::print("  {:<4} {:<28} {:>7} {:>6g} ", link.index, link.name, link.threads,
+    fmt::print("  {:<4} {:<28} {:>7} {:>6g} ", link.index, printable(link.name), link.threads,
                link.address.weight);
     if (open)
       fmt::print("{:>9.1f} {:>10}", load.peak() * plan.rate_share, plan.max_in_flight);

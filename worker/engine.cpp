@@ -80,6 +80,32 @@ void appendEncoded(std::string& out, std::string_view text, bool form) {
   }
 }
 
+// A request target carries no raw space, control or non-ASCII byte (RFC 3986): a UTF-8 path
+// from the scenario or a captured value is sent percent-encoded. Scans only; copies only when
+// there is something to encode.
+void encodeUnsafeTargetBytes(std::string& target) {
+  const auto unsafe = [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte <= 0x20 || byte >= 0x7f;
+  };
+  const auto first = std::find_if(target.begin(), target.end(), unsafe);
+  if (first == target.end())
+    return;
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out(target.begin(), first);
+  for (auto it = first; it != target.end(); ++it) {
+    if (!unsafe(*it)) {
+      out.push_back(*it);
+      continue;
+    }
+    const auto byte = static_cast<unsigned char>(*it);
+    out.push_back('%');
+    out.push_back(kHex[byte >> 4]);
+    out.push_back(kHex[byte & 15]);
+  }
+  target.swap(out);
+}
+
 bool isRedirect(int status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
@@ -373,6 +399,7 @@ bool VirtualUser::beginRequest(const Step& step) {
       target_buf.push_back('/');
     target_buf.append(render_buf);
   }
+  encodeUnsafeTargetBytes(target_buf);
   if (!step.query.empty()) {
     bool first = target_buf.find('?') == std::string::npos;
     for (const auto& [name, value] : step.query) {

@@ -3,8 +3,10 @@ stderr (file:line:col where there is a location), no crash, and not a single req
 
 import os
 import re
+import subprocess
 import sys
 import textwrap
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -120,6 +122,101 @@ class BadInputTest(lib.TempDirTestCase, unittest.TestCase):
 
     def test_no_scenario_given(self):
         self.run_refused(["--out", self.out_dir])
+
+    def assert_prompt(self, started, what):
+        # Milliseconds when nothing is wrong; seconds of slack for a loaded machine. Today's
+        # failures take gigabytes and many seconds, or never end.
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 5.0, f"{what} took {elapsed:.1f}s")
+
+    def test_alias_bomb_in_a_json_body(self):
+        # 30 levels of 10 aliases: 10^30 nodes once expanded, in 2 KB of YAML.
+        lines = self.valid_scenario().splitlines()[:-1] + [
+            "      - post: /ok", "        json:", "          a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+        lines += [f"          a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]"
+                  for i in range(1, 30)]
+        text = "\n".join(lines) + "\n"
+        path = lib.write_scenario(self.tmp, text, name="alias-bomb.yaml")
+        self.assertLess(os.path.getsize(path), 4096)
+        started = time.monotonic()
+        # Aliases of a0..a3 repeat 12,330 nodes; each *a3 adds 11,111: the 8th on line 15 (a4),
+        # at column 55, goes past 100,000.
+        self.assert_scenario_refused(path, line=15, col=55,
+                                     also=("aliases repeat more than 100000 nodes",))
+        self.assert_prompt(started, "the alias bomb")
+
+    def test_dev_zero_is_not_a_scenario(self):
+        started = time.monotonic()
+        message = self.assert_scenario_refused("/dev/zero", also=("not a file",))
+        self.assertTrue(message.startswith("/dev/zero: "), message)
+        self.assert_prompt(started, "/dev/zero")
+
+    def test_endless_pipe_stops_at_the_size_limit(self):
+        # A pipe is read (process substitution is handy), but only up to the limit.
+        fifo = os.path.join(self.tmp, "endless.yaml")
+        os.mkfifo(fifo)
+        writer = subprocess.Popen(["sh", "-c", f"exec cat /dev/zero > '{fifo}'"],
+                                  stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            started = time.monotonic()
+            rc, out, err = lib.run_master(["--out", self.out_dir, fifo], timeout=30)
+        finally:
+            writer.kill()
+            writer.wait()
+        context = lib.describe(rc, out, err)
+        self.assertEqual(rc, 2, context)
+        self.assertEqual(len(err.strip().splitlines()), 1, context)
+        self.assertIn("larger than 16 MiB, the limit for a scenario file", err, context)
+        self.assert_prompt(started, "an endless pipe")
+
+    def test_users_beyond_what_fits(self):
+        text = self.valid_scenario().replace("  users: 2", "  users: 10000000")
+        path = lib.write_scenario(self.tmp, text, name="users-too-large.yaml")
+        started = time.monotonic()
+        self.assert_scenario_refused(path, line=4, col=10,
+                                     also=("load.users: too large: at most 1000000",))
+        self.assert_prompt(started, "users: 10000000")
+
+    def test_users_beyond_one_worker(self):
+        # Within the per-run limit, above what the one (embedded) worker holds.
+        text = self.valid_scenario().replace("  users: 2", "  users: 150000")
+        path = lib.write_scenario(self.tmp, text, name="users-one-worker.yaml")
+        self.assert_scenario_refused(path, also=("150000 virtual users on one worker",
+                                                 "more than the 100000 a worker holds"))
+
+    def test_control_characters_in_names_are_escaped(self):
+        text = self.valid_scenario().replace("name: bad-input", 'name: "evil\\e]0;owned\\a"')
+        text = text.replace("- name: only", '- name: "flow\\e[2J"')
+        path = lib.write_scenario(self.tmp, text, name="escapes.yaml")
+        rc, out, err = lib.run_master(["--dry-run", path], timeout=30)
+        context = lib.describe(rc, out, err)
+        self.assertEqual(rc, 0, context)
+        self.assertNotIn("\x1b", out + err, context)
+        self.assertNotIn("\x07", out + err, context)
+        self.assertIn('plan: "evil\\x1b]0;owned\\x07"', out, context)
+        self.assertIn('flow "flow\\x1b[2J"', out, context)
+
+
+class HostileTextTest(lib.TempDirTestCase, unittest.TestCase):
+    """What a scenario may legitimately hold but must not send or print raw."""
+
+    def test_non_ascii_url_is_sent_percent_encoded(self):
+        with lib.fault_target() as target:
+            text = textwrap.dedent(f"""\
+                name: utf-8-url
+                target: {target.url}
+                load: {{users: 1, duration: 5s, iterations: 3}}
+                flows:
+                  - name: only
+                    steps:
+                      - get: /café/ü?q=ä
+                        expect: {{status: 404}}
+                """)
+            rc, out, err, context = lib.run_local(self.tmp, text, os.path.join(self.tmp, "out"))
+            self.assertEqual(rc, 0, context)
+            targets = [entry[3] for entry in target.log_entries()]
+        # The target's own log: every request arrived encoded (UTF-8 bytes as %XX).
+        self.assertEqual(targets, ["/caf%C3%A9/%C3%BC?q=%C3%A4"] * 3, context)
 
 
 if __name__ == "__main__":
