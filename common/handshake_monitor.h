@@ -11,8 +11,10 @@
 namespace stampede::common {
 
 struct HandshakeFailure {
-  std::string peer;   // the endpoint as ZeroMQ names it
-  std::string reason; // handshakeFailure() wording
+  // The endpoint as ZeroMQ names it: the peer's address on a socket that connects, but this
+  // socket's own on one that binds (ZeroMQ's events do not carry the remote address).
+  std::string peer;
+  std::string reason; // handshakeFailure() wording, or what this side's settings imply
 };
 
 class HandshakeMonitor {
@@ -27,6 +29,10 @@ public:
   std::optional<HandshakeFailure> take();
 
 private:
+  // handshakeFailure(), except when ZeroMQ gives no detail (the peer broke the handshake off):
+  // then what that means for this side's settings (keys or not, CURVE server or client).
+  std::string reason(uint16_t event, int32_t value) const;
+
   void* watched_;
   zmq::socket_t pair_;
 };

@@ -166,7 +166,9 @@ void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
     if (monitor_ && (items[2].revents & ZMQ_POLLIN)) {
       if (auto failure = monitor_->take()) {
         ++counters_.refused_handshakes;
-        log(fmt::format("refused peer {}: {}", failure->peer, failure->reason));
+        // Listening, the monitor names our own endpoint: the peer is one that connected to it.
+        log(fmt::format("refused peer {}{}: {}", router_ ? "connecting to " : "", failure->peer,
+                        failure->reason));
       }
     }
     // Before reading: after a freeze (SIGSTOP, a stalled VM) the old master's queued

@@ -197,6 +197,30 @@ class BadInputTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertIn('flow "flow\\x1b[2J"', out, context)
 
 
+class RefusedHandshakeLogTest(lib.TempDirTestCase, unittest.TestCase):
+    def test_worker_names_the_endpoint_and_the_key_mismatch(self):
+        keys = lib.make_keys(os.path.join(self.tmp, "keys"))
+        other = lib.make_keys(os.path.join(self.tmp, "other-keys"))
+        with lib.fault_target() as target, lib.workers(1, extra_args=keys.worker_args) as ws:
+            path = lib.write_scenario(self.tmp, lib.one_get_scenario(
+                target.url, users=1, duration="1s", name="wrong-key", path="/ok"))
+            rc, out, err = lib.run_master(["--key", other.master_key, "--workers", ws.hosts_file,
+                                           "--quiet", path], timeout=30)
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            self.assertEqual(rc, 3, context)
+            deadline = time.monotonic() + 5
+            while "refused peer" not in ws[0].stderr() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            refusals = [line for line in ws[0].stderr().splitlines() if "refused peer" in line]
+            self.assertEqual(target.count(), 0, context)
+        # Both sides use keys, only the keys differ; and the endpoint in ZeroMQ's event is the
+        # worker's own, so the line says a peer connected to it rather than naming it as the peer.
+        self.assertTrue(refusals, context)
+        self.assertEqual(refusals[0].split(": ", 1)[1],
+                         f"refused peer connecting to tcp://{ws[0].address}: key mismatch: the peer "
+                         "does not hold the key this side expects (or it uses no keys)", context)
+
+
 class HostileTextTest(lib.TempDirTestCase, unittest.TestCase):
     """What a scenario may legitimately hold but must not send or print raw."""
 
