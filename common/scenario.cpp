@@ -264,6 +264,13 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 std::string upper(std::string_view s) {
   std::string out(s);
   for (char& c : out)
@@ -1529,10 +1536,7 @@ private:
       if (!threshold)
         fail(markAt(expr_node, offset), expr_path, error);
       if (!threshold->step.empty()) {
-        bool known = false;
-        for (const auto& row : step_table_)
-          known = known || row.name == threshold->step;
-        if (!known) {
+        if (stats_index_.count(threshold->step) == 0) {
           std::vector<std::string_view> names;
           for (const auto& row : step_table_)
             names.push_back(row.name);
@@ -1580,6 +1584,7 @@ private:
     if (!f.value.IsMap())
       fail(f, "data",
            "expected a mapping of feeder names to {csv: FILE, ...}, got " + describe(f.value));
+    std::unordered_set<std::string> feeder_names;
     for (const auto& kv : f.value) {
       const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
       const std::string path = join("data", name);
@@ -1591,9 +1596,8 @@ private:
       if (variables_.count(name))
         fail(kv.first.Mark(), path,
              "'" + name + "' is already a variable; a feeder needs a name of its own");
-      for (const Feeder& other : feeders_)
-        if (other.name == name)
-          fail(kv.first.Mark(), path, "duplicate key '" + name + "'");
+      if (!feeder_names.insert(name).second)
+        fail(kv.first.Mark(), path, "duplicate key '" + name + "'");
       const Field entry{name, kv.first, kv.second};
       if (!kv.second.IsMap())
         fail(entry, path,
@@ -1610,6 +1614,7 @@ private:
       feeder.file = nonEmptyString(csv, csv_path);
       const std::string text = namedFile(csv, csv_path, feeder.file);
       CsvTable table;
+      std::unordered_set<std::string> columns;
       if (auto problem = parseCsv(text, table))
         fail(csv, csv_path,
              feeder.file + ":" + std::to_string(problem->line) + ": " + problem->message);
@@ -1622,9 +1627,8 @@ private:
           fail(csv, csv_path,
                where + "column " + quoteValue(column) +
                    " is not a name (letters, digits and _, not starting with a digit)");
-        for (size_t k = 0; k < c; ++k)
-          if (table.header[k] == column)
-            fail(csv, csv_path, where + "duplicate column '" + column + "'");
+        if (!columns.insert(column).second)
+          fail(csv, csv_path, where + "duplicate column '" + column + "'");
       }
       if (table.rows.empty())
         fail(csv, csv_path, feeder.file + " has a header but no rows");
@@ -1657,15 +1661,15 @@ private:
     if (!f.value.IsMap())
       fail(f, path, "expected a mapping of header names to values, got " + describe(f.value));
     std::vector<std::pair<std::string, Template>> out;
+    std::unordered_set<std::string> names; // lower case
     for (const auto& kv : f.value) {
       const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
       const std::string header_path = join(path, name);
       if (!isHeaderName(name))
         fail(kv.first.Mark(), header_path, "not a valid header name");
-      for (const auto& [existing, value] : out)
-        if (iequals(existing, name))
-          fail(kv.first.Mark(), header_path,
-               "duplicate header '" + name + "' (header names ignore case)");
+      if (!names.insert(lower(name)).second)
+        fail(kv.first.Mark(), header_path,
+             "duplicate header '" + name + "' (header names ignore case)");
       const Field value{name, kv.first, kv.second};
       if (!kv.second.IsScalar())
         fail(value, header_path, "expected a string, got " + describe(kv.second));
@@ -1977,14 +1981,14 @@ private:
     if (!f.value.IsMap())
       fail(f, path, "expected a mapping of " + what + ", got " + describe(f.value));
     std::vector<std::pair<std::string, Template>> out;
+    std::unordered_set<std::string> names;
     for (const auto& kv : f.value) {
       if (!kv.first.IsScalar() || kv.first.Scalar().empty())
         fail(kv.first.Mark(), path, "expected a name, got " + describe(kv.first));
       const std::string name = kv.first.Scalar();
       const std::string item_path = join(path, name);
-      for (const auto& [existing, value] : out)
-        if (existing == name)
-          fail(kv.first.Mark(), item_path, "duplicate key '" + name + "'");
+      if (!names.insert(name).second)
+        fail(kv.first.Mark(), item_path, "duplicate key '" + name + "'");
       if (!kv.second.IsScalar())
         fail(Field{name, kv.first, kv.second}, item_path,
              "expected a string, got " + describe(kv.second));
@@ -2033,14 +2037,14 @@ private:
       fail(f, path,
            std::string("expected a mapping of names to ") + kForms + ", got " + describe(f.value));
     std::vector<Capture> out;
+    std::unordered_set<std::string> names;
     for (const auto& kv : f.value) {
       const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
       const std::string capture_path = join(path, name);
       if (const std::string problem = captureNameProblem(name); !problem.empty())
         fail(kv.first.Mark(), capture_path, problem);
-      for (const Capture& other : out)
-        if (other.name == name)
-          fail(kv.first.Mark(), capture_path, "duplicate key '" + name + "'");
+      if (!names.insert(name).second)
+        fail(kv.first.Mark(), capture_path, "duplicate key '" + name + "'");
       const Field entry{name, kv.first, kv.second};
       if (!kv.second.IsMap() || kv.second.size() == 0)
         fail(entry, capture_path,
@@ -2158,15 +2162,15 @@ private:
            "expected a mapping of header names to the text each must contain, got " +
                describe(f.value));
     std::vector<Expect::HeaderValue> out;
+    std::unordered_set<std::string> names; // lower case
     for (const auto& kv : f.value) {
       const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : std::string();
       const std::string item_path = join(path, name);
       if (!isHeaderName(name))
         fail(kv.first.Mark(), item_path, "not a valid header name");
-      for (const auto& other : out)
-        if (iequals(other.name, name))
-          fail(kv.first.Mark(), item_path,
-               "duplicate header '" + name + "' (header names ignore case)");
+      if (!names.insert(lower(name)).second)
+        fail(kv.first.Mark(), item_path,
+             "duplicate header '" + name + "' (header names ignore case)");
       // Nothing after the name: the header must be present, with any value.
       if (!kv.second.IsScalar() && !kv.second.IsNull())
         fail(kv.second.Mark(), item_path,

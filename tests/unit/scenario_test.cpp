@@ -458,6 +458,39 @@ TEST_CASE("aliases in moderation expand; json bodies keep order and refuse dupli
   CHECK_THAT(e.message(), Catch::StartsWith("aliases repeat more than 100000 nodes in all"));
 }
 
+namespace {
+
+// CPU time of this thread, not wall time: a loaded machine stretches every load alike.
+double cpuSecondsToLoad(const std::string& yaml) {
+  timespec before{}, after{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &before);
+  const Scenario s = loadScenarioText(yaml, "many.yaml");
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &after);
+  REQUIRE_FALSE(s.flows.empty());
+  return double(after.tv_sec - before.tv_sec) + double(after.tv_nsec - before.tv_nsec) / 1e9;
+}
+
+} // namespace
+
+TEST_CASE("loading is linear in the keys of one mapping", "[scenario][limits][scale]") {
+  auto manyKeys = [](size_t n) {
+    std::string yaml = withFlows("  - steps:\n      - post: /\n");
+    for (const char* key : {"query", "headers", "json"}) {
+      yaml += std::string("        ") + key + ": {";
+      for (size_t i = 0; i < n; ++i)
+        yaml += (i ? ", " : "") + std::string(1, key[0]) + std::to_string(i) + ": 1";
+      yaml += "}\n";
+    }
+    return yaml;
+  };
+  const double small = cpuSecondsToLoad(manyKeys(5000));
+  const double large = cpuSecondsToLoad(manyKeys(40000));
+  INFO("5k keys: " << small << " s CPU, 40k keys: " << large << " s CPU");
+  // Eight times the keys: about 8.5 times the time when linear. The pairwise duplicate checks
+  // (and JSON objects that look keys up one by one) made it about 28 times at 20k keys.
+  CHECK(large < 18 * small);
+}
+
 TEST_CASE("loading is linear in the number of flows", "[scenario][limits][scale]") {
   auto manyFlows = [](size_t n) {
     std::string yaml = "name: many\ntarget: http://127.0.0.1:8080\n"
@@ -466,17 +499,8 @@ TEST_CASE("loading is linear in the number of flows", "[scenario][limits][scale]
       yaml += "  - {name: f" + std::to_string(i) + ", steps: [{get: /}]}\n";
     return yaml;
   };
-  // CPU time of this thread, not wall time: a loaded machine stretches both loads alike.
-  auto cpuSeconds = [](const std::string& yaml) {
-    timespec before{}, after{};
-    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &before);
-    const Scenario s = loadScenarioText(yaml, "many.yaml");
-    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &after);
-    REQUIRE(s.flows.size() > 1000);
-    return double(after.tv_sec - before.tv_sec) + double(after.tv_nsec - before.tv_nsec) / 1e9;
-  };
-  const double small = cpuSeconds(manyFlows(10000));
-  const double large = cpuSeconds(manyFlows(80000));
+  const double small = cpuSecondsToLoad(manyFlows(10000));
+  const double large = cpuSecondsToLoad(manyFlows(80000));
   INFO("10k flows: " << small << " s CPU, 80k flows: " << large << " s CPU");
   // Eight times the flows: about 9 times the time when linear (2 s for 80k flows). The
   // pairwise check of flow names made it 47 times (14.5 s).
