@@ -32,13 +32,38 @@ using common::SteadyTime;
 constexpr int kClockSamples = 5;
 constexpr size_t kAlsoFailedListed = 20;
 
+// 1 after the first Ctrl-C (stop gracefully), 2 after the second (stop now).
 volatile std::sig_atomic_t g_interrupted = 0;
 
+extern "C" void onAlarm(int) {
+  _exit(130);
+}
+
 extern "C" void onInterrupt(int) {
-  // A second Ctrl-C means "now": the operator gave up on the graceful stop.
-  if (g_interrupted)
-    _exit(130);
+  // A second Ctrl-C means "now": the operator gave up on the graceful stop. The control
+  // thread tells the running workers first (exitNow); should it be stuck somewhere, the alarm
+  // exits anyway a second later.
+  if (g_interrupted) {
+    g_interrupted = 2;
+    alarm(1);
+    return;
+  }
   g_interrupted = 1;
+}
+
+// The second Ctrl-C: Halt to every running worker and Stop to those waiting to start, so that
+// none keeps loading until its master-silence timeout, then exit without a report.
+[[noreturn]] void exitNow(Cluster& cluster) {
+  wire::Envelope halt;
+  halt.mutable_halt()->set_reason("interrupted");
+  cluster.broadcast(halt, {LinkState::Running});
+  wire::Envelope stop;
+  stop.mutable_stop();
+  cluster.broadcast(stop, {LinkState::Joined, LinkState::Ready});
+  // Sends are queued: give ZeroMQ's I/O thread a moment to put them on the wire.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::fflush(stdout);
+  _exit(130);
 }
 
 double seconds(std::chrono::steady_clock::duration d) {
@@ -302,6 +327,7 @@ int runScenario(const CliOptions& cli) {
 
   std::signal(SIGINT, onInterrupt);
   std::signal(SIGTERM, onInterrupt);
+  std::signal(SIGALRM, onAlarm);
 
   zmq::context_t context;
   // The cluster needs a handful of sockets (one ROUTER, its monitor, the embedded worker's);
@@ -336,7 +362,9 @@ int runScenario(const CliOptions& cli) {
   // Handshake: versions and clock offsets, every worker at once.
   cluster.handshake(reverse ? cli.connect_timeout + std::chrono::milliseconds(0)
                             : cli.connect_timeout,
-                    kClockSamples, size_t(cli.expect_workers));
+                    kClockSamples, size_t(cli.expect_workers), [] { return g_interrupted != 0; });
+  if (g_interrupted)
+    return 130; // Release frees the workers that joined
   if (auto failure = checkHandshake(cluster, cli))
     return *failure;
   cluster.dropMonitors(); // their work is done: keep the run's poll set to one socket a worker
@@ -411,6 +439,8 @@ int runScenario(const CliOptions& cli) {
       }
     });
   }
+  if (g_interrupted)
+    return 130; // Release frees the workers that joined
   for (auto* link : joined) {
     if (link->state == LinkState::Refused) {
       fmt::print(stderr, "{}: refused the scenario: {}\n", workerLabel(*link), link->why);
@@ -422,8 +452,6 @@ int runScenario(const CliOptions& cli) {
       return 3;
     }
   }
-  if (g_interrupted)
-    return 130;
 
   // Start barrier: one absolute time on the master's clock, far enough ahead for every
   // worker to hear it first.
@@ -565,6 +593,8 @@ int runScenario(const CliOptions& cli) {
     const auto now = clock.now();
     if (g_interrupted && !result.halt)
       haltAll(haltFor("interrupted", seconds(now - t0)), now);
+    if (g_interrupted > 1)
+      exitNow(cluster);
     // The master ends the run; workers also stop by themselves at the same time.
     if (now >= end_at && !stop_sent) {
       wire::Envelope stop;
