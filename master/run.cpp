@@ -9,6 +9,7 @@
 #include "master/console.h"
 #include "master/env_file.h"
 #include "master/hosts_file.h"
+#include "master/interval_rows.h"
 #include "master/plan.h"
 #include "master/report.h"
 #include "master/thresholds.h"
@@ -17,7 +18,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <csignal>
+#include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -121,14 +126,14 @@ private:
   std::thread thread_;
 };
 
-// Prints the live line once a second and keeps the cumulative book.
+// Prints the live line once a second (what arrived in that second) and keeps the cumulative
+// book. timeseries.csv is IntervalRows' (by when the requests happened).
 class Progress {
 public:
   Progress(const CliOptions& cli, size_t steps, double total_s)
       : quiet_(cli.quiet), tty_(!cli.quiet && ::isatty(STDOUT_FILENO)), total_s_(total_s),
         cumulative_(steps), interval_(steps) {}
 
-  std::string openTimeseries(const std::string& dir) { return timeseries_.open(dir); }
   common::StatsBook& interval() { return interval_; }
   common::StatsBook& book() { return cumulative_; }
 
@@ -137,7 +142,6 @@ public:
     auto interval_total = interval_.total();
     interval_.reset();
     auto running_total = cumulative_.total();
-    timeseries_.append(elapsed_s, users, interval_total, interval_s, running_total.errors);
     // The last tick of a run may cover a few milliseconds: its rate would be noise.
     if (quiet_ || interval_s < 0.25)
       return;
@@ -170,11 +174,71 @@ private:
   double total_s_;
   common::StatsBook cumulative_;
   common::StatsBook interval_;
-  Timeseries timeseries_;
 };
 
 std::string workerLabel(const WorkerLink& link) {
   return link.name.empty() ? std::string("worker") : fmt::format("worker {}", link.name);
+}
+
+// --out must be writable, but nothing is written into it before the run starts: a run that
+// never starts leaves the previous run's files as they were.
+std::string checkWritable(const std::string& dir) {
+  auto probe = std::filesystem::path(dir) / fmt::format(".stampede-probe-{}", ::getpid());
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0)
+    return fmt::format("{}: cannot write: {}", dir, std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return "";
+}
+
+// What a worker lost mid-run did after its last Stats, which never reached us.
+struct LostWorker {
+  double lost_at_s = 0;
+  std::optional<double> last_stats_at_s;
+  // Its last interval's rate times the time from that Stats to when it stopped. It stopped
+  // after it was last heard from and before its next Stats was due (each comes every
+  // second): the estimate takes the middle, low and high the ends.
+  std::optional<uint64_t> estimate, low, high;
+};
+
+LostWorker estimateLost(const WorkerLink& link, const std::optional<IntervalRows::Pace>& pace,
+                        SteadyTime t0, SteadyTime now, SteadyTime end_at) {
+  LostWorker lost;
+  lost.lost_at_s = seconds(now - t0);
+  if (!pace)
+    return lost;
+  lost.last_stats_at_s = seconds(pace->last_at - t0);
+  double rate = 0;
+  if (pace->last_span_s >= 0.2)
+    rate = double(pace->last_requests) / pace->last_span_s;
+  else if (pace->last_at > t0)
+    rate = double(link.requests) / seconds(pace->last_at - t0);
+  const SteadyTime from = std::min(std::max(link.last_heard, pace->last_at), end_at);
+  const SteadyTime to = std::max(from, std::min(pace->last_at + 1s, end_at));
+  auto requests = [&](SteadyTime t) {
+    return static_cast<uint64_t>(std::llround(rate * std::max(0.0, seconds(t - pace->last_at))));
+  };
+  lost.low = requests(from);
+  lost.high = requests(to);
+  lost.estimate = requests(from + (to - from) / 2);
+  return lost;
+}
+
+std::string describeLost(const WorkerLink& link, const LostWorker& lost) {
+  std::string text =
+      fmt::format("{} lost at {:.1f}s into the run ({}): {} requests and {} "
+                  "errors received from it",
+                  workerLabel(link), lost.lost_at_s, link.why, link.requests, link.errors);
+  if (lost.estimate)
+    text += fmt::format(", the last counted by {:.1f}s; an estimated {} more requests ({} to {}) "
+                        "it made after that were never reported and are in no total",
+                        *lost.last_stats_at_s, *lost.estimate, *lost.low, *lost.high);
+  else
+    text += "; it sent no stats, so what it did is unknown";
+  if (link.users)
+    text += fmt::format("; its {} users stopped with it", link.users);
+  return text;
 }
 
 // Returns an exit code when the cluster cannot start, after printing why in one line each.
@@ -319,7 +383,7 @@ int runScenario(const CliOptions& cli) {
       fmt::print(stderr, "--out {}: cannot create the directory: {}\n", cli.out_dir, ec.message());
       return 2;
     }
-    if (auto error = progress.openTimeseries(cli.out_dir); !error.empty()) {
+    if (auto error = checkWritable(cli.out_dir); !error.empty()) {
       fmt::print(stderr, "--out {}\n", error);
       return 2;
     }
@@ -484,6 +548,35 @@ int runScenario(const CliOptions& cli) {
       std::chrono::duration_cast<std::chrono::system_clock::duration>(t0 - clock.now());
   result.t0 = t0;
   const auto end_at = t0 + scenario->load.total();
+
+  // A warning goes to stderr at once (a soak runs for hours) and into the report.
+  auto warn = [&](std::string text) {
+    fmt::print(stderr, "\nwarning: {}\n", text);
+    result.warnings.push_back(std::move(text));
+  };
+  // Rows wait this long for a worker that went silent, so that its Stats, when they come,
+  // still land in their own rows; longer than that it is lost.
+  IntervalRows rows(t0, cli.heartbeat_timeout + 1s);
+  Timeseries timeseries;
+  bool outputs_failed = false;
+  auto writeRows = [&](const std::vector<IntervalRow>& finished) {
+    for (const auto& row : finished)
+      if (auto error = timeseries.append(row); !error.empty() && !outputs_failed) {
+        outputs_failed = true;
+        warn(fmt::format("{}; timeseries.csv is incomplete from {:.0f}s on", error, row.elapsed_s));
+      }
+  };
+  if (!cli.out_dir.empty()) {
+    // The run has started: the previous run's report goes, so that the directory never holds
+    // one run's timeseries.csv next to another run's report.json.
+    std::error_code ec;
+    std::filesystem::remove(std::filesystem::path(cli.out_dir) / "report.json", ec);
+    if (auto error = timeseries.open(cli.out_dir); !error.empty()) {
+      outputs_failed = true;
+      warn(fmt::format("{}; timeseries.csv is incomplete", error));
+    }
+  }
+  std::map<const WorkerLink*, LostWorker> lost_workers;
   bool stop_sent = false;
   bool halt_on_error = scenario->halt.on_error == common::HaltSpec::OnError::First;
   bool halt_on_lost = scenario->halt.on_worker_lost == common::HaltSpec::OnWorkerLost::Halt;
@@ -559,6 +652,7 @@ int runScenario(const CliOptions& cli) {
         ++result.dropped_messages;
         break;
       }
+      rows.add(link.index, common::fromSteadyNs(stats.at_master_ns()), stats);
       for (const auto& step : stats.steps()) {
         link.requests += step.requests();
         link.errors += step.errors();
@@ -607,6 +701,9 @@ int runScenario(const CliOptions& cli) {
         link->state = LinkState::Lost;
         link->why = fmt::format("silent for {:.1f}s", seconds(now - link->last_heard));
         fmt::print(stderr, "\n{}: lost: {}\n", workerLabel(*link), link->why);
+        auto& lost = lost_workers[link] =
+            estimateLost(*link, rows.pace(link->index), t0, now, end_at);
+        warn(describeLost(*link, lost));
         // Best effort: a worker that was only frozen stops at once when it wakes up.
         wire::Envelope halt;
         halt.mutable_halt()->set_reason("lost");
@@ -643,6 +740,11 @@ int runScenario(const CliOptions& cli) {
       if (now >= t0)
         progress.tick(seconds(now - t0), seconds(now - last_tick), users, alive,
                       static_cast<int>(cluster.links().size()));
+      std::vector<uint32_t> reporting;
+      for (auto* link : joined)
+        if (link->state == LinkState::Running)
+          reporting.push_back(link->index);
+      writeRows(rows.take(now, reporting));
       last_tick = std::max(now, t0);
       next_tick = now + 1s;
     }
@@ -652,6 +754,7 @@ int runScenario(const CliOptions& cli) {
   progress.tick(seconds(end - t0), seconds(end - last_tick), 0, 0,
                 static_cast<int>(cluster.links().size()));
   progress.end();
+  writeRows(rows.finish());
 
   result.duration_s = seconds(end - t0);
   result.book = progress.book();
@@ -670,6 +773,14 @@ int runScenario(const CliOptions& cli) {
     w.users = link.users;
     w.threads = link.threads;
     w.clock_offset_ms = link.clock_offset_ns / 1e6;
+    if (auto it = lost_workers.find(&link); it != lost_workers.end()) {
+      w.lost_at_s = it->second.lost_at_s;
+      w.last_stats_at_s = it->second.last_stats_at_s;
+      w.unreported_estimate = it->second.estimate;
+      w.unreported_low = it->second.low;
+      w.unreported_high = it->second.high;
+      result.unreported_estimate += it->second.estimate.value_or(0);
+    }
     result.workers.push_back(w);
     lost = lost || (link.state == LinkState::Lost && link.why != "unreachable");
   }
@@ -716,17 +827,27 @@ int runScenario(const CliOptions& cli) {
     }
   }
 
+  // Outputs that could not be written make a run that passed an infrastructure failure.
+  if (outputs_failed && result.exit_code == 0)
+    result.exit_code = 3;
   if (result.first_error && result.halt &&
       (result.halt->reason == "first_error" || result.halt->reason == "error_count"))
     fmt::print("\n{}", formatFirstError(*result.first_error, result.t0));
-  fmt::print("{}", formatSummary(result));
+  // The report first, so that the summary's last line tells what the exit code really is.
+  bool report_written = false;
   if (!cli.out_dir.empty()) {
     if (auto error = writeReport(cli.out_dir, result); !error.empty()) {
-      fmt::print(stderr, "{}\n", error);
-      return result.exit_code ? result.exit_code : 3;
+      if (result.exit_code == 0)
+        result.exit_code = 3;
+      warn(fmt::format("{}; no report", error));
+    } else {
+      report_written = true;
     }
-    fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / "report.json").string());
   }
+  std::fflush(stderr);
+  fmt::print("{}", formatSummary(result));
+  if (report_written)
+    fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / "report.json").string());
   std::fflush(stdout);
   return result.exit_code;
 }
