@@ -192,6 +192,13 @@ std::string checkWritable(const std::string& dir) {
   return "";
 }
 
+// When a delta was cut, on our clock. A sender that does not say (0), or says nonsense, is
+// taken to have cut it when it arrived.
+SteadyTime cutTime(const wire::Stats& stats, SteadyTime t0, SteadyTime now) {
+  const auto at = common::fromSteadyNs(stats.at_master_ns());
+  return stats.at_master_ns() != 0 && at > t0 - 1s && at < now + 1s ? at : now;
+}
+
 // What a worker lost mid-run did after its last Stats, which never reached us.
 struct LostWorker {
   double lost_at_s = 0;
@@ -652,7 +659,7 @@ int runScenario(const CliOptions& cli) {
         ++result.dropped_messages;
         break;
       }
-      rows.add(link.index, common::fromSteadyNs(stats.at_master_ns()), stats);
+      rows.add(link.index, cutTime(stats, t0, clock.now()), stats);
       for (const auto& step : stats.steps()) {
         link.requests += step.requests();
         link.errors += step.errors();
