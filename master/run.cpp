@@ -50,6 +50,10 @@ extern "C" void onInterrupt(int) {
   // exits anyway a second later.
   if (g_interrupted) {
     g_interrupted = 2;
+    // Armed only now (sigaction is async-signal-safe): no SIGALRM is ours before.
+    struct sigaction on_alarm {};
+    on_alarm.sa_handler = onAlarm;
+    sigaction(SIGALRM, &on_alarm, nullptr);
     alarm(1);
     return;
   }
@@ -398,7 +402,6 @@ int runScenario(const CliOptions& cli) {
 
   std::signal(SIGINT, onInterrupt);
   std::signal(SIGTERM, onInterrupt);
-  std::signal(SIGALRM, onAlarm);
 
   zmq::context_t context;
   // The cluster needs a handful of sockets (one ROUTER, its monitor, the embedded worker's);
