@@ -86,8 +86,10 @@ public:
 
   // Probes every worker for clock samples until each has answered `samples` times or
   // `timeout` has passed. Workers that never answered stay Connecting; Busy ones are marked.
-  // In reverse mode, waits for `expect_workers` workers to dial in.
-  void handshake(std::chrono::milliseconds timeout, int samples, size_t expect_workers = 0);
+  // In reverse mode, waits for `expect_workers` workers to dial in. Returns early once
+  // `interrupted` says so (Ctrl-C), checked at least every 200 ms.
+  void handshake(std::chrono::milliseconds timeout, int samples, size_t expect_workers = 0,
+                 const std::function<bool()>& interrupted = {});
 
   // Waits up to `timeout` for one message from any worker and hands it to `on_message`;
   // then drains whatever else is queued. Returns false when nothing came.

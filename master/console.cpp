@@ -122,6 +122,8 @@ std::string formatSummary(const RunResult& r) {
                        r.halt->observed.value_or(0));
   else if (r.halt && r.halt->observed)
     out += fmt::format("halted by {} ({:.4g})\n", r.halt->reason, *r.halt->observed);
+  for (const auto& warning : r.warnings)
+    out += fmt::format("WARNING: {}\n", warning);
   out += fmt::format("outcome: {} (exit {}) after {:.1f}s\n", outcomeName(r.outcome), r.exit_code,
                      r.duration_s);
   return out;

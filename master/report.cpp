@@ -109,7 +109,11 @@ json buildReport(const RunResult& r) {
                                    ms(total.schedule_lag_us.percentileUs(99)),
                                    kSaturatedLagUs / 1000));
   report["saturated"] = open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs;
+  for (const auto& warning : r.warnings)
+    warnings.push_back(warning);
   report["warnings"] = std::move(warnings);
+  // Lost workers' requests after their last Stats: estimated, never in `totals`.
+  report["unreported_requests_estimate"] = r.unreported_estimate;
   json steps = json::array();
   for (size_t i = 0; i < r.book.steps.size(); ++i) {
     json step = countsJson(r.book.steps[i], r.duration_s, open);
@@ -146,6 +150,7 @@ json buildReport(const RunResult& r) {
     report["halt"] = nullptr;
   }
   json workers = json::array();
+  auto orNull = [](const auto& v) { return v ? json(*v) : json(nullptr); };
   for (const auto& w : r.workers)
     workers.push_back({{"id", w.id},
                        {"address", w.address},
@@ -155,7 +160,14 @@ json buildReport(const RunResult& r) {
                        {"errors", w.errors},
                        {"users", w.users},
                        {"threads", w.threads},
-                       {"clock_offset_ms", w.clock_offset_ms}});
+                       {"clock_offset_ms", w.clock_offset_ms},
+                       {"lost_at_s", orNull(w.lost_at_s)},
+                       {"last_stats_at_s", orNull(w.last_stats_at_s)},
+                       {"unreported_requests_estimate",
+                        w.unreported_estimate ? json{{"requests", *w.unreported_estimate},
+                                                     {"low", w.unreported_low.value_or(0)},
+                                                     {"high", w.unreported_high.value_or(0)}}
+                                              : json(nullptr)}});
   report["workers"] = std::move(workers);
   json thresholds = json::array();
   for (const auto& t : r.thresholds)
@@ -189,19 +201,25 @@ std::string writeReport(const std::string& dir, const RunResult& r) {
   std::string text = buildReport(r).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   auto final_path = std::filesystem::path(dir) / "report.json";
   auto temp_path = std::filesystem::path(dir) / "report.json.tmp";
+  std::string error;
   {
     std::ofstream out(temp_path, std::ios::binary | std::ios::trunc);
     if (!out)
       return fmt::format("{}: cannot write: {}", temp_path.string(), std::strerror(errno));
     out << text;
     if (!out.flush())
-      return fmt::format("{}: cannot write: {}", temp_path.string(), std::strerror(errno));
+      error = fmt::format("{}: cannot write: {}", final_path.string(), std::strerror(errno));
   }
   std::error_code ec;
-  std::filesystem::rename(temp_path, final_path, ec);
-  if (ec)
-    return fmt::format("{}: cannot write: {}", final_path.string(), ec.message());
-  return "";
+  if (error.empty()) {
+    std::filesystem::rename(temp_path, final_path, ec);
+    if (ec)
+      error = fmt::format("{}: cannot write: {}", final_path.string(), ec.message());
+  }
+  // A half-written temporary is no report: never leave it behind.
+  if (!error.empty())
+    std::filesystem::remove(temp_path, ec);
+  return error;
 }
 
 Timeseries::~Timeseries() {
@@ -209,28 +227,36 @@ Timeseries::~Timeseries() {
     std::fclose(file_);
 }
 
-std::string Timeseries::open(const std::string& dir) {
-  auto path = std::filesystem::path(dir) / "timeseries.csv";
-  file_ = std::fopen(path.c_str(), "w");
-  if (!file_)
-    return fmt::format("{}: cannot write: {}", path.string(), std::strerror(errno));
-  fmt::print(file_, "elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
-                    "bytes_in,bytes_out,dropped\n");
-  std::fflush(file_);
-  return "";
+std::string Timeseries::write(const std::string& text) {
+  // Unbuffered: each row is one write(2), and a full disk fails that row, not a later one.
+  if (std::fwrite(text.data(), 1, text.size(), file_) == text.size())
+    return "";
+  auto error = fmt::format("{}: cannot write: {}", path_, std::strerror(errno));
+  std::clearerr(file_);
+  return error;
 }
 
-void Timeseries::append(double elapsed_s, int users, const common::StepStats& interval,
-                        double interval_s, uint64_t total_errors) {
+std::string Timeseries::open(const std::string& dir) {
+  path_ = (std::filesystem::path(dir) / "timeseries.csv").string();
+  file_ = std::fopen(path_.c_str(), "w");
   if (!file_)
-    return;
-  const auto& h = interval.latency_us;
-  fmt::print(file_, "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{}\n", elapsed_s,
-             users, interval.requests,
-             interval_s > 0 ? double(interval.requests) / interval_s : 0.0, interval.errors,
-             total_errors, ms(h.percentileUs(50)), ms(h.percentileUs(90)), ms(h.percentileUs(99)),
-             ms(h.maxUs()), interval.bytes_in, interval.bytes_out, interval.dropped);
-  std::fflush(file_);
+    return fmt::format("{}: cannot write: {}", path_, std::strerror(errno));
+  std::setvbuf(file_, nullptr, _IONBF, 0);
+  return write("elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
+               "bytes_in,bytes_out,dropped,late\n");
+}
+
+std::string Timeseries::append(const IntervalRow& row) {
+  errors_total_ += row.errors;
+  if (!file_)
+    return "";
+  const auto& h = row.latency_us;
+  return write(fmt::format("{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{},{}\n",
+                           row.elapsed_s, row.users, row.requests,
+                           row.length_s > 0 ? double(row.requests) / row.length_s : 0.0, row.errors,
+                           errors_total_, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
+                           ms(h.percentileUs(99)), ms(h.maxUs()), row.bytes_in, row.bytes_out,
+                           row.dropped, row.late ? 1 : 0));
 }
 
 } // namespace stampede::master

@@ -9,6 +9,7 @@
 #include "master/console.h"
 #include "master/env_file.h"
 #include "master/hosts_file.h"
+#include "master/interval_rows.h"
 #include "master/plan.h"
 #include "master/report.h"
 #include "master/thresholds.h"
@@ -17,7 +18,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <csignal>
+#include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -32,13 +37,42 @@ using common::SteadyTime;
 constexpr int kClockSamples = 5;
 constexpr size_t kAlsoFailedListed = 20;
 
+// 1 after the first Ctrl-C (stop gracefully), 2 after the second (stop now).
 volatile std::sig_atomic_t g_interrupted = 0;
 
+extern "C" void onAlarm(int) {
+  _exit(130);
+}
+
 extern "C" void onInterrupt(int) {
-  // A second Ctrl-C means "now": the operator gave up on the graceful stop.
-  if (g_interrupted)
-    _exit(130);
+  // A second Ctrl-C means "now": the operator gave up on the graceful stop. The control
+  // thread tells the running workers first (exitNow); should it be stuck somewhere, the alarm
+  // exits anyway a second later.
+  if (g_interrupted) {
+    g_interrupted = 2;
+    // Armed only now (sigaction is async-signal-safe): no SIGALRM is ours before.
+    struct sigaction on_alarm {};
+    on_alarm.sa_handler = onAlarm;
+    sigaction(SIGALRM, &on_alarm, nullptr);
+    alarm(1);
+    return;
+  }
   g_interrupted = 1;
+}
+
+// The second Ctrl-C: Halt to every running worker and Stop to those waiting to start, so that
+// none keeps loading until its master-silence timeout, then exit without a report.
+[[noreturn]] void exitNow(Cluster& cluster) {
+  wire::Envelope halt;
+  halt.mutable_halt()->set_reason("interrupted");
+  cluster.broadcast(halt, {LinkState::Running});
+  wire::Envelope stop;
+  stop.mutable_stop();
+  cluster.broadcast(stop, {LinkState::Joined, LinkState::Ready});
+  // Sends are queued: give ZeroMQ's I/O thread a moment to put them on the wire.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::fflush(stdout);
+  _exit(130);
 }
 
 double seconds(std::chrono::steady_clock::duration d) {
@@ -96,14 +130,14 @@ private:
   std::thread thread_;
 };
 
-// Prints the live line once a second and keeps the cumulative book.
+// Prints the live line once a second (what arrived in that second) and keeps the cumulative
+// book. timeseries.csv is IntervalRows' (by when the requests happened).
 class Progress {
 public:
   Progress(const CliOptions& cli, size_t steps, double total_s)
       : quiet_(cli.quiet), tty_(!cli.quiet && ::isatty(STDOUT_FILENO)), total_s_(total_s),
         cumulative_(steps), interval_(steps) {}
 
-  std::string openTimeseries(const std::string& dir) { return timeseries_.open(dir); }
   common::StatsBook& interval() { return interval_; }
   common::StatsBook& book() { return cumulative_; }
 
@@ -112,7 +146,6 @@ public:
     auto interval_total = interval_.total();
     interval_.reset();
     auto running_total = cumulative_.total();
-    timeseries_.append(elapsed_s, users, interval_total, interval_s, running_total.errors);
     // The last tick of a run may cover a few milliseconds: its rate would be noise.
     if (quiet_ || interval_s < 0.25)
       return;
@@ -145,11 +178,78 @@ private:
   double total_s_;
   common::StatsBook cumulative_;
   common::StatsBook interval_;
-  Timeseries timeseries_;
 };
 
 std::string workerLabel(const WorkerLink& link) {
   return link.name.empty() ? std::string("worker") : fmt::format("worker {}", link.name);
+}
+
+// --out must be writable, but nothing is written into it before the run starts: a run that
+// never starts leaves the previous run's files as they were.
+std::string checkWritable(const std::string& dir) {
+  auto probe = std::filesystem::path(dir) / fmt::format(".stampede-probe-{}", ::getpid());
+  int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0)
+    return fmt::format("{}: cannot write: {}", dir, std::strerror(errno));
+  ::close(fd);
+  ::unlink(probe.c_str());
+  return "";
+}
+
+// When a delta was cut, on our clock. A sender that does not say (0), or says nonsense, is
+// taken to have cut it when it arrived.
+SteadyTime cutTime(const wire::Stats& stats, SteadyTime t0, SteadyTime now) {
+  const auto at = common::fromSteadyNs(stats.at_master_ns());
+  return stats.at_master_ns() != 0 && at > t0 - 1s && at < now + 1s ? at : now;
+}
+
+// What a worker lost mid-run did after its last Stats, which never reached us.
+struct LostWorker {
+  double lost_at_s = 0;
+  std::optional<double> last_stats_at_s;
+  // Its last interval's rate times the time from that Stats to when it stopped. It stopped
+  // after it was last heard from and before its next Stats was due (each comes every
+  // second): the estimate takes the middle, low and high the ends.
+  std::optional<uint64_t> estimate, low, high;
+};
+
+LostWorker estimateLost(const WorkerLink& link, const std::optional<IntervalRows::Pace>& pace,
+                        SteadyTime t0, SteadyTime now, SteadyTime end_at) {
+  LostWorker lost;
+  lost.lost_at_s = seconds(now - t0);
+  if (!pace)
+    return lost;
+  lost.last_stats_at_s = seconds(pace->last_at - t0);
+  double rate = 0;
+  if (pace->last_span_s >= 0.2)
+    rate = double(pace->last_requests) / pace->last_span_s;
+  else if (pace->last_at > t0)
+    rate = double(link.requests) / seconds(pace->last_at - t0);
+  const SteadyTime from = std::min(std::max(link.last_heard, pace->last_at), end_at);
+  const SteadyTime to = std::max(from, std::min(pace->last_at + 1s, end_at));
+  auto requests = [&](SteadyTime t) {
+    return static_cast<uint64_t>(std::llround(rate * std::max(0.0, seconds(t - pace->last_at))));
+  };
+  lost.low = requests(from);
+  lost.high = requests(to);
+  lost.estimate = requests(from + (to - from) / 2);
+  return lost;
+}
+
+std::string describeLost(const WorkerLink& link, const LostWorker& lost) {
+  std::string text =
+      fmt::format("{} lost at {:.1f}s into the run ({}): {} requests and {} "
+                  "errors received from it",
+                  workerLabel(link), lost.lost_at_s, link.why, link.requests, link.errors);
+  if (lost.estimate)
+    text += fmt::format(", the last counted by {:.1f}s; an estimated {} more requests ({} to {}) "
+                        "it made after that were never reported and are in no total",
+                        *lost.last_stats_at_s, *lost.estimate, *lost.low, *lost.high);
+  else
+    text += "; it sent no stats, so what it did is unknown";
+  if (link.users)
+    text += fmt::format("; its {} users stopped with it", link.users);
+  return text;
 }
 
 // Returns an exit code when the cluster cannot start, after printing why in one line each.
@@ -294,7 +394,7 @@ int runScenario(const CliOptions& cli) {
       fmt::print(stderr, "--out {}: cannot create the directory: {}\n", cli.out_dir, ec.message());
       return 2;
     }
-    if (auto error = progress.openTimeseries(cli.out_dir); !error.empty()) {
+    if (auto error = checkWritable(cli.out_dir); !error.empty()) {
       fmt::print(stderr, "--out {}\n", error);
       return 2;
     }
@@ -336,7 +436,9 @@ int runScenario(const CliOptions& cli) {
   // Handshake: versions and clock offsets, every worker at once.
   cluster.handshake(reverse ? cli.connect_timeout + std::chrono::milliseconds(0)
                             : cli.connect_timeout,
-                    kClockSamples, size_t(cli.expect_workers));
+                    kClockSamples, size_t(cli.expect_workers), [] { return g_interrupted != 0; });
+  if (g_interrupted)
+    return 130; // Release frees the workers that joined
   if (auto failure = checkHandshake(cluster, cli))
     return *failure;
   cluster.dropMonitors(); // their work is done: keep the run's poll set to one socket a worker
@@ -411,6 +513,8 @@ int runScenario(const CliOptions& cli) {
       }
     });
   }
+  if (g_interrupted)
+    return 130; // Release frees the workers that joined
   for (auto* link : joined) {
     if (link->state == LinkState::Refused) {
       fmt::print(stderr, "{}: refused the scenario: {}\n", workerLabel(*link), link->why);
@@ -422,8 +526,6 @@ int runScenario(const CliOptions& cli) {
       return 3;
     }
   }
-  if (g_interrupted)
-    return 130;
 
   // Start barrier: one absolute time on the master's clock, far enough ahead for every
   // worker to hear it first.
@@ -456,6 +558,35 @@ int runScenario(const CliOptions& cli) {
       std::chrono::duration_cast<std::chrono::system_clock::duration>(t0 - clock.now());
   result.t0 = t0;
   const auto end_at = t0 + scenario->load.total();
+
+  // A warning goes to stderr at once (a soak runs for hours) and into the report.
+  auto warn = [&](std::string text) {
+    fmt::print(stderr, "\nwarning: {}\n", text);
+    result.warnings.push_back(std::move(text));
+  };
+  // Rows wait this long for a worker that went silent, so that its Stats, when they come,
+  // still land in their own rows; longer than that it is lost.
+  IntervalRows rows(t0, cli.heartbeat_timeout + 1s);
+  Timeseries timeseries;
+  bool outputs_failed = false;
+  auto writeRows = [&](const std::vector<IntervalRow>& finished) {
+    for (const auto& row : finished)
+      if (auto error = timeseries.append(row); !error.empty() && !outputs_failed) {
+        outputs_failed = true;
+        warn(fmt::format("{}; timeseries.csv is incomplete from {:.0f}s on", error, row.elapsed_s));
+      }
+  };
+  if (!cli.out_dir.empty()) {
+    // The run has started: the previous run's report goes, so that the directory never holds
+    // one run's timeseries.csv next to another run's report.json.
+    std::error_code ec;
+    std::filesystem::remove(std::filesystem::path(cli.out_dir) / "report.json", ec);
+    if (auto error = timeseries.open(cli.out_dir); !error.empty()) {
+      outputs_failed = true;
+      warn(fmt::format("{}; timeseries.csv is incomplete", error));
+    }
+  }
+  std::map<const WorkerLink*, LostWorker> lost_workers;
   bool stop_sent = false;
   bool halt_on_error = scenario->halt.on_error == common::HaltSpec::OnError::First;
   bool halt_on_lost = scenario->halt.on_worker_lost == common::HaltSpec::OnWorkerLost::Halt;
@@ -531,6 +662,7 @@ int runScenario(const CliOptions& cli) {
         ++result.dropped_messages;
         break;
       }
+      rows.add(link.index, cutTime(stats, t0, clock.now()), stats);
       for (const auto& step : stats.steps()) {
         link.requests += step.requests();
         link.errors += step.errors();
@@ -565,6 +697,8 @@ int runScenario(const CliOptions& cli) {
     const auto now = clock.now();
     if (g_interrupted && !result.halt)
       haltAll(haltFor("interrupted", seconds(now - t0)), now);
+    if (g_interrupted > 1)
+      exitNow(cluster);
     // The master ends the run; workers also stop by themselves at the same time.
     if (now >= end_at && !stop_sent) {
       wire::Envelope stop;
@@ -577,6 +711,9 @@ int runScenario(const CliOptions& cli) {
         link->state = LinkState::Lost;
         link->why = fmt::format("silent for {:.1f}s", seconds(now - link->last_heard));
         fmt::print(stderr, "\n{}: lost: {}\n", workerLabel(*link), link->why);
+        auto& lost = lost_workers[link] =
+            estimateLost(*link, rows.pace(link->index), t0, now, end_at);
+        warn(describeLost(*link, lost));
         // Best effort: a worker that was only frozen stops at once when it wakes up.
         wire::Envelope halt;
         halt.mutable_halt()->set_reason("lost");
@@ -613,6 +750,11 @@ int runScenario(const CliOptions& cli) {
       if (now >= t0)
         progress.tick(seconds(now - t0), seconds(now - last_tick), users, alive,
                       static_cast<int>(cluster.links().size()));
+      std::vector<uint32_t> reporting;
+      for (auto* link : joined)
+        if (link->state == LinkState::Running)
+          reporting.push_back(link->index);
+      writeRows(rows.take(now, reporting));
       last_tick = std::max(now, t0);
       next_tick = now + 1s;
     }
@@ -622,6 +764,7 @@ int runScenario(const CliOptions& cli) {
   progress.tick(seconds(end - t0), seconds(end - last_tick), 0, 0,
                 static_cast<int>(cluster.links().size()));
   progress.end();
+  writeRows(rows.finish());
 
   result.duration_s = seconds(end - t0);
   result.book = progress.book();
@@ -640,6 +783,14 @@ int runScenario(const CliOptions& cli) {
     w.users = link.users;
     w.threads = link.threads;
     w.clock_offset_ms = link.clock_offset_ns / 1e6;
+    if (auto it = lost_workers.find(&link); it != lost_workers.end()) {
+      w.lost_at_s = it->second.lost_at_s;
+      w.last_stats_at_s = it->second.last_stats_at_s;
+      w.unreported_estimate = it->second.estimate;
+      w.unreported_low = it->second.low;
+      w.unreported_high = it->second.high;
+      result.unreported_estimate += it->second.estimate.value_or(0);
+    }
     result.workers.push_back(w);
     lost = lost || (link.state == LinkState::Lost && link.why != "unreachable");
   }
@@ -686,17 +837,27 @@ int runScenario(const CliOptions& cli) {
     }
   }
 
+  // Outputs that could not be written make a run that passed an infrastructure failure.
+  if (outputs_failed && result.exit_code == 0)
+    result.exit_code = 3;
   if (result.first_error && result.halt &&
       (result.halt->reason == "first_error" || result.halt->reason == "error_count"))
     fmt::print("\n{}", formatFirstError(*result.first_error, result.t0));
-  fmt::print("{}", formatSummary(result));
+  // The report first, so that the summary's last line tells what the exit code really is.
+  bool report_written = false;
   if (!cli.out_dir.empty()) {
     if (auto error = writeReport(cli.out_dir, result); !error.empty()) {
-      fmt::print(stderr, "{}\n", error);
-      return result.exit_code ? result.exit_code : 3;
+      if (result.exit_code == 0)
+        result.exit_code = 3;
+      warn(fmt::format("{}; no report", error));
+    } else {
+      report_written = true;
     }
-    fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / "report.json").string());
   }
+  std::fflush(stderr);
+  fmt::print("{}", formatSummary(result));
+  if (report_written)
+    fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / "report.json").string());
   std::fflush(stdout);
   return result.exit_code;
 }

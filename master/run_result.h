@@ -48,6 +48,13 @@ struct WorkerResult {
   uint32_t users = 0;
   uint32_t threads = 0;
   double clock_offset_ms = 0;
+  // Lost mid-run: when (s into the run), when its last Stats was cut, and an estimate of the
+  // requests it made after that, which never reached the master and are in no count.
+  std::optional<double> lost_at_s;
+  std::optional<double> last_stats_at_s;
+  std::optional<uint64_t> unreported_estimate; // with its range: low and high
+  std::optional<uint64_t> unreported_low;
+  std::optional<uint64_t> unreported_high;
 };
 
 struct RunResult {
@@ -64,6 +71,8 @@ struct RunResult {
   std::vector<ThresholdResult> thresholds;
   std::vector<std::string> overrides; // --set ones as applied, then --duration
   uint64_t dropped_messages = 0;      // control messages dropped as garbage, stale or duplicate
+  std::vector<std::string> warnings;  // lost workers, outputs that could not be written...
+  uint64_t unreported_estimate = 0;   // lost workers' requests never reported (an estimate)
 };
 
 } // namespace stampede::master

@@ -260,7 +260,8 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     }
     engine_->start(common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_));
     state_ = State::Running;
-    next_stats_ = clock_.now() + 1s;
+    // Deltas cut on whole seconds from t0: each Stats is one row of the master's timeseries.
+    next_stats_ = common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_) + 1s;
     ++counters_.runs;
     break;
   case wire::Envelope::kHalt:
@@ -408,9 +409,9 @@ void WorkerDaemon::Session::periodic() {
   }
   if (state_ == State::Running && now >= next_stats_) {
     sendStats();
-    next_stats_ += 1s;
-    if (next_stats_ < now)
-      next_stats_ = now + 1s;
+    // After a freeze, the next cut is the next whole second from t0 again.
+    while (next_stats_ <= now)
+      next_stats_ += 1s;
   }
   if (state_ == State::Running && engine_->finished()) {
     engine_->join();
