@@ -1,5 +1,7 @@
 #include "master/report.h"
 
+#include "common/protocol.h"
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
@@ -163,6 +165,8 @@ json buildReport(const RunResult& r) {
                       {"requests_sent_after_first_error",
                        optionalCount(h.requests_sent_after_first_error)},
                       {"clock_error_ms", optional(h.clock_error_ms)},
+                      {"first_error_monotonic_ns",
+                       h.error_at ? json(common::steadyNs(*h.error_at)) : json(nullptr)},
                       {"cancelled", h.cancelled},
                       {"threshold", h.threshold.empty() ? json(nullptr) : json(h.threshold)},
                       {"value", optional(h.observed)},

@@ -1,0 +1,192 @@
+"""End to end, the halt proof (issue 10): `halt.requests_sent_after_first_error` counts what
+the cluster really sent after the first error, checked against the fault target's own log.
+
+Several worker daemons load the target at full speed; after a warm-up, worker 0's requests
+answer 500 and the others' never do: worker 0 halts at once, the others keep sending until the
+master's Halt reaches them. On loopback that takes well under a millisecond, and on a busy
+two-core machine the halt's own work (worker 0, the master, every control thread) often starves
+the load threads for all of it, so that nobody sends after the first error at all: an honest 0
+that proves nothing. The master therefore reaches the workers through a relay that holds its
+bytes for CONTROL_DELAY_S once the handshake is over (a control plane across a WAN): the Halt
+arrives that much later, the others send for that long, and the clock offsets were measured
+before the delay, so their error bound stays that of loopback. The report's figure (each worker's send stamps counted against the
+first error's moment, put on its clock with its measured offset) must be above 0 and match what
+the target received after that moment (`halt.first_error_monotonic_ns`): master, workers and
+target run on one host and stamp with the same CLOCK_MONOTONIC.
+
+Tolerance. A worker stamps a send just before it writes the request; the target stamps receipt
+once it has read it, later. The two counts differ by
+* requests sent before the moment and received after it: in flight at the moment, so at most
+  one per virtual user other than the failing one (users - 1), whatever the machine's load;
+* requests sent after the moment that the target never read (cancelled by the halt before
+  their bytes went out): at most `halt.cancelled`;
+* sends closer to the moment than the clock error bound, which may fall on either side: at most
+  the cluster's request rate times twice `clock_error_ms` (about nothing on loopback).
+So: -cancelled - slack <= target - report <= users - 1 + slack.
+
+STAMPEDE_HALT_PROOF_WORKERS (e.g. "3,8") and STAMPEDE_HALT_PROOF_RUNS repeat it for figures.
+"""
+
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stampede_testlib as lib  # noqa: E402
+
+USERS_PER_WORKER = 6
+WARM_UP = 300  # requests of each user before its first /fail-after: past DELAY_AFTER_S
+CONTROL_DELAY_S = 0.02     # master -> worker bytes, once the relay has been up this long:
+DELAY_AFTER_S = 0.2        # the handshake (clock samples) is over by then on loopback
+
+
+class DelayRelay:
+    """Forwards 127.0.0.1:port to a worker daemon's port. Bytes from the master to the worker
+    are held CONTROL_DELAY_S once DELAY_AFTER_S has passed since the connection was accepted;
+    the other direction is not delayed. Loopback only; stopped by close()."""
+
+    def __init__(self, worker_port):
+        self.worker_port = worker_port
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind((lib.LOOPBACK, 0))
+        self.listener.listen(8)
+        self.port = self.listener.getsockname()[1]
+        self.sockets = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((lib.LOOPBACK, self.worker_port))
+            self.sockets += [client, server]
+            accepted = time.monotonic()
+            threading.Thread(target=self._pipe, args=(client, server, accepted),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, None), daemon=True).start()
+
+    def _pipe(self, source, sink, delayed_after):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if delayed_after is not None and time.monotonic() - delayed_after > DELAY_AFTER_S:
+                    time.sleep(CONTROL_DELAY_S)  # holds what follows too: order is kept
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        for s in self.sockets:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def target_count_from(entries, moment_ns):
+    """Requests the target received at or after `moment_ns` (its steady clock)."""
+    return sum(1 for e in entries if e[5] >= moment_ns)
+
+
+class HaltProofTest(lib.TempDirTestCase, unittest.TestCase):
+    def run_once(self, worker_count, run):
+        users = USERS_PER_WORKER * worker_count
+        with lib.fault_target() as target, lib.workers(worker_count) as ws:
+            relays = [DelayRelay(d.port) for d in ws.daemons]
+            self.addCleanup(lambda: [r.close() for r in relays])
+            hosts = ws.write_hosts([f"{lib.LOOPBACK}:{r.port}" for r in relays],
+                                   name=f"relayed-{worker_count}-{run}.txt")
+            path = lib.write_scenario(self.tmp, textwrap.dedent(f"""\
+                name: e2e-halt-proof
+                target: {target.url}
+                load:
+                  users: {users}
+                  duration: 20s
+                halt:
+                  on_error: first
+                flows:
+                  - name: pool
+                    steps:
+                      - loop: {WARM_UP}
+                        steps:
+                          - get: /ok
+                            name: ok
+                      # Worker 0: /fail-after/0, its first one fails. The others: a limit of
+                      # millions that the run never reaches.
+                      - get: "/fail-after/{{{{worker_index}}}}000000"
+                        name: fail-after
+                """), name=f"proof-{worker_count}-{run}.yaml")
+            out_dir = os.path.join(self.tmp, f"out-{worker_count}-{run}")
+            rc, out, err = lib.run_master(["--workers", hosts, "--out", out_dir,
+                                           path], timeout=60)
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            # Let the target write its last lines (answers to requests already read).
+            time.sleep(0.3)
+            entries = target.log_entries_ns()
+
+        self.assertEqual(rc, 1, context)
+        lib.assert_no_crash(self, err, context)
+        report = lib.load_report(out_dir)
+        halt = lib.assert_halted(self, report, 1, "first_error")
+        self.assertEqual(report["first_error"]["status"], 500, report["first_error"])
+        self.assertEqual(halt["worker"], report["first_error"]["worker"], halt)
+
+        measured = halt["requests_sent_after_first_error"]
+        moment_ns = halt["first_error_monotonic_ns"]
+        self.assertIsInstance(moment_ns, int, halt)
+        logged = target_count_from(entries, moment_ns)
+        failures = [e for e in entries if e[4] == 500]
+        self.assertTrue(failures, "the target never answered 500")
+        # The failing response left the target before the worker saw it: the moment is after it.
+        first_500 = min(failures, key=lambda e: e[5])
+        self.assertGreaterEqual(moment_ns, first_500[6] - 1e6 * halt["clock_error_ms"], halt)
+        per_worker = {w["id"]: (w["requests_sent_after_first_error"], w["stop_ms"])
+                      for w in report["workers"]}
+        rate = report["totals"]["rps"]
+        slack = int(rate * 2 * halt["clock_error_ms"] / 1000) + 1
+        low, high = -halt["cancelled"] - slack, users - 1 + slack
+        print(f"\n  {worker_count} workers, {users} users: requests_sent_after_first_error "
+              f"{measured}, target from that moment {logged} (allowed difference {low}..{high}),"
+              f" cancelled {halt['cancelled']}, clock_error_ms {halt['clock_error_ms']:.4f}, "
+              f"all_stopped_ms {halt['all_stopped_ms']:.2f}, per worker (sent, stop_ms) "
+              f"{per_worker}")
+        self.assertEqual(len(report["workers"]), worker_count, report["workers"])
+        for w in report["workers"]:
+            self.assertIsNotNone(w["requests_sent_after_first_error"], w)
+            self.assertIsNotNone(w["stop_ms"], w)
+        # The other workers sent until the Halt reached them: a real, non-zero count ...
+        self.assertGreater(measured, 0, halt)
+        # ... that matches the target's count (see the module docstring for the tolerance).
+        self.assertGreaterEqual(logged - measured, low, f"report {measured} vs target {logged}")
+        self.assertLessEqual(logged - measured, high, f"report {measured} vs target {logged}")
+        # The clock error bound is that of loopback round trips: well under a millisecond.
+        self.assertLess(halt["clock_error_ms"], 5, halt)
+        # The console says it too.
+        self.assertIn(f"requests sent after the first error: {measured} ", out, out)
+        return measured, logged
+
+    def test_sends_after_the_first_error_match_the_targets_count(self):
+        counts = [int(n) for n in os.environ.get("STAMPEDE_HALT_PROOF_WORKERS", "3").split(",")]
+        runs = int(os.environ.get("STAMPEDE_HALT_PROOF_RUNS", "1"))
+        for worker_count in counts:
+            for run in range(runs):
+                with self.subTest(workers=worker_count, run=run):
+                    self.run_once(worker_count, run)
+
+
+if __name__ == "__main__":
+    unittest.main()
