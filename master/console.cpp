@@ -113,9 +113,9 @@ std::string formatSummary(const RunResult& r) {
     for (const auto& w : r.workers)
       if (w.stop_ms)
         last_stop_ms = std::max(last_stop_ms.value_or(*w.stop_ms), *w.stop_ms);
-    out += fmt::format("requests sent after the first error: {} (clock error up to {:.3f} ms)",
-                       *r.halt->requests_sent_after_first_error,
-                       r.halt->clock_error_ms.value_or(0));
+    out +=
+        fmt::format("requests sent after the first error: {} (clock error up to {:.3f} ms)",
+                    *r.halt->requests_sent_after_first_error, r.halt->clock_error_ms.value_or(0));
     if (last_stop_ms)
       out += fmt::format(", the last one {:.3f} ms after it", *last_stop_ms);
     out += "\n";
@@ -134,8 +134,8 @@ std::string formatSummary(const RunResult& r) {
     out += fmt::format("halted by threshold {} (value {:.4g})\n", r.halt->threshold,
                        r.halt->observed.value_or(0));
   else if (r.halt && r.halt->observed)
-    out += fmt::format("halted by {} ({:.4g})\n", haltReasonName(r.halt->reason),
-                       *r.halt->observed);
+    out +=
+        fmt::format("halted by {} ({:.4g})\n", haltReasonName(r.halt->reason), *r.halt->observed);
   out += fmt::format("outcome: {} (exit {}) after {:.1f}s\n", outcomeName(r.outcome), r.exit_code,
                      r.duration_s);
   return out;

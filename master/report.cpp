@@ -155,22 +155,22 @@ json buildReport(const RunResult& r) {
     auto optionalCount = [](const std::optional<uint64_t>& v) {
       return v ? json(*v) : json(nullptr);
     };
-    report["halt"] = {{"reason", haltReasonName(h.reason)},
-                      {"worker", h.error_at ? json(h.error_worker) : json(nullptr)},
-                      {"step", h.step.empty() ? json(nullptr) : json(h.step)},
-                      {"error_kind", h.error_kind.empty() ? json(nullptr) : json(h.error_kind)},
-                      {"at_s", h.at_s},
-                      {"halt_sent_ms", optional(h.halt_sent_ms)},
-                      {"all_stopped_ms", optional(h.all_stopped_ms)},
-                      {"requests_sent_after_first_error",
-                       optionalCount(h.requests_sent_after_first_error)},
-                      {"clock_error_ms", optional(h.clock_error_ms)},
-                      {"first_error_monotonic_ns",
-                       h.error_at ? json(common::steadyNs(*h.error_at)) : json(nullptr)},
-                      {"cancelled", h.cancelled},
-                      {"threshold", h.threshold.empty() ? json(nullptr) : json(h.threshold)},
-                      {"value", optional(h.observed)},
-                      {"also_failed", std::move(also_failed)}};
+    report["halt"] = {
+        {"reason", haltReasonName(h.reason)},
+        {"worker", h.error_at ? json(h.error_worker) : json(nullptr)},
+        {"step", h.step.empty() ? json(nullptr) : json(h.step)},
+        {"error_kind", h.error_kind.empty() ? json(nullptr) : json(h.error_kind)},
+        {"at_s", h.at_s},
+        {"halt_sent_ms", optional(h.halt_sent_ms)},
+        {"all_stopped_ms", optional(h.all_stopped_ms)},
+        {"requests_sent_after_first_error", optionalCount(h.requests_sent_after_first_error)},
+        {"clock_error_ms", optional(h.clock_error_ms)},
+        {"first_error_monotonic_ns",
+         h.error_at ? json(common::steadyNs(*h.error_at)) : json(nullptr)},
+        {"cancelled", h.cancelled},
+        {"threshold", h.threshold.empty() ? json(nullptr) : json(h.threshold)},
+        {"value", optional(h.observed)},
+        {"also_failed", std::move(also_failed)}};
   } else {
     report["halt"] = nullptr;
   }
@@ -187,9 +187,8 @@ json buildReport(const RunResult& r) {
                        {"clock_offset_ms", w.clock_offset_ms},
                        {"clock_error_ms", w.clock_error_ms},
                        {"requests_sent_after_first_error",
-                        w.requests_sent_after_first_error
-                            ? json(*w.requests_sent_after_first_error)
-                            : json(nullptr)},
+                        w.requests_sent_after_first_error ? json(*w.requests_sent_after_first_error)
+                                                          : json(nullptr)},
                        {"stop_ms", w.stop_ms ? json(*w.stop_ms) : json(nullptr)}});
   report["workers"] = std::move(workers);
   json thresholds = json::array();

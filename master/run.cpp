@@ -714,10 +714,10 @@ int runScenario(const CliOptions& cli) {
       for (auto* link : joined) {
         if (!link->sent_after_first_error) {
           if (link->state == LinkState::Done)
-            result.warnings.push_back(fmt::format(
-                "worker {} sent no count of its requests after the first error: "
-                "halt.requests_sent_after_first_error leaves it out",
-                link->index));
+            result.warnings.push_back(
+                fmt::format("worker {} sent no count of its requests after the first error: "
+                            "halt.requests_sent_after_first_error leaves it out",
+                            link->index));
           continue;
         }
         halt.requests_sent_after_first_error =

@@ -897,9 +897,10 @@ SendLog::Count Engine::sendsFrom(common::SteadyTime from) const {
 }
 
 void Engine::reportError(ErrorContext context) {
-  // Stop locally first, before anyone hears of it: no request starts after the first error.
-  const bool halts = context.data_exhausted ||
-                     scenario_->halt.on_error == common::HaltSpec::OnError::First;
+  // Stop locally first, before anyone hears of it: from here on no request of this worker
+  // passes the stop check (one already past it goes out, and is counted in the Final).
+  const bool halts =
+      context.data_exhausted || scenario_->halt.on_error == common::HaltSpec::OnError::First;
   if (halts)
     halt();
   errors_handed_over_.offer(context);

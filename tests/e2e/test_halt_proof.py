@@ -188,5 +188,93 @@ class HaltProofTest(lib.TempDirTestCase, unittest.TestCase):
                     self.run_once(worker_count, run)
 
 
+# wire.HaltReason (proto/stampede.proto)
+HALT_REASON_FIRST_ERROR = 1
+HALT_REASON_LOST = 8
+
+
+class HaltReasonTest(lib.TempDirTestCase, unittest.TestCase):
+    """The worker acts on Halt.reason: the master speaks to one worker daemon by hand here."""
+
+    def start_run(self, peer, target_url, run_id):
+        """Probe, Welcome (offset 0: one host, one clock), Prepare, Start now: a running worker
+        loading the target. Returns the next sequence number."""
+        peer.send(lib.pb_envelope("probe", lib.pb_field(1, time.monotonic_ns()), seq=1))
+        welcome = lib.pb_field(1, 0) + lib.pb_field(2, 1) + lib.pb_field(4, 3000)
+        peer.send(lib.pb_envelope("welcome", welcome, run_id=run_id, seq=2))
+        yaml = (f"name: reasons\ntarget: {target_url}\nload: {{users: 2, duration: 20s}}\n"
+                "flows: [{name: f, steps: [{get: /ok}]}]\n")
+        prepare = lib.pb_field(1, yaml) + lib.pb_field(2, "reasons.yaml") + lib.pb_field(4, 2)
+        peer.send(lib.pb_envelope("prepare", prepare, run_id=run_id, seq=3))
+        self.assertEqual(self.wait_for(peer, "ready", 5), {}, "no Ready")
+        start = lib.pb_field(1, time.monotonic_ns() + 20_000_000)
+        peer.send(lib.pb_envelope("start", start, run_id=run_id, seq=4))
+        return 5
+
+    def wait_for(self, peer, wanted, timeout):
+        """The body fields of the next `wanted` message, or None after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frames = peer.recv(timeout=max(0.05, deadline - time.monotonic()))
+            if frames:
+                name, body = lib.pb_body(frames[-1])
+                if name == wanted:
+                    return body
+        return None
+
+    def test_a_halt_on_an_error_ends_with_a_final_that_counts_from_its_moment(self):
+        with lib.fault_target() as target, lib.workers(1) as ws:
+            peer = lib.ZmtpDealer(ws[0].port)
+            try:
+                seq = self.start_run(peer, target.url, 11)
+                time.sleep(0.5)
+                moment_ns = time.monotonic_ns() - 200_000_000  # 200 ms ago: counted backwards
+                halt = (lib.pb_field(2, HALT_REASON_FIRST_ERROR) +
+                        lib.pb_field(3, moment_ns))
+                peer.send(lib.pb_envelope("halt", halt, run_id=11, seq=seq))
+                final = self.wait_for(peer, "final", 5)
+            finally:
+                peer.close()
+            time.sleep(0.2)
+            logged = sum(1 for e in target.log_entries_ns() if e[5] >= moment_ns)
+            context = ws.stderr()
+        self.assertIsNotNone(final, "no Final after a Halt\n" + context)
+        self.assertIn(5, final, f"the Final has no sent_after_first_error: {final}")
+        sent = lib.pb_decode(final[5][0])
+        counted = sent.get(1, [0])[0]
+        # 2 users: at most one request each in flight at the moment, one cancelled each.
+        self.assertGreater(counted, 0, sent)
+        self.assertLessEqual(abs(logged - counted), 2, (counted, logged))
+
+    def test_a_worker_declared_lost_stops_and_is_free_at_once_without_a_final(self):
+        with lib.fault_target() as target, lib.workers(1) as ws:
+            peer = lib.ZmtpDealer(ws[0].port)
+            try:
+                seq = self.start_run(peer, target.url, 12)
+                time.sleep(0.3)
+                peer.send(lib.pb_envelope("halt", lib.pb_field(2, HALT_REASON_LOST), run_id=12,
+                                          seq=seq))
+                final = self.wait_for(peer, "final", 1.5)
+            finally:
+                peer.close()
+            time.sleep(0.2)
+            before = target.count()
+            # Another master is served at once: no Busy.
+            other = lib.ZmtpDealer(ws[0].port)
+            try:
+                other.send(lib.pb_envelope("probe", lib.pb_field(1, time.monotonic_ns()), seq=1))
+                frames = other.recv(timeout=3)
+            finally:
+                other.close()
+            time.sleep(0.3)
+            after = target.count()
+            logged = ws[0].stderr()
+        self.assertIsNone(final, "a worker declared lost sent a Final")
+        self.assertIn("declared this worker lost", logged)
+        self.assertIsNotNone(frames, "no answer to the next master's Probe")
+        self.assertEqual(lib.pb_body(frames[-1])[0], "hello", lib.pb_body(frames[-1]))
+        self.assertEqual(after, before, "the lost worker kept loading the target")
+
+
 if __name__ == "__main__":
     unittest.main()
