@@ -840,7 +840,7 @@ PB_BODY = {"probe": 10, "hello": 11, "welcome": 12, "prepare": 13, "ready": 14, 
            "heartbeat": 22, "busy": 23, "refused": 24, "error_tally": 25}
 
 
-def pb_envelope(body, body_bytes=b"", run_id=0, seq=1, protocol=1):
+def pb_envelope(body, body_bytes=b"", run_id=0, seq=1, protocol=2):
     """An Envelope with `body` (a PB_BODY name) holding the encoded `body_bytes`."""
     return (pb_field(1, protocol) + pb_field(2, run_id) + pb_field(3, seq) +
             pb_field(PB_BODY[body], body_bytes))
