@@ -56,6 +56,7 @@ class DelayRelay:
         self.listener.listen(8)
         self.port = self.listener.getsockname()[1]
         self.sockets = [self.listener]
+        self.delayed_from_ns = None  # time.monotonic_ns() from which the delay applies
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -67,6 +68,7 @@ class DelayRelay:
             server = socket.create_connection((lib.LOOPBACK, self.worker_port))
             self.sockets += [client, server]
             accepted = time.monotonic()
+            self.delayed_from_ns = time.monotonic_ns() + int(DELAY_AFTER_S * 1e9)
             threading.Thread(target=self._pipe, args=(client, server, accepted),
                              daemon=True).start()
             threading.Thread(target=self._pipe, args=(server, client, None), daemon=True).start()
@@ -148,6 +150,11 @@ class HaltProofTest(lib.TempDirTestCase, unittest.TestCase):
         measured = halt["requests_sent_after_first_error"]
         moment_ns = halt["first_error_monotonic_ns"]
         self.assertIsInstance(moment_ns, int, halt)
+        # time.monotonic_ns() is CLOCK_MONOTONIC too: the error came once the Halt was delayed.
+        delayed_from = max(r.delayed_from_ns or 0 for r in relays)
+        self.assertGreater(moment_ns, delayed_from,
+                           "the first error came before the control-plane delay began: "
+                           "raise WARM_UP")
         logged = target_count_from(entries, moment_ns)
         failures = [e for e in entries if e[4] == 500]
         self.assertTrue(failures, "the target never answered 500")
