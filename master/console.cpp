@@ -116,7 +116,7 @@ std::string formatSummary(const RunResult& r) {
     out +=
         fmt::format("requests sent after the first error: {} (clock error up to {:.3f} ms)",
                     *r.halt->requests_sent_after_first_error, r.halt->clock_error_ms.value_or(0));
-    if (last_stop_ms)
+    if (*r.halt->requests_sent_after_first_error > 0 && last_stop_ms)
       out += fmt::format(", the last one {:.3f} ms after it", *last_stop_ms);
     out += "\n";
   }
