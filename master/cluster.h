@@ -64,7 +64,11 @@ struct WorkerLink {
   uint32_t active_users = 0;
   bool final_received = false;
   common::SteadyTime final_at{};
-  uint64_t started_after_halt = 0;
+  // From its Final, when a Halt named the first error: its sends at or after that moment, and
+  // its latest send on the master's clock.
+  std::optional<uint64_t> sent_after_first_error;
+  bool sent_count_complete = true;
+  std::optional<common::SteadyTime> last_send;
 };
 
 // The master's keys: with a secret, every control socket is a CURVE server; with allowed

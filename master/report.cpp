@@ -1,5 +1,7 @@
 #include "master/report.h"
 
+#include "common/protocol.h"
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
@@ -64,6 +66,26 @@ std::string isoTime(std::chrono::system_clock::time_point t) {
 
 } // namespace
 
+const char* haltReasonName(HaltReason r) {
+  switch (r) {
+  case HaltReason::FirstError:
+    return "first_error";
+  case HaltReason::ErrorCount:
+    return "error_count";
+  case HaltReason::ErrorRate:
+    return "error_rate";
+  case HaltReason::Threshold:
+    return "threshold";
+  case HaltReason::DataExhausted:
+    return "data_exhausted";
+  case HaltReason::Interrupted:
+    return "interrupted";
+  case HaltReason::WorkerLost:
+    return "worker_lost";
+  }
+  return "unknown";
+}
+
 const char* outcomeName(Outcome o) {
   switch (o) {
   case Outcome::Passed:
@@ -108,9 +130,9 @@ json buildReport(const RunResult& r) {
                                    "(schedule lag p99 {:.1f} ms > {} ms)",
                                    ms(total.schedule_lag_us.percentileUs(99)),
                                    kSaturatedLagUs / 1000));
-  report["saturated"] = open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs;
   for (const auto& warning : r.warnings)
     warnings.push_back(warning);
+  report["saturated"] = open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs;
   report["warnings"] = std::move(warnings);
   // Lost workers' requests after their last Stats: estimated, never in `totals`.
   report["unreported_requests_estimate"] = r.unreported_estimate;
@@ -132,20 +154,25 @@ json buildReport(const RunResult& r) {
                              {"error_kind", e.error_kind},
                              {"status", e.status},
                              {"at_s", secondsSince(r.t0, e.at)}});
-    report["halt"] = {{"reason", h.reason},
-                      {"worker", r.first_error && h.reason == "first_error"
-                                     ? json(r.first_error->worker_index)
-                                     : json(nullptr)},
-                      {"step", h.step.empty() ? json(nullptr) : json(h.step)},
-                      {"error_kind", h.error_kind.empty() ? json(nullptr) : json(h.error_kind)},
-                      {"at_s", h.at_s},
-                      {"halt_sent_ms", optional(h.halt_sent_ms)},
-                      {"all_stopped_ms", optional(h.all_stopped_ms)},
-                      {"requests_started_after_halt", h.requests_started_after_halt},
-                      {"cancelled", h.cancelled},
-                      {"threshold", h.threshold.empty() ? json(nullptr) : json(h.threshold)},
-                      {"value", optional(h.observed)},
-                      {"also_failed", std::move(also_failed)}};
+    auto optionalCount = [](const std::optional<uint64_t>& v) {
+      return v ? json(*v) : json(nullptr);
+    };
+    report["halt"] = {
+        {"reason", haltReasonName(h.reason)},
+        {"worker", h.error_at ? json(h.error_worker) : json(nullptr)},
+        {"step", h.step.empty() ? json(nullptr) : json(h.step)},
+        {"error_kind", h.error_kind.empty() ? json(nullptr) : json(h.error_kind)},
+        {"at_s", h.at_s},
+        {"halt_sent_ms", optional(h.halt_sent_ms)},
+        {"all_stopped_ms", optional(h.all_stopped_ms)},
+        {"requests_sent_after_first_error", optionalCount(h.requests_sent_after_first_error)},
+        {"clock_error_ms", optional(h.clock_error_ms)},
+        {"first_error_monotonic_ns",
+         h.error_at ? json(common::steadyNs(*h.error_at)) : json(nullptr)},
+        {"cancelled", h.cancelled},
+        {"threshold", h.threshold.empty() ? json(nullptr) : json(h.threshold)},
+        {"value", optional(h.observed)},
+        {"also_failed", std::move(also_failed)}};
   } else {
     report["halt"] = nullptr;
   }
@@ -167,7 +194,10 @@ json buildReport(const RunResult& r) {
                         w.unreported_estimate ? json{{"requests", *w.unreported_estimate},
                                                      {"low", w.unreported_low.value_or(0)},
                                                      {"high", w.unreported_high.value_or(0)}}
-                                              : json(nullptr)}});
+                                              : json(nullptr)},
+                       {"clock_error_ms", w.clock_error_ms},
+                       {"requests_sent_after_first_error", orNull(w.requests_sent_after_first_error)},
+                       {"stop_ms", orNull(w.stop_ms)}});
   report["workers"] = std::move(workers);
   json thresholds = json::array();
   for (const auto& t : r.thresholds)

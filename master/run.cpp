@@ -64,7 +64,7 @@ extern "C" void onInterrupt(int) {
 // none keeps loading until its master-silence timeout, then exit without a report.
 [[noreturn]] void exitNow(Cluster& cluster) {
   wire::Envelope halt;
-  halt.mutable_halt()->set_reason("interrupted");
+  halt.mutable_halt()->set_reason(wire::HALT_REASON_INTERRUPTED);
   cluster.broadcast(halt, {LinkState::Running});
   wire::Envelope stop;
   stop.mutable_stop();
@@ -78,11 +78,52 @@ extern "C" void onInterrupt(int) {
 double seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
-HaltInfo haltFor(std::string reason, double at_s) {
+HaltInfo haltFor(HaltReason reason, double at_s) {
   HaltInfo info;
-  info.reason = std::move(reason);
+  info.reason = reason;
   info.at_s = at_s;
   return info;
+}
+
+wire::HaltReason toWire(HaltReason reason) {
+  switch (reason) {
+  case HaltReason::FirstError:
+    return wire::HALT_REASON_FIRST_ERROR;
+  case HaltReason::ErrorCount:
+    return wire::HALT_REASON_ERROR_COUNT;
+  case HaltReason::ErrorRate:
+    return wire::HALT_REASON_ERROR_RATE;
+  case HaltReason::Threshold:
+    return wire::HALT_REASON_THRESHOLD;
+  case HaltReason::DataExhausted:
+    return wire::HALT_REASON_DATA_EXHAUSTED;
+  case HaltReason::Interrupted:
+    return wire::HALT_REASON_INTERRUPTED;
+  case HaltReason::WorkerLost:
+    return wire::HALT_REASON_WORKER_LOST;
+  }
+  return wire::HALT_REASON_UNSPECIFIED;
+}
+
+int haltExitCode(HaltReason reason) {
+  switch (reason) {
+  case HaltReason::Interrupted:
+    return 130;
+  case HaltReason::WorkerLost:
+    return 3;
+  case HaltReason::FirstError:
+  case HaltReason::ErrorCount:
+  case HaltReason::ErrorRate:
+  case HaltReason::Threshold:
+  case HaltReason::DataExhausted:
+    return 1;
+  }
+  return 1;
+}
+
+// Half the round trip of the sample the offset came from: how wrong the offset can be.
+double clockErrorMs(const WorkerLink& link) {
+  return link.rtt_ns > 0 ? double(link.rtt_ns) / 2e6 : 0.0;
 }
 
 double millis(std::chrono::steady_clock::duration d) {
@@ -596,7 +637,9 @@ int runScenario(const CliOptions& cli) {
     if (result.halt)
       return;
     wire::Envelope halt;
-    halt.mutable_halt()->set_reason(info.reason);
+    halt.mutable_halt()->set_reason(toWire(info.reason));
+    if (info.error_at)
+      halt.mutable_halt()->set_first_error_master_ns(common::steadyNs(*info.error_at));
     cluster.broadcast(halt, {LinkState::Running});
     halt_sent_at = now;
     result.halt = std::move(info);
@@ -613,7 +656,7 @@ int runScenario(const CliOptions& cli) {
     if (errors < scenario->halt.error_count)
       return;
     auto now = clock.now();
-    auto info = haltFor("error_count", seconds(now - t0));
+    auto info = haltFor(HaltReason::ErrorCount, seconds(now - t0));
     info.observed = double(errors);
     if (result.first_error) {
       info.step = result.first_error->step;
@@ -627,21 +670,25 @@ int runScenario(const CliOptions& cli) {
     case wire::Envelope::kError: {
       auto context = common::errorFromWire(e.error().context());
       // A feeder with on_exhausted: halt ran out: the run halts whatever on_error says.
-      if (context.error_kind == "data_exhausted" && !result.halt) {
-        auto info = haltFor("data_exhausted", seconds(context.at - t0));
-        info.error_kind = context.error_kind;
-        haltAll(std::move(info), clock.now());
+      if (e.error().data_exhausted() && !result.halt) {
         if (!result.first_error)
           result.first_error = context;
+        auto info = haltFor(HaltReason::DataExhausted, seconds(context.at - t0));
+        info.error_kind = context.error_kind;
+        info.error_at = context.at;
+        info.error_worker = link.index;
+        haltAll(std::move(info), clock.now());
         break;
       }
       if (!result.first_error) {
         result.first_error = context;
         if (halt_on_error) {
           // First, before anything else queued: every worker hears Halt now.
-          auto info = haltFor("first_error", seconds(context.at - t0));
+          auto info = haltFor(HaltReason::FirstError, seconds(context.at - t0));
           info.step = context.step;
           info.error_kind = context.error_kind;
+          info.error_at = context.at;
+          info.error_worker = link.index;
           haltAll(std::move(info), clock.now());
         }
       } else if (result.halt && result.halt->also_failed.size() < kAlsoFailedListed) {
@@ -673,7 +720,13 @@ int runScenario(const CliOptions& cli) {
       if (e.has_final()) {
         link.final_received = true;
         link.final_at = clock.now();
-        link.started_after_halt = e.final().requests_started_after_halt();
+        if (e.final().has_sent_after_first_error()) {
+          const auto& sent = e.final().sent_after_first_error();
+          link.sent_after_first_error = sent.requests();
+          link.sent_count_complete = sent.complete();
+          if (sent.has_last_send_master_ns())
+            link.last_send = common::fromSteadyNs(sent.last_send_master_ns());
+        }
         link.state = LinkState::Done;
         wire::Envelope ack;
         ack.mutable_final_ack();
@@ -696,7 +749,7 @@ int runScenario(const CliOptions& cli) {
     cluster.poll(10ms, on_message);
     const auto now = clock.now();
     if (g_interrupted && !result.halt)
-      haltAll(haltFor("interrupted", seconds(now - t0)), now);
+      haltAll(haltFor(HaltReason::Interrupted, seconds(now - t0)), now);
     if (g_interrupted > 1)
       exitNow(cluster);
     // The master ends the run; workers also stop by themselves at the same time.
@@ -716,10 +769,10 @@ int runScenario(const CliOptions& cli) {
         warn(describeLost(*link, lost));
         // Best effort: a worker that was only frozen stops at once when it wakes up.
         wire::Envelope halt;
-        halt.mutable_halt()->set_reason("lost");
+        halt.mutable_halt()->set_reason(wire::HALT_REASON_LOST);
         cluster.send(*link, halt);
         if (halt_on_lost)
-          haltAll(haltFor("worker_lost", seconds(now - t0)), now);
+          haltAll(haltFor(HaltReason::WorkerLost, seconds(now - t0)), now);
       }
     }
     if (now >= next_tick) {
@@ -737,12 +790,12 @@ int runScenario(const CliOptions& cli) {
       if (now >= t0) {
         judge.addInterval(progress.interval(), seconds(now - last_tick));
         if (auto breach = judge.abortBreach()) {
-          auto info = haltFor("threshold", seconds(now - t0));
+          auto info = haltFor(HaltReason::Threshold, seconds(now - t0));
           info.threshold = breach->threshold->expr;
           info.observed = breach->value;
           haltAll(std::move(info), now);
         } else if (auto rate = judge.errorRateBreach()) {
-          auto info = haltFor("error_rate", seconds(now - t0));
+          auto info = haltFor(HaltReason::ErrorRate, seconds(now - t0));
           info.observed = *rate;
           haltAll(std::move(info), now);
         }
@@ -791,18 +844,50 @@ int runScenario(const CliOptions& cli) {
       w.unreported_high = it->second.high;
       result.unreported_estimate += it->second.estimate.value_or(0);
     }
+    w.clock_error_ms = clockErrorMs(link);
+    const auto& halt = result.halt;
+    if (halt && halt->error_at && link.sent_after_first_error) {
+      w.requests_sent_after_first_error = link.sent_after_first_error;
+      if (link.last_send)
+        w.stop_ms = millis(*link.last_send - *halt->error_at);
+    }
     result.workers.push_back(w);
     lost = lost || (link.state == LinkState::Lost && link.why != "unreachable");
   }
   if (result.halt) {
     auto& halt = *result.halt;
     result.outcome = Outcome::Halted;
-    for (auto* link : joined)
-      halt.requests_started_after_halt += link->started_after_halt;
+    if (halt.error_at) {
+      const WorkerLink* failing = nullptr;
+      for (auto* link : joined)
+        if (link->index == halt.error_worker)
+          failing = link;
+      for (auto* link : joined) {
+        if (!link->sent_after_first_error) {
+          if (link->state == LinkState::Done)
+            result.warnings.push_back(
+                fmt::format("worker {} sent no count of its requests after the first error: "
+                            "halt.requests_sent_after_first_error leaves it out",
+                            link->index));
+          continue;
+        }
+        halt.requests_sent_after_first_error =
+            halt.requests_sent_after_first_error.value_or(0) + *link->sent_after_first_error;
+        // The failing worker's stamps and the error's are on one clock: no error there.
+        const double error_ms =
+            link == failing ? 0.0 : clockErrorMs(*link) + (failing ? clockErrorMs(*failing) : 0);
+        halt.clock_error_ms = std::max(halt.clock_error_ms.value_or(0), error_ms);
+        if (!link->sent_count_complete)
+          result.warnings.push_back(
+              fmt::format("worker {} sent more requests after the first error than its send "
+                          "log holds: halt.requests_sent_after_first_error is a lower bound",
+                          link->index));
+      }
+    }
     halt.cancelled = result.book.total().cancelled;
     // The clock starts at the failing response for an error halt, else at the decision.
     std::optional<SteadyTime> trigger;
-    if (halt.reason == "first_error" && result.first_error)
+    if (halt.reason == HaltReason::FirstError && result.first_error)
       trigger = result.first_error->at;
     else
       trigger = halt_sent_at;
@@ -818,7 +903,7 @@ int runScenario(const CliOptions& cli) {
     }
     if (all_acked)
       halt.all_stopped_ms = millis(last_final - *trigger);
-    result.exit_code = halt.reason == "interrupted" ? 130 : halt.reason == "worker_lost" ? 3 : 1;
+    result.exit_code = haltExitCode(halt.reason);
   } else if (lost) {
     result.exit_code = 0; // on_worker_lost: continue; the loss is in the report
   }
@@ -841,7 +926,8 @@ int runScenario(const CliOptions& cli) {
   if (outputs_failed && result.exit_code == 0)
     result.exit_code = 3;
   if (result.first_error && result.halt &&
-      (result.halt->reason == "first_error" || result.halt->reason == "error_count"))
+      (result.halt->reason == HaltReason::FirstError ||
+       result.halt->reason == HaltReason::ErrorCount))
     fmt::print("\n{}", formatFirstError(*result.first_error, result.t0));
   // The report first, so that the summary's last line tells what the exit code really is.
   bool report_written = false;

@@ -15,15 +15,39 @@ namespace stampede::master {
 enum class Outcome { Passed, Halted, Failed };
 const char* outcomeName(Outcome o);
 
+// Why the master halted the run; on the wire as wire::HaltReason, in report.json as the
+// string haltReasonName gives.
+enum class HaltReason {
+  FirstError,    // halt.on_error: first
+  ErrorCount,    // halt.on_error: {count: N}
+  ErrorRate,     // halt.on_error: {rate, window}
+  Threshold,     // an abort: true threshold failed
+  DataExhausted, // a feeder with on_exhausted: halt ran out
+  Interrupted,   // Ctrl-C / SIGTERM
+  WorkerLost,    // a worker was lost under on_worker_lost: halt
+};
+// "first_error", "error_count", "error_rate", "threshold", "data_exhausted", "interrupted",
+// "worker_lost"
+const char* haltReasonName(HaltReason r);
+
 struct HaltInfo {
-  // "first_error", "error_count", "error_rate", "threshold", "interrupted", "worker_lost"
-  std::string reason;
+  HaltReason reason = HaltReason::FirstError;
   std::string threshold;          // reason threshold: the expression ...
   std::optional<double> observed; // ... and its value; error_count/error_rate: the figure
   std::string step;               // for first_error
   std::string error_kind;
   double at_s = 0; // since the start of the run
-  uint64_t requests_started_after_halt = 0;
+  // FirstError and DataExhausted: the error that halted the run, on the master's clock, and
+  // its worker. The workers count their sends from this moment.
+  std::optional<common::SteadyTime> error_at;
+  uint32_t error_worker = 0;
+  // Cluster-wide: requests whose send stamp is at or after error_at, each worker's stamps on
+  // its own clock against error_at put on that clock with its measured offset. nullopt when
+  // there is no error_at or no worker reported a count.
+  std::optional<uint64_t> requests_sent_after_first_error;
+  // How far a worker's stamps may sit from error_at because of the offset estimates: the
+  // failing worker's error bound plus the worker's own, the largest over the counted workers.
+  std::optional<double> clock_error_ms;
   std::optional<double> halt_sent_ms;   // failing response -> the master's first Halt send
   std::optional<double> all_stopped_ms; // failing response -> the last worker's Final
   uint64_t cancelled = 0;
@@ -55,6 +79,11 @@ struct WorkerResult {
   std::optional<uint64_t> unreported_estimate; // with its range: low and high
   std::optional<uint64_t> unreported_low;
   std::optional<uint64_t> unreported_high;
+  double clock_error_ms = 0; // the offset's error bound: half the round trip of its sample
+  // Halts with HaltInfo::error_at: its requests sent at or after that moment, and the time
+  // from it to its last request's send (negative: it sent nothing after it).
+  std::optional<uint64_t> requests_sent_after_first_error;
+  std::optional<double> stop_ms;
 };
 
 struct RunResult {

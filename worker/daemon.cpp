@@ -59,6 +59,7 @@ private:
   void handle(const std::string& peer, const wire::Envelope& envelope);
   void handleProbe(const wire::Probe& probe);
   void handlePrepare(const wire::Prepare& prepare);
+  void handleHalt(const wire::Halt& halt);
   void periodic();
   void checkMasterSilence();
   void send(wire::Envelope& envelope);
@@ -109,9 +110,19 @@ private:
 
   TargetPolicy target_policy_;
   std::unique_ptr<common::HandshakeMonitor> monitor_;
-  std::mutex error_mutex_; // the load thread that hits the first error hands it over here
-  std::optional<common::ErrorContext> pending_error_;
+  // The master's Halt, once heard, and the first error's moment it named (on our clock): the
+  // Final counts this worker's sends from there.
+  bool halt_heard_ = false;
+  std::optional<SteadyTime> first_error_at_;
+  std::optional<SteadyTime> finished_at_; // when the engine was first seen finished
 };
+
+namespace {
+// A worker halted by its own error waits this long at most for the master's Halt before it
+// sends its Final: the Halt names the run's first error (maybe another worker's, earlier),
+// from which the Final counts the sends.
+constexpr auto kHaltWait = 1s;
+} // namespace
 
 void WorkerDaemon::Session::open() {
   router_ = options_.master.empty();
@@ -265,8 +276,7 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     ++counters_.runs;
     break;
   case wire::Envelope::kHalt:
-    if (engine_)
-      engine_->halt();
+    handleHalt(envelope.halt());
     break;
   case wire::Envelope::kStop:
     if (state_ == State::Running) {
@@ -287,6 +297,22 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     ++counters_.dropped_messages;
     break;
   }
+}
+
+void WorkerDaemon::Session::handleHalt(const wire::Halt& halt) {
+  if (halt.reason() == wire::HALT_REASON_LOST) {
+    // The master wrote us off and will not wait for our Final: stop, and be free at once.
+    log("the master declared this worker lost: stopping the run, back to idle");
+    reset();
+    return;
+  }
+  // Every other reason (an unknown one included) cancels what is in flight: only Stop lets
+  // requests complete.
+  if (!halt_heard_ && halt.first_error_master_ns() != 0)
+    first_error_at_ = common::fromSteadyNs(halt.first_error_master_ns() + offset_ns_);
+  halt_heard_ = true;
+  if (engine_)
+    engine_->halt();
 }
 
 void WorkerDaemon::Session::handleProbe(const wire::Probe& probe) {
@@ -352,13 +378,8 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     options.iterations = prepare.iterations();
     scenario_ = scenario;
     engine_ = std::make_unique<Engine>(scenario_, options, clock_);
-    engine_->setErrorListener([this](const common::ErrorContext& context) {
-      {
-        std::lock_guard lock(error_mutex_);
-        pending_error_ = context;
-      }
-      wake();
-    });
+    // The engine keeps the errors (the first one write-once) until periodic() takes them.
+    engine_->setErrorListener([this](const common::ErrorContext&) { wake(); });
     // The control thread wakes at once when the run ends: the Final is the halt's ack.
     engine_->setFinishedListener([this] { wake(); });
     if (scenario_->halt.on_error == common::HaltSpec::OnError::Count)
@@ -390,15 +411,13 @@ void WorkerDaemon::Session::periodic() {
     }
     return;
   }
-  std::optional<common::ErrorContext> error;
-  {
-    std::lock_guard lock(error_mutex_);
-    error.swap(pending_error_);
-  }
-  if (error) {
-    wire::Envelope report;
-    common::errorToWire(*error, offset_ns_, *report.mutable_error()->mutable_context());
-    send(report);
+  if (engine_) {
+    for (const auto& error : engine_->takeErrors()) {
+      wire::Envelope report;
+      common::errorToWire(error, offset_ns_, *report.mutable_error()->mutable_context());
+      report.mutable_error()->set_data_exhausted(error.data_exhausted);
+      send(report);
+    }
   }
   if (engine_ && engine_->errorCount() != tally_sent_ &&
       scenario_->halt.on_error == common::HaltSpec::OnError::Count) {
@@ -414,9 +433,13 @@ void WorkerDaemon::Session::periodic() {
       next_stats_ += 1s;
   }
   if (state_ == State::Running && engine_->finished()) {
-    engine_->join();
-    state_ = State::Finishing;
-    sendFinal();
+    if (!finished_at_)
+      finished_at_ = now;
+    if (!engine_->halted() || halt_heard_ || now - *finished_at_ >= kHaltWait) {
+      engine_->join();
+      state_ = State::Finishing;
+      sendFinal();
+    }
   }
   if (state_ == State::Finishing && now >= next_final_ && final_) {
     // Until the master acks: a Final lost in a reconnect would lose the run's last second.
@@ -466,8 +489,15 @@ void WorkerDaemon::Session::sendFinal() {
   s->set_at_master_ns(masterNs(clock_.now()));
   s->set_active_users(0);
   common::statsToWire(delta_, *s);
-  f->set_requests_started_after_halt(engine_->requestsStartedAfterHalt());
   f->set_halted(engine_->halted());
+  if (first_error_at_) {
+    const auto count = engine_->sendsFrom(*first_error_at_);
+    auto* sent = f->mutable_sent_after_first_error();
+    sent->set_requests(count.sent);
+    if (count.last_ns)
+      sent->set_last_send_master_ns(*count.last_ns - offset_ns_);
+    sent->set_complete(count.complete);
+  }
   f->set_stopped_master_ns(masterNs(clock_.now()));
   send(final);
   final_ = final;
@@ -507,10 +537,9 @@ void WorkerDaemon::Session::reset() {
   }
   scenario_.reset();
   final_.reset();
-  {
-    std::lock_guard lock(error_mutex_);
-    pending_error_.reset();
-  }
+  halt_heard_ = false;
+  first_error_at_.reset();
+  finished_at_.reset();
   master_id_.clear();
   run_id_ = 0;
   interval_ = 0;

@@ -127,6 +127,7 @@ public:
   asio::steady_timer arrival_timer_{io_};
   std::mutex stats_mutex_; // taken by this thread per record, by the control thread once a second
   common::StatsBook book_;
+  SendLog sends_; // every send's stamp, for the count after the first error (Engine::sendsFrom)
   std::thread thread_;
 };
 
@@ -330,7 +331,8 @@ bool VirtualUser::drawData(const Flow& flow) {
         context.detail = "data feeder '" + feeder.name + "' (" + feeder.file + ") ran out of rows";
         context.at = engine.clock_.now();
         context.wall_at = std::chrono::system_clock::now();
-        engine.reportError(std::move(context), /*force_halt=*/true);
+        context.data_exhausted = true;
+        engine.reportError(std::move(context));
       }
       return false;
     }
@@ -430,14 +432,12 @@ bool VirtualUser::beginRequest(const Step& step) {
 }
 
 bool VirtualUser::stampSend() {
-  // Stamp, then check: a halt that lands after the check is stamped after `sent`, so a
-  // request counted as started after the halt is one that really slipped through.
   sent = engine.clock_.now();
   if (engine.stopping() || sent >= engine.end_)
     return false;
-  if (auto halted_ns = engine.halted_at_ns_.load(std::memory_order_acquire);
-      halted_ns != 0 && toNs(sent) > halted_ns)
-    engine.started_after_halt_.fetch_add(1, std::memory_order_relaxed);
+  // Logged once it is sure to go out: the worker counts these against the first error's
+  // moment when it learns it (Engine::sendsFrom).
+  thread.sends_.record(toNs(sent));
   return true;
 }
 
@@ -867,8 +867,6 @@ void Engine::start(common::SteadyTime t0) {
 void Engine::halt() noexcept {
   if (halted_.exchange(true, std::memory_order_acq_rel))
     return;
-  // The flag first, then the stamp: see VirtualUser::beginRequest.
-  halted_at_ns_.store(toNs(clock_.now()), std::memory_order_release);
   for (auto& t : threads_)
     asio::post(t->io_, [raw = t.get()] { raw->cancelAll(true); });
 }
@@ -886,24 +884,26 @@ void Engine::join() {
       t->thread_.join();
 }
 
-common::SteadyTime Engine::haltedAt() const {
-  return common::SteadyTime(std::chrono::nanoseconds(halted_at_ns_.load()));
-}
-
-std::optional<ErrorContext> Engine::firstError() const {
-  std::lock_guard lock(first_error_mutex_);
-  return first_error_;
-}
-
-void Engine::reportError(ErrorContext context, bool force_halt) {
-  {
-    std::lock_guard lock(first_error_mutex_);
-    if (!first_error_ || !force_halt)
-      first_error_ = context;
+SendLog::Count Engine::sendsFrom(common::SteadyTime from) const {
+  SendLog::Count all;
+  for (const auto& t : threads_) {
+    const auto c = t->sends_.countFrom(toNs(from));
+    all.sent += c.sent;
+    if (c.last_ns && (!all.last_ns || *c.last_ns > *all.last_ns))
+      all.last_ns = c.last_ns;
+    all.complete = all.complete && c.complete;
   }
-  // Stop locally first, before anyone hears of it: no request starts after the first error.
-  if (force_halt || scenario_->halt.on_error == common::HaltSpec::OnError::First)
+  return all;
+}
+
+void Engine::reportError(ErrorContext context) {
+  // Stop locally first, before anyone hears of it: from here on no request of this worker
+  // passes the stop check (one already past it goes out, and is counted in the Final).
+  const bool halts =
+      context.data_exhausted || scenario_->halt.on_error == common::HaltSpec::OnError::First;
+  if (halts)
     halt();
+  errors_handed_over_.offer(context);
   if (error_listener_)
     error_listener_(context);
 }

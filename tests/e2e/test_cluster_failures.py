@@ -380,7 +380,7 @@ class WorkerFrozenTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(report1["exit_code"], 3, report1)
         self.assertEqual(report1["outcome"], "halted", report1)
         self.assertEqual(report1["halt"]["reason"], "worker_lost", report1["halt"])
-        self.assertEqual(report1["halt"]["requests_started_after_halt"], 0, report1["halt"])
+        lib.assert_halt_figures(self, report1)
         workers1 = {w["address"]: w for w in report1["workers"]}
         self.assertEqual(len(workers1), 3, report1["workers"])
         self.assertEqual(workers1[frozen.address]["state"], "lost", workers1[frozen.address])

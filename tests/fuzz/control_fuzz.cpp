@@ -348,7 +348,8 @@ void randomBody(Random& rng, int kind, wire::Envelope& env) {
     randomErrorContext(rng, *env.mutable_error()->mutable_context());
     break;
   case 8:
-    env.mutable_halt()->set_reason(rng.text(rng.size(256)));
+    env.mutable_halt()->set_reason(wire::HaltReason(rng.edgy32() % 9));
+    env.mutable_halt()->set_first_error_master_ns(rng.edgyI64());
     break;
   case 9:
     env.mutable_stop();
@@ -356,7 +357,11 @@ void randomBody(Random& rng, int kind, wire::Envelope& env) {
   case 10: {
     auto* f = env.mutable_final();
     randomStats(rng, *f->mutable_stats());
-    f->set_requests_started_after_halt(rng.edgy64());
+    if (rng.chance(0.5)) {
+      f->mutable_sent_after_first_error()->set_requests(rng.edgy64());
+      f->mutable_sent_after_first_error()->set_last_send_master_ns(rng.edgyI64());
+      f->mutable_sent_after_first_error()->set_complete(rng.chance(0.5));
+    }
     f->set_halted(rng.chance(0.5));
     f->set_stopped_master_ns(rng.edgyI64());
     break;
