@@ -59,6 +59,8 @@ TransportError classify(CURLcode rc, long os_errno) {
   case CURLE_COULDNT_RESOLVE_PROXY:
     return TransportError::Resolve;
   case CURLE_COULDNT_CONNECT:
+    if (os_errno == EMFILE || os_errno == ENFILE)
+      return TransportError::GeneratorFdExhausted;
     return os_errno == ECONNREFUSED ? TransportError::ConnectRefused : TransportError::Connect;
   case CURLE_OPERATION_TIMEDOUT:
     return TransportError::Timeout;

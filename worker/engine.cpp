@@ -435,6 +435,12 @@ bool VirtualUser::stampSend() {
   sent = engine.clock_.now();
   if (engine.stopping() || sent >= engine.end_)
     return false;
+  if (engine.masterSilentAt(sent)) {
+    // The master's heartbeat timeout has passed (say, after SIGSTOP): the control thread is
+    // about to drop the run, and nothing may reach the target before it has judged.
+    engine.halt();
+    return false;
+  }
   if (auto halted_ns = engine.halted_at_ns_.load(std::memory_order_acquire);
       halted_ns != 0 && toNs(sent) > halted_ns)
     engine.started_after_halt_.fetch_add(1, std::memory_order_relaxed);
