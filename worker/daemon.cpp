@@ -236,8 +236,10 @@ void WorkerDaemon::Session::leave() {
   }
   if (state_ != State::Running && state_ != State::Finishing)
     return;
-  leaving_ = true;
-  if (state_ == State::Running) {
+  // Finishing: the run ended anyway and its Final is out; only the ack is awaited below.
+  const bool mid_run = state_ == State::Running;
+  if (mid_run) {
+    leaving_ = true;
     log("stopping: ending the run's requests, then sending the last figures");
     // Requests in flight complete (briefly), so that the target's count and ours agree.
     engine_->finish();
@@ -248,9 +250,6 @@ void WorkerDaemon::Session::leave() {
     engine_->join();
     state_ = State::Finishing;
     sendFinal();
-  } else if (final_) {
-    final_->mutable_final()->set_leaving(true);
-    send(*final_);
   }
   // Bounded: a master that does not ack is not waited for longer.
   const auto give_up = clock_.now() + kLeaveAckWait;
@@ -269,10 +268,10 @@ void WorkerDaemon::Session::leave() {
       resend = clock_.now() + kLeaveResend;
     }
   }
-  if (state_ == State::Idle)
+  if (state_ != State::Idle)
+    log("stopping: the master did not acknowledge the last figures");
+  else if (mid_run)
     log("left the run; the master has the last figures");
-  else
-    log("left the run; the master did not acknowledge the last figures");
 }
 
 void WorkerDaemon::Session::receiveAll() {
