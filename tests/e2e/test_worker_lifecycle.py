@@ -92,6 +92,38 @@ class HeartbeatRuleTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(report["totals"]["requests"], lines, report["totals"])
 
 
+class MasterDisconnectTest(lib.TempDirTestCase, unittest.TestCase):
+    def test_a_dialling_worker_stops_at_once_when_its_masters_connection_closes(self):
+        # Both timeouts 10 s: only the TCP disconnect can stop the load sooner.
+        with lib.nginx() as server:
+            endpoint = f"tcp://{lib.LOOPBACK}:{lib.free_port()}"
+            path = lib.write_scenario(self.tmp, scenario(server.url, 4, "30s"))
+            with lib.dialling_workers(1, endpoint, extra_args=["--heartbeat-timeout", "10s"]) as ws:
+                proc = lib.start_master(["--listen", endpoint, "--expect-workers", 1,
+                                         "--heartbeat-timeout", "10s", "--quiet", path],
+                                        self.tmp)
+                try:
+                    time.sleep(2.0)
+                    self.assertIsNone(proc.poll(), "master ended before the kill")
+                    killed_at = time.time()
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(timeout=10)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                time.sleep(2.0)
+                lib.wait_access_log_stable(server.access_log)
+                entries = lib.parse_access_log(server.access_log)
+                context = ws.stderr()
+                self.assertTrue(ws[0].alive(), context)
+        before = [e for e in entries if e.time <= killed_at]
+        last = max(e.time for e in entries) - killed_at
+        print(f"\n  dialling worker, master SIGKILLed: last request {last:.2f}s after the kill")
+        self.assertGreater(len(before), 0, context)
+        self.assertLess(last, 1.0, context)
+        self.assertIn("master disconnected", context)
+
+
 class FrozenWorkerTest(lib.TempDirTestCase, unittest.TestCase):
     def test_a_resumed_worker_sends_nothing_once_its_master_is_gone(self):
         with lib.nginx() as server, lib.workers(1) as ws:
