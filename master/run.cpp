@@ -290,8 +290,8 @@ std::string prepareTooLarge(size_t bytes, const common::Scenario& scenario,
   if (bytes + kEnvelopeOverheadBytes <= size_t(common::kMaxMessageBytes))
     return {};
   auto mib = [](size_t n) { return double(n) / (1 << 20); };
-  std::string parts = fmt::format("scenario {} {:.1f} MiB", scenario.file,
-                                  mib(scenario.source_text.size()));
+  std::string parts =
+      fmt::format("scenario {} {:.1f} MiB", scenario.file, mib(scenario.source_text.size()));
   for (const auto& [name, content] : plan.files)
     parts += fmt::format(", file {} {:.1f} MiB", name, mib(content.size()));
   return fmt::format("the scenario and its files come to {:.1f} MiB ({}), over the control "
@@ -470,8 +470,7 @@ int runScenario(const CliOptions& cli) {
       return 3;
     }
     if (link->state != LinkState::Ready) {
-      fmt::print(stderr, "{}: not ready within {} ms\n", workerLabel(*link),
-                 ready_timeout.count());
+      fmt::print(stderr, "{}: not ready within {} ms\n", workerLabel(*link), ready_timeout.count());
       return 3;
     }
   }
