@@ -39,6 +39,9 @@ constexpr int kControlHandshakeMs = 3000;
 constexpr auto kLeaveGrace = std::chrono::milliseconds(1000);
 constexpr auto kLeaveAckWait = std::chrono::milliseconds(1500);
 constexpr auto kLeaveResend = std::chrono::milliseconds(300);
+// The longest master timeout a Welcome may set: a master that vanishes holds the worker no
+// longer than this.
+constexpr auto kMaxMasterTimeout = std::chrono::milliseconds(std::chrono::minutes(10));
 
 unsigned coreCount() {
   return std::max(1u, std::thread::hardware_concurrency());
@@ -342,7 +345,8 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     // One rule for both sides once welcomed: the master's timeout. The master declares us
     // lost after the same silence, so neither drops the other earlier than the other expects.
     if (envelope.welcome().heartbeat_timeout_ms() > 0) {
-      master_timeout_ = std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms());
+      master_timeout_ = std::min(
+          kMaxMasterTimeout, std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms()));
       noteMasterHeard();
     }
     break;
