@@ -45,10 +45,12 @@ class WorkerLeavesTest(lib.TempDirTestCase, unittest.TestCase):
             except subprocess.TimeoutExpired:
                 worker_rc = None
             context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            leaver_log = ws[1].stderr()
             lines = lib.wait_access_log_stable(server.access_log)
         print(f"\n  worker SIGTERMed at 1.5s: master exit {rc} after {ended - started:.1f}s, "
               f"worker exit {worker_rc}, nginx {lines} requests")
         self.assertEqual(worker_rc, 0, context)
+        self.assertIn("left the run; the master has the last figures", leaver_log, context)
         self.assertEqual(rc, 0, context)
         lib.assert_no_crash(self, err, context)
         self.assertGreaterEqual(ended - started, duration_s - 0.5, context)
@@ -83,12 +85,14 @@ class HeartbeatRuleTest(lib.TempDirTestCase, unittest.TestCase):
             rc, out, err, _, _ = lib.run_master_and_act(
                 ["--workers", ws.hosts_file, "--heartbeat-timeout", "6s", "--out", out_dir,
                  "--quiet", path], self.tmp, 1.5, freeze, duration_s + 20, "the freeze")
-            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            worker_log = ws[0].stderr()
+            context = lib.describe(rc, out, err) + "\n" + worker_log
             lines = lib.wait_access_log_stable(server.access_log)
         self.assertEqual(rc, 0, context)
         report = lib.load_report(out_dir)
         self.assertEqual(report["workers"][0]["state"], "done", report["workers"])
-        self.assertNotIn("master silent", ws[0].stderr(), context)
+        self.assertIn("run ", worker_log, context)  # the log was read
+        self.assertNotIn("master silent", worker_log, context)
         self.assertEqual(report["totals"]["requests"], lines, report["totals"])
 
 
