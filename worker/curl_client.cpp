@@ -868,7 +868,8 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
   if (result_ != CURLE_OK) {
     long os_errno = 0;
     curl_easy_getinfo(easy_, CURLINFO_OS_ERRNO, &os_errno);
-    if (os_errno == 0 && result_ == CURLE_COULDNT_CONNECT && shard_)
+    // CURLINFO_OS_ERRNO can be the previous transfer's: a socket() that failed since wins.
+    if (result_ == CURLE_COULDNT_CONNECT && shard_ && shard_->client().lastOpenErrno() != 0)
       os_errno = shard_->client().lastOpenErrno();
     out.error = classify(result_, os_errno);
     if (!detail_.empty())
