@@ -21,6 +21,8 @@ const char* linkStateName(LinkState s) {
     return "running";
   case LinkState::Done:
     return "done";
+  case LinkState::Left:
+    return "left";
   case LinkState::Lost:
     return "lost";
   case LinkState::Busy:

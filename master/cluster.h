@@ -28,7 +28,9 @@
 
 namespace stampede::master {
 
-enum class LinkState { Connecting, Joined, Ready, Running, Done, Lost, Busy, Refused };
+// Left: the worker was stopped (SIGINT/SIGTERM) mid-run and sent its last figures first (Final
+// with `leaving`): its numbers are complete, as for Done.
+enum class LinkState { Connecting, Joined, Ready, Running, Done, Left, Lost, Busy, Refused };
 const char* linkStateName(LinkState s);
 
 struct WorkerLink {
@@ -39,7 +41,7 @@ struct WorkerLink {
   // came with when it dials us.
   std::string routing_id;
   LinkState state = LinkState::Connecting;
-  std::string why;               // for Busy, Refused, Lost
+  std::string why;               // for Busy, Refused, Lost, Left
   std::string handshake_failure; // forward mode: why the security handshake failed, if it did
 
   // Handshake.

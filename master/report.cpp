@@ -130,6 +130,11 @@ json buildReport(const RunResult& r) {
                                    "(schedule lag p99 {:.1f} ms > {} ms)",
                                    ms(total.schedule_lag_us.percentileUs(99)),
                                    kSaturatedLagUs / 1000));
+  for (const auto& w : r.workers)
+    if (w.state == "left")
+      warnings.push_back(fmt::format("worker {} ({}) left the run early: {}; the run's load was "
+                                     "short of plan from then on",
+                                     w.id, w.address, w.why));
   for (const auto& warning : r.warnings)
     warnings.push_back(warning);
   report["saturated"] = open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs;

@@ -293,6 +293,14 @@ std::string describeLost(const WorkerLink& link, const LostWorker& lost) {
   return text;
 }
 
+// A worker stopped by its operator mid-run, whose Final said so: not lost, since its figures are
+// complete; the run goes on with the others and ends as it would have (the report warns).
+void noteLeft(WorkerLink& link, double at_s) {
+  link.state = LinkState::Left;
+  link.why = fmt::format("stopped (SIGINT or SIGTERM) at {:.1f}s; its figures are complete", at_s);
+  fmt::print(stderr, "\n{}: left the run: {}\n", workerLabel(link), link.why);
+}
+
 // Returns an exit code when the cluster cannot start, after printing why in one line each.
 std::optional<int> checkHandshake(Cluster& cluster, const CliOptions& cli) {
   std::optional<int> failure;
@@ -388,6 +396,55 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
       fmt::print(" {:>10}", rows);
     fmt::print("\n");
   }
+}
+
+// The Prepare envelope for one worker's share: the scenario, its overrides and env() values,
+// and the data files cut to that worker.
+wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cli,
+                          const WorkerPlan& plan, const std::vector<uint32_t>& cluster_users) {
+  wire::Envelope prepare;
+  auto* p = prepare.mutable_prepare();
+  p->set_scenario_yaml(scenario.source_text);
+  p->set_scenario_file(scenario.file);
+  p->set_users(plan.users);
+  p->set_first_vu(plan.first_vu);
+  p->set_duration_us(cli.duration ? cli.duration->count() : 0);
+  p->set_rate_share(plan.rate_share);
+  p->set_max_in_flight(plan.max_in_flight);
+  p->set_iterations(plan.iterations);
+  p->mutable_cluster_users()->Assign(cluster_users.begin(), cluster_users.end());
+  for (const auto& override : scenario.overrides)
+    p->add_overrides(override);
+  for (const auto& [name, value] : scenario.env)
+    (*p->mutable_env())[name] = value;
+  for (const auto& [name, content] : plan.files)
+    (*p->mutable_files())[name] = content;
+  return prepare;
+}
+
+// Room for the envelope's own fields (protocol, run id, sequence) around the Prepare.
+constexpr size_t kEnvelopeOverheadBytes = 64;
+
+// Why a Prepare of `bytes` cannot be shipped, naming its largest parts; empty when it fits.
+std::string prepareTooLarge(size_t bytes, const common::Scenario& scenario,
+                            const WorkerPlan& plan) {
+  if (bytes + kEnvelopeOverheadBytes <= size_t(common::kMaxMessageBytes))
+    return {};
+  auto mib = [](size_t n) { return double(n) / (1 << 20); };
+  std::string parts =
+      fmt::format("scenario {} {:.1f} MiB", scenario.file, mib(scenario.source_text.size()));
+  for (const auto& [name, content] : plan.files)
+    parts += fmt::format(", file {} {:.1f} MiB", name, mib(content.size()));
+  return fmt::format("the scenario and its files come to {:.1f} MiB ({}), over the control "
+                     "channel's limit of {:.0f} MiB per worker: use smaller data files, or "
+                     "split them across more workers (split: per_worker)",
+                     mib(bytes), parts, mib(size_t(common::kMaxMessageBytes)));
+}
+
+// --connect-timeout, plus time for a worker to parse and validate a large Prepare.
+constexpr auto kReadyAllowancePerMiB = std::chrono::milliseconds(200);
+std::chrono::milliseconds readyTimeout(std::chrono::milliseconds connect_timeout, size_t bytes) {
+  return connect_timeout + kReadyAllowancePerMiB * int64_t(bytes >> 20);
 }
 
 } // namespace
@@ -504,6 +561,17 @@ int runScenario(const CliOptions& cli) {
     joined[i]->index = static_cast<uint32_t>(i);
     joined[i]->users = plans[i].users;
   }
+  // Refused before anything is shipped (and by --dry-run): ZeroMQ drops an oversized message
+  // without a word, and the worker would never answer.
+  size_t largest_prepare = 0;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const size_t bytes = prepareFor(*scenario, cli, plans[i], cluster_users).ByteSizeLong();
+    largest_prepare = std::max(largest_prepare, bytes);
+    if (auto why = prepareTooLarge(bytes, *scenario, plans[i]); !why.empty()) {
+      fmt::print(stderr, "{}: {}\n", workerLabel(*joined[i]), why);
+      return 2;
+    }
+  }
   if (cli.dry_run) {
     printPlan(*scenario, cluster, plans);
     return 0;
@@ -518,27 +586,12 @@ int runScenario(const CliOptions& cli) {
     w->set_clock_offset_ns(link->clock_offset_ns);
     w->set_heartbeat_timeout_ms(static_cast<uint32_t>(cli.heartbeat_timeout.count()));
     cluster.send(*link, welcome);
-    wire::Envelope prepare;
-    auto* p = prepare.mutable_prepare();
-    p->set_scenario_yaml(scenario->source_text);
-    p->set_scenario_file(scenario->file);
-    const WorkerPlan& plan = plans[link->index];
-    p->set_users(plan.users);
-    p->set_first_vu(plan.first_vu);
-    p->set_duration_us(cli.duration ? cli.duration->count() : 0);
-    p->set_rate_share(plan.rate_share);
-    p->set_max_in_flight(plan.max_in_flight);
-    p->set_iterations(plan.iterations);
-    p->mutable_cluster_users()->Assign(cluster_users.begin(), cluster_users.end());
-    for (const auto& override : scenario->overrides)
-      p->add_overrides(override);
-    for (const auto& [name, value] : scenario->env)
-      (*p->mutable_env())[name] = value;
-    for (const auto& [name, content] : plan.files)
-      (*p->mutable_files())[name] = content;
+    wire::Envelope prepare = prepareFor(*scenario, cli, plans[link->index], cluster_users);
     cluster.send(*link, prepare);
   }
-  const auto prepare_deadline = clock.now() + cli.connect_timeout;
+  // The workers parse and validate what they were shipped: a large Prepare takes longer.
+  const auto ready_timeout = readyTimeout(cli.connect_timeout, largest_prepare);
+  const auto prepare_deadline = clock.now() + ready_timeout;
   auto pending = [&] {
     return std::count_if(joined.begin(), joined.end(),
                          [](auto* l) { return l->state == LinkState::Joined; });
@@ -562,8 +615,7 @@ int runScenario(const CliOptions& cli) {
       return 3;
     }
     if (link->state != LinkState::Ready) {
-      fmt::print(stderr, "{}: not ready within {} ms\n", workerLabel(*link),
-                 cli.connect_timeout.count());
+      fmt::print(stderr, "{}: not ready within {} ms\n", workerLabel(*link), ready_timeout.count());
       return 3;
     }
   }
@@ -728,6 +780,8 @@ int runScenario(const CliOptions& cli) {
             link.last_send = common::fromSteadyNs(sent.last_send_master_ns());
         }
         link.state = LinkState::Done;
+        if (e.final().leaving() && !stop_sent)
+          noteLeft(link, seconds(link.final_at - t0));
         wire::Envelope ack;
         ack.mutable_final_ack();
         cluster.send(link, ack);

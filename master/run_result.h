@@ -65,7 +65,7 @@ struct ThresholdResult {
 struct WorkerResult {
   uint32_t id = 0;
   std::string address;
-  std::string state; // done | lost | busy | refused | unreachable
+  std::string state; // done | left | lost | busy | refused | unreachable
   std::string why;
   uint64_t requests = 0;
   uint64_t errors = 0;

@@ -144,6 +144,8 @@ TransportError classify(const error_code& ec, bool connecting) {
     return TransportError::Timeout;
   if (ec == asio::error::operation_aborted)
     return TransportError::Cancelled;
+  if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system)
+    return TransportError::GeneratorFdExhausted;
   if (ec == asio::error::connection_refused)
     return TransportError::ConnectRefused;
   if (ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again ||

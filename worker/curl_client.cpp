@@ -59,6 +59,8 @@ TransportError classify(CURLcode rc, long os_errno) {
   case CURLE_COULDNT_RESOLVE_PROXY:
     return TransportError::Resolve;
   case CURLE_COULDNT_CONNECT:
+    if (os_errno == EMFILE || os_errno == ENFILE)
+      return TransportError::GeneratorFdExhausted;
     return os_errno == ECONNREFUSED ? TransportError::ConnectRefused : TransportError::Connect;
   case CURLE_OPERATION_TIMEDOUT:
     return TransportError::Timeout;
@@ -172,6 +174,9 @@ public:
     return sockets_[fd].get();
   }
   std::shared_ptr<SocketEntry> open(Shard& shard, const curl_sockaddr& address);
+  // errno of the last socket() that failed here, 0 after one that worked: curl reports no
+  // errno when our open-socket callback fails (EMFILE: the generator's own failure).
+  int lastOpenErrno() const { return last_open_errno_; }
   std::shared_ptr<SocketEntry> adopt(Shard& shard, curl_socket_t fd);
   void close(curl_socket_t fd) noexcept;
   void arm(const std::shared_ptr<SocketEntry>& entry, int direction);
@@ -191,6 +196,7 @@ private:
   std::vector<std::shared_ptr<Shard>> shards_;
   // Indexed by descriptor: descriptors are small integers and this is looked up per event.
   std::vector<std::shared_ptr<SocketEntry>> sockets_;
+  int last_open_errno_ = 0;
 };
 
 class CurlSession final : public HttpSession {
@@ -454,6 +460,7 @@ std::shared_ptr<SocketEntry> CurlClient::open(Shard& shard, const curl_sockaddr&
   auto entry = std::make_shared<SocketEntry>(io_);
   error_code ec;
   entry->socket.open(address.family == AF_INET6 ? tcp::v6() : tcp::v4(), ec);
+  last_open_errno_ = ec ? ec.value() : 0;
   if (ec)
     return nullptr;
   entry->fd = entry->socket.native_handle();
@@ -861,6 +868,9 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
   if (result_ != CURLE_OK) {
     long os_errno = 0;
     curl_easy_getinfo(easy_, CURLINFO_OS_ERRNO, &os_errno);
+    // CURLINFO_OS_ERRNO can be the previous transfer's: a socket() that failed since wins.
+    if (result_ == CURLE_COULDNT_CONNECT && shard_ && shard_->client().lastOpenErrno() != 0)
+      os_errno = shard_->client().lastOpenErrno();
     out.error = classify(result_, os_errno);
     if (!detail_.empty())
       out.detail = detail_;

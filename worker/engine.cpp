@@ -435,6 +435,12 @@ bool VirtualUser::stampSend() {
   sent = engine.clock_.now();
   if (engine.stopping() || sent >= engine.end_)
     return false;
+  if (engine.masterSilentAt(sent)) {
+    // The master's heartbeat timeout has passed (say, after SIGSTOP): the control thread is
+    // about to drop the run, and nothing may reach the target before it has judged.
+    engine.halt();
+    return false;
+  }
   // Logged once it is sure to go out: the worker counts these against the first error's
   // moment when it learns it (Engine::sendsFrom).
   thread.sends_.record(toNs(sent));

@@ -42,6 +42,10 @@ struct EngineOptions {
   std::optional<uint64_t> max_in_flight; // this worker's cap; nullopt: the scenario's
   uint64_t first_vu = 0;                 // open model: {{vu}} numbering starts here
   std::optional<uint64_t> iterations;    // this worker's cap; nullopt: the scenario's (0: none)
+  // Cluster: no request is sent after this steady-clock time (ns), which the control thread
+  // renews whenever its master speaks; a virtual user that finds it passed (a freeze, a silent
+  // master) halts the engine instead of sending. nullptr: no such gate (tests, benches).
+  const std::atomic<int64_t>* master_alive_until_ns = nullptr;
 };
 
 using common::ErrorContext;
@@ -101,6 +105,12 @@ public:
 private:
   friend class WorkerThread;
   friend struct VirtualUser;
+  // One relaxed load per request: see EngineOptions::master_alive_until_ns.
+  bool masterSilentAt(common::SteadyTime t) const {
+    return options_.master_alive_until_ns &&
+           std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count() >
+               options_.master_alive_until_ns->load(std::memory_order_relaxed);
+  }
   bool stopping() const {
     return halted_.load(std::memory_order_acquire) || finishing_.load(std::memory_order_acquire);
   }

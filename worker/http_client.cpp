@@ -22,6 +22,8 @@ const char* errorKindName(TransportError e) {
     return "protocol";
   case TransportError::Cancelled:
     return "cancelled";
+  case TransportError::GeneratorFdExhausted:
+    return "generator_fd_exhausted";
   }
   return "unknown";
 }

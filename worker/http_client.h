@@ -30,6 +30,9 @@ enum class TransportError {
   Tls,            // "tls"
   Protocol,       // "protocol": a response we could not parse
   Cancelled,      // the run halted while the request was in flight: not an error
+  // "generator_fd_exhausted": this process is out of file descriptors (EMFILE/ENFILE when
+  // opening a connection): the load generator's own failure, not the target's.
+  GeneratorFdExhausted,
 };
 const char* errorKindName(TransportError e);
 

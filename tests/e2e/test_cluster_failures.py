@@ -241,7 +241,9 @@ class MasterKilledTest(lib.TempDirTestCase, unittest.TestCase):
             # Not --quiet: the master prints its live line right after each heartbeat it sends,
             # so killing it just after the second line makes the worker's last message from
             # its master as recent as possible: the worst case for the worker's timeout.
-            proc = lib.start_master(["--workers", ws.hosts_file, path], self.tmp)
+            # Once welcomed, the master's --heartbeat-timeout is the worker's too (issue 11).
+            proc = lib.start_master(["--workers", ws.hosts_file, "--heartbeat-timeout", "2s",
+                                     path], self.tmp)
             stdout_path = os.path.join(self.tmp, "master.stdout")
             try:
                 deadline = time.monotonic() + KILL_AFTER_S + 5

@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1034,6 +1035,54 @@ TEST_CASE("nothing listening is ConnectRefused", "[http_client]") {
     CHECK(out.error == TransportError::ConnectRefused);
     CHECK(out.status == 0);
     CHECK_FALSE(out.detail.empty());
+  });
+}
+
+// Takes every descriptor this process may still open, under a soft limit lowered for the
+// purpose; gives them back and restores the limit when destroyed.
+class DescriptorsExhausted {
+public:
+  DescriptorsExhausted() {
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+    rlimit low = saved_;
+    low.rlim_cur = std::min<rlim_t>(saved_.rlim_cur, 1024);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (;;) {
+      int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0)
+        break;
+      held_.push_back(fd);
+    }
+  }
+  ~DescriptorsExhausted() {
+    for (int fd : held_)
+      ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  DescriptorsExhausted(const DescriptorsExhausted&) = delete;
+  DescriptorsExhausted& operator=(const DescriptorsExhausted&) = delete;
+
+private:
+  rlimit saved_{};
+  std::vector<int> held_;
+};
+
+TEST_CASE("no descriptor left to connect with is the generator's error, not the target's",
+          "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    ClientSession client(engine);
+    auto endpoint = endpointAt(unusedPort());
+    // Once with descriptors: the engine's own (event loop, timers) exist before they run out.
+    CHECK(client.perform(get(endpoint, "/ok")).error == TransportError::ConnectRefused);
+
+    HttpResponse out;
+    {
+      DescriptorsExhausted exhausted;
+      out = client.perform(get(endpoint, "/ok"));
+    }
+    CHECK(out.error == TransportError::GeneratorFdExhausted);
+    CHECK(std::string(errorKindName(out.error)) == "generator_fd_exhausted");
+    CHECK(out.status == 0);
   });
 }
 
