@@ -349,6 +349,8 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
       options.max_in_flight = prepare.max_in_flight();
     options.first_vu = prepare.first_vu();
     options.iterations = prepare.iterations();
+    if (!target_policy_.empty())
+      options.allow_target = std::make_shared<const TargetPolicy>(target_policy_.resolved());
     scenario_ = scenario;
     engine_ = std::make_unique<Engine>(scenario_, options, clock_);
     engine_->setErrorListener([this](const common::ErrorContext& context) {

@@ -41,6 +41,9 @@ struct EngineOptions {
   std::optional<uint64_t> max_in_flight; // this worker's cap; nullopt: the scenario's
   uint64_t first_vu = 0;                 // open model: {{vu}} numbering starts here
   std::optional<uint64_t> iterations;    // this worker's cap; nullopt: the scenario's (0: none)
+  // worker --allow-target with its names resolved: every connection of every load thread is
+  // checked against it. nullptr: anywhere.
+  std::shared_ptr<const TargetPolicy> allow_target;
 };
 
 using common::ErrorContext;

@@ -22,6 +22,8 @@ const char* errorKindName(TransportError e) {
     return "protocol";
   case TransportError::Cancelled:
     return "cancelled";
+  case TransportError::TargetNotAllowed:
+    return "target_not_allowed";
   }
   return "unknown";
 }

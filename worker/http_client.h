@@ -22,14 +22,15 @@ namespace stampede::worker {
 // Why a request got no HTTP response. The kind names are the report's error kinds.
 enum class TransportError {
   None,
-  Resolve,        // "resolve"
-  ConnectRefused, // "connect_refused"
-  Connect,        // "connect" (unreachable, other connect failures)
-  Timeout,        // "timeout": http.timeout elapsed
-  Reset,          // "reset": the peer closed or reset the connection mid-request
-  Tls,            // "tls"
-  Protocol,       // "protocol": a response we could not parse
-  Cancelled,      // the run halted while the request was in flight: not an error
+  Resolve,          // "resolve": the name did not resolve, or not within the request's timeout
+  ConnectRefused,   // "connect_refused"
+  Connect,          // "connect" (unreachable, other connect failures)
+  Timeout,          // "timeout": http.timeout elapsed
+  Reset,            // "reset": the peer closed or reset the connection mid-request
+  Tls,              // "tls"
+  Protocol,         // "protocol": a response we could not parse
+  Cancelled,        // the run halted while the request was in flight: not an error
+  TargetNotAllowed, // "target_not_allowed": every address of the host is outside --allow-target
 };
 const char* errorKindName(TransportError e);
 
@@ -76,7 +77,13 @@ public:
   virtual std::unique_ptr<HttpSession> newSession() = 0;
 };
 
-std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec);
-std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec);
+class TargetPolicy;
+
+// `allow`: when set (worker --allow-target, names resolved), a connection is opened only to an
+// address it allows; nothing is sent elsewhere. Checked once per new connection.
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
+                                            std::shared_ptr<const TargetPolicy> allow = nullptr);
+std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec,
+                                           std::shared_ptr<const TargetPolicy> allow = nullptr);
 
 } // namespace stampede::worker

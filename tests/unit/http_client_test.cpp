@@ -1,6 +1,8 @@
 // The HttpClient contract, run against every engine and a small HTTP/1.1 server on 127.0.0.1
 // (TLS: a small asio server with certificates made here; HTTP/2: nginx, when installed).
+#include "worker/host_resolver.h"
 #include "worker/http_client.h"
+#include "worker/target_policy.h"
 
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -380,7 +382,8 @@ bool eventually(const std::function<bool()>& condition) {
 
 struct Engine {
   const char* name;
-  std::unique_ptr<HttpClient> (*make)(asio::io_context&, const common::HttpSpec&);
+  std::unique_ptr<HttpClient> (*make)(asio::io_context&, const common::HttpSpec&,
+                                      std::shared_ptr<const TargetPolicy>);
 };
 
 const Engine kBeast = {"beast", &makeBeastClient};
@@ -443,8 +446,10 @@ HttpResponse performOne(asio::io_context& io, HttpSession& session, const HttpRe
 
 // What most tests start with: a client of `engine` on an io_context of its own, and one session.
 struct ClientSession {
-  explicit ClientSession(const Engine& engine, common::HttpSpec http_spec = {})
-      : spec(std::move(http_spec)), client(engine.make(io, spec)), session(client->newSession()) {}
+  explicit ClientSession(const Engine& engine, common::HttpSpec http_spec = {},
+                         std::shared_ptr<const TargetPolicy> allow = nullptr)
+      : spec(std::move(http_spec)), client(engine.make(io, spec, std::move(allow))),
+        session(client->newSession()) {}
 
   HttpResponse perform(const HttpRequest& request) { return performOne(io, *session, request); }
   // `request` `count` times in a row, in one coroutine: how many got a 200.
@@ -1086,7 +1091,7 @@ TEST_CASE("200 sessions on one thread each complete 20 requests", "[http_client]
     TestServer server;
     asio::io_context io;
     common::HttpSpec spec;
-    auto client = engine.make(io, spec);
+    auto client = engine.make(io, spec, nullptr);
     auto endpoint = endpointAt(server.port());
     constexpr int kSessions = 200; // more than three curl shards of 64
     constexpr int kRequests = 20;
