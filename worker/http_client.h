@@ -22,15 +22,16 @@ namespace stampede::worker {
 // Why a request got no HTTP response. The kind names are the report's error kinds.
 enum class TransportError {
   None,
-  Resolve,          // "resolve": the name did not resolve, or not within the request's timeout
-  ConnectRefused,   // "connect_refused"
-  Connect,          // "connect" (unreachable, other connect failures)
-  Timeout,          // "timeout": http.timeout elapsed
-  Reset,            // "reset": the peer closed or reset the connection mid-request
-  Tls,              // "tls"
-  Protocol,         // "protocol": a response we could not parse
-  Cancelled,        // the run halted while the request was in flight: not an error
-  TargetNotAllowed, // "target_not_allowed": every address of the host is outside --allow-target
+  Resolve,        // "resolve": no address, or none within the timeout (worker/host_resolver)
+  ConnectRefused, // "connect_refused"
+  Connect,        // "connect" (unreachable, other connect failures)
+  Timeout,        // "timeout": http.timeout elapsed
+  Reset,          // "reset": the peer closed or reset the connection mid-request
+  Tls,            // "tls"
+  Protocol,       // "protocol": a response we could not parse
+  Cancelled,      // the run halted while the request was in flight: not an error
+  // "target_not_allowed": every address of the host is outside worker --allow-target
+  TargetNotAllowed,
 };
 const char* errorKindName(TransportError e);
 

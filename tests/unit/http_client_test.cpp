@@ -1539,3 +1539,59 @@ TEST_CASE("curl: sessions and the client can go away with requests in flight", "
 
 } // namespace
 } // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+std::shared_ptr<const TargetPolicy> allowOnly(std::string_view list) {
+  return std::make_shared<const TargetPolicy>(TargetPolicy::parse(list).resolved());
+}
+
+TEST_CASE("--allow-target: an address outside is target_not_allowed and never connected",
+          "[http_client][allow_target]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine, {}, allowOnly("127.0.0.2/32"));
+    auto endpoint = endpointAt(server.port());
+
+    auto out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(std::string(errorKindName(out.error)) == "target_not_allowed");
+    CHECK(out.status == 0);
+    CHECK(out.detail == "127.0.0.1 is outside --allow-target 127.0.0.2/32");
+    CHECK(out.bytes_out == 0);
+
+    // A name: every address it resolves to is judged (localhost: 127.0.0.1, maybe ::1).
+    endpoint.host = "localhost";
+    out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(out.detail.rfind("localhost: ", 0) == 0);
+    std::this_thread::sleep_for(50ms);
+    CHECK(server.accepts() == 0);
+  });
+}
+
+TEST_CASE("--allow-target: a name connects only to its allowed addresses",
+          "[http_client][allow_target]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine, {}, allowOnly("127.0.0.1/32"));
+    auto endpoint = endpointAt(server.port());
+    endpoint.host = "localhost"; // ::1, if it comes first, is skipped, not an error
+
+    auto out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::None);
+    CHECK(out.status == 200);
+    // The same session, then a host outside (a redirect's, a templated one): refused, and the
+    // open connection to the allowed one is not used for it.
+    auto elsewhere = endpointAt(server.port());
+    elsewhere.host = "127.0.0.2";
+    out = client.perform(get(elsewhere, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200);
+    CHECK(server.requests() == 2);
+  });
+}
+
+} // namespace
+} // namespace stampede::worker
