@@ -22,7 +22,8 @@ public:
   // bad entry.
   static TargetPolicy parse(std::string_view list);
 
-  bool empty() const { return networks_.empty() && names_.empty(); }
+  // No list given (a list whose names resolve to nothing is not empty: it allows nothing).
+  bool empty() const { return text_.empty(); }
   // "" when the scenario's target and every constant absolute step URL resolve only to allowed
   // addresses; otherwise why not, in one line. Templated hosts are left to allows() at connect.
   // Control thread (it resolves names, blocking).
