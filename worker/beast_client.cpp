@@ -8,8 +8,10 @@
 // all in one read) is parsed in one pass and left in place (Http1ResponseParser); anything else
 // goes to basic_parser. No timer is armed per request: one timer per client sweeps the
 // deadlines of the requests in flight (Sweeper).
+#include "worker/host_resolver.h"
 #include "worker/http1_parser.h"
 #include "worker/http_client.h"
+#include "worker/target_policy.h"
 
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -286,8 +288,9 @@ private:
 class BeastSession final : public HttpSession {
 public:
   BeastSession(asio::io_context& io, TlsConfig& tls, const common::HttpSpec& spec,
-               std::shared_ptr<Sweeper> sweeper)
-      : spec_(spec), sweeper_(std::move(sweeper)), io_(io), tls_config_(tls) {
+               std::shared_ptr<Sweeper> sweeper, HostResolver& resolver, const TargetPolicy* allow)
+      : spec_(spec), sweeper_(std::move(sweeper)), io_(io), tls_config_(tls), resolver_(resolver),
+        allow_(allow) {
     slot_ = sweeper_->add(this);
   }
   ~BeastSession() override {
@@ -308,6 +311,8 @@ public:
     if (in_flight_ && !cancelled_ && !timed_out_) {
       timed_out_ = true;
       closeSocket();
+      if (host_wait_)
+        host_wait_->abort();
     }
   }
 
@@ -355,6 +360,15 @@ private:
   std::unique_ptr<TlsStream> tls_stream_; // TLS connections only
   asio::io_context& io_;
   TlsConfig& tls_config_;
+  // Connecting (cold: once per connection).
+  HostResolver& resolver_;
+  const TargetPolicy* allow_;            // --allow-target, or nullptr
+  std::optional<HostWait> host_wait_;    // after the first host name
+  std::vector<tcp::endpoint> addresses_; // where connect() may connect
+  // Why connect() failed when its error code does not say it all: a resolve error or an
+  // address outside --allow-target; None otherwise.
+  TransportError connect_error_ = TransportError::None;
+  std::string connect_detail_;
 };
 
 void Sweeper::remove(size_t slot) {
@@ -392,27 +406,63 @@ void BeastSession::cancel() noexcept {
     return;
   cancelled_ = true;
   closeSocket();
+  if (host_wait_)
+    host_wait_->abort();
 }
 
 asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoint,
                                                   bool& connect_phase) {
   closeConnection();
   connect_phase = true;
+  connect_error_ = TransportError::None;
+  // One budget for resolve, connect and handshake, before the request's own.
+  sweeper_->setDeadline(slot_, SteadyClock::now() + spec_.timeout);
   error_code ec;
-  tcp::resolver::results_type results;
+  addresses_.clear();
   auto address = asio::ip::make_address(endpoint.host, ec);
   const bool address_given = !ec;
-  tcp::endpoint direct;
+  ec.clear();
   if (address_given) {
-    direct = tcp::endpoint(address, endpoint.port);
+    addresses_.emplace_back(address, endpoint.port);
   } else {
-    tcp::resolver resolver(io_);
-    results = co_await resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
-                                              asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-      co_return ec;
+    // Not asio's resolver: its lookups wait in line on one thread per io_context, and neither
+    // a deadline nor cancel() ends a getaddrinfo that hangs.
+    HostAnswerPtr answer = resolver_.fresh(endpoint.host);
+    if (!answer) {
+      if (!host_wait_)
+        host_wait_.emplace(io_);
+      answer = co_await resolver_.resolve(endpoint.host, *host_wait_);
+    }
     if (cancelled_)
       co_return asio::error::operation_aborted;
+    connect_error_ = TransportError::Resolve;
+    if (!answer) {
+      connect_detail_ = "no answer for " + endpoint.host + " within http.timeout (" +
+                        std::to_string(spec_.timeout.count() / 1000) + " ms)";
+      co_return asio::error::timed_out;
+    }
+    if (answer->addresses.empty()) {
+      connect_detail_ = endpoint.host + ": " + answer->error;
+      co_return asio::error::host_not_found;
+    }
+    connect_error_ = TransportError::None;
+    for (const auto& a : answer->addresses)
+      addresses_.emplace_back(a, endpoint.port);
+  }
+  if (allow_) {
+    // Only to addresses --allow-target allows: nothing is sent to the others.
+    std::optional<asio::ip::address> refused;
+    std::erase_if(addresses_, [&](const tcp::endpoint& e) {
+      if (allow_->allows(e.address()))
+        return false;
+      refused = e.address();
+      return true;
+    });
+    if (addresses_.empty()) {
+      connect_error_ = TransportError::TargetNotAllowed;
+      connect_detail_ = (address_given ? "" : endpoint.host + ": ") + allow_->refusal(*refused);
+      co_return asio::error::access_denied;
+    }
   }
   if (endpoint.tls()) {
     if (!tls_config_.error.empty())
@@ -428,12 +478,10 @@ asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoi
     tcp_.emplace(io_.get_executor());
   }
   auto& socket = lowest();
-  // One budget for connect and handshake, as before the request's own (the resolve has none).
-  sweeper_->setDeadline(slot_, SteadyClock::now() + spec_.timeout);
-  if (results.empty())
-    co_await socket.async_connect(direct, asio::redirect_error(asio::use_awaitable, ec));
+  if (addresses_.size() == 1)
+    co_await socket.async_connect(addresses_[0], asio::redirect_error(asio::use_awaitable, ec));
   else
-    co_await asio::async_connect(socket, results, asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_connect(socket, addresses_, asio::redirect_error(asio::use_awaitable, ec));
   if (ec)
     co_return ec;
   error_code ignored;
@@ -637,6 +685,12 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
     out.error = TransportError::Cancelled;
     co_return;
   }
+  if (ec && connect_error_ != TransportError::None) {
+    out.error = connect_error_;
+    out.detail = connect_detail_;
+    closeConnection();
+    co_return;
+  }
   if (ec) {
     out.error = classify(ec, connect_phase);
     if (out.error != TransportError::Tls)
@@ -667,11 +721,12 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
 
 class BeastClient final : public HttpClient {
 public:
-  BeastClient(asio::io_context& io, const common::HttpSpec& spec)
-      : io_(io), spec_(spec), tls_(spec.tls),
-        sweeper_(std::make_shared<Sweeper>(io, spec.timeout)) {}
+  BeastClient(asio::io_context& io, const common::HttpSpec& spec,
+              std::shared_ptr<const TargetPolicy> allow)
+      : io_(io), spec_(spec), tls_(spec.tls), sweeper_(std::make_shared<Sweeper>(io, spec.timeout)),
+        resolver_(io), allow_(std::move(allow)) {}
   std::unique_ptr<HttpSession> newSession() override {
-    return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_);
+    return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_, resolver_, allow_.get());
   }
 
 private:
@@ -679,12 +734,15 @@ private:
   const common::HttpSpec& spec_;
   TlsConfig tls_;
   std::shared_ptr<Sweeper> sweeper_;
+  HostResolver resolver_;
+  std::shared_ptr<const TargetPolicy> allow_;
 };
 
 } // namespace
 
-std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec) {
-  return std::make_unique<BeastClient>(io, spec);
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
+                                            std::shared_ptr<const TargetPolicy> allow) {
+  return std::make_unique<BeastClient>(io, spec, std::move(allow));
 }
 
 } // namespace stampede::worker

@@ -3,14 +3,17 @@
 // prior knowledge), TLS and gzip decoding. Easy handles are sharded over multi handles of at most
 // kShardSize because curl's connection-reuse scan is linear in the size of a multi handle (one
 // multi with 8,000 handles fell to 7k req/s).
+#include "worker/host_resolver.h"
 #include "worker/http1_parser.h"
 #include "worker/http_client.h"
+#include "worker/target_policy.h"
 
 #include <curl/curl.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -159,7 +162,9 @@ private:
 
 class CurlClient final : public HttpClient {
 public:
-  CurlClient(asio::io_context& io, const common::HttpSpec& spec) : io_(io), spec_(spec) {
+  CurlClient(asio::io_context& io, const common::HttpSpec& spec,
+             std::shared_ptr<const TargetPolicy> allow)
+      : io_(io), spec_(spec), resolver_(io), allow_(std::move(allow)) {
     globalInit();
   }
   ~CurlClient() override;
@@ -167,6 +172,9 @@ public:
   std::unique_ptr<HttpSession> newSession() override;
 
   const common::HttpSpec& spec() const { return spec_; }
+  HostResolver& resolver() { return resolver_; }
+  const TargetPolicy* allow() const { return allow_.get(); }
+  asio::io_context& io() { return io_; }
 
   SocketEntry* find(curl_socket_t fd) {
     if (fd < 0 || static_cast<size_t>(fd) >= sockets_.size())
@@ -193,6 +201,11 @@ public:
 private:
   asio::io_context& io_;
   const common::HttpSpec& spec_;
+  // Not curl's threaded resolver: removing a handle that is resolving joins its thread, so a
+  // lookup that hangs blocks the load thread (a timeout, a halt) until getaddrinfo gives up.
+  // curl gets our answers through CURLOPT_RESOLVE and never resolves a name itself.
+  HostResolver resolver_;
+  std::shared_ptr<const TargetPolicy> allow_;
   std::vector<std::shared_ptr<Shard>> shards_;
   // Indexed by descriptor: descriptors are small integers and this is looked up per event.
   std::vector<std::shared_ptr<SocketEntry>> sockets_;
@@ -215,10 +228,19 @@ public:
   void onDone(CURLcode rc) noexcept;
   // The client is going away: let go of curl and wake a waiting perform() with Cancelled.
   void detach() noexcept;
+  Shard* shard() const { return shard_; }
+  // Whether curl may open a connection to `address` (--allow-target); remembers a refusal.
+  bool admit(const curl_sockaddr& address) noexcept;
 
 private:
   // Sets the easy handle up for `request`; false (with `detail_`) when it cannot be sent.
   bool prepare(const HttpRequest& request);
+  // Resolves the request's host name (not an address) with the client's resolver and hands
+  // curl the answer; false (with `out` filled) when there is none.
+  asio::awaitable<bool> resolve(const HttpRequest& request, HttpResponse& out);
+  // Whether perform() needs resolve() first: a host name without a fresh answer given to curl.
+  bool needsResolve(const common::Endpoint& endpoint);
+  void giveAnswer(const common::Endpoint& endpoint, HostAnswerPtr answer);
   void buildHeaders(const HttpRequest& request);
   void start(Waiter waiter) noexcept;
   void complete() noexcept;
@@ -232,6 +254,7 @@ private:
   std::optional<Waiter> waiter_;
   bool active_ = false; // the easy handle is in the multi
   bool cancelled_ = false;
+  bool resolving_ = false; // waiting for the client's resolver (not curl)
   CURLcode result_ = CURLE_OK;
   std::string detail_; // why prepare() refused
 
@@ -250,6 +273,19 @@ private:
   std::string raw_headers_; // the last response's header block, parsed on demand
   uint64_t header_bytes_ = 0;
   char error_[CURL_ERROR_SIZE] = {};
+
+  // Connecting (cold: per new host or connection).
+  std::string host_; // the last request's host, brackets off
+  bool host_is_address_ = false;
+  HostAnswerPtr given_; // the answer curl holds for host_:given_port_ (CURLOPT_RESOLVE)
+  std::string given_host_;
+  uint16_t given_port_ = 0;
+  std::string resolve_text_; // "host:port:addr,addr", what resolve_node_ points to
+  curl_slist resolve_node_{};
+  std::optional<HostWait> host_wait_;
+  std::chrono::microseconds resolve_spent_{0}; // of the request's timeout
+  std::optional<asio::ip::address> refused_;   // by --allow-target, in this request
+  bool opened_ = false;                        // a connection was opened in this request
 };
 
 // ---- Shard ----
@@ -526,9 +562,13 @@ void CurlClient::arm(const std::shared_ptr<SocketEntry>& entry, int direction) {
 
 curl_socket_t CurlClient::onOpenSocket(void* clientp, curlsocktype purpose,
                                        curl_sockaddr* address) noexcept {
-  auto* shard = static_cast<Shard*>(clientp);
-  if (purpose != CURLSOCKTYPE_IPCXN || address->socktype != SOCK_STREAM ||
+  auto* session = static_cast<CurlSession*>(clientp);
+  Shard* shard = session->shard();
+  if (!shard || purpose != CURLSOCKTYPE_IPCXN || address->socktype != SOCK_STREAM ||
       (address->family != AF_INET && address->family != AF_INET6))
+    return CURL_SOCKET_BAD;
+  // curl then tries the host's next address, or fails with COULDNT_CONNECT (fill() tells).
+  if (!session->admit(*address))
     return CURL_SOCKET_BAD;
   try {
     auto entry = shard->client().open(*shard, *address);
@@ -591,7 +631,7 @@ CurlSession::CurlSession(Shard& shard) : shard_(&shard) {
     curl_easy_setopt(easy_, CURLOPT_SSLKEYTYPE, "PEM");
   }
   curl_easy_setopt(easy_, CURLOPT_OPENSOCKETFUNCTION, &CurlClient::onOpenSocket);
-  curl_easy_setopt(easy_, CURLOPT_OPENSOCKETDATA, &shard);
+  curl_easy_setopt(easy_, CURLOPT_OPENSOCKETDATA, this); // the session: see admit()
   curl_easy_setopt(easy_, CURLOPT_CLOSESOCKETFUNCTION, &CurlClient::onCloseSocket);
   curl_easy_setopt(easy_, CURLOPT_CLOSESOCKETDATA, &shard);
   curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, &CurlSession::onWrite);
@@ -620,6 +660,10 @@ CurlSession::~CurlSession() {
 }
 
 void CurlSession::detach() noexcept {
+  if (resolving_) {
+    cancelled_ = true;
+    host_wait_->abort();
+  }
   if (active_) {
     curl_multi_remove_handle(shard_->multi(), easy_);
     active_ = false;
@@ -632,6 +676,11 @@ void CurlSession::detach() noexcept {
 }
 
 void CurlSession::cancel() noexcept {
+  if (resolving_) {
+    cancelled_ = true;
+    host_wait_->abort();
+    return;
+  }
   if (!active_)
     return;
   // Removing a handle mid-transfer closes its connection: its state is unknown.
@@ -796,7 +845,10 @@ bool CurlSession::prepare(const HttpRequest& request) {
   }
   buildHeaders(request);
 
+  // What the lookup left of the request's timeout (resolve_spent_ is under it).
   long timeout_ms = static_cast<long>((request.timeout.count() + 999) / 1000);
+  if (timeout_ms > 0 && resolve_spent_.count() > 0)
+    timeout_ms = std::max(1L, static_cast<long>((request.timeout - resolve_spent_).count() / 1000));
   curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, timeout_ms); // 0: none
   return true;
 }
@@ -825,6 +877,11 @@ asio::awaitable<void> CurlSession::perform(const HttpRequest& request, HttpRespo
   result_ = CURLE_OK;
   cancelled_ = false;
   detail_.clear();
+  refused_.reset();
+  opened_ = false;
+  resolve_spent_ = std::chrono::microseconds{0};
+  if (request.endpoint && needsResolve(*request.endpoint) && !co_await resolve(request, out))
+    co_return;
   bool ready = false;
   try {
     ready = prepare(request);
@@ -865,6 +922,14 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
                           ? std::min<uint64_t>(uploaded, request.body.size())
                           : 0;
   out.bytes_out = static_cast<uint64_t>(request_size) + static_cast<uint64_t>(uploaded) - appended;
+  if (result_ == CURLE_COULDNT_CONNECT && refused_ && !opened_) {
+    // Every address of the host was outside --allow-target: no connection was opened.
+    const auto& host = request.endpoint->host;
+    out.error = TransportError::TargetNotAllowed;
+    out.detail =
+        (host_is_address_ ? "" : host + ": ") + shard_->client().allow()->refusal(*refused_);
+    return;
+  }
   if (result_ != CURLE_OK) {
     long os_errno = 0;
     curl_easy_getinfo(easy_, CURLINFO_OS_ERRNO, &os_errno);
@@ -887,6 +952,100 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
   long version = 0;
   curl_easy_getinfo(easy_, CURLINFO_HTTP_VERSION, &version);
   out.http_version = version == CURL_HTTP_VERSION_2_0 ? 20 : 11;
+}
+
+bool CurlSession::admit(const curl_sockaddr& address) noexcept {
+  const TargetPolicy* allow = shard_->client().allow();
+  if (!allow) {
+    opened_ = true;
+    return true;
+  }
+  asio::ip::address a;
+  if (address.family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&address.addr);
+    a = asio::ip::address_v4(ntohl(in->sin_addr.s_addr));
+  } else {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.addr);
+    asio::ip::address_v6::bytes_type bytes;
+    std::memcpy(bytes.data(), in6->sin6_addr.s6_addr, bytes.size());
+    a = asio::ip::address_v6(bytes, in6->sin6_scope_id);
+  }
+  if (!allow->allows(a)) {
+    refused_ = a;
+    return false;
+  }
+  opened_ = true;
+  return true;
+}
+
+bool CurlSession::needsResolve(const common::Endpoint& endpoint) {
+  std::string_view host = endpoint.host;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host != host_) {
+    host_.assign(host);
+    boost::system::error_code ec;
+    asio::ip::make_address(host_, ec);
+    host_is_address_ = !ec;
+  }
+  if (host_is_address_)
+    return false;
+  HostAnswerPtr answer = shard_->client().resolver().fresh(host_);
+  if (!answer || answer->addresses.empty())
+    return true;
+  giveAnswer(endpoint, std::move(answer));
+  return false;
+}
+
+asio::awaitable<bool> CurlSession::resolve(const HttpRequest& request, HttpResponse& out) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = request.timeout.count() > 0 ? started + request.timeout
+                                                    : std::chrono::steady_clock::time_point::max();
+  CurlClient& client = shard_->client();
+  if (!host_wait_)
+    host_wait_.emplace(client.io());
+  resolving_ = true;
+  HostAnswerPtr answer = co_await client.resolver().resolve(host_, *host_wait_, deadline);
+  resolving_ = false;
+  resolve_spent_ = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  if (cancelled_ || !shard_) {
+    out.error = TransportError::Cancelled;
+    co_return false;
+  }
+  if (!answer) {
+    out.error = TransportError::Resolve;
+    out.detail = "no answer for " + host_ + " within the request's timeout (" +
+                 std::to_string(request.timeout.count() / 1000) + " ms)";
+    co_return false;
+  }
+  if (answer->addresses.empty()) {
+    out.error = TransportError::Resolve;
+    out.detail = host_ + ": " + answer->error;
+    co_return false;
+  }
+  giveAnswer(*request.endpoint, std::move(answer));
+  co_return true;
+}
+
+void CurlSession::giveAnswer(const common::Endpoint& endpoint, HostAnswerPtr answer) {
+  if (answer == given_ && endpoint.port == given_port_ && host_ == given_host_)
+    return;
+  // "host:port:addr,[v6addr]": replaces what the multi handle's DNS cache held for host:port,
+  // as a permanent entry (curl never expires or re-resolves it; we give it a newer answer).
+  resolve_text_ = host_ + ":" + std::to_string(endpoint.port) + ":";
+  for (size_t i = 0; i < answer->addresses.size(); ++i) {
+    const auto& a = answer->addresses[i];
+    if (i)
+      resolve_text_ += ',';
+    resolve_text_ += a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+  }
+  resolve_node_.data = resolve_text_.data();
+  resolve_node_.next = nullptr;
+  curl_easy_setopt(easy_, CURLOPT_RESOLVE, &resolve_node_);
+  given_ = std::move(answer);
+  given_host_ = host_;
+  given_port_ = endpoint.port;
 }
 
 HeaderList CurlSession::lastResponseHeaders() const {
@@ -944,8 +1103,9 @@ size_t CurlSession::onHeader(char* data, size_t size, size_t count, void* userp)
 
 } // namespace
 
-std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec) {
-  return std::make_unique<CurlClient>(io, spec);
+std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec,
+                                           std::shared_ptr<const TargetPolicy> allow) {
+  return std::make_unique<CurlClient>(io, spec, std::move(allow));
 }
 
 } // namespace stampede::worker

@@ -456,7 +456,11 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
         common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), load_options));
     if (prepare.duration_us() > 0)
       common::applyDuration(scenario->load, std::chrono::microseconds(prepare.duration_us()));
-    if (auto why = target_policy_.check(*scenario); !why.empty()) {
+    // The list's names resolved once, for this check and for every connection of the run.
+    std::shared_ptr<const TargetPolicy> allow_target;
+    if (!target_policy_.empty())
+      allow_target = std::make_shared<const TargetPolicy>(target_policy_.resolved());
+    if (auto why = allow_target ? allow_target->check(*scenario) : ""; !why.empty()) {
       ++counters_.refused_scenarios;
       log("refused a scenario: " + why);
       throw std::runtime_error(why);
@@ -477,6 +481,7 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     options.first_vu = prepare.first_vu();
     options.iterations = prepare.iterations();
     options.master_alive_until_ns = &master_alive_until_ns_;
+    options.allow_target = allow_target;
     scenario_ = scenario;
     engine_ = std::make_unique<Engine>(scenario_, options, clock_);
     // The engine keeps the errors (the first one write-once) until periodic() takes them.

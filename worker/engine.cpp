@@ -648,8 +648,9 @@ WorkerThread::WorkerThread(Engine& engine, int index)
     : engine_(engine), index_(index), rng_(std::random_device{}() ^ (uint64_t(index) << 32)),
       book_(engine.scenario_->step_table.size()) {
   const auto& http = engine.scenario_->http;
-  client_ = http.engine == common::HttpSpec::Engine::Curl ? makeCurlClient(io_, http)
-                                                          : makeBeastClient(io_, http);
+  const auto& allow = engine.options_.allow_target;
+  client_ = http.engine == common::HttpSpec::Engine::Curl ? makeCurlClient(io_, http, allow)
+                                                          : makeBeastClient(io_, http, allow);
 }
 
 void WorkerThread::addUser(uint64_t vu, uint64_t cluster_number) {

@@ -46,6 +46,9 @@ struct EngineOptions {
   // renews whenever its master speaks; a virtual user that finds it passed (a freeze, a silent
   // master) halts the engine instead of sending. nullptr: no such gate (tests, benches).
   const std::atomic<int64_t>* master_alive_until_ns = nullptr;
+  // worker --allow-target with its names resolved: every connection of every load thread is
+  // checked against it. nullptr: anywhere.
+  std::shared_ptr<const TargetPolicy> allow_target;
 };
 
 using common::ErrorContext;

@@ -24,6 +24,8 @@ const char* errorKindName(TransportError e) {
     return "cancelled";
   case TransportError::GeneratorFdExhausted:
     return "generator_fd_exhausted";
+  case TransportError::TargetNotAllowed:
+    return "target_not_allowed";
   }
   return "unknown";
 }

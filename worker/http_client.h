@@ -22,7 +22,7 @@ namespace stampede::worker {
 // Why a request got no HTTP response. The kind names are the report's error kinds.
 enum class TransportError {
   None,
-  Resolve,        // "resolve"
+  Resolve,        // "resolve": no address, or none within the timeout (worker/host_resolver)
   ConnectRefused, // "connect_refused"
   Connect,        // "connect" (unreachable, other connect failures)
   Timeout,        // "timeout": http.timeout elapsed
@@ -33,6 +33,8 @@ enum class TransportError {
   // "generator_fd_exhausted": this process is out of file descriptors (EMFILE/ENFILE when
   // opening a connection): the load generator's own failure, not the target's.
   GeneratorFdExhausted,
+  // "target_not_allowed": every address of the host is outside worker --allow-target
+  TargetNotAllowed,
 };
 const char* errorKindName(TransportError e);
 
@@ -79,7 +81,13 @@ public:
   virtual std::unique_ptr<HttpSession> newSession() = 0;
 };
 
-std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec);
-std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec);
+class TargetPolicy;
+
+// `allow`: when set (worker --allow-target, names resolved), a connection is opened only to an
+// address it allows; nothing is sent elsewhere. Checked once per new connection.
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
+                                            std::shared_ptr<const TargetPolicy> allow = nullptr);
+std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec,
+                                           std::shared_ptr<const TargetPolicy> allow = nullptr);
 
 } // namespace stampede::worker

@@ -1,6 +1,8 @@
 // The HttpClient contract, run against every engine and a small HTTP/1.1 server on 127.0.0.1
 // (TLS: a small asio server with certificates made here; HTTP/2: nginx, when installed).
+#include "worker/host_resolver.h"
 #include "worker/http_client.h"
+#include "worker/target_policy.h"
 
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -381,7 +383,8 @@ bool eventually(const std::function<bool()>& condition) {
 
 struct Engine {
   const char* name;
-  std::unique_ptr<HttpClient> (*make)(asio::io_context&, const common::HttpSpec&);
+  std::unique_ptr<HttpClient> (*make)(asio::io_context&, const common::HttpSpec&,
+                                      std::shared_ptr<const TargetPolicy>);
 };
 
 const Engine kBeast = {"beast", &makeBeastClient};
@@ -444,8 +447,10 @@ HttpResponse performOne(asio::io_context& io, HttpSession& session, const HttpRe
 
 // What most tests start with: a client of `engine` on an io_context of its own, and one session.
 struct ClientSession {
-  explicit ClientSession(const Engine& engine, common::HttpSpec http_spec = {})
-      : spec(std::move(http_spec)), client(engine.make(io, spec)), session(client->newSession()) {}
+  explicit ClientSession(const Engine& engine, common::HttpSpec http_spec = {},
+                         std::shared_ptr<const TargetPolicy> allow = nullptr)
+      : spec(std::move(http_spec)), client(engine.make(io, spec, std::move(allow))),
+        session(client->newSession()) {}
 
   HttpResponse perform(const HttpRequest& request) { return performOne(io, *session, request); }
   // `request` `count` times in a row, in one coroutine: how many got a 200.
@@ -1135,7 +1140,7 @@ TEST_CASE("200 sessions on one thread each complete 20 requests", "[http_client]
     TestServer server;
     asio::io_context io;
     common::HttpSpec spec;
-    auto client = engine.make(io, spec);
+    auto client = engine.make(io, spec, nullptr);
     auto endpoint = endpointAt(server.port());
     constexpr int kSessions = 200; // more than three curl shards of 64
     constexpr int kRequests = 20;
@@ -1579,6 +1584,62 @@ TEST_CASE("curl: sessions and the client can go away with requests in flight", "
   CHECK(out_c.error == TransportError::Cancelled);
   // A session that outlived its client fails fast instead of touching freed curl state.
   CHECK(performOne(io, *c, get(endpoint, "/ok")).error == TransportError::Cancelled);
+}
+
+} // namespace
+} // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+std::shared_ptr<const TargetPolicy> allowOnly(std::string_view list) {
+  return std::make_shared<const TargetPolicy>(TargetPolicy::parse(list).resolved());
+}
+
+TEST_CASE("--allow-target: an address outside is target_not_allowed and never connected",
+          "[http_client][allow_target]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine, {}, allowOnly("127.0.0.2/32"));
+    auto endpoint = endpointAt(server.port());
+
+    auto out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(std::string(errorKindName(out.error)) == "target_not_allowed");
+    CHECK(out.status == 0);
+    CHECK(out.detail == "127.0.0.1 is outside --allow-target 127.0.0.2/32");
+    CHECK(out.bytes_out == 0);
+
+    // A name: every address it resolves to is judged (localhost: 127.0.0.1, maybe ::1).
+    endpoint.host = "localhost";
+    out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(out.detail.rfind("localhost: ", 0) == 0);
+    std::this_thread::sleep_for(50ms);
+    CHECK(server.accepts() == 0);
+  });
+}
+
+TEST_CASE("--allow-target: a name connects only to its allowed addresses",
+          "[http_client][allow_target]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine, {}, allowOnly("127.0.0.1/32"));
+    auto endpoint = endpointAt(server.port());
+    endpoint.host = "localhost"; // ::1, if it comes first, is skipped, not an error
+
+    auto out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::None);
+    CHECK(out.status == 200);
+    // The same session, then a host outside (a redirect's, a templated one): refused, and the
+    // open connection to the allowed one is not used for it.
+    auto elsewhere = endpointAt(server.port());
+    elsewhere.host = "127.0.0.2";
+    out = client.perform(get(elsewhere, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200);
+    CHECK(server.requests() == 2);
+  });
 }
 
 } // namespace
