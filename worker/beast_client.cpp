@@ -35,7 +35,6 @@ using namespace std::string_view_literals;
 using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 using TlsStream = asio::ssl::stream<Socket>;
 
-constexpr size_t kMaxBodyBytes = Http1ResponseParser::kDefaultBodyLimit; // also decoded
 constexpr size_t kMaxReadBytes = 64 * 1024; // per read, as http::async_read
 constexpr std::string_view kUserAgent = "stampede/" STAMPEDE_VERSION;
 // Timeouts are enforced to within a tenth of the shortest one, at most this late.
@@ -48,10 +47,17 @@ constexpr std::chrono::milliseconds kMinSweepPeriod{1};
 class GzipDecoder {
 public:
   // Decodes `in` into `out`, a view valid until the next decode(). Returns nullptr, or why `in`
-  // is not a gzip body of at most `limit` decoded bytes.
+  // is not a gzip body of at most `limit` decoded bytes (kTooLarge when it is longer).
   const char* decode(std::string_view in, size_t limit, std::string_view& out);
+  // What the first bytes of a gzip body decode to, at most `limit` of it, into `out` as
+  // decode(); checks nothing (the rest is missing), and is empty where that fails.
+  void decodePrefix(std::string_view in, size_t limit, std::string_view& out);
+  static constexpr const char* kTooLarge = "decoded body over http.max_body";
 
 private:
+  // The size of the member header at `pos` (RFC 1952, 2.3), or 0 with `error` set.
+  static size_t headerSize(std::string_view in, size_t pos, const char*& error);
+
   beast::zlib::inflate_stream inflate_;
   std::string buffer_; // all of it usable: grown, never shrunk nor cleared (no refill per use)
 };
@@ -75,28 +81,10 @@ const char* GzipDecoder::decode(std::string_view in, size_t limit, std::string_v
       buffer_.resize(hint);
   }
   do {
-    // The member's header (RFC 1952, 2.3): magic, method 8 (deflate), flags, 6 bytes we skip.
-    if (in.size() - pos < 10 || byte(pos) != 0x1f || byte(pos + 1) != 0x8b || byte(pos + 2) != 8)
-      return "not gzip data";
-    const uint8_t flags = byte(pos + 3);
-    if (flags & 0xe0)
-      return "reserved gzip flags set";
-    size_t p = pos + 10;
-    if (flags & 0x04) { // FEXTRA: a length, then that much
-      if (in.size() - p < 2)
-        return "truncated gzip header";
-      p += 2 + (byte(p) | size_t(byte(p + 1)) << 8);
-    }
-    for (uint8_t zero_terminated : {uint8_t{0x08}, uint8_t{0x10}}) { // FNAME, FCOMMENT
-      if ((flags & zero_terminated) && p < in.size()) {
-        size_t zero = in.find('\0', p);
-        p = zero == std::string_view::npos ? in.size() + 1 : zero + 1;
-      }
-    }
-    if (flags & 0x02) // FHCRC
-      p += 2;
-    if (p > in.size())
-      return "truncated gzip header";
+    const char* error = nullptr;
+    size_t p = pos + headerSize(in, pos, error);
+    if (error)
+      return error;
 
     const size_t member_begin = produced;
     inflate_.reset();
@@ -106,7 +94,7 @@ const char* GzipDecoder::decode(std::string_view in, size_t limit, std::string_v
     for (;;) {
       if (produced == buffer_.size()) {
         if (buffer_.size() > limit)
-          return "decoded body over the size limit";
+          return kTooLarge;
         buffer_.resize(std::min(std::max<size_t>(buffer_.size() * 2, 16 * 1024), limit + 1));
       }
       zs.next_out = buffer_.data() + produced;
@@ -122,7 +110,7 @@ const char* GzipDecoder::decode(std::string_view in, size_t limit, std::string_v
         return "corrupt gzip data";
     }
     if (produced > limit)
-      return "decoded body over the size limit";
+      return kTooLarge;
     p = in.size() - zs.avail_in;
     // The trailer: CRC-32 and length (mod 2^32) of what this member decodes to.
     if (in.size() - p < 8)
@@ -139,9 +127,66 @@ const char* GzipDecoder::decode(std::string_view in, size_t limit, std::string_v
   return nullptr;
 }
 
+size_t GzipDecoder::headerSize(std::string_view in, size_t pos, const char*& error) {
+  auto byte = [&in](size_t i) { return static_cast<uint8_t>(in[i]); };
+  // Magic, method 8 (deflate), flags, 6 bytes we skip.
+  if (in.size() - pos < 10 || byte(pos) != 0x1f || byte(pos + 1) != 0x8b || byte(pos + 2) != 8) {
+    error = "not gzip data";
+    return 0;
+  }
+  const uint8_t flags = byte(pos + 3);
+  if (flags & 0xe0) {
+    error = "reserved gzip flags set";
+    return 0;
+  }
+  size_t p = pos + 10;
+  if (flags & 0x04) { // FEXTRA: a length, then that much
+    if (in.size() - p < 2) {
+      error = "truncated gzip header";
+      return 0;
+    }
+    p += 2 + (byte(p) | size_t(byte(p + 1)) << 8);
+  }
+  for (uint8_t zero_terminated : {uint8_t{0x08}, uint8_t{0x10}}) { // FNAME, FCOMMENT
+    if ((flags & zero_terminated) && p < in.size()) {
+      size_t zero = in.find('\0', p);
+      p = zero == std::string_view::npos ? in.size() + 1 : zero + 1;
+    }
+  }
+  if (flags & 0x02) // FHCRC
+    p += 2;
+  if (p > in.size()) {
+    error = "truncated gzip header";
+    return 0;
+  }
+  return p - pos;
+}
+
+void GzipDecoder::decodePrefix(std::string_view in, size_t limit, std::string_view& out) {
+  out = {};
+  const char* error = nullptr;
+  const size_t p = headerSize(in, 0, error);
+  if (error)
+    return;
+  if (buffer_.size() < limit)
+    buffer_.resize(limit);
+  inflate_.reset();
+  beast::zlib::z_params zs;
+  zs.next_in = in.data() + p;
+  zs.avail_in = in.size() - p;
+  zs.next_out = buffer_.data();
+  zs.avail_out = limit;
+  error_code ec;
+  // One call: it stops where the input or the output runs out, or at an error.
+  inflate_.write(zs, beast::zlib::Flush::none, ec);
+  out = std::string_view(buffer_.data(), limit - zs.avail_out);
+}
+
 TransportError classify(const error_code& ec, bool connecting) {
   if (ec == beast::error::timeout)
     return TransportError::Timeout;
+  if (ec == http::error::body_limit)
+    return TransportError::BodyTooLarge;
   if (ec == asio::error::operation_aborted)
     return TransportError::Cancelled;
   if (ec == asio::error::connection_refused)
@@ -347,7 +392,7 @@ private:
   // A response the parser took in place stays in buffer_ until the next one is read: its body
   // and head are views of it, not copies. So does what closeConnection drops.
   size_t consumed_ = 0;
-  Http1ResponseParser parser_{kMaxBodyBytes};
+  Http1ResponseParser parser_{size_t(spec_.max_body)};
 
   std::unique_ptr<GzipDecoder> gzip_;     // after the first gzip response
   std::unique_ptr<TlsStream> tls_stream_; // TLS connections only
@@ -555,7 +600,7 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   serialise(request);
   // Also forgets the last response (header()) should this request fail before its own. A retry
   // below starts from here too: it happens only when no byte of a response arrived.
-  parser_.start(request.method == "HEAD");
+  parser_.start(request.method == "HEAD", request.keep_body);
   in_flight_ = true;
   cancelled_ = false;
   timed_out_ = false;
@@ -637,7 +682,9 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   }
   if (ec) {
     out.error = classify(ec, connect_phase);
-    if (out.error != TransportError::Tls)
+    if (out.error == TransportError::BodyTooLarge)
+      out.detail = "body over http.max_body (" + std::to_string(spec_.max_body) + " bytes)";
+    else if (out.error != TransportError::Tls)
       out.detail = ec.message();
     else if (isTls(*request.endpoint) && !tls_config_.error.empty())
       out.detail = tls_config_.error;
@@ -651,11 +698,18 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   if (parser_.gzip() && !out.body.empty()) {
     if (!gzip_)
       gzip_ = std::make_unique<GzipDecoder>();
-    if (const char* error = gzip_->decode(parser_.body(), kMaxBodyBytes, out.body)) {
-      out.error = TransportError::Protocol;
+    // A body nobody reads is not decoded, so not checked either: only its first bytes, for an
+    // error report.
+    if (!request.keep_body) {
+      gzip_->decodePrefix(parser_.body(), kBodyExcerptBytes, out.body);
+    } else if (const char* error = gzip_->decode(parser_.body(), spec_.max_body, out.body)) {
+      const bool too_large = error == GzipDecoder::kTooLarge;
+      out.error = too_large ? TransportError::BodyTooLarge : TransportError::Protocol;
       out.status = 0;
       out.body = {};
-      out.detail = std::string("gzip body: ") + error;
+      out.detail = too_large ? "decoded body over http.max_body (" +
+                                   std::to_string(spec_.max_body) + " bytes)"
+                             : std::string("gzip body: ") + error;
     }
   }
   // A deadline that passed as the response completed closed the socket: do not reuse it.

@@ -41,6 +41,10 @@ struct EngineOptions {
   std::optional<uint64_t> max_in_flight; // this worker's cap; nullopt: the scenario's
   uint64_t first_vu = 0;                 // open model: {{vu}} numbering starts here
   std::optional<uint64_t> iterations;    // this worker's cap; nullopt: the scenario's (0: none)
+  // Builds each load thread's HTTP client, on that thread's construction; empty: the one
+  // http.engine names. A seam for tests.
+  std::function<std::unique_ptr<HttpClient>(asio::io_context&, const common::HttpSpec&)>
+      client_factory;
 };
 
 using common::ErrorContext;
