@@ -328,12 +328,18 @@ struct Http1ResponseParser::Slow {
       // basic_parser may take the status line and the fields in separate calls; the last one
       // may run on into the body: cut at the blank line, the first one by definition.
       const size_t search_from = head.size() >= 3 ? head.size() - 3 : 0;
-      head.append(data.data(), std::min(used, kMaxHeadBytes));
+      // At most one byte over the limit: enough to tell a head that is over it.
+      const size_t room = kMaxHeadBytes + 1 - std::min(head.size(), kMaxHeadBytes + 1);
+      head.append(data.data(), std::min(used, room));
       if (parser->is_header_done()) {
         size_t end = head.find("\r\n\r\n", search_from);
         if (end != std::string::npos)
           head.resize(end + 4);
       }
+      // basic_parser's header_limit holds for each put(), not for the whole head (it takes the
+      // fields as they come): the whole is ours to limit.
+      if (head.size() > kMaxHeadBytes)
+        ec = http::error::header_limit;
     }
     return used;
   }
