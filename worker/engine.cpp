@@ -680,7 +680,8 @@ void VirtualUser::reportError(const Flow& flow, const Step& step, const HttpRequ
   context.status = response.status;
   context.error_kind = kind;
   context.detail = detail;
-  if (response.error == TransportError::None)
+  // A body over http.max_body came with a complete head: say what the target answered.
+  if (response.error == TransportError::None || response.error == TransportError::BodyTooLarge)
     context.headers = session->lastResponseHeaders();
   context.body.assign(response.body.substr(0, kBodyExcerptBytes));
   context.at = done;

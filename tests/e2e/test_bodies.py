@@ -154,7 +154,12 @@ class BodiesTest(lib.TempDirTestCase, unittest.TestCase):
                 halt = lib.assert_halted(self, report, 1, "first_error")
                 self.assertEqual(halt["error_kind"], "body_too_large", halt)
                 self.assertLess(halt["at_s"], 1.0, halt)
-                self.assertEqual(report["first_error"]["error_kind"], "body_too_large", report)
+                first = report["first_error"]
+                self.assertEqual(first["error_kind"], "body_too_large", first)
+                self.assertIn("http.max_body", first["detail"], first)
+                # The head did arrive: the report shows what the target declared.
+                self.assertEqual(lib.headers_as_dict(first["headers"]).get("content-length"),
+                                 "1000000000000", first)
                 self.assertLess(elapsed, 6, context)
 
     def test_a_download_over_max_body_passes_when_nothing_reads_it(self):
