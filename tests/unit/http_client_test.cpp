@@ -1602,6 +1602,22 @@ TEST_CASE("a kept body over http.max_body is BodyTooLarge; one nobody reads is o
   });
 }
 
+TEST_CASE("a gzip body nobody reads is not inflated: corrupt, it passes",
+          "[http_client][max_body]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine);
+    auto endpoint = endpointAt(server.port());
+
+    HttpRequest unread = get(endpoint, "/gzip-corrupt");
+    unread.keep_body = false;
+    auto out = client.perform(unread);
+    CHECK(out.error == TransportError::None);
+    CHECK(out.status == 200);
+    CHECK(client.perform(get(endpoint, "/gzip-corrupt")).error == TransportError::Protocol);
+  });
+}
+
 TEST_CASE("a declared Content-Length over the cap fails at once; unread, it runs to the timeout",
           "[http_client][max_body]") {
   forEachEngine([](const Engine& engine) {
