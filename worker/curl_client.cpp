@@ -3,6 +3,7 @@
 // prior knowledge), TLS and gzip decoding. Easy handles are sharded over multi handles of at most
 // kShardSize because curl's connection-reuse scan is linear in the size of a multi handle (one
 // multi with 8,000 handles fell to 7k req/s).
+#include "worker/gzip_decoder.h"
 #include "worker/host_resolver.h"
 #include "worker/http1_parser.h"
 #include "worker/http_client.h"
@@ -269,8 +270,13 @@ private:
   std::vector<size_t> header_offsets_;
   std::vector<curl_slist> header_nodes_;
 
-  std::string body_;
-  std::string raw_headers_; // the last response's header block, parsed on demand
+  std::string body_;                  // all of it with keep_body_, else its first kBodyExcerptBytes
+  bool keep_body_ = true;             // of the request in flight (HttpRequest::keep_body)
+  uint64_t max_body_ = 0;             // http.max_body
+  bool body_too_large_ = false;       // onWrite refused a kept body over max_body_
+  bool head_too_large_ = false;       // onHeader refused a head over kMaxHeadBytes
+  std::unique_ptr<GzipDecoder> gzip_; // after the first gzip body nobody reads
+  std::string raw_headers_;           // the last response's header block, parsed on demand
   uint64_t header_bytes_ = 0;
   char error_[CURL_ERROR_SIZE] = {};
 
@@ -871,6 +877,16 @@ asio::awaitable<void> CurlSession::perform(const HttpRequest& request, HttpRespo
     co_return;
   }
   body_.clear();
+  // The body limits, as the Beast engine's: a declared length over the cap fails at once
+  // (CURLE_FILESIZE_EXCEEDED), a longer body as it arrives (onWrite).
+  keep_body_ = request.keep_body;
+  max_body_ = shard_->client().spec().max_body;
+  body_too_large_ = false;
+  head_too_large_ = false;
+  curl_easy_setopt(easy_, CURLOPT_MAXFILESIZE_LARGE,
+                   static_cast<curl_off_t>(keep_body_ ? max_body_ : 0));
+  // As the Beast engine: a body nobody reads is not inflated (nor checked), only counted.
+  curl_easy_setopt(easy_, CURLOPT_HTTP_CONTENT_DECODING, keep_body_ ? 1L : 0L);
   raw_headers_.clear();
   header_bytes_ = 0;
   error_[0] = '\0';
@@ -937,7 +953,14 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
     if (result_ == CURLE_COULDNT_CONNECT && shard_ && shard_->client().lastOpenErrno() != 0)
       os_errno = shard_->client().lastOpenErrno();
     out.error = classify(result_, os_errno);
-    if (!detail_.empty())
+    if (body_too_large_ || result_ == CURLE_FILESIZE_EXCEEDED) {
+      out.error = TransportError::BodyTooLarge;
+      out.detail = "body over http.max_body (" + std::to_string(max_body_) + " bytes)";
+    } else if (head_too_large_) {
+      out.error = TransportError::Protocol;
+      out.detail = "response head over " +
+                   std::to_string(Http1ResponseParser::kMaxHeadBytes / 1024) + " KiB";
+    } else if (!detail_.empty())
       out.detail = detail_;
     else if (error_[0])
       out.detail = error_;
@@ -949,6 +972,19 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
   curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &status);
   out.status = static_cast<int>(status);
   out.body = body_;
+  if (!keep_body_ && !body_.empty()) {
+    // The first bytes of a gzip body nobody reads, decoded for an error report.
+    const auto coding = findHeader(raw_headers_, "Content-Encoding");
+    auto is = [&coding](std::string_view name) {
+      return coding->size() == name.size() &&
+             strncasecmp(coding->data(), name.data(), name.size()) == 0;
+    };
+    if (coding && (is("gzip") || is("x-gzip"))) {
+      if (!gzip_)
+        gzip_ = std::make_unique<GzipDecoder>();
+      gzip_->decodePrefix(body_, kBodyExcerptBytes, out.body);
+    }
+  }
   long version = 0;
   curl_easy_getinfo(easy_, CURLINFO_HTTP_VERSION, &version);
   out.http_version = version == CURL_HTTP_VERSION_2_0 ? 20 : 11;
@@ -1078,10 +1114,18 @@ HeaderList CurlSession::lastResponseHeaders() const {
 size_t CurlSession::onWrite(char* data, size_t size, size_t count, void* userp) noexcept {
   auto* session = static_cast<CurlSession*>(userp);
   size_t n = size * count;
-  try {
-    session->body_.append(data, n);
-  } catch (...) {
+  std::string& body = session->body_;
+  size_t keep = n; // a body nobody reads: its first bytes, for an error report; counted by curl
+  if (!session->keep_body_)
+    keep = std::min(n, body.size() < kBodyExcerptBytes ? kBodyExcerptBytes - body.size() : 0);
+  else if (n > session->max_body_ - std::min<uint64_t>(body.size(), session->max_body_)) {
+    session->body_too_large_ = true;
     return 0; // curl fails the transfer with CURLE_WRITE_ERROR
+  }
+  try {
+    body.append(data, keep);
+  } catch (...) {
+    return 0;
   }
   return n;
 }
@@ -1093,6 +1137,11 @@ size_t CurlSession::onHeader(char* data, size_t size, size_t count, void* userp)
   // A new status line (after "100 Continue") starts the block we report.
   if (n >= 5 && std::string_view(data, 5) == "HTTP/")
     session->raw_headers_.clear();
+  // The Beast engine's limit, for the same error on both (curl's own are larger).
+  if (session->raw_headers_.size() + n > Http1ResponseParser::kMaxHeadBytes) {
+    session->head_too_large_ = true;
+    return 0;
+  }
   try {
     session->raw_headers_.append(data, n);
   } catch (...) {

@@ -49,6 +49,10 @@ struct EngineOptions {
   // worker --allow-target with its names resolved: every connection of every load thread is
   // checked against it. nullptr: anywhere.
   std::shared_ptr<const TargetPolicy> allow_target;
+  // Builds each load thread's HTTP client, on that thread's construction; empty: the one
+  // http.engine names. A seam for tests.
+  std::function<std::unique_ptr<HttpClient>(asio::io_context&, const common::HttpSpec&)>
+      client_factory;
 };
 
 using common::ErrorContext;

@@ -20,6 +20,8 @@ const char* errorKindName(TransportError e) {
     return "tls";
   case TransportError::Protocol:
     return "protocol";
+  case TransportError::BodyTooLarge:
+    return "body_too_large";
   case TransportError::Cancelled:
     return "cancelled";
   case TransportError::GeneratorFdExhausted:
