@@ -8,11 +8,12 @@
 namespace stampede::common {
 
 HandshakeMonitor::HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched,
-                                   const std::string& name)
+                                   const std::string& name, bool watch_disconnects)
     : watched_(watched.handle()), pair_(context, zmq::socket_type::pair) {
   const std::string endpoint = "inproc://stampede-monitor-" + name;
   const int events = ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                     (watch_disconnects ? ZMQ_EVENT_DISCONNECTED : 0);
   if (zmq_socket_monitor(watched.handle(), endpoint.c_str(), events) != 0)
     throw zmq::error_t();
   pair_.set(zmq::sockopt::linger, 0);
@@ -37,6 +38,10 @@ std::optional<HandshakeFailure> HandshakeMonitor::take() {
     int32_t value = 0;
     std::memcpy(&event, frames[0].data(), sizeof event);
     std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, sizeof value);
+    if (event == ZMQ_EVENT_DISCONNECTED) {
+      ++disconnects_;
+      continue;
+    }
     last = HandshakeFailure{frames[1].to_string(), reason(event, value)};
   }
 }

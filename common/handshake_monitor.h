@@ -3,6 +3,7 @@
 // Control thread only: poll socket() with the rest, then call take().
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -19,14 +20,18 @@ struct HandshakeFailure {
 
 class HandshakeMonitor {
 public:
-  // `watched` must outlive the monitor.
-  HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched, const std::string& name);
+  // `watched` must outlive the monitor. With `watch_disconnects`, a connection that closes
+  // (ZMQ_EVENT_DISCONNECTED) is counted too (see disconnects()).
+  HandshakeMonitor(zmq::context_t& context, zmq::socket_t& watched, const std::string& name,
+                   bool watch_disconnects = false);
   ~HandshakeMonitor();
   HandshakeMonitor(const HandshakeMonitor&) = delete;
   HandshakeMonitor& operator=(const HandshakeMonitor&) = delete;
   zmq::socket_t& socket() { return pair_; }
   // Drains pending events without blocking; returns the last failure among them, if any.
   std::optional<HandshakeFailure> take();
+  // Connections that closed, as seen by take() so far.
+  uint64_t disconnects() const { return disconnects_; }
 
 private:
   // handshakeFailure(), except when ZeroMQ gives no detail (the peer broke the handshake off):
@@ -34,6 +39,7 @@ private:
   std::string reason(uint16_t event, int32_t value) const;
 
   void* watched_;
+  uint64_t disconnects_ = 0;
   zmq::socket_t pair_;
 };
 

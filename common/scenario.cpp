@@ -1683,9 +1683,9 @@ private:
   }
 
   HttpSpec http(const Field& f) {
-    const Fields fields = mapping(
-        f, "http",
-        {"timeout", "version", "engine", "keep_alive", "follow_redirects", "headers", "tls"});
+    const Fields fields = mapping(f, "http",
+                                  {"timeout", "version", "engine", "keep_alive", "follow_redirects",
+                                   "max_body", "headers", "tls"});
     HttpSpec spec;
     if (const Field* timeout = fields.find("timeout"))
       spec.timeout = duration(*timeout, "http.timeout", true);
@@ -1713,6 +1713,15 @@ private:
       spec.keep_alive = boolean(*keep_alive, "http.keep_alive");
     if (const Field* follow = fields.find("follow_redirects"))
       spec.follow_redirects = boolean(*follow, "http.follow_redirects");
+    if (const Field* max_body = fields.find("max_body")) {
+      const auto bytes =
+          max_body->value.IsScalar() ? parseByteSize(max_body->value.Scalar()) : std::nullopt;
+      if (!bytes || *bytes == 0)
+        fail(markOf(*max_body), "http.max_body",
+             "expected a size > 0 in bytes, KiB, MiB or GiB (such as 64MiB), got " +
+                 describe(max_body->value));
+      spec.max_body = *bytes;
+    }
     if (const Field* headers = fields.find("headers")) {
       for (auto& [name, value] : headerMap(*headers, "http.headers")) {
         // HttpSpec holds plain text; a header that changes per request or holds a secret is

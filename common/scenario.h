@@ -175,6 +175,8 @@ struct TlsSpec {
   std::string ca_file, cert_file, key_file; // as written, for messages
 };
 
+constexpr uint64_t kDefaultMaxBody = 64 * 1024 * 1024; // http.max_body
+
 struct HttpSpec {
   enum class Engine { Beast, Curl };
   enum class Version { Http1, Http2 };
@@ -183,6 +185,10 @@ struct HttpSpec {
   microseconds timeout{std::chrono::seconds(5)};
   bool keep_alive = true;
   bool follow_redirects = false; // at most kMaxRedirects hops; 301/302/303 become GET
+  // Bytes: the most of a response body kept in memory, for the steps that read it (as
+  // received and as decoded); a longer one is error kind body_too_large. Others are only
+  // counted, whatever their length.
+  uint64_t max_body = kDefaultMaxBody;
   TlsSpec tls;
   std::vector<std::pair<std::string, std::string>> headers; // sent with every request
 };

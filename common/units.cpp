@@ -180,4 +180,31 @@ std::string formatDuration(std::chrono::microseconds d) {
   return out;
 }
 
+std::optional<uint64_t> parseByteSize(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && isDigit(text[digits]))
+    ++digits;
+  if (digits == 0)
+    return std::nullopt;
+  uint64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + digits, value);
+  if (ec != std::errc())
+    return std::nullopt;
+  std::string_view unit = text.substr(digits);
+  if (!unit.empty() && unit.front() == ' ')
+    unit.remove_prefix(1);
+  uint64_t scale = 0;
+  if (unit.empty() && digits == text.size())
+    scale = 1;
+  else if (unit == "KiB")
+    scale = uint64_t{1} << 10;
+  else if (unit == "MiB")
+    scale = uint64_t{1} << 20;
+  else if (unit == "GiB")
+    scale = uint64_t{1} << 30;
+  if (scale == 0 || Wide(value) * scale > std::numeric_limits<uint64_t>::max())
+    return std::nullopt;
+  return value * scale;
+}
+
 } // namespace stampede::common

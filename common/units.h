@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,5 +16,8 @@ std::optional<std::chrono::microseconds> parseDuration(std::string_view text);
 std::optional<double> parseRate(std::string_view text);
 // "1.5s", "250ms", "2m30s": short and exact enough for humans.
 std::string formatDuration(std::chrono::microseconds d);
+// A size in bytes: a whole number, alone or with a unit of KiB, MiB or GiB ("64MiB",
+// "512 KiB"). Nothing else: no decimals, no sign, no decimal units (KB, MB).
+std::optional<uint64_t> parseByteSize(std::string_view text);
 
 } // namespace stampede::common

@@ -21,6 +21,8 @@ const char* linkStateName(LinkState s) {
     return "running";
   case LinkState::Done:
     return "done";
+  case LinkState::Left:
+    return "left";
   case LinkState::Lost:
     return "lost";
   case LinkState::Busy:
@@ -148,7 +150,8 @@ void Cluster::sendProbe(WorkerLink& link) {
   send(link, probe);
 }
 
-void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t expect_workers) {
+void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t expect_workers,
+                        const std::function<bool()>& interrupted) {
   const auto deadline = clock_.now() + timeout;
   for (auto& link : links_)
     sendProbe(link);
@@ -160,7 +163,7 @@ void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t e
         return false;
     return true;
   };
-  while (!finished() && clock_.now() < deadline) {
+  while (!finished() && clock_.now() < deadline && !(interrupted && interrupted())) {
     // Workers that joined must keep hearing from us while others are awaited, or their
     // master-silence timeout sends them back to idle.
     heartbeat({LinkState::Joined});

@@ -28,7 +28,9 @@
 
 namespace stampede::master {
 
-enum class LinkState { Connecting, Joined, Ready, Running, Done, Lost, Busy, Refused };
+// Left: the worker was stopped (SIGINT/SIGTERM) mid-run and sent its last figures first (Final
+// with `leaving`): its numbers are complete, as for Done.
+enum class LinkState { Connecting, Joined, Ready, Running, Done, Left, Lost, Busy, Refused };
 const char* linkStateName(LinkState s);
 
 struct WorkerLink {
@@ -39,7 +41,7 @@ struct WorkerLink {
   // came with when it dials us.
   std::string routing_id;
   LinkState state = LinkState::Connecting;
-  std::string why;               // for Busy, Refused, Lost
+  std::string why;               // for Busy, Refused, Lost, Left
   std::string handshake_failure; // forward mode: why the security handshake failed, if it did
 
   // Handshake.
@@ -64,7 +66,11 @@ struct WorkerLink {
   uint32_t active_users = 0;
   bool final_received = false;
   common::SteadyTime final_at{};
-  uint64_t started_after_halt = 0;
+  // From its Final, when a Halt named the first error: its sends at or after that moment, and
+  // its latest send on the master's clock.
+  std::optional<uint64_t> sent_after_first_error;
+  bool sent_count_complete = true;
+  std::optional<common::SteadyTime> last_send;
 };
 
 // The master's keys: with a secret, every control socket is a CURVE server; with allowed
@@ -86,8 +92,10 @@ public:
 
   // Probes every worker for clock samples until each has answered `samples` times or
   // `timeout` has passed. Workers that never answered stay Connecting; Busy ones are marked.
-  // In reverse mode, waits for `expect_workers` workers to dial in.
-  void handshake(std::chrono::milliseconds timeout, int samples, size_t expect_workers = 0);
+  // In reverse mode, waits for `expect_workers` workers to dial in. Returns early once
+  // `interrupted` says so (Ctrl-C), checked at least every 200 ms.
+  void handshake(std::chrono::milliseconds timeout, int samples, size_t expect_workers = 0,
+                 const std::function<bool()>& interrupted = {});
 
   // Waits up to `timeout` for one message from any worker and hands it to `on_message`;
   // then drains whatever else is queued. Returns false when nothing came.

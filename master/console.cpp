@@ -178,6 +178,19 @@ std::string formatSummary(const RunResult& r) {
     out += fmt::format("cancelled in flight at the halt: {}\n", total.cancelled);
   for (const auto& [kind, count] : total.errors_by_kind)
     out += fmt::format("errors {:<24} {}\n", kind, count);
+  if (r.halt && r.halt->requests_sent_after_first_error) {
+    // The stop, measured: what the cluster sent after the error that halted it.
+    std::optional<double> last_stop_ms;
+    for (const auto& w : r.workers)
+      if (w.stop_ms)
+        last_stop_ms = std::max(last_stop_ms.value_or(*w.stop_ms), *w.stop_ms);
+    out +=
+        fmt::format("requests sent after the first error: {} (clock error up to {:.3f} ms)",
+                    *r.halt->requests_sent_after_first_error, r.halt->clock_error_ms.value_or(0));
+    if (*r.halt->requests_sent_after_first_error > 0 && last_stop_ms)
+      out += fmt::format(", the last one {:.3f} ms after it", *last_stop_ms);
+    out += "\n";
+  }
   if (r.halt && !r.halt->also_failed.empty()) {
     out += "also failed before the halt:\n";
     for (const auto& e : r.halt->also_failed)
@@ -193,7 +206,10 @@ std::string formatSummary(const RunResult& r) {
     out += fmt::format("halted by threshold {} (value {:.4g})\n", printable(r.halt->threshold),
                        r.halt->observed.value_or(0));
   else if (r.halt && r.halt->observed)
-    out += fmt::format("halted by {} ({:.4g})\n", printable(r.halt->reason), *r.halt->observed);
+    out +=
+        fmt::format("halted by {} ({:.4g})\n", haltReasonName(r.halt->reason), *r.halt->observed);
+  for (const auto& warning : r.warnings)
+    out += fmt::format("WARNING: {}\n", printable(warning));
   out += fmt::format("outcome: {} (exit {}) after {:.1f}s\n", outcomeName(r.outcome), r.exit_code,
                      r.duration_s);
   return out;

@@ -1,5 +1,7 @@
 #include "master/report.h"
 
+#include "common/protocol.h"
+
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
@@ -64,6 +66,26 @@ std::string isoTime(std::chrono::system_clock::time_point t) {
 
 } // namespace
 
+const char* haltReasonName(HaltReason r) {
+  switch (r) {
+  case HaltReason::FirstError:
+    return "first_error";
+  case HaltReason::ErrorCount:
+    return "error_count";
+  case HaltReason::ErrorRate:
+    return "error_rate";
+  case HaltReason::Threshold:
+    return "threshold";
+  case HaltReason::DataExhausted:
+    return "data_exhausted";
+  case HaltReason::Interrupted:
+    return "interrupted";
+  case HaltReason::WorkerLost:
+    return "worker_lost";
+  }
+  return "unknown";
+}
+
 const char* outcomeName(Outcome o) {
   switch (o) {
   case Outcome::Passed:
@@ -108,8 +130,17 @@ json buildReport(const RunResult& r) {
                                    "(schedule lag p99 {:.1f} ms > {} ms)",
                                    ms(total.schedule_lag_us.percentileUs(99)),
                                    kSaturatedLagUs / 1000));
+  for (const auto& w : r.workers)
+    if (w.state == "left")
+      warnings.push_back(fmt::format("worker {} ({}) left the run early: {}; the run's load was "
+                                     "short of plan from then on",
+                                     w.id, w.address, w.why));
+  for (const auto& warning : r.warnings)
+    warnings.push_back(warning);
   report["saturated"] = open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs;
   report["warnings"] = std::move(warnings);
+  // Lost workers' requests after their last Stats: estimated, never in `totals`.
+  report["unreported_requests_estimate"] = r.unreported_estimate;
   json steps = json::array();
   for (size_t i = 0; i < r.book.steps.size(); ++i) {
     json step = countsJson(r.book.steps[i], r.duration_s, open);
@@ -128,24 +159,30 @@ json buildReport(const RunResult& r) {
                              {"error_kind", e.error_kind},
                              {"status", e.status},
                              {"at_s", secondsSince(r.t0, e.at)}});
-    report["halt"] = {{"reason", h.reason},
-                      {"worker", r.first_error && h.reason == "first_error"
-                                     ? json(r.first_error->worker_index)
-                                     : json(nullptr)},
-                      {"step", h.step.empty() ? json(nullptr) : json(h.step)},
-                      {"error_kind", h.error_kind.empty() ? json(nullptr) : json(h.error_kind)},
-                      {"at_s", h.at_s},
-                      {"halt_sent_ms", optional(h.halt_sent_ms)},
-                      {"all_stopped_ms", optional(h.all_stopped_ms)},
-                      {"requests_started_after_halt", h.requests_started_after_halt},
-                      {"cancelled", h.cancelled},
-                      {"threshold", h.threshold.empty() ? json(nullptr) : json(h.threshold)},
-                      {"value", optional(h.observed)},
-                      {"also_failed", std::move(also_failed)}};
+    auto optionalCount = [](const std::optional<uint64_t>& v) {
+      return v ? json(*v) : json(nullptr);
+    };
+    report["halt"] = {
+        {"reason", haltReasonName(h.reason)},
+        {"worker", h.error_at ? json(h.error_worker) : json(nullptr)},
+        {"step", h.step.empty() ? json(nullptr) : json(h.step)},
+        {"error_kind", h.error_kind.empty() ? json(nullptr) : json(h.error_kind)},
+        {"at_s", h.at_s},
+        {"halt_sent_ms", optional(h.halt_sent_ms)},
+        {"all_stopped_ms", optional(h.all_stopped_ms)},
+        {"requests_sent_after_first_error", optionalCount(h.requests_sent_after_first_error)},
+        {"clock_error_ms", optional(h.clock_error_ms)},
+        {"first_error_monotonic_ns",
+         h.error_at ? json(common::steadyNs(*h.error_at)) : json(nullptr)},
+        {"cancelled", h.cancelled},
+        {"threshold", h.threshold.empty() ? json(nullptr) : json(h.threshold)},
+        {"value", optional(h.observed)},
+        {"also_failed", std::move(also_failed)}};
   } else {
     report["halt"] = nullptr;
   }
   json workers = json::array();
+  auto orNull = [](const auto& v) { return v ? json(*v) : json(nullptr); };
   for (const auto& w : r.workers)
     workers.push_back({{"id", w.id},
                        {"address", w.address},
@@ -155,7 +192,17 @@ json buildReport(const RunResult& r) {
                        {"errors", w.errors},
                        {"users", w.users},
                        {"threads", w.threads},
-                       {"clock_offset_ms", w.clock_offset_ms}});
+                       {"clock_offset_ms", w.clock_offset_ms},
+                       {"lost_at_s", orNull(w.lost_at_s)},
+                       {"last_stats_at_s", orNull(w.last_stats_at_s)},
+                       {"unreported_requests_estimate",
+                        w.unreported_estimate ? json{{"requests", *w.unreported_estimate},
+                                                     {"low", w.unreported_low.value_or(0)},
+                                                     {"high", w.unreported_high.value_or(0)}}
+                                              : json(nullptr)},
+                       {"clock_error_ms", w.clock_error_ms},
+                       {"requests_sent_after_first_error", orNull(w.requests_sent_after_first_error)},
+                       {"stop_ms", orNull(w.stop_ms)}});
   report["workers"] = std::move(workers);
   json thresholds = json::array();
   for (const auto& t : r.thresholds)
@@ -189,19 +236,25 @@ std::string writeReport(const std::string& dir, const RunResult& r) {
   std::string text = buildReport(r).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
   auto final_path = std::filesystem::path(dir) / "report.json";
   auto temp_path = std::filesystem::path(dir) / "report.json.tmp";
+  std::string error;
   {
     std::ofstream out(temp_path, std::ios::binary | std::ios::trunc);
     if (!out)
       return fmt::format("{}: cannot write: {}", temp_path.string(), std::strerror(errno));
     out << text;
     if (!out.flush())
-      return fmt::format("{}: cannot write: {}", temp_path.string(), std::strerror(errno));
+      error = fmt::format("{}: cannot write: {}", final_path.string(), std::strerror(errno));
   }
   std::error_code ec;
-  std::filesystem::rename(temp_path, final_path, ec);
-  if (ec)
-    return fmt::format("{}: cannot write: {}", final_path.string(), ec.message());
-  return "";
+  if (error.empty()) {
+    std::filesystem::rename(temp_path, final_path, ec);
+    if (ec)
+      error = fmt::format("{}: cannot write: {}", final_path.string(), ec.message());
+  }
+  // A half-written temporary is no report: never leave it behind.
+  if (!error.empty())
+    std::filesystem::remove(temp_path, ec);
+  return error;
 }
 
 Timeseries::~Timeseries() {
@@ -209,28 +262,36 @@ Timeseries::~Timeseries() {
     std::fclose(file_);
 }
 
-std::string Timeseries::open(const std::string& dir) {
-  auto path = std::filesystem::path(dir) / "timeseries.csv";
-  file_ = std::fopen(path.c_str(), "w");
-  if (!file_)
-    return fmt::format("{}: cannot write: {}", path.string(), std::strerror(errno));
-  fmt::print(file_, "elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
-                    "bytes_in,bytes_out,dropped\n");
-  std::fflush(file_);
-  return "";
+std::string Timeseries::write(const std::string& text) {
+  // Unbuffered: each row is one write(2), and a full disk fails that row, not a later one.
+  if (std::fwrite(text.data(), 1, text.size(), file_) == text.size())
+    return "";
+  auto error = fmt::format("{}: cannot write: {}", path_, std::strerror(errno));
+  std::clearerr(file_);
+  return error;
 }
 
-void Timeseries::append(double elapsed_s, int users, const common::StepStats& interval,
-                        double interval_s, uint64_t total_errors) {
+std::string Timeseries::open(const std::string& dir) {
+  path_ = (std::filesystem::path(dir) / "timeseries.csv").string();
+  file_ = std::fopen(path_.c_str(), "w");
   if (!file_)
-    return;
-  const auto& h = interval.latency_us;
-  fmt::print(file_, "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{}\n", elapsed_s,
-             users, interval.requests,
-             interval_s > 0 ? double(interval.requests) / interval_s : 0.0, interval.errors,
-             total_errors, ms(h.percentileUs(50)), ms(h.percentileUs(90)), ms(h.percentileUs(99)),
-             ms(h.maxUs()), interval.bytes_in, interval.bytes_out, interval.dropped);
-  std::fflush(file_);
+    return fmt::format("{}: cannot write: {}", path_, std::strerror(errno));
+  std::setvbuf(file_, nullptr, _IONBF, 0);
+  return write("elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
+               "bytes_in,bytes_out,dropped,late\n");
+}
+
+std::string Timeseries::append(const IntervalRow& row) {
+  errors_total_ += row.errors;
+  if (!file_)
+    return "";
+  const auto& h = row.latency_us;
+  return write(fmt::format("{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{},{}\n",
+                           row.elapsed_s, row.users, row.requests,
+                           row.length_s > 0 ? double(row.requests) / row.length_s : 0.0, row.errors,
+                           errors_total_, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
+                           ms(h.percentileUs(99)), ms(h.maxUs()), row.bytes_in, row.bytes_out,
+                           row.dropped, row.late ? 1 : 0));
 }
 
 } // namespace stampede::master

@@ -1,6 +1,7 @@
 // report.json (schema in README.md) and timeseries.csv. Called by the control thread.
 #pragma once
 
+#include "master/interval_rows.h"
 #include "master/run_result.h"
 
 #include <nlohmann/json.hpp>
@@ -18,19 +19,26 @@ nlohmann::json buildReport(const RunResult& r);
 // Writes DIR/report.json atomically (temp file + rename). Returns an error message or "".
 std::string writeReport(const std::string& dir, const RunResult& r);
 
-// DIR/timeseries.csv: one row per second, flushed as written, so a crash loses nothing
-// already measured.
+// DIR/timeseries.csv: one row per second of the run (IntervalRows), flushed as written, so a
+// crash loses nothing already measured.
 class Timeseries {
 public:
   Timeseries() = default;
   ~Timeseries();
-  // Returns an error message or "".
+  Timeseries(const Timeseries&) = delete;
+  Timeseries& operator=(const Timeseries&) = delete;
+  // Creates (truncates) the file and writes the header. Returns an error message or "".
   std::string open(const std::string& dir);
-  void append(double elapsed_s, int users, const common::StepStats& interval, double interval_s,
-              uint64_t total_errors);
+  // Returns an error message (disk full...) or "". Rows are kept counting after a failure:
+  // errors_total stays right for the rows that do get written.
+  std::string append(const IntervalRow& row);
 
 private:
+  std::string write(const std::string& text); // an error message or ""
+
   std::FILE* file_ = nullptr;
+  std::string path_;
+  uint64_t errors_total_ = 0;
 };
 
 } // namespace stampede::master

@@ -15,15 +15,39 @@ namespace stampede::master {
 enum class Outcome { Passed, Halted, Failed };
 const char* outcomeName(Outcome o);
 
+// Why the master halted the run; on the wire as wire::HaltReason, in report.json as the
+// string haltReasonName gives.
+enum class HaltReason {
+  FirstError,    // halt.on_error: first
+  ErrorCount,    // halt.on_error: {count: N}
+  ErrorRate,     // halt.on_error: {rate, window}
+  Threshold,     // an abort: true threshold failed
+  DataExhausted, // a feeder with on_exhausted: halt ran out
+  Interrupted,   // Ctrl-C / SIGTERM
+  WorkerLost,    // a worker was lost under on_worker_lost: halt
+};
+// "first_error", "error_count", "error_rate", "threshold", "data_exhausted", "interrupted",
+// "worker_lost"
+const char* haltReasonName(HaltReason r);
+
 struct HaltInfo {
-  // "first_error", "error_count", "error_rate", "threshold", "interrupted", "worker_lost"
-  std::string reason;
+  HaltReason reason = HaltReason::FirstError;
   std::string threshold;          // reason threshold: the expression ...
   std::optional<double> observed; // ... and its value; error_count/error_rate: the figure
   std::string step;               // for first_error
   std::string error_kind;
   double at_s = 0; // since the start of the run
-  uint64_t requests_started_after_halt = 0;
+  // FirstError and DataExhausted: the error that halted the run, on the master's clock, and
+  // its worker. The workers count their sends from this moment.
+  std::optional<common::SteadyTime> error_at;
+  uint32_t error_worker = 0;
+  // Cluster-wide: requests whose send stamp is at or after error_at, each worker's stamps on
+  // its own clock against error_at put on that clock with its measured offset. nullopt when
+  // there is no error_at or no worker reported a count.
+  std::optional<uint64_t> requests_sent_after_first_error;
+  // How far a worker's stamps may sit from error_at because of the offset estimates: the
+  // failing worker's error bound plus the worker's own, the largest over the counted workers.
+  std::optional<double> clock_error_ms;
   std::optional<double> halt_sent_ms;   // failing response -> the master's first Halt send
   std::optional<double> all_stopped_ms; // failing response -> the last worker's Final
   uint64_t cancelled = 0;
@@ -41,13 +65,25 @@ struct ThresholdResult {
 struct WorkerResult {
   uint32_t id = 0;
   std::string address;
-  std::string state; // done | lost | busy | refused | unreachable
+  std::string state; // done | left | lost | busy | refused | unreachable
   std::string why;
   uint64_t requests = 0;
   uint64_t errors = 0;
   uint32_t users = 0;
   uint32_t threads = 0;
   double clock_offset_ms = 0;
+  // Lost mid-run: when (s into the run), when its last Stats was cut, and an estimate of the
+  // requests it made after that, which never reached the master and are in no count.
+  std::optional<double> lost_at_s;
+  std::optional<double> last_stats_at_s;
+  std::optional<uint64_t> unreported_estimate; // with its range: low and high
+  std::optional<uint64_t> unreported_low;
+  std::optional<uint64_t> unreported_high;
+  double clock_error_ms = 0; // the offset's error bound: half the round trip of its sample
+  // Halts with HaltInfo::error_at: its requests sent at or after that moment, and the time
+  // from it to its last request's send (negative: it sent nothing after it).
+  std::optional<uint64_t> requests_sent_after_first_error;
+  std::optional<double> stop_ms;
 };
 
 struct RunResult {
@@ -64,6 +100,8 @@ struct RunResult {
   std::vector<ThresholdResult> thresholds;
   std::vector<std::string> overrides; // --set ones as applied, then --duration
   uint64_t dropped_messages = 0;      // control messages dropped as garbage, stale or duplicate
+  std::vector<std::string> warnings;  // lost workers, outputs that could not be written...
+  uint64_t unreported_estimate = 0;   // lost workers' requests never reported (an estimate)
 };
 
 } // namespace stampede::master

@@ -8,14 +8,15 @@
 // all in one read) is parsed in one pass and left in place (Http1ResponseParser); anything else
 // goes to basic_parser. No timer is armed per request: one timer per client sweeps the
 // deadlines of the requests in flight (Sweeper).
+#include "worker/gzip_decoder.h"
+#include "worker/host_resolver.h"
 #include "worker/http1_parser.h"
 #include "worker/http_client.h"
+#include "worker/target_policy.h"
 
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/zlib/inflate_stream.hpp>
-#include <boost/crc.hpp>
 
 #include <algorithm>
 #include <array>
@@ -35,115 +36,21 @@ using namespace std::string_view_literals;
 using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 using TlsStream = asio::ssl::stream<Socket>;
 
-constexpr size_t kMaxBodyBytes = Http1ResponseParser::kDefaultBodyLimit; // also decoded
 constexpr size_t kMaxReadBytes = 64 * 1024; // per read, as http::async_read
 constexpr std::string_view kUserAgent = "stampede/" STAMPEDE_VERSION;
 // Timeouts are enforced to within a tenth of the shortest one, at most this late.
 constexpr std::chrono::milliseconds kMaxSweepPeriod{100};
 constexpr std::chrono::milliseconds kMinSweepPeriod{1};
 
-// Decodes gzip bodies (RFC 1952, members back to back) with Beast's port of zlib's inflate,
-// which is header-only (nothing more to link). The inflate state and the output buffer are kept
-// across responses: the steady state allocates nothing.
-class GzipDecoder {
-public:
-  // Decodes `in` into `out`, a view valid until the next decode(). Returns nullptr, or why `in`
-  // is not a gzip body of at most `limit` decoded bytes.
-  const char* decode(std::string_view in, size_t limit, std::string_view& out);
-
-private:
-  beast::zlib::inflate_stream inflate_;
-  std::string buffer_; // all of it usable: grown, never shrunk nor cleared (no refill per use)
-};
-
-uint32_t littleEndian32(const char* p) {
-  auto b = [p](int i) { return uint32_t(static_cast<uint8_t>(p[i])); };
-  return b(0) | b(1) << 8 | b(2) << 16 | b(3) << 24;
-}
-
-const char* GzipDecoder::decode(std::string_view in, size_t limit, std::string_view& out) {
-  constexpr size_t kMaxRatio = 1032; // deflate's best: a bound for the size the trailer claims
-  auto byte = [&in](size_t i) { return static_cast<uint8_t>(in[i]); };
-  size_t pos = 0;
-  size_t produced = 0;
-  if (in.size() >= 4) {
-    // The last member's decoded size, from its trailer: right for the usual single member.
-    // One byte more lets inflate see the end of the stream without growing the buffer.
-    size_t hint = std::min<size_t>(
-        {size_t{littleEndian32(in.data() + in.size() - 4)} + 1, in.size() * kMaxRatio, limit + 1});
-    if (buffer_.size() < hint)
-      buffer_.resize(hint);
-  }
-  do {
-    // The member's header (RFC 1952, 2.3): magic, method 8 (deflate), flags, 6 bytes we skip.
-    if (in.size() - pos < 10 || byte(pos) != 0x1f || byte(pos + 1) != 0x8b || byte(pos + 2) != 8)
-      return "not gzip data";
-    const uint8_t flags = byte(pos + 3);
-    if (flags & 0xe0)
-      return "reserved gzip flags set";
-    size_t p = pos + 10;
-    if (flags & 0x04) { // FEXTRA: a length, then that much
-      if (in.size() - p < 2)
-        return "truncated gzip header";
-      p += 2 + (byte(p) | size_t(byte(p + 1)) << 8);
-    }
-    for (uint8_t zero_terminated : {uint8_t{0x08}, uint8_t{0x10}}) { // FNAME, FCOMMENT
-      if ((flags & zero_terminated) && p < in.size()) {
-        size_t zero = in.find('\0', p);
-        p = zero == std::string_view::npos ? in.size() + 1 : zero + 1;
-      }
-    }
-    if (flags & 0x02) // FHCRC
-      p += 2;
-    if (p > in.size())
-      return "truncated gzip header";
-
-    const size_t member_begin = produced;
-    inflate_.reset();
-    beast::zlib::z_params zs;
-    zs.next_in = in.data() + p;
-    zs.avail_in = in.size() - p;
-    for (;;) {
-      if (produced == buffer_.size()) {
-        if (buffer_.size() > limit)
-          return "decoded body over the size limit";
-        buffer_.resize(std::min(std::max<size_t>(buffer_.size() * 2, 16 * 1024), limit + 1));
-      }
-      zs.next_out = buffer_.data() + produced;
-      zs.avail_out = buffer_.size() - produced;
-      error_code ec;
-      inflate_.write(zs, beast::zlib::Flush::none, ec);
-      produced = buffer_.size() - zs.avail_out;
-      if (ec == beast::zlib::error::end_of_stream)
-        break;
-      if (ec == beast::zlib::error::need_buffers && zs.avail_out != 0)
-        return "truncated gzip data";
-      if (ec && ec != beast::zlib::error::need_buffers)
-        return "corrupt gzip data";
-    }
-    if (produced > limit)
-      return "decoded body over the size limit";
-    p = in.size() - zs.avail_in;
-    // The trailer: CRC-32 and length (mod 2^32) of what this member decodes to.
-    if (in.size() - p < 8)
-      return "truncated gzip trailer";
-    boost::crc_32_type crc;
-    crc.process_bytes(buffer_.data() + member_begin, produced - member_begin);
-    if (crc.checksum() != littleEndian32(in.data() + p) ||
-        uint32_t(produced - member_begin) != littleEndian32(in.data() + p + 4))
-      return "gzip checksum mismatch";
-    pos = p + 8;
-    // Another member may follow; anything else is trailing garbage, ignored (as gzip does).
-  } while (in.size() - pos >= 2 && byte(pos) == 0x1f && byte(pos + 1) == 0x8b);
-  out = std::string_view(buffer_.data(), produced);
-  return nullptr;
-}
-
 TransportError classify(const error_code& ec, bool connecting) {
   if (ec == beast::error::timeout)
     return TransportError::Timeout;
+  if (ec == http::error::body_limit)
+    return TransportError::BodyTooLarge;
   if (ec == asio::error::operation_aborted)
     return TransportError::Cancelled;
+  if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system)
+    return TransportError::GeneratorFdExhausted;
   if (ec == asio::error::connection_refused)
     return TransportError::ConnectRefused;
   if (ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again ||
@@ -284,8 +191,9 @@ private:
 class BeastSession final : public HttpSession {
 public:
   BeastSession(asio::io_context& io, TlsConfig& tls, const common::HttpSpec& spec,
-               std::shared_ptr<Sweeper> sweeper)
-      : spec_(spec), sweeper_(std::move(sweeper)), io_(io), tls_config_(tls) {
+               std::shared_ptr<Sweeper> sweeper, HostResolver& resolver, const TargetPolicy* allow)
+      : spec_(spec), sweeper_(std::move(sweeper)), io_(io), tls_config_(tls), resolver_(resolver),
+        allow_(allow) {
     slot_ = sweeper_->add(this);
   }
   ~BeastSession() override {
@@ -306,6 +214,8 @@ public:
     if (in_flight_ && !cancelled_ && !timed_out_) {
       timed_out_ = true;
       closeSocket();
+      if (host_wait_)
+        host_wait_->abort();
     }
   }
 
@@ -347,12 +257,21 @@ private:
   // A response the parser took in place stays in buffer_ until the next one is read: its body
   // and head are views of it, not copies. So does what closeConnection drops.
   size_t consumed_ = 0;
-  Http1ResponseParser parser_{kMaxBodyBytes};
+  Http1ResponseParser parser_{size_t(spec_.max_body)};
 
   std::unique_ptr<GzipDecoder> gzip_;     // after the first gzip response
   std::unique_ptr<TlsStream> tls_stream_; // TLS connections only
   asio::io_context& io_;
   TlsConfig& tls_config_;
+  // Connecting (cold: once per connection).
+  HostResolver& resolver_;
+  const TargetPolicy* allow_;            // --allow-target, or nullptr
+  std::optional<HostWait> host_wait_;    // after the first host name
+  std::vector<tcp::endpoint> addresses_; // where connect() may connect
+  // Why connect() failed when its error code does not say it all: a resolve error or an
+  // address outside --allow-target; None otherwise.
+  TransportError connect_error_ = TransportError::None;
+  std::string connect_detail_;
 };
 
 void Sweeper::remove(size_t slot) {
@@ -390,27 +309,63 @@ void BeastSession::cancel() noexcept {
     return;
   cancelled_ = true;
   closeSocket();
+  if (host_wait_)
+    host_wait_->abort();
 }
 
 asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoint,
                                                   bool& connect_phase) {
   closeConnection();
   connect_phase = true;
+  connect_error_ = TransportError::None;
+  // One budget for resolve, connect and handshake, before the request's own.
+  sweeper_->setDeadline(slot_, SteadyClock::now() + spec_.timeout);
   error_code ec;
-  tcp::resolver::results_type results;
+  addresses_.clear();
   auto address = asio::ip::make_address(endpoint.host, ec);
   const bool address_given = !ec;
-  tcp::endpoint direct;
+  ec.clear();
   if (address_given) {
-    direct = tcp::endpoint(address, endpoint.port);
+    addresses_.emplace_back(address, endpoint.port);
   } else {
-    tcp::resolver resolver(io_);
-    results = co_await resolver.async_resolve(endpoint.host, std::to_string(endpoint.port),
-                                              asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-      co_return ec;
+    // Not asio's resolver: its lookups wait in line on one thread per io_context, and neither
+    // a deadline nor cancel() ends a getaddrinfo that hangs.
+    HostAnswerPtr answer = resolver_.fresh(endpoint.host);
+    if (!answer) {
+      if (!host_wait_)
+        host_wait_.emplace(io_);
+      answer = co_await resolver_.resolve(endpoint.host, *host_wait_);
+    }
     if (cancelled_)
       co_return asio::error::operation_aborted;
+    connect_error_ = TransportError::Resolve;
+    if (!answer) {
+      connect_detail_ = "no answer for " + endpoint.host + " within http.timeout (" +
+                        std::to_string(spec_.timeout.count() / 1000) + " ms)";
+      co_return asio::error::timed_out;
+    }
+    if (answer->addresses.empty()) {
+      connect_detail_ = endpoint.host + ": " + answer->error;
+      co_return asio::error::host_not_found;
+    }
+    connect_error_ = TransportError::None;
+    for (const auto& a : answer->addresses)
+      addresses_.emplace_back(a, endpoint.port);
+  }
+  if (allow_) {
+    // Only to addresses --allow-target allows: nothing is sent to the others.
+    std::optional<asio::ip::address> refused;
+    std::erase_if(addresses_, [&](const tcp::endpoint& e) {
+      if (allow_->allows(e.address()))
+        return false;
+      refused = e.address();
+      return true;
+    });
+    if (addresses_.empty()) {
+      connect_error_ = TransportError::TargetNotAllowed;
+      connect_detail_ = (address_given ? "" : endpoint.host + ": ") + allow_->refusal(*refused);
+      co_return asio::error::access_denied;
+    }
   }
   if (endpoint.tls()) {
     if (!tls_config_.error.empty())
@@ -426,12 +381,10 @@ asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoi
     tcp_.emplace(io_.get_executor());
   }
   auto& socket = lowest();
-  // One budget for connect and handshake, as before the request's own (the resolve has none).
-  sweeper_->setDeadline(slot_, SteadyClock::now() + spec_.timeout);
-  if (results.empty())
-    co_await socket.async_connect(direct, asio::redirect_error(asio::use_awaitable, ec));
+  if (addresses_.size() == 1)
+    co_await socket.async_connect(addresses_[0], asio::redirect_error(asio::use_awaitable, ec));
   else
-    co_await asio::async_connect(socket, results, asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_connect(socket, addresses_, asio::redirect_error(asio::use_awaitable, ec));
   if (ec)
     co_return ec;
   error_code ignored;
@@ -555,7 +508,7 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   serialise(request);
   // Also forgets the last response (header()) should this request fail before its own. A retry
   // below starts from here too: it happens only when no byte of a response arrived.
-  parser_.start(request.method == "HEAD");
+  parser_.start(request.method == "HEAD", request.keep_body);
   in_flight_ = true;
   cancelled_ = false;
   timed_out_ = false;
@@ -635,9 +588,17 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
     out.error = TransportError::Cancelled;
     co_return;
   }
+  if (ec && connect_error_ != TransportError::None) {
+    out.error = connect_error_;
+    out.detail = connect_detail_;
+    closeConnection();
+    co_return;
+  }
   if (ec) {
     out.error = classify(ec, connect_phase);
-    if (out.error != TransportError::Tls)
+    if (out.error == TransportError::BodyTooLarge)
+      out.detail = "body over http.max_body (" + std::to_string(spec_.max_body) + " bytes)";
+    else if (out.error != TransportError::Tls)
       out.detail = ec.message();
     else if (isTls(*request.endpoint) && !tls_config_.error.empty())
       out.detail = tls_config_.error;
@@ -651,11 +612,18 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   if (parser_.gzip() && !out.body.empty()) {
     if (!gzip_)
       gzip_ = std::make_unique<GzipDecoder>();
-    if (const char* error = gzip_->decode(parser_.body(), kMaxBodyBytes, out.body)) {
-      out.error = TransportError::Protocol;
+    // A body nobody reads is not decoded, so not checked either: only its first bytes, for an
+    // error report.
+    if (!request.keep_body) {
+      gzip_->decodePrefix(parser_.body(), kBodyExcerptBytes, out.body);
+    } else if (const char* error = gzip_->decode(parser_.body(), spec_.max_body, out.body)) {
+      const bool too_large = error == GzipDecoder::kTooLarge;
+      out.error = too_large ? TransportError::BodyTooLarge : TransportError::Protocol;
       out.status = 0;
       out.body = {};
-      out.detail = std::string("gzip body: ") + error;
+      out.detail = too_large ? "decoded body over http.max_body (" +
+                                   std::to_string(spec_.max_body) + " bytes)"
+                             : std::string("gzip body: ") + error;
     }
   }
   // A deadline that passed as the response completed closed the socket: do not reuse it.
@@ -665,11 +633,12 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
 
 class BeastClient final : public HttpClient {
 public:
-  BeastClient(asio::io_context& io, const common::HttpSpec& spec)
-      : io_(io), spec_(spec), tls_(spec.tls),
-        sweeper_(std::make_shared<Sweeper>(io, spec.timeout)) {}
+  BeastClient(asio::io_context& io, const common::HttpSpec& spec,
+              std::shared_ptr<const TargetPolicy> allow)
+      : io_(io), spec_(spec), tls_(spec.tls), sweeper_(std::make_shared<Sweeper>(io, spec.timeout)),
+        resolver_(io), allow_(std::move(allow)) {}
   std::unique_ptr<HttpSession> newSession() override {
-    return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_);
+    return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_, resolver_, allow_.get());
   }
 
 private:
@@ -677,12 +646,15 @@ private:
   const common::HttpSpec& spec_;
   TlsConfig tls_;
   std::shared_ptr<Sweeper> sweeper_;
+  HostResolver resolver_;
+  std::shared_ptr<const TargetPolicy> allow_;
 };
 
 } // namespace
 
-std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec) {
-  return std::make_unique<BeastClient>(io, spec);
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
+                                            std::shared_ptr<const TargetPolicy> allow) {
+  return std::make_unique<BeastClient>(io, spec, std::move(allow));
 }
 
 } // namespace stampede::worker

@@ -3,14 +3,18 @@
 // prior knowledge), TLS and gzip decoding. Easy handles are sharded over multi handles of at most
 // kShardSize because curl's connection-reuse scan is linear in the size of a multi handle (one
 // multi with 8,000 handles fell to 7k req/s).
+#include "worker/gzip_decoder.h"
+#include "worker/host_resolver.h"
 #include "worker/http1_parser.h"
 #include "worker/http_client.h"
+#include "worker/target_policy.h"
 
 #include <curl/curl.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -59,6 +63,8 @@ TransportError classify(CURLcode rc, long os_errno) {
   case CURLE_COULDNT_RESOLVE_PROXY:
     return TransportError::Resolve;
   case CURLE_COULDNT_CONNECT:
+    if (os_errno == EMFILE || os_errno == ENFILE)
+      return TransportError::GeneratorFdExhausted;
     return os_errno == ECONNREFUSED ? TransportError::ConnectRefused : TransportError::Connect;
   case CURLE_OPERATION_TIMEDOUT:
     return TransportError::Timeout;
@@ -157,7 +163,9 @@ private:
 
 class CurlClient final : public HttpClient {
 public:
-  CurlClient(asio::io_context& io, const common::HttpSpec& spec) : io_(io), spec_(spec) {
+  CurlClient(asio::io_context& io, const common::HttpSpec& spec,
+             std::shared_ptr<const TargetPolicy> allow)
+      : io_(io), spec_(spec), resolver_(io), allow_(std::move(allow)) {
     globalInit();
   }
   ~CurlClient() override;
@@ -165,6 +173,9 @@ public:
   std::unique_ptr<HttpSession> newSession() override;
 
   const common::HttpSpec& spec() const { return spec_; }
+  HostResolver& resolver() { return resolver_; }
+  const TargetPolicy* allow() const { return allow_.get(); }
+  asio::io_context& io() { return io_; }
 
   SocketEntry* find(curl_socket_t fd) {
     if (fd < 0 || static_cast<size_t>(fd) >= sockets_.size())
@@ -172,6 +183,9 @@ public:
     return sockets_[fd].get();
   }
   std::shared_ptr<SocketEntry> open(Shard& shard, const curl_sockaddr& address);
+  // errno of the last socket() that failed here, 0 after one that worked: curl reports no
+  // errno when our open-socket callback fails (EMFILE: the generator's own failure).
+  int lastOpenErrno() const { return last_open_errno_; }
   std::shared_ptr<SocketEntry> adopt(Shard& shard, curl_socket_t fd);
   void close(curl_socket_t fd) noexcept;
   void arm(const std::shared_ptr<SocketEntry>& entry, int direction);
@@ -188,9 +202,15 @@ public:
 private:
   asio::io_context& io_;
   const common::HttpSpec& spec_;
+  // Not curl's threaded resolver: removing a handle that is resolving joins its thread, so a
+  // lookup that hangs blocks the load thread (a timeout, a halt) until getaddrinfo gives up.
+  // curl gets our answers through CURLOPT_RESOLVE and never resolves a name itself.
+  HostResolver resolver_;
+  std::shared_ptr<const TargetPolicy> allow_;
   std::vector<std::shared_ptr<Shard>> shards_;
   // Indexed by descriptor: descriptors are small integers and this is looked up per event.
   std::vector<std::shared_ptr<SocketEntry>> sockets_;
+  int last_open_errno_ = 0;
 };
 
 class CurlSession final : public HttpSession {
@@ -209,10 +229,19 @@ public:
   void onDone(CURLcode rc) noexcept;
   // The client is going away: let go of curl and wake a waiting perform() with Cancelled.
   void detach() noexcept;
+  Shard* shard() const { return shard_; }
+  // Whether curl may open a connection to `address` (--allow-target); remembers a refusal.
+  bool admit(const curl_sockaddr& address) noexcept;
 
 private:
   // Sets the easy handle up for `request`; false (with `detail_`) when it cannot be sent.
   bool prepare(const HttpRequest& request);
+  // Resolves the request's host name (not an address) with the client's resolver and hands
+  // curl the answer; false (with `out` filled) when there is none.
+  asio::awaitable<bool> resolve(const HttpRequest& request, HttpResponse& out);
+  // Whether perform() needs resolve() first: a host name without a fresh answer given to curl.
+  bool needsResolve(const common::Endpoint& endpoint);
+  void giveAnswer(const common::Endpoint& endpoint, HostAnswerPtr answer);
   void buildHeaders(const HttpRequest& request);
   void start(Waiter waiter) noexcept;
   void complete() noexcept;
@@ -226,6 +255,7 @@ private:
   std::optional<Waiter> waiter_;
   bool active_ = false; // the easy handle is in the multi
   bool cancelled_ = false;
+  bool resolving_ = false; // waiting for the client's resolver (not curl)
   CURLcode result_ = CURLE_OK;
   std::string detail_; // why prepare() refused
 
@@ -240,10 +270,28 @@ private:
   std::vector<size_t> header_offsets_;
   std::vector<curl_slist> header_nodes_;
 
-  std::string body_;
-  std::string raw_headers_; // the last response's header block, parsed on demand
+  std::string body_;                  // all of it with keep_body_, else its first kBodyExcerptBytes
+  bool keep_body_ = true;             // of the request in flight (HttpRequest::keep_body)
+  uint64_t max_body_ = 0;             // http.max_body
+  bool body_too_large_ = false;       // onWrite refused a kept body over max_body_
+  bool head_too_large_ = false;       // onHeader refused a head over kMaxHeadBytes
+  std::unique_ptr<GzipDecoder> gzip_; // after the first gzip body nobody reads
+  std::string raw_headers_;           // the last response's header block, parsed on demand
   uint64_t header_bytes_ = 0;
   char error_[CURL_ERROR_SIZE] = {};
+
+  // Connecting (cold: per new host or connection).
+  std::string host_; // the last request's host, brackets off
+  bool host_is_address_ = false;
+  HostAnswerPtr given_; // the answer curl holds for host_:given_port_ (CURLOPT_RESOLVE)
+  std::string given_host_;
+  uint16_t given_port_ = 0;
+  std::string resolve_text_; // "host:port:addr,addr", what resolve_node_ points to
+  curl_slist resolve_node_{};
+  std::optional<HostWait> host_wait_;
+  std::chrono::microseconds resolve_spent_{0}; // of the request's timeout
+  std::optional<asio::ip::address> refused_;   // by --allow-target, in this request
+  bool opened_ = false;                        // a connection was opened in this request
 };
 
 // ---- Shard ----
@@ -454,6 +502,7 @@ std::shared_ptr<SocketEntry> CurlClient::open(Shard& shard, const curl_sockaddr&
   auto entry = std::make_shared<SocketEntry>(io_);
   error_code ec;
   entry->socket.open(address.family == AF_INET6 ? tcp::v6() : tcp::v4(), ec);
+  last_open_errno_ = ec ? ec.value() : 0;
   if (ec)
     return nullptr;
   entry->fd = entry->socket.native_handle();
@@ -519,9 +568,13 @@ void CurlClient::arm(const std::shared_ptr<SocketEntry>& entry, int direction) {
 
 curl_socket_t CurlClient::onOpenSocket(void* clientp, curlsocktype purpose,
                                        curl_sockaddr* address) noexcept {
-  auto* shard = static_cast<Shard*>(clientp);
-  if (purpose != CURLSOCKTYPE_IPCXN || address->socktype != SOCK_STREAM ||
+  auto* session = static_cast<CurlSession*>(clientp);
+  Shard* shard = session->shard();
+  if (!shard || purpose != CURLSOCKTYPE_IPCXN || address->socktype != SOCK_STREAM ||
       (address->family != AF_INET && address->family != AF_INET6))
+    return CURL_SOCKET_BAD;
+  // curl then tries the host's next address, or fails with COULDNT_CONNECT (fill() tells).
+  if (!session->admit(*address))
     return CURL_SOCKET_BAD;
   try {
     auto entry = shard->client().open(*shard, *address);
@@ -584,7 +637,7 @@ CurlSession::CurlSession(Shard& shard) : shard_(&shard) {
     curl_easy_setopt(easy_, CURLOPT_SSLKEYTYPE, "PEM");
   }
   curl_easy_setopt(easy_, CURLOPT_OPENSOCKETFUNCTION, &CurlClient::onOpenSocket);
-  curl_easy_setopt(easy_, CURLOPT_OPENSOCKETDATA, &shard);
+  curl_easy_setopt(easy_, CURLOPT_OPENSOCKETDATA, this); // the session: see admit()
   curl_easy_setopt(easy_, CURLOPT_CLOSESOCKETFUNCTION, &CurlClient::onCloseSocket);
   curl_easy_setopt(easy_, CURLOPT_CLOSESOCKETDATA, &shard);
   curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, &CurlSession::onWrite);
@@ -613,6 +666,10 @@ CurlSession::~CurlSession() {
 }
 
 void CurlSession::detach() noexcept {
+  if (resolving_) {
+    cancelled_ = true;
+    host_wait_->abort();
+  }
   if (active_) {
     curl_multi_remove_handle(shard_->multi(), easy_);
     active_ = false;
@@ -625,6 +682,11 @@ void CurlSession::detach() noexcept {
 }
 
 void CurlSession::cancel() noexcept {
+  if (resolving_) {
+    cancelled_ = true;
+    host_wait_->abort();
+    return;
+  }
   if (!active_)
     return;
   // Removing a handle mid-transfer closes its connection: its state is unknown.
@@ -789,7 +851,10 @@ bool CurlSession::prepare(const HttpRequest& request) {
   }
   buildHeaders(request);
 
+  // What the lookup left of the request's timeout (resolve_spent_ is under it).
   long timeout_ms = static_cast<long>((request.timeout.count() + 999) / 1000);
+  if (timeout_ms > 0 && resolve_spent_.count() > 0)
+    timeout_ms = std::max(1L, static_cast<long>((request.timeout - resolve_spent_).count() / 1000));
   curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, timeout_ms); // 0: none
   return true;
 }
@@ -812,12 +877,27 @@ asio::awaitable<void> CurlSession::perform(const HttpRequest& request, HttpRespo
     co_return;
   }
   body_.clear();
+  // The body limits, as the Beast engine's: a declared length over the cap fails at once
+  // (CURLE_FILESIZE_EXCEEDED), a longer body as it arrives (onWrite).
+  keep_body_ = request.keep_body;
+  max_body_ = shard_->client().spec().max_body;
+  body_too_large_ = false;
+  head_too_large_ = false;
+  curl_easy_setopt(easy_, CURLOPT_MAXFILESIZE_LARGE,
+                   static_cast<curl_off_t>(keep_body_ ? max_body_ : 0));
+  // As the Beast engine: a body nobody reads is not inflated (nor checked), only counted.
+  curl_easy_setopt(easy_, CURLOPT_HTTP_CONTENT_DECODING, keep_body_ ? 1L : 0L);
   raw_headers_.clear();
   header_bytes_ = 0;
   error_[0] = '\0';
   result_ = CURLE_OK;
   cancelled_ = false;
   detail_.clear();
+  refused_.reset();
+  opened_ = false;
+  resolve_spent_ = std::chrono::microseconds{0};
+  if (request.endpoint && needsResolve(*request.endpoint) && !co_await resolve(request, out))
+    co_return;
   bool ready = false;
   try {
     ready = prepare(request);
@@ -858,11 +938,29 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
                           ? std::min<uint64_t>(uploaded, request.body.size())
                           : 0;
   out.bytes_out = static_cast<uint64_t>(request_size) + static_cast<uint64_t>(uploaded) - appended;
+  if (result_ == CURLE_COULDNT_CONNECT && refused_ && !opened_) {
+    // Every address of the host was outside --allow-target: no connection was opened.
+    const auto& host = request.endpoint->host;
+    out.error = TransportError::TargetNotAllowed;
+    out.detail =
+        (host_is_address_ ? "" : host + ": ") + shard_->client().allow()->refusal(*refused_);
+    return;
+  }
   if (result_ != CURLE_OK) {
     long os_errno = 0;
     curl_easy_getinfo(easy_, CURLINFO_OS_ERRNO, &os_errno);
+    // CURLINFO_OS_ERRNO can be the previous transfer's: a socket() that failed since wins.
+    if (result_ == CURLE_COULDNT_CONNECT && shard_ && shard_->client().lastOpenErrno() != 0)
+      os_errno = shard_->client().lastOpenErrno();
     out.error = classify(result_, os_errno);
-    if (!detail_.empty())
+    if (body_too_large_ || result_ == CURLE_FILESIZE_EXCEEDED) {
+      out.error = TransportError::BodyTooLarge;
+      out.detail = "body over http.max_body (" + std::to_string(max_body_) + " bytes)";
+    } else if (head_too_large_) {
+      out.error = TransportError::Protocol;
+      out.detail = "response head over " +
+                   std::to_string(Http1ResponseParser::kMaxHeadBytes / 1024) + " KiB";
+    } else if (!detail_.empty())
       out.detail = detail_;
     else if (error_[0])
       out.detail = error_;
@@ -874,9 +972,116 @@ void CurlSession::fill(const HttpRequest& request, HttpResponse& out) {
   curl_easy_getinfo(easy_, CURLINFO_RESPONSE_CODE, &status);
   out.status = static_cast<int>(status);
   out.body = body_;
+  if (!keep_body_ && !body_.empty()) {
+    // The first bytes of a gzip body nobody reads, decoded for an error report.
+    const auto coding = findHeader(raw_headers_, "Content-Encoding");
+    auto is = [&coding](std::string_view name) {
+      return coding->size() == name.size() &&
+             strncasecmp(coding->data(), name.data(), name.size()) == 0;
+    };
+    if (coding && (is("gzip") || is("x-gzip"))) {
+      if (!gzip_)
+        gzip_ = std::make_unique<GzipDecoder>();
+      gzip_->decodePrefix(body_, kBodyExcerptBytes, out.body);
+    }
+  }
   long version = 0;
   curl_easy_getinfo(easy_, CURLINFO_HTTP_VERSION, &version);
   out.http_version = version == CURL_HTTP_VERSION_2_0 ? 20 : 11;
+}
+
+bool CurlSession::admit(const curl_sockaddr& address) noexcept {
+  const TargetPolicy* allow = shard_->client().allow();
+  if (!allow) {
+    opened_ = true;
+    return true;
+  }
+  asio::ip::address a;
+  if (address.family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&address.addr);
+    a = asio::ip::address_v4(ntohl(in->sin_addr.s_addr));
+  } else {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&address.addr);
+    asio::ip::address_v6::bytes_type bytes;
+    std::memcpy(bytes.data(), in6->sin6_addr.s6_addr, bytes.size());
+    a = asio::ip::address_v6(bytes, in6->sin6_scope_id);
+  }
+  if (!allow->allows(a)) {
+    refused_ = a;
+    return false;
+  }
+  opened_ = true;
+  return true;
+}
+
+bool CurlSession::needsResolve(const common::Endpoint& endpoint) {
+  std::string_view host = endpoint.host;
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  if (host != host_) {
+    host_.assign(host);
+    boost::system::error_code ec;
+    asio::ip::make_address(host_, ec);
+    host_is_address_ = !ec;
+  }
+  if (host_is_address_)
+    return false;
+  HostAnswerPtr answer = shard_->client().resolver().fresh(host_);
+  if (!answer || answer->addresses.empty())
+    return true;
+  giveAnswer(endpoint, std::move(answer));
+  return false;
+}
+
+asio::awaitable<bool> CurlSession::resolve(const HttpRequest& request, HttpResponse& out) {
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = request.timeout.count() > 0 ? started + request.timeout
+                                                    : std::chrono::steady_clock::time_point::max();
+  CurlClient& client = shard_->client();
+  if (!host_wait_)
+    host_wait_.emplace(client.io());
+  resolving_ = true;
+  HostAnswerPtr answer = co_await client.resolver().resolve(host_, *host_wait_, deadline);
+  resolving_ = false;
+  resolve_spent_ = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::steady_clock::now() - started);
+  if (cancelled_ || !shard_) {
+    out.error = TransportError::Cancelled;
+    co_return false;
+  }
+  if (!answer) {
+    out.error = TransportError::Resolve;
+    out.detail = "no answer for " + host_ + " within the request's timeout (" +
+                 std::to_string(request.timeout.count() / 1000) + " ms)";
+    co_return false;
+  }
+  if (answer->addresses.empty()) {
+    out.error = TransportError::Resolve;
+    out.detail = host_ + ": " + answer->error;
+    co_return false;
+  }
+  giveAnswer(*request.endpoint, std::move(answer));
+  co_return true;
+}
+
+void CurlSession::giveAnswer(const common::Endpoint& endpoint, HostAnswerPtr answer) {
+  if (answer == given_ && endpoint.port == given_port_ && host_ == given_host_)
+    return;
+  // "host:port:addr,[v6addr]": replaces what the multi handle's DNS cache held for host:port,
+  // as a permanent entry (curl never expires or re-resolves it; we give it a newer answer).
+  resolve_text_ = host_ + ":" + std::to_string(endpoint.port) + ":";
+  for (size_t i = 0; i < answer->addresses.size(); ++i) {
+    const auto& a = answer->addresses[i];
+    if (i)
+      resolve_text_ += ',';
+    resolve_text_ += a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+  }
+  resolve_node_.data = resolve_text_.data();
+  resolve_node_.next = nullptr;
+  curl_easy_setopt(easy_, CURLOPT_RESOLVE, &resolve_node_);
+  given_ = std::move(answer);
+  given_host_ = host_;
+  given_port_ = endpoint.port;
 }
 
 HeaderList CurlSession::lastResponseHeaders() const {
@@ -909,10 +1114,18 @@ HeaderList CurlSession::lastResponseHeaders() const {
 size_t CurlSession::onWrite(char* data, size_t size, size_t count, void* userp) noexcept {
   auto* session = static_cast<CurlSession*>(userp);
   size_t n = size * count;
-  try {
-    session->body_.append(data, n);
-  } catch (...) {
+  std::string& body = session->body_;
+  size_t keep = n; // a body nobody reads: its first bytes, for an error report; counted by curl
+  if (!session->keep_body_)
+    keep = std::min(n, body.size() < kBodyExcerptBytes ? kBodyExcerptBytes - body.size() : 0);
+  else if (n > session->max_body_ - std::min<uint64_t>(body.size(), session->max_body_)) {
+    session->body_too_large_ = true;
     return 0; // curl fails the transfer with CURLE_WRITE_ERROR
+  }
+  try {
+    body.append(data, keep);
+  } catch (...) {
+    return 0;
   }
   return n;
 }
@@ -924,6 +1137,11 @@ size_t CurlSession::onHeader(char* data, size_t size, size_t count, void* userp)
   // A new status line (after "100 Continue") starts the block we report.
   if (n >= 5 && std::string_view(data, 5) == "HTTP/")
     session->raw_headers_.clear();
+  // The Beast engine's limit, for the same error on both (curl's own are larger).
+  if (session->raw_headers_.size() + n > Http1ResponseParser::kMaxHeadBytes) {
+    session->head_too_large_ = true;
+    return 0;
+  }
   try {
     session->raw_headers_.append(data, n);
   } catch (...) {
@@ -934,8 +1152,9 @@ size_t CurlSession::onHeader(char* data, size_t size, size_t count, void* userp)
 
 } // namespace
 
-std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec) {
-  return std::make_unique<CurlClient>(io, spec);
+std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec,
+                                           std::shared_ptr<const TargetPolicy> allow) {
+  return std::make_unique<CurlClient>(io, spec, std::move(allow));
 }
 
 } // namespace stampede::worker

@@ -32,6 +32,17 @@ std::string peerName(const std::string& id) {
   return out;
 }
 
+// How long an unauthenticated control connection may stay open without completing the handshake.
+constexpr int kControlHandshakeMs = 3000;
+// On SIGINT/SIGTERM during a run: how long in-flight requests may take to complete, and how
+// long the Final may wait for the master's FinalAck (re-sent every kLeaveResend).
+constexpr auto kLeaveGrace = std::chrono::milliseconds(1000);
+constexpr auto kLeaveAckWait = std::chrono::milliseconds(1500);
+constexpr auto kLeaveResend = std::chrono::milliseconds(300);
+// The longest master timeout a Welcome may set: a master that vanishes holds the worker no
+// longer than this.
+constexpr auto kMaxMasterTimeout = std::chrono::milliseconds(std::chrono::minutes(10));
+
 unsigned coreCount() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
@@ -59,8 +70,12 @@ private:
   void handle(const std::string& peer, const wire::Envelope& envelope);
   void handleProbe(const wire::Probe& probe);
   void handlePrepare(const wire::Prepare& prepare);
+  void handleHalt(const wire::Halt& halt);
   void periodic();
   void checkMasterSilence();
+  void noteMasterHeard();
+  bool masterDisconnected();
+  void leave();
   void send(wire::Envelope& envelope);
   void sendTo(const std::string& peer, wire::Envelope& envelope);
   void sendStats();
@@ -105,13 +120,29 @@ private:
   std::unique_ptr<Engine> engine_;
   common::StatsBook delta_;
   std::optional<wire::Envelope> final_;
+  bool leaving_ = false; // SIGINT/SIGTERM: the Final says that this worker leaves the run
   uint64_t tally_sent_ = 0;
+  // last_heard_ + master_timeout_ on the steady clock (ns), renewed by every message from the
+  // master. Virtual users send nothing past it: after a freeze they may wake before the control
+  // thread has judged the master (EngineOptions::master_alive_until_ns).
+  std::atomic<int64_t> master_alive_until_ns_{0};
+  uint64_t disconnects_seen_ = 0; // dialling mode: the monitor's count when last looked at
 
   TargetPolicy target_policy_;
   std::unique_ptr<common::HandshakeMonitor> monitor_;
-  std::mutex error_mutex_; // the load thread that hits the first error hands it over here
-  std::optional<common::ErrorContext> pending_error_;
+  // The master's Halt, once heard, and the first error's moment it named (on our clock): the
+  // Final counts this worker's sends from there.
+  bool halt_heard_ = false;
+  std::optional<SteadyTime> first_error_at_;
+  std::optional<SteadyTime> finished_at_; // when the engine was first seen finished
 };
+
+namespace {
+// A worker halted by its own error waits this long at most for the master's Halt before it
+// sends its Final: the Halt names the run's first error (maybe another worker's, earlier),
+// from which the Final counts the sends.
+constexpr auto kHaltWait = 1s;
+} // namespace
 
 void WorkerDaemon::Session::open() {
   router_ = options_.master.empty();
@@ -128,13 +159,25 @@ void WorkerDaemon::Session::open() {
             ? common::generateKeyPair()
             : common::KeyPair{common::publicFromSecret(options_.secret_key), options_.secret_key};
     common::makeCurveClient(socket_, own, options_.master_public_key);
+  }
+  if (!options_.master_public_key.empty() || !router_) {
+    // Dialling a master: its TCP connection closing ends the session at once (a reconnect
+    // would come with a new routing id, which that master does not know), not after the
+    // heartbeat timeout. Listening, a closed connection cannot be told from another peer's
+    // (the events name no routing id), and a master that dials again keeps its id: the
+    // timeout decides there.
     static std::atomic<int> monitors{0};
     monitor_ = std::make_unique<common::HandshakeMonitor>(
-        context_, socket_, fmt::format("worker-{}-{}", ::getpid(), monitors++));
+        context_, socket_, fmt::format("worker-{}-{}", ::getpid(), monitors++),
+        /*watch_disconnects=*/!router_);
   }
   if (router_) {
     // A send to a master that went away must fail, not vanish into a queue.
     socket_.set(zmq::sockopt::router_mandatory, 1);
+    // A connection that has not finished the ZMTP (and CURVE) handshake within this is closed:
+    // a flood of idle connections to the control port cannot hold descriptors for long
+    // (libzmq's default is 30 s).
+    socket_.set(zmq::sockopt::handshake_ivl, static_cast<int>(kControlHandshakeMs));
     socket_.bind(options_.listen);
   } else {
     socket_.connect(options_.master);
@@ -170,6 +213,10 @@ void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
         log(fmt::format("refused peer {}{}: {}", router_ ? "connecting to " : "", failure->peer,
                         failure->reason));
       }
+      if (masterDisconnected() && state_ != State::Idle) {
+        log("master disconnected: stopping the run, back to idle");
+        reset();
+      }
     }
     // Before reading: after a freeze (SIGSTOP, a stalled VM) the old master's queued
     // heartbeats must not make it look alive again.
@@ -178,7 +225,69 @@ void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
       receiveAll();
     periodic();
   }
+  leave();
   reset();
+}
+
+bool WorkerDaemon::Session::masterDisconnected() {
+  if (!monitor_ || monitor_->disconnects() == disconnects_seen_)
+    return false;
+  disconnects_seen_ = monitor_->disconnects();
+  return true;
+}
+
+void WorkerDaemon::Session::noteMasterHeard() {
+  last_heard_ = clock_.now();
+  master_alive_until_ns_.store(common::steadyNs(last_heard_ + master_timeout_),
+                               std::memory_order_relaxed);
+}
+
+void WorkerDaemon::Session::leave() {
+  if (state_ == State::Prepared) {
+    // The master is waiting for Ready from the others: tell it now rather than at its timeout.
+    wire::Envelope refused;
+    refused.mutable_refused()->set_reason("the worker is stopping (SIGINT or SIGTERM)");
+    send(refused);
+    return;
+  }
+  if (state_ != State::Running && state_ != State::Finishing)
+    return;
+  // Finishing: the run ended anyway and its Final is out; only the ack is awaited below.
+  const bool mid_run = state_ == State::Running;
+  if (mid_run) {
+    leaving_ = true;
+    log("stopping: ending the run's requests, then sending the last figures");
+    // Requests in flight complete (briefly), so that the target's count and ours agree.
+    engine_->finish();
+    const auto grace_end = clock_.now() + kLeaveGrace;
+    while (!engine_->finished() && clock_.now() < grace_end)
+      std::this_thread::sleep_for(5ms);
+    engine_->halt();
+    engine_->join();
+    state_ = State::Finishing;
+    sendFinal();
+  }
+  // Bounded: a master that does not ack is not waited for longer.
+  const auto give_up = clock_.now() + kLeaveAckWait;
+  auto resend = clock_.now() + kLeaveResend;
+  while (state_ == State::Finishing && final_ && clock_.now() < give_up) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    try {
+      zmq::poll(&item, 1, std::chrono::milliseconds(20));
+    } catch (const zmq::error_t&) {
+      // A second signal: keep waiting within the bound.
+    }
+    if (item.revents & ZMQ_POLLIN)
+      receiveAll();
+    if (state_ == State::Finishing && final_ && clock_.now() >= resend) {
+      send(*final_);
+      resend = clock_.now() + kLeaveResend;
+    }
+  }
+  if (state_ != State::Idle)
+    log("stopping: the master did not acknowledge the last figures");
+  else if (mid_run)
+    log("left the run; the master has the last figures");
 }
 
 void WorkerDaemon::Session::receiveAll() {
@@ -226,7 +335,7 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     // send_seq_ stays monotonic for the daemon's life: a master that heard our announcements
     // must not see the sequence go back.
     run_id_ = 0;
-    last_heard_ = clock_.now();
+    noteMasterHeard();
     next_heartbeat_ = last_heard_ + 1s;
     log(router_ ? fmt::format("serving master {}", peerName(peer)) : "serving master");
   }
@@ -235,7 +344,7 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     ++counters_.dropped_messages;
     return;
   }
-  last_heard_ = clock_.now();
+  noteMasterHeard();
 
   switch (envelope.body_case()) {
   case wire::Envelope::kProbe:
@@ -246,11 +355,13 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     worker_index_ = envelope.welcome().worker_index();
     worker_count_ = std::max(1u, envelope.welcome().worker_count());
     offset_ns_ = envelope.welcome().clock_offset_ns();
-    // The stricter of ours and the master's: either side may need the load stopped sooner.
-    if (envelope.welcome().heartbeat_timeout_ms() > 0)
-      master_timeout_ =
-          std::min(options_.heartbeat_timeout,
-                   std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms()));
+    // One rule for both sides once welcomed: the master's timeout. The master declares us
+    // lost after the same silence, so neither drops the other earlier than the other expects.
+    if (envelope.welcome().heartbeat_timeout_ms() > 0) {
+      master_timeout_ = std::min(
+          kMaxMasterTimeout, std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms()));
+      noteMasterHeard();
+    }
     break;
   case wire::Envelope::kPrepare:
     handlePrepare(envelope.prepare());
@@ -262,12 +373,12 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     }
     engine_->start(common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_));
     state_ = State::Running;
-    next_stats_ = clock_.now() + 1s;
+    // Deltas cut on whole seconds from t0: each Stats is one row of the master's timeseries.
+    next_stats_ = common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_) + 1s;
     ++counters_.runs;
     break;
   case wire::Envelope::kHalt:
-    if (engine_)
-      engine_->halt();
+    handleHalt(envelope.halt());
     break;
   case wire::Envelope::kStop:
     if (state_ == State::Running) {
@@ -288,6 +399,22 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     ++counters_.dropped_messages;
     break;
   }
+}
+
+void WorkerDaemon::Session::handleHalt(const wire::Halt& halt) {
+  if (halt.reason() == wire::HALT_REASON_LOST) {
+    // The master wrote us off and will not wait for our Final: stop, and be free at once.
+    log("the master declared this worker lost: stopping the run, back to idle");
+    reset();
+    return;
+  }
+  // Every other reason (an unknown one included) cancels what is in flight: only Stop lets
+  // requests complete.
+  if (!halt_heard_ && halt.first_error_master_ns() != 0)
+    first_error_at_ = common::fromSteadyNs(halt.first_error_master_ns() + offset_ns_);
+  halt_heard_ = true;
+  if (engine_)
+    engine_->halt();
 }
 
 void WorkerDaemon::Session::handleProbe(const wire::Probe& probe) {
@@ -331,7 +458,11 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
         common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), load_options));
     if (prepare.duration_us() > 0)
       common::applyDuration(scenario->load, std::chrono::microseconds(prepare.duration_us()));
-    if (auto why = target_policy_.check(*scenario); !why.empty()) {
+    // The list's names resolved once, for this check and for every connection of the run.
+    std::shared_ptr<const TargetPolicy> allow_target;
+    if (!target_policy_.empty())
+      allow_target = std::make_shared<const TargetPolicy>(target_policy_.resolved());
+    if (auto why = allow_target ? allow_target->check(*scenario) : ""; !why.empty()) {
       ++counters_.refused_scenarios;
       log("refused a scenario: " + why);
       throw std::runtime_error(why);
@@ -351,15 +482,12 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
       options.max_in_flight = prepare.max_in_flight();
     options.first_vu = prepare.first_vu();
     options.iterations = prepare.iterations();
+    options.master_alive_until_ns = &master_alive_until_ns_;
+    options.allow_target = allow_target;
     scenario_ = scenario;
     engine_ = std::make_unique<Engine>(scenario_, options, clock_);
-    engine_->setErrorListener([this](const common::ErrorContext& context) {
-      {
-        std::lock_guard lock(error_mutex_);
-        pending_error_ = context;
-      }
-      wake();
-    });
+    // The engine keeps the errors (the first one write-once) until periodic() takes them.
+    engine_->setErrorListener([this](const common::ErrorContext&) { wake(); });
     // The control thread wakes at once when the run ends: the Final is the halt's ack.
     engine_->setFinishedListener([this] { wake(); });
     if (scenario_->halt.on_error == common::HaltSpec::OnError::Count)
@@ -391,15 +519,13 @@ void WorkerDaemon::Session::periodic() {
     }
     return;
   }
-  std::optional<common::ErrorContext> error;
-  {
-    std::lock_guard lock(error_mutex_);
-    error.swap(pending_error_);
-  }
-  if (error) {
-    wire::Envelope report;
-    common::errorToWire(*error, offset_ns_, *report.mutable_error()->mutable_context());
-    send(report);
+  if (engine_) {
+    for (const auto& error : engine_->takeErrors()) {
+      wire::Envelope report;
+      common::errorToWire(error, offset_ns_, *report.mutable_error()->mutable_context());
+      report.mutable_error()->set_data_exhausted(error.data_exhausted);
+      send(report);
+    }
   }
   if (engine_ && engine_->errorCount() != tally_sent_ &&
       scenario_->halt.on_error == common::HaltSpec::OnError::Count) {
@@ -410,14 +536,18 @@ void WorkerDaemon::Session::periodic() {
   }
   if (state_ == State::Running && now >= next_stats_) {
     sendStats();
-    next_stats_ += 1s;
-    if (next_stats_ < now)
-      next_stats_ = now + 1s;
+    // After a freeze, the next cut is the next whole second from t0 again.
+    while (next_stats_ <= now)
+      next_stats_ += 1s;
   }
   if (state_ == State::Running && engine_->finished()) {
-    engine_->join();
-    state_ = State::Finishing;
-    sendFinal();
+    if (!finished_at_)
+      finished_at_ = now;
+    if (!engine_->halted() || halt_heard_ || now - *finished_at_ >= kHaltWait) {
+      engine_->join();
+      state_ = State::Finishing;
+      sendFinal();
+    }
   }
   if (state_ == State::Finishing && now >= next_final_ && final_) {
     // Until the master acks: a Final lost in a reconnect would lose the run's last second.
@@ -467,9 +597,17 @@ void WorkerDaemon::Session::sendFinal() {
   s->set_at_master_ns(masterNs(clock_.now()));
   s->set_active_users(0);
   common::statsToWire(delta_, *s);
-  f->set_requests_started_after_halt(engine_->requestsStartedAfterHalt());
   f->set_halted(engine_->halted());
+  if (first_error_at_) {
+    const auto count = engine_->sendsFrom(*first_error_at_);
+    auto* sent = f->mutable_sent_after_first_error();
+    sent->set_requests(count.sent);
+    if (count.last_ns)
+      sent->set_last_send_master_ns(*count.last_ns - offset_ns_);
+    sent->set_complete(count.complete);
+  }
   f->set_stopped_master_ns(masterNs(clock_.now()));
+  f->set_leaving(leaving_);
   send(final);
   final_ = final;
   next_final_ = clock_.now() + 1s;
@@ -508,10 +646,10 @@ void WorkerDaemon::Session::reset() {
   }
   scenario_.reset();
   final_.reset();
-  {
-    std::lock_guard lock(error_mutex_);
-    pending_error_.reset();
-  }
+  halt_heard_ = false;
+  first_error_at_.reset();
+  finished_at_.reset();
+  leaving_ = false;
   master_id_.clear();
   run_id_ = 0;
   interval_ = 0;

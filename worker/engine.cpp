@@ -14,8 +14,6 @@ using common::Step;
 using common::ThinkTime;
 using std::chrono::microseconds;
 
-constexpr size_t kBodyExcerptBytes = 1024;
-
 bool sameHeaderName(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
@@ -110,6 +108,28 @@ bool isRedirect(int status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
+// Whether judging the step's response reads its body: then the client keeps it whole (up to
+// http.max_body); otherwise it only counts it. A few tests, cheaper than a lookup per request.
+bool readsBody(const Step& step) {
+  if (step.expect.body_contains || !step.expect.json.empty())
+    return true;
+  for (const auto& capture : step.captures)
+    if (capture.kind != common::Capture::Kind::Header)
+      return true;
+  return false;
+}
+
+// An exception's text, for an error report.
+std::string describeException(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
 } // namespace
 
 // A feeder's position, shared by every load thread of this worker.
@@ -139,6 +159,9 @@ public:
   void recordCancelled(size_t stats_index);
   void recordDropped(size_t stats_index);
   void collect(common::StatsBook& into);
+  // The completion of a coroutine this thread spawned: what escaped it, if anything, is an
+  // error (the coroutine is gone; nothing it held is left waiting).
+  void onEscape(std::exception_ptr error);
 
   Engine& engine_;
   int index_;
@@ -153,6 +176,7 @@ public:
   asio::steady_timer arrival_timer_{io_};
   std::mutex stats_mutex_; // taken by this thread per record, by the control thread once a second
   common::StatsBook book_;
+  SendLog sends_; // every send's stamp, for the count after the first error (Engine::sendsFrom)
   std::thread thread_;
 };
 
@@ -194,6 +218,10 @@ struct VirtualUser {
     return engine.curve_->levelAt(engine.sinceStart()) > double(cluster_number);
   }
   bool drawData(const Flow& flow);
+  // An exception escaped this user's iteration of `flow`: counts and reports it as an error
+  // of kind "internal" against the step it was in, and gives the user a fresh session (the
+  // old one may be mid-request). Returns false when the user cannot go on (no session).
+  bool fail(const Flow& flow, std::exception_ptr error);
   // Checks the response against the step's expectations and takes its captures; returns the
   // error kind, or nullptr. `detail` says what was wanted.
   const char* judge(const Step& step, int64_t service_us);
@@ -220,6 +248,7 @@ struct VirtualUser {
   std::string error_kind;
   std::string detail;
   int redirects = 0;
+  const Step* current_step = nullptr; // the request step of the iteration, for fail()
 };
 
 asio::awaitable<void> VirtualUser::run() {
@@ -238,11 +267,21 @@ asio::awaitable<void> VirtualUser::run() {
     if (!engine.takeIteration())
       break;
     engine.active_users_.fetch_add(1, std::memory_order_relaxed);
-    const bool go_on = co_await iterate(pickFlow(), std::nullopt);
+    const Flow& flow = pickFlow();
+    bool go_on = false;
+    bool failed = false;
+    try {
+      go_on = co_await iterate(flow, std::nullopt);
+    } catch (...) {
+      go_on = fail(flow, std::current_exception());
+      failed = true;
+    }
     engine.active_users_.fetch_sub(1, std::memory_order_relaxed);
     ++ctx.iteration;
     if (!go_on)
       break;
+    if (failed) // let the thread's other users and a halt in before the next iteration
+      co_await asio::post(thread.io_, asio::use_awaitable);
   }
 }
 
@@ -251,17 +290,27 @@ asio::awaitable<void> VirtualUser::arrival(const Flow& flow, common::SteadyTime 
   // Every arrival is a new visitor: nothing captured by the previous one is visible.
   for (auto& slot : slots)
     slot.clear();
-  const bool go_on = co_await iterate(flow, scheduled);
+  bool go_on = false;
+  bool usable = true;
+  try {
+    go_on = co_await iterate(flow, scheduled);
+  } catch (...) {
+    // Not a feeder that ran out: the arrivals go on, and this user with them if it can.
+    usable = fail(flow, std::current_exception());
+    go_on = true;
+  }
   ++ctx.iteration;
   engine.active_users_.fetch_sub(1, std::memory_order_relaxed);
   if (!go_on && !engine.stopping())
     engine.data_stopped_.store(true, std::memory_order_release);
   --thread.in_flight_;
-  thread.idle_.push_back(this);
+  if (usable)
+    thread.idle_.push_back(this);
 }
 
 asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
                                            std::optional<common::SteadyTime> scheduled) {
+  current_step = nullptr;
   if (!drawData(flow))
     co_return false;
   const bool closed = !scheduled.has_value();
@@ -305,6 +354,7 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
       // Ramp-down: a user the curve no longer wants finishes the step it is in, not the flow.
       if (closed && !wanted())
         co_return mayStart();
+      current_step = &step;
       redirects = 0;
       go_on = beginRequest(step);
       while (go_on) {
@@ -356,7 +406,8 @@ bool VirtualUser::drawData(const Flow& flow) {
         context.detail = "data feeder '" + feeder.name + "' (" + feeder.file + ") ran out of rows";
         context.at = engine.clock_.now();
         context.wall_at = std::chrono::system_clock::now();
-        engine.reportError(std::move(context), /*force_halt=*/true);
+        context.data_exhausted = true;
+        engine.reportError(std::move(context));
       }
       return false;
     }
@@ -452,19 +503,24 @@ bool VirtualUser::beginRequest(const Step& step) {
   req.headers = &headers_buf;
   req.body = body_buf;
   req.timeout = step.timeout.value_or(scenario.http.timeout);
+  req.keep_body = readsBody(step);
 
   return stampSend();
 }
 
 bool VirtualUser::stampSend() {
-  // Stamp, then check: a halt that lands after the check is stamped after `sent`, so a
-  // request counted as started after the halt is one that really slipped through.
   sent = engine.clock_.now();
   if (engine.stopping() || sent >= engine.end_)
     return false;
-  if (auto halted_ns = engine.halted_at_ns_.load(std::memory_order_acquire);
-      halted_ns != 0 && toNs(sent) > halted_ns)
-    engine.started_after_halt_.fetch_add(1, std::memory_order_relaxed);
+  if (engine.masterSilentAt(sent)) {
+    // The master's heartbeat timeout has passed (say, after SIGSTOP): the control thread is
+    // about to drop the run, and nothing may reach the target before it has judged.
+    engine.halt();
+    return false;
+  }
+  // Logged once it is sure to go out: the worker counts these against the first error's
+  // moment when it learns it (Engine::sendsFrom).
+  thread.sends_.record(toNs(sent));
   return true;
 }
 
@@ -657,7 +713,8 @@ void VirtualUser::reportError(const Flow& flow, const Step& step, const HttpRequ
   context.status = response.status;
   context.error_kind = kind;
   context.detail = detail;
-  if (response.error == TransportError::None)
+  // A body over http.max_body came with a complete head: say what the target answered.
+  if (response.error == TransportError::None || response.error == TransportError::BodyTooLarge)
     context.headers = session->lastResponseHeaders();
   context.body.assign(response.body.substr(0, kBodyExcerptBytes));
   context.at = done;
@@ -665,12 +722,53 @@ void VirtualUser::reportError(const Flow& flow, const Step& step, const HttpRequ
   engine.reportError(std::move(context));
 }
 
+bool VirtualUser::fail(const Flow& flow, std::exception_ptr error) {
+  const auto done = engine.clock_.now();
+  const Step* step = current_step;
+  const size_t stats_index = step ? step->stats_index : flow.first_request_stats_index;
+  error_kind.assign("internal");
+  thread.record(
+      stats_index, HttpResponse{},
+      WorkerThread::Sample{step ? std::max<int64_t>(0, common::microsBetween(sent, done)) : 0},
+      &error_kind);
+  engine.noteError();
+  if (!engine.first_error_taken_.exchange(true, std::memory_order_acq_rel)) {
+    ErrorContext context;
+    context.worker_index = engine.options_.worker_index;
+    context.vu = vu;
+    context.flow = flow.name;
+    if (step) {
+      context.step = engine.scenario_->step_table[step->stats_index].name;
+      context.method = std::string(step->method);
+    }
+    context.error_kind = error_kind;
+    context.detail =
+        "the virtual user's iteration stopped on an exception: " + describeException(error);
+    context.at = done;
+    context.wall_at = std::chrono::system_clock::now();
+    engine.reportError(std::move(context));
+  }
+  // The old session may be mid-request: its destructor settles what it had in flight.
+  session.reset();
+  try {
+    session = thread.client_->newSession();
+  } catch (...) {
+    return false;
+  }
+  return true;
+}
+
 WorkerThread::WorkerThread(Engine& engine, int index)
     : engine_(engine), index_(index), rng_(std::random_device{}() ^ (uint64_t(index) << 32)),
       book_(engine.scenario_->step_table.size()) {
   const auto& http = engine.scenario_->http;
-  client_ = http.engine == common::HttpSpec::Engine::Curl ? makeCurlClient(io_, http)
-                                                          : makeBeastClient(io_, http);
+  const auto& allow = engine.options_.allow_target;
+  if (engine.options_.client_factory)
+    client_ = engine.options_.client_factory(io_, http);
+  else if (http.engine == common::HttpSpec::Engine::Curl)
+    client_ = makeCurlClient(io_, http, allow);
+  else
+    client_ = makeBeastClient(io_, http, allow);
 }
 
 void WorkerThread::addUser(uint64_t vu, uint64_t cluster_number) {
@@ -718,16 +816,18 @@ asio::awaitable<void> WorkerThread::arrivals() {
       user = users_.back().get();
     }
     ++in_flight_;
-    asio::co_spawn(io_, user->arrival(flow, at), asio::detached);
+    asio::co_spawn(io_, user->arrival(flow, at),
+                   [this](std::exception_ptr error) { onEscape(error); });
   }
 }
 
 void WorkerThread::run() {
+  auto on_escape = [this](std::exception_ptr error) { onEscape(error); };
   if (engine_.open_) {
-    asio::co_spawn(io_, arrivals(), asio::detached);
+    asio::co_spawn(io_, arrivals(), on_escape);
   } else {
     for (auto& user : users_)
-      asio::co_spawn(io_, user->run(), asio::detached);
+      asio::co_spawn(io_, user->run(), on_escape);
   }
   io_.run();
   // Sessions own sockets of this io_context: release them on this thread.
@@ -743,7 +843,7 @@ void WorkerThread::cancelAll(bool cancel_requests) {
   arrival_timer_.cancel();
   for (auto& user : users_) {
     user->timer.cancel();
-    if (cancel_requests)
+    if (cancel_requests && user->session)
       user->session->cancel();
   }
 }
@@ -765,6 +865,26 @@ void WorkerThread::record(size_t stats_index, const HttpResponse& response, cons
   if (error_kind) {
     ++s.errors;
     ++s.errors_by_kind[*error_kind];
+  }
+}
+
+void WorkerThread::onEscape(std::exception_ptr error) {
+  if (!error)
+    return;
+  // A virtual user catches what its iterations throw: this is the rest (arrivals(), or the
+  // user's own bookkeeping), rarer still. Counted against the first step, reported.
+  const std::string kind = "internal";
+  const auto& flow = engine_.scenario_->flows.front();
+  record(flow.first_request_stats_index, HttpResponse{}, Sample{0}, &kind);
+  engine_.noteError();
+  if (!engine_.first_error_taken_.exchange(true, std::memory_order_acq_rel)) {
+    ErrorContext context;
+    context.worker_index = engine_.options_.worker_index;
+    context.error_kind = kind;
+    context.detail = "a load coroutine stopped on an exception: " + describeException(error);
+    context.at = engine_.clock_.now();
+    context.wall_at = std::chrono::system_clock::now();
+    engine_.reportError(std::move(context));
   }
 }
 
@@ -894,8 +1014,6 @@ void Engine::start(common::SteadyTime t0) {
 void Engine::halt() noexcept {
   if (halted_.exchange(true, std::memory_order_acq_rel))
     return;
-  // The flag first, then the stamp: see VirtualUser::beginRequest.
-  halted_at_ns_.store(toNs(clock_.now()), std::memory_order_release);
   for (auto& t : threads_)
     asio::post(t->io_, [raw = t.get()] { raw->cancelAll(true); });
 }
@@ -913,24 +1031,26 @@ void Engine::join() {
       t->thread_.join();
 }
 
-common::SteadyTime Engine::haltedAt() const {
-  return common::SteadyTime(std::chrono::nanoseconds(halted_at_ns_.load()));
-}
-
-std::optional<ErrorContext> Engine::firstError() const {
-  std::lock_guard lock(first_error_mutex_);
-  return first_error_;
-}
-
-void Engine::reportError(ErrorContext context, bool force_halt) {
-  {
-    std::lock_guard lock(first_error_mutex_);
-    if (!first_error_ || !force_halt)
-      first_error_ = context;
+SendLog::Count Engine::sendsFrom(common::SteadyTime from) const {
+  SendLog::Count all;
+  for (const auto& t : threads_) {
+    const auto c = t->sends_.countFrom(toNs(from));
+    all.sent += c.sent;
+    if (c.last_ns && (!all.last_ns || *c.last_ns > *all.last_ns))
+      all.last_ns = c.last_ns;
+    all.complete = all.complete && c.complete;
   }
-  // Stop locally first, before anyone hears of it: no request starts after the first error.
-  if (force_halt || scenario_->halt.on_error == common::HaltSpec::OnError::First)
+  return all;
+}
+
+void Engine::reportError(ErrorContext context) {
+  // Stop locally first, before anyone hears of it: from here on no request of this worker
+  // passes the stop check (one already past it goes out, and is counted in the Final).
+  const bool halts =
+      context.data_exhausted || scenario_->halt.on_error == common::HaltSpec::OnError::First;
+  if (halts)
     halt();
+  errors_handed_over_.offer(context);
   if (error_listener_)
     error_listener_(context);
 }

@@ -13,6 +13,7 @@
 #include "common/scenario.h"
 #include "common/stats.h"
 #include "worker/http_client.h"
+#include "worker/send_log.h"
 
 #include <atomic>
 #include <chrono>
@@ -41,6 +42,17 @@ struct EngineOptions {
   std::optional<uint64_t> max_in_flight; // this worker's cap; nullopt: the scenario's
   uint64_t first_vu = 0;                 // open model: {{vu}} numbering starts here
   std::optional<uint64_t> iterations;    // this worker's cap; nullopt: the scenario's (0: none)
+  // Cluster: no request is sent after this steady-clock time (ns), which the control thread
+  // renews whenever its master speaks; a virtual user that finds it passed (a freeze, a silent
+  // master) halts the engine instead of sending. nullptr: no such gate (tests, benches).
+  const std::atomic<int64_t>* master_alive_until_ns = nullptr;
+  // worker --allow-target with its names resolved: every connection of every load thread is
+  // checked against it. nullptr: anywhere.
+  std::shared_ptr<const TargetPolicy> allow_target;
+  // Builds each load thread's HTTP client, on that thread's construction; empty: the one
+  // http.engine names. A seam for tests.
+  std::function<std::unique_ptr<HttpClient>(asio::io_context&, const common::HttpSpec&)>
+      client_factory;
 };
 
 using common::ErrorContext;
@@ -55,11 +67,14 @@ public:
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  // Called once, on the load thread that saw the run's first error, before anything else
-  // happens to the run; called again for a data feeder that ran out with on_exhausted: halt
-  // (error kind "data_exhausted"), which halts the run whatever the policy. Must be cheap and
+  // Called on a load thread each time an error is handed over (see takeErrors): the first
+  // error of a request, and each data feeder that ran out with on_exhausted: halt
+  // (ErrorContext::data_exhausted), which halts the run whatever the policy. Must be cheap and
   // thread-safe. Set before start().
   void setErrorListener(std::function<void(const ErrorContext&)> listener);
+  // Any thread (the control thread): the errors handed over and not taken yet, the first
+  // error of the run first. The first is write-once: no later error replaces it.
+  std::vector<ErrorContext> takeErrors() { return errors_handed_over_.take(); }
 
   // Called on a load thread after each error while errorCount() <= limit (the halt policy
   // counts errors cluster-wide). Must be cheap and thread-safe. Set before start().
@@ -83,13 +98,10 @@ public:
   int activeUsers() const { return active_users_.load(std::memory_order_relaxed); }
   int threadCount() const { return static_cast<int>(threads_.size()); }
   common::SteadyTime endTime() const { return end_; }
-  // When halt() took effect; only meaningful once halted().
-  common::SteadyTime haltedAt() const;
-  // Requests whose send began after the halt: 0 by construction, measured to prove it.
-  uint64_t requestsStartedAfterHalt() const {
-    return started_after_halt_.load(std::memory_order_relaxed);
-  }
-  std::optional<ErrorContext> firstError() const;
+  // Requests (redirect hops included) whose send stamp is at or after `from`, over every
+  // load thread, and the latest send. Only after join(): it reads the threads' send logs.
+  SendLog::Count sendsFrom(common::SteadyTime from) const;
+  std::optional<ErrorContext> firstError() const { return errors_handed_over_.first(); }
 
   // Adds every thread's counters since the last call into `into` and clears them.
   void collect(common::StatsBook& into);
@@ -100,10 +112,17 @@ public:
 private:
   friend class WorkerThread;
   friend struct VirtualUser;
+  // One relaxed load per request: see EngineOptions::master_alive_until_ns.
+  bool masterSilentAt(common::SteadyTime t) const {
+    return options_.master_alive_until_ns &&
+           std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count() >
+               options_.master_alive_until_ns->load(std::memory_order_relaxed);
+  }
   bool stopping() const {
     return halted_.load(std::memory_order_acquire) || finishing_.load(std::memory_order_acquire);
   }
-  void reportError(ErrorContext context, bool force_halt = false);
+  // Hands `context` over (the first one is kept for good) and halts locally when it must.
+  void reportError(ErrorContext context);
   void noteError();
   // Takes one iteration from the cap; false when the cap is reached.
   bool takeIteration();
@@ -141,13 +160,12 @@ private:
 
   std::atomic<bool> halted_{false};
   std::atomic<bool> finishing_{false};
-  std::atomic<int64_t> halted_at_ns_{0};
   std::atomic<int> running_threads_{0};
   std::atomic<int> active_users_{0};
-  std::atomic<uint64_t> started_after_halt_{0};
+  // Taken by the first failing request: only that one builds a full context (later errors of
+  // requests are counted in the stats, not described).
   std::atomic<bool> first_error_taken_{false};
-  mutable std::mutex first_error_mutex_;
-  std::optional<ErrorContext> first_error_;
+  common::ErrorHandOver errors_handed_over_;
 };
 
 } // namespace stampede::worker

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 namespace stampede::worker {
@@ -17,7 +18,7 @@ namespace http = beast::http;
 using boost::system::error_code;
 
 constexpr size_t kMaxSimpleHeadBytes = 4096;
-constexpr size_t kMaxHeadBytes = 8 * 1024; // basic_parser's default header_limit
+constexpr size_t kMaxHeadBytes = Http1ResponseParser::kMaxHeadBytes;
 
 // Character classes for parseSimpleResponse: a token character (RFC 7230 tchar, as
 // basic_parser's table) and a plain one (in a reason phrase or field value: printable ASCII or
@@ -247,8 +248,12 @@ std::optional<std::string_view> findHeader(std::string_view head, std::string_vi
 struct Http1ResponseParser::Slow {
   class Parser final : public http::basic_parser<false> {
   public:
-    Parser(Slow& slow, size_t limit) : slow_(slow) {
-      body_limit(limit);
+    Parser(Slow& slow, size_t limit, bool keep_body)
+        : slow_(slow), limit_(limit), keep_body_(keep_body) {
+      // Not boost::none for "no limit": Boost 1.74 compares a Content-Length with it as
+      // greater, and refuses every body.
+      body_limit(keep_body ? limit : std::numeric_limits<std::uint64_t>::max());
+      header_limit(std::uint32_t(kMaxHeadBytes));
       eager(true); // as http::async_read: parse the body in the same put() as the header
     }
     int status() const { return status_; }
@@ -269,33 +274,49 @@ struct Http1ResponseParser::Slow {
       }
     }
     void on_header_impl(error_code&) override {}
-    void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code&) override {
-      if (length)
-        slow_.body.reserve(*length); // within body_limit: basic_parser checked
+    void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) override {
+      if (!keep_body_ || !length)
+        return;
+      // basic_parser (Boost 1.74) finds a Content-Length over body_limit but, parsing eagerly,
+      // goes on into the body with the error set: check again before reserving.
+      if (*length > limit_)
+        ec = http::error::body_limit;
+      else
+        slow_.body.reserve(size_t(*length));
     }
     size_t on_body_impl(beast::string_view data, error_code&) override {
-      slow_.body.append(data.data(), data.size());
+      keep(data);
       return data.size();
     }
     void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
     size_t on_chunk_body_impl(std::uint64_t, beast::string_view data, error_code&) override {
-      slow_.body.append(data.data(), data.size());
+      keep(data);
       return data.size();
     }
     void on_finish_impl(error_code&) override {}
+    // basic_parser holds a kept body to the limit; of another, the first bytes only.
+    void keep(beast::string_view data) {
+      std::string& body = slow_.body;
+      size_t n = data.size();
+      if (!keep_body_)
+        n = std::min(n, body.size() < kBodyPrefixBytes ? kBodyPrefixBytes - body.size() : 0);
+      body.append(data.data(), n);
+    }
 
     Slow& slow_;
+    size_t limit_;
+    bool keep_body_;
     int status_ = 0;
   };
 
   // Emplaced fresh for every response: construction is cheap and allocation-free.
-  void begin(bool head_request, size_t body_limit) {
+  void begin(bool head_request, size_t body_limit, bool keep_body) {
     body.clear();
     head.clear();
     trailers.clear();
     encodings = 0;
     gzip = false;
-    parser.emplace(*this, body_limit);
+    parser.emplace(*this, body_limit, keep_body);
     if (head_request)
       parser->skip(true);
   }
@@ -307,12 +328,18 @@ struct Http1ResponseParser::Slow {
       // basic_parser may take the status line and the fields in separate calls; the last one
       // may run on into the body: cut at the blank line, the first one by definition.
       const size_t search_from = head.size() >= 3 ? head.size() - 3 : 0;
-      head.append(data.data(), std::min(used, kMaxHeadBytes));
+      // At most one byte over the limit: enough to tell a head that is over it.
+      const size_t room = kMaxHeadBytes + 1 - std::min(head.size(), kMaxHeadBytes + 1);
+      head.append(data.data(), std::min(used, room));
       if (parser->is_header_done()) {
         size_t end = head.find("\r\n\r\n", search_from);
         if (end != std::string::npos)
           head.resize(end + 4);
       }
+      // basic_parser's header_limit holds for each put(), not for the whole head (it takes the
+      // fields as they come): the whole is ours to limit.
+      if (head.size() > kMaxHeadBytes)
+        ec = http::error::header_limit;
     }
     return used;
   }
@@ -335,8 +362,9 @@ Http1ResponseParser::Slow& Http1ResponseParser::slow() {
   return *slow_;
 }
 
-void Http1ResponseParser::start(bool head_request) {
+void Http1ResponseParser::start(bool head_request, bool keep_body) {
   head_request_ = head_request;
+  keep_body_ = keep_body;
   done_ = false;
   consumed_any_ = false;
   seen_ = false;
@@ -368,20 +396,21 @@ size_t Http1ResponseParser::feed(std::string_view data, error_code& ec) {
     // Until basic_parser has consumed a byte, all of the response is in `rest`: the fast path
     // may still take it whole (it may have been waiting for the rest of a split head).
     if (!consumed_any_) {
-      if (auto r = parseSimpleResponse(rest, head_request_, body_limit_)) {
+      if (auto r = parseSimpleResponse(rest, head_request_, keep_body_ ? body_limit_ : SIZE_MAX)) {
         slow_active_ = false;
         status_ = r->status;
         keep_alive_ = r->keep_alive;
         gzip_ = r->gzip;
         head_ = rest.substr(0, r->head_bytes);
-        body_ = rest.substr(r->head_bytes, r->body_bytes);
+        body_ = rest.substr(r->head_bytes,
+                            keep_body_ ? r->body_bytes : std::min(r->body_bytes, kBodyPrefixBytes));
         done_ = true;
         return used_total + r->head_bytes + r->body_bytes;
       }
     }
     Slow& s = slow();
     if (!slow_active_) {
-      s.begin(head_request_, body_limit_);
+      s.begin(head_request_, body_limit_, keep_body_);
       slow_active_ = true;
     }
     const size_t used = s.put(rest, ec);

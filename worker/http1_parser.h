@@ -24,14 +24,23 @@ std::optional<std::string_view> findHeader(std::string_view head, std::string_vi
 class Http1ResponseParser {
 public:
   static constexpr size_t kDefaultBodyLimit = 64 * 1024 * 1024;
+  // The status line and header fields together; over it: http::error::header_limit. The curl
+  // engine holds responses to the same limit.
+  static constexpr size_t kMaxHeadBytes = 64 * 1024;
+  // What of a body that is not kept (start(..., false)) body() still holds.
+  static constexpr size_t kBodyPrefixBytes = 1024;
 
+  // `body_limit`: the most of a body that is kept; a longer one (declared or as it arrives) is
+  // http::error::body_limit, at once.
   explicit Http1ResponseParser(size_t body_limit = kDefaultBodyLimit);
   ~Http1ResponseParser();
   Http1ResponseParser(const Http1ResponseParser&) = delete;
   Http1ResponseParser& operator=(const Http1ResponseParser&) = delete;
 
   // Begins the next response; `head_request`: it answers a HEAD, so no body follows.
-  void start(bool head_request);
+  // `keep_body` false: the body is parsed but only its first kBodyPrefixBytes are kept, and its
+  // length has no limit.
+  void start(bool head_request, bool keep_body = true);
 
   // Parses from `data`, the bytes received and not yet consumed, and returns how many of them
   // this response used. Then done(), or `ec` holds an http::error (a malformed response), or
@@ -50,7 +59,8 @@ public:
   // The status line and header fields up to and with the blank line, as received; empty until
   // the header is complete.
   std::string_view head() const { return head_; }
-  // The body as received, less the chunked framing; complete once done().
+  // The body as received, less the chunked framing; complete once done() (without keep_body,
+  // its first kBodyPrefixBytes).
   std::string_view body() const { return body_; }
   const common::HeaderList& trailers() const;
 
@@ -66,6 +76,7 @@ private:
 
   size_t body_limit_;
   bool head_request_ = false;
+  bool keep_body_ = true;
   bool done_ = false;
   bool consumed_any_ = false; // of this response: then only basic_parser may go on
   bool seen_ = false;         // fed any byte of this response

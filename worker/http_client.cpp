@@ -20,8 +20,14 @@ const char* errorKindName(TransportError e) {
     return "tls";
   case TransportError::Protocol:
     return "protocol";
+  case TransportError::BodyTooLarge:
+    return "body_too_large";
   case TransportError::Cancelled:
     return "cancelled";
+  case TransportError::GeneratorFdExhausted:
+    return "generator_fd_exhausted";
+  case TransportError::TargetNotAllowed:
+    return "target_not_allowed";
   }
   return "unknown";
 }

@@ -22,14 +22,20 @@ namespace stampede::worker {
 // Why a request got no HTTP response. The kind names are the report's error kinds.
 enum class TransportError {
   None,
-  Resolve,        // "resolve"
+  Resolve,        // "resolve": no address, or none within the timeout (worker/host_resolver)
   ConnectRefused, // "connect_refused"
   Connect,        // "connect" (unreachable, other connect failures)
   Timeout,        // "timeout": http.timeout elapsed
   Reset,          // "reset": the peer closed or reset the connection mid-request
   Tls,            // "tls"
-  Protocol,       // "protocol": a response we could not parse
+  Protocol,       // "protocol": a response we could not parse (or a head over kMaxHeadBytes)
+  BodyTooLarge,   // "body_too_large": a body the run reads is over http.max_body
   Cancelled,      // the run halted while the request was in flight: not an error
+  // "generator_fd_exhausted": this process is out of file descriptors (EMFILE/ENFILE when
+  // opening a connection): the load generator's own failure, not the target's.
+  GeneratorFdExhausted,
+  // "target_not_allowed": every address of the host is outside worker --allow-target
+  TargetNotAllowed,
 };
 const char* errorKindName(TransportError e);
 
@@ -43,12 +49,22 @@ struct HttpRequest {
   const HeaderList* headers = nullptr; // rendered, http.headers then the step's
   std::string_view body;
   std::chrono::microseconds timeout{0};
+  // Whether the run reads the response body (expect.body_contains, expect.json, a json or
+  // regex capture). Then it is kept whole, up to http.max_body (over it: BodyTooLarge).
+  // Otherwise only its first kBodyExcerptBytes are kept, for an error report, and the rest is
+  // counted and discarded, whatever its length.
+  bool keep_body = true;
 };
+
+// What of a body nobody reads is kept: the first error's excerpt shows this much.
+constexpr size_t kBodyExcerptBytes = 1024;
 
 struct HttpResponse {
   TransportError error = TransportError::None;
-  int status = 0;         // 0 when error != None
-  std::string_view body;  // decoded (gzip); valid until the next perform() on the same session
+  int status = 0; // 0 when error != None
+  // Decoded (gzip); valid until the next perform() on the same session. Without keep_body, at
+  // most its first kBodyExcerptBytes (decoded as far as they go).
+  std::string_view body;
   int http_version = 11;  // 11 for HTTP/1.1, 20 for HTTP/2
   uint64_t bytes_in = 0;  // on the wire: status line, headers and body as received
   uint64_t bytes_out = 0; // on the wire
@@ -76,7 +92,13 @@ public:
   virtual std::unique_ptr<HttpSession> newSession() = 0;
 };
 
-std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec);
-std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec);
+class TargetPolicy;
+
+// `allow`: when set (worker --allow-target, names resolved), a connection is opened only to an
+// address it allows; nothing is sent elsewhere. Checked once per new connection.
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
+                                            std::shared_ptr<const TargetPolicy> allow = nullptr);
+std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec,
+                                           std::shared_ptr<const TargetPolicy> allow = nullptr);
 
 } // namespace stampede::worker

@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
       ("master", po::value<std::string>(), "dial this master instead (tcp://host:7701)")       //
       ("threads", po::value<int>(), "load threads (default: one per core)")                    //
       ("heartbeat-timeout", po::value<std::string>(),
-       "master silent this long: stop (default 3s)") //
+       "master silent this long: stop (default 3s); once welcomed, the master's applies") //
       ("master-key", po::value<std::string>(),
        "serve only the master holding this public key's secret (master.pub)")                   //
       ("key", po::value<std::string>(), "this worker's secret key file (from `worker keygen`)") //

@@ -87,9 +87,18 @@ TargetPolicy TargetPolicy::parse(std::string_view list) {
 }
 
 bool TargetPolicy::allows(const address& a) const {
+  // An IPv4-mapped IPv6 address (::ffff:a.b.c.d) reaches an IPv4 host: judge it as one.
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return allows(boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6()));
   for (const auto& n : networks_)
     if (inNetwork(a, n.base, n.prefix))
       return true;
+  return false;
+}
+
+bool TargetPolicy::allowsResolving(const address& a) const {
+  if (allows(a))
+    return true;
   for (const auto& name : names_) {
     std::string ignored;
     for (const auto& resolved : resolve(name, ignored))
@@ -99,13 +108,29 @@ bool TargetPolicy::allows(const address& a) const {
   return false;
 }
 
+TargetPolicy TargetPolicy::resolved() const {
+  TargetPolicy out;
+  out.text_ = text_;
+  out.networks_ = networks_;
+  for (const auto& name : names_) {
+    std::string ignored;
+    for (const auto& a : resolve(name, ignored))
+      out.networks_.push_back({a, a.is_v4() ? 32 : 128});
+  }
+  return out;
+}
+
+std::string TargetPolicy::refusal(const address& a) const {
+  return fmt::format("{} is outside --allow-target {}", a.to_string(), text_);
+}
+
 std::string TargetPolicy::checkHost(const std::string& host) const {
   std::string error;
   auto addresses = resolve(host, error);
   if (addresses.empty())
     return error.empty() ? fmt::format("{} has no address", host) : error;
   for (const auto& a : addresses)
-    if (!allows(a))
+    if (!allowsResolving(a))
       return fmt::format("target {} ({}) is outside --allow-target {}", host, a.to_string(), text_);
   return "";
 }
@@ -115,7 +140,8 @@ std::string TargetPolicy::check(const common::Scenario& scenario) const {
     return "";
   if (auto why = checkHost(scenario.target.host); !why.empty())
     return why;
-  // Absolute step URLs: their host must be checkable now, so it may not vary per request.
+  // Constant absolute step URLs: checked now too, so that a wrong scenario fails before load.
+  // A templated one is checked on every connection it opens (allows()).
   std::mt19937_64 rng(1);
   common::RenderContext ctx;
   ctx.rng = &rng;
@@ -126,11 +152,8 @@ std::string TargetPolicy::check(const common::Scenario& scenario) const {
         if (auto why = walk(step.steps); !why.empty())
           return why;
       }
-      if (step.kind != common::Step::Kind::Request || !step.url_absolute)
+      if (step.kind != common::Step::Kind::Request || !step.url_absolute || !step.url.isConstant())
         continue;
-      if (!step.url.isConstant())
-        return fmt::format("step URL {} varies per request; --allow-target cannot check it",
-                           step.url.source());
       auto endpoint = common::parseEndpoint(step.url.render(ctx));
       if (!endpoint)
         return fmt::format("step URL {} cannot be checked", step.url.source());

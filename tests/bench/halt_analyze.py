@@ -9,9 +9,10 @@
 A Stampede run directory holds out/report.json, target.log and rc; a Locust run directory holds
 master.json and worker-*.json (written by halt_locustfile.py), target.log and rc.
 
-target.log is fault_target's --log: `<mono_ms> <wall_ms> <method> <target> <status>` per
-request, written when the request is answered (the target answers at once, so this is within a
-fraction of a millisecond of its arrival).
+target.log is fault_target's --log: `<mono_ms> <wall_ms> <method> <target> <status>
+<received_ns> <answered_ns>` per request, written when the request is answered (the target
+answers at once, so this is within a fraction of a millisecond of its arrival); the last two
+are steady-clock (CLOCK_MONOTONIC) nanoseconds, the master's clock on this host.
 
 Per run:
   halt_sent_ms     failing response -> the stop order leaves the master. Stampede: report.json
@@ -20,7 +21,10 @@ Per run:
   all_stopped_ms   failing response -> every worker stopped. Stampede: report.json
                    halt.all_stopped_ms (to the master's receipt of the last worker's Final).
                    Locust: the last worker's test_stop (its users' greenlets all stopped).
-  started_after    Stampede: halt.requests_started_after_halt (counted by the workers).
+  sent_after       Stampede: halt.requests_sent_after_first_error (the workers' send stamps at
+                   or after the first error's moment, put on the master's clock).
+  target_after     Stampede: requests the target received at or after that moment
+                   (halt.first_error_monotonic_ns, against the log's received_ns).
   after_stop       requests the target answered more than 1 ms after the stop order left the
                    master (1 ms: the log's resolution); for both tools from the target's log.
   after_first_500  requests the target answered after it answered its first 500.
@@ -93,7 +97,8 @@ def stampede(run_dir):
         reason=halt.get("reason"),
         halt_sent_ms=halt.get("halt_sent_ms"),
         all_stopped_ms=halt.get("all_stopped_ms"),
-        started_after=halt.get("requests_started_after_halt"),
+        sent_after=halt.get("requests_sent_after_first_error"),
+        clock_error_ms=halt.get("clock_error_ms"),
         cancelled=halt.get("cancelled"),
         also_failed=len(halt.get("also_failed") or []),
         status=first.get("status"),
@@ -103,7 +108,24 @@ def stampede(run_dir):
     if first.get("at") and halt.get("halt_sent_ms") is not None:
         stop_wall = iso_ms(first["at"]) + halt["halt_sent_ms"]
     rec.update(target_counts(read_log(os.path.join(run_dir, "target.log")), stop_wall))
+    moment_ns = halt.get("first_error_monotonic_ns")
+    if moment_ns is not None:
+        rec["target_after"] = received_from(os.path.join(run_dir, "target.log"), moment_ns)
     return rec
+
+
+def received_from(path, moment_ns):
+    """Requests fault_target received at or after `moment_ns` (its received_ns column)."""
+    count = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 7 and int(parts[5]) >= moment_ns:
+                    count += 1
+    except FileNotFoundError:
+        pass
+    return count
 
 
 def locust(run_dir):
@@ -175,7 +197,9 @@ def table(records, out_file):
     metrics = [
         ("failing response -> stop sent ms", "halt_sent_ms", "{:.2f}"),
         ("failing response -> all stopped ms", "all_stopped_ms", "{:.2f}"),
-        ("requests started after the halt", "started_after", "{:.0f}"),
+        ("sent after the first error", "sent_after", "{:.0f}"),
+        ("target: received after it", "target_after", "{:.0f}"),
+        ("clock error bound ms", "clock_error_ms", "{:.3f}"),
         ("target: requests after stop sent", "after_stop", "{:.0f}"),
         ("target: requests after first 500", "after_first_500", "{:.0f}"),
     ]
@@ -186,8 +210,8 @@ def table(records, out_file):
     lines.append("stop sent: Stampede's Halt broadcast (halt.halt_sent_ms); Locust's first \"quit\" message.")
     lines.append("all stopped: Stampede, the last worker's Final received by the master "
                  "(halt.all_stopped_ms); Locust, the last worker's test_stop (greenlets stopped).")
-    lines.append("requests started after the halt: Stampede's own count (halt.requests_started_after_halt); "
-                 "Locust has no such count.")
+    lines.append("sent after the first error: Stampede's own count (halt.requests_sent_after_first_error), "
+                 "and what the target received from that moment on (same clock); Locust has no such count.")
     lines.append("target: from fault_target's log (1 ms resolution; answered > 1 ms after the stop was sent / "
                  "after its first 500).")
 
@@ -197,10 +221,12 @@ def table(records, out_file):
         notes.append(f"Stampede: {len(bad)} run(s) not a clean halt on a 500: "
                      + "; ".join(f"rc={r.get('rc')} outcome={r.get('outcome')} status={r.get('status')} "
                                  f"{r.get('error', '')}" for r in bad[:5]))
-    nonzero = [r for r in s if r.get("started_after") not in ("0", None)]
-    notes.append("Stampede: requests_started_after_halt == 0 in "
-                 f"{len(s) - len(nonzero)} of {len(s)} runs"
-                 + (": " + ", ".join(r.get("started_after", "?") for r in nonzero) if nonzero else ""))
+    pairs = [(int(r["sent_after"]), int(r["target_after"])) for r in s
+             if r.get("sent_after") not in (None, "", "None") and r.get("target_after") is not None]
+    if pairs:
+        notes.append("Stampede: target minus report, requests after the first error: "
+                     + ", ".join(str(t - m) for m, t in pairs[:20])
+                     + " (in flight at that moment: at most one per user)")
     if l:
         incomplete = [r for r in l if r.get("workers_stopped") != "8" or "halt_sent_ms" not in r]
         if incomplete:

@@ -8,7 +8,7 @@
 # for all RUNS; each run starts a fresh fault_target (its /fail-after counter starts at 0) and
 # runs `master --workers hosts --quiet --out DIR` with 16 users on GET /fail-after/FAIL_AFTER and
 # halt.on_error: first. Collected from report.json: halt.halt_sent_ms, halt.all_stopped_ms,
-# halt.requests_started_after_halt (must be 0 every time).
+# halt.requests_sent_after_first_error beside what the target received from that moment.
 #
 # Locust (the anchor, installed with apt-get as python3-locust if missing): per run a fresh
 # fault_target, `locust --master --headless --expect-workers 8 -u 16 -r 1000` and 8

@@ -440,7 +440,6 @@ private:
     s->set_interval(++interval_);
     s->set_at_master_ns(steadyNs(now) - offset_ns_);
     s->set_active_users(0);
-    f->set_requests_started_after_halt(0);
     f->set_halted(halted);
     f->set_stopped_master_ns(steadyNs(now) - offset_ns_);
     // Counted once, when first sent: a re-send carries the same delta and the master takes

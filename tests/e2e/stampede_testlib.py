@@ -317,13 +317,19 @@ class FaultTarget:
 
     def log_entries(self):
         """[(monotonic_ms, wall_ms, method, target, status)] with status an int or None."""
+        return [entry[:5] for entry in self.log_entries_ns()]
+
+    def log_entries_ns(self):
+        """[(monotonic_ms, wall_ms, method, target, status, received_ns, answered_ns)]: the
+        last two on the steady clock (CLOCK_MONOTONIC) the master and workers stamp with."""
         entries = []
         with open(self.log) as f:
             for line in f:
                 parts = line.split()
-                if len(parts) == 5:
+                if len(parts) == 7:
                     status = None if parts[4] == "-" else int(parts[4])
-                    entries.append((int(parts[0]), int(parts[1]), parts[2], parts[3], status))
+                    entries.append((int(parts[0]), int(parts[1]), parts[2], parts[3], status,
+                                    int(parts[5]), int(parts[6])))
         return entries
 
 
@@ -445,15 +451,42 @@ def load_report(out_dir):
 
 
 def assert_halted(testcase, report, exit_code, reason):
-    """A report of a run halted for `reason`: its exit code and outcome, and no request started
-    after the halt. Returns report["halt"]."""
+    """A report of a run halted for `reason`: its exit code and outcome, and halt figures that
+    hang together (assert_halt_figures). Returns report["halt"]."""
     testcase.assertEqual(report["exit_code"], exit_code, report)
     testcase.assertEqual(report["outcome"], "halted", report)
     halt = report["halt"]
     testcase.assertIsInstance(halt, dict, report)
     testcase.assertEqual(halt["reason"], reason, halt)
-    testcase.assertEqual(halt["requests_started_after_halt"], 0, halt)
+    assert_halt_figures(testcase, report)
     return halt
+
+
+ERROR_HALTS = ("first_error", "data_exhausted")
+
+
+def assert_halt_figures(testcase, report):
+    """The sends counted after the first error: for a halt on an error, the cluster figure is
+    the sum of every worker's, and each worker that counted has stop_ms beside it; for any other
+    halt there is no error to count from and the figures are null."""
+    halt = report["halt"]
+    workers = report["workers"]
+    counted = [w for w in workers if w["requests_sent_after_first_error"] is not None]
+    if halt["reason"] in ERROR_HALTS:
+        total = halt["requests_sent_after_first_error"]
+        testcase.assertIsInstance(total, int, halt)
+        testcase.assertGreaterEqual(total, 0, halt)
+        testcase.assertEqual(sum(w["requests_sent_after_first_error"] for w in counted), total,
+                             workers)
+        testcase.assertIsInstance(halt["clock_error_ms"], (int, float), halt)
+        testcase.assertGreaterEqual(halt["clock_error_ms"], 0, halt)
+        for w in counted:
+            if w["requests"] > 0:
+                testcase.assertIsInstance(w["stop_ms"], (int, float), w)
+    else:
+        testcase.assertIsNone(halt["requests_sent_after_first_error"], halt)
+        testcase.assertIsNone(halt["clock_error_ms"], halt)
+        testcase.assertEqual(counted, [], workers)
 
 def one_get_scenario(url, users, duration, name, path="/", step="home", flow=None, halt=None):
     """The common scenario text: closed model, one flow (named `flow`, default `step`) with one
@@ -807,7 +840,7 @@ PB_BODY = {"probe": 10, "hello": 11, "welcome": 12, "prepare": 13, "ready": 14, 
            "heartbeat": 22, "busy": 23, "refused": 24, "error_tally": 25}
 
 
-def pb_envelope(body, body_bytes=b"", run_id=0, seq=1, protocol=1):
+def pb_envelope(body, body_bytes=b"", run_id=0, seq=1, protocol=2):
     """An Envelope with `body` (a PB_BODY name) holding the encoded `body_bytes`."""
     return (pb_field(1, protocol) + pb_field(2, run_id) + pb_field(3, seq) +
             pb_field(PB_BODY[body], body_bytes))

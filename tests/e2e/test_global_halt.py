@@ -55,7 +55,7 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
         halt = report["halt"]
         self.assertIsInstance(halt, dict, report)
         self.assertEqual(halt["reason"], "first_error", halt)
-        self.assertEqual(halt["requests_started_after_halt"], 0, halt)
+        lib.assert_halt_figures(self, report)
         all_stopped_ms = halt["all_stopped_ms"]
         print(f"\n  4 workers: all_stopped_ms = {all_stopped_ms}, "
               f"halt_sent_ms = {halt.get('halt_sent_ms')}, cancelled = {halt.get('cancelled')}")
@@ -119,7 +119,7 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(first["step"], "nobody-listens", first)
         self.assertIn(str(dead_port), first["url"], first)
         self.assertEqual(report["halt"]["error_kind"], "connect_refused", report["halt"])
-        self.assertEqual(report["halt"]["requests_started_after_halt"], 0, report["halt"])
+        lib.assert_halt_figures(self, report)
 
     def test_body_expectation_failure_halts_with_expect_body(self):
         with lib.fault_target() as target, lib.workers(2) as ws:
@@ -149,7 +149,7 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertIn("pool ready", first["detail"], first)
         steps = {s["name"]: s for s in report["steps"]}
         self.assertEqual(steps["ok-body"]["errors"], 0, steps)
-        self.assertEqual(report["halt"]["requests_started_after_halt"], 0, report["halt"])
+        lib.assert_halt_figures(self, report)
 
     def test_on_error_never_counts_every_error_and_runs_to_the_end(self):
         with lib.fault_target() as target, lib.workers(2) as ws:
@@ -209,7 +209,7 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertIsInstance(halt, dict, report)
         self.assertEqual(halt["reason"], "first_error", halt)
         self.assertEqual(report["first_error"]["step"], "fail-after", report["first_error"])
-        self.assertEqual(halt["requests_started_after_halt"], 0, halt)
+        lib.assert_halt_figures(self, report)
         print(f"  all_stopped_ms = {halt['all_stopped_ms']}, cancelled = {halt['cancelled']}")
         self.assertIsInstance(halt["all_stopped_ms"], (int, float), halt)
         self.assertLess(halt["all_stopped_ms"], 100, halt)
@@ -268,7 +268,7 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
             self.assertEqual(report["exit_code"], 130, report)
             self.assertIsInstance(report["halt"], dict, report)
             self.assertEqual(report["halt"]["reason"], "interrupted", report["halt"])
-            self.assertEqual(report["halt"]["requests_started_after_halt"], 0, report["halt"])
+            lib.assert_halt_figures(self, report)
             self.assertGreater(report["totals"]["requests"], 0, report["totals"])
             self.assertEqual(report["totals"]["errors"], 0, report["totals"])
             for w in report["workers"]:

@@ -1,8 +1,11 @@
 """End to end: Ctrl-C (SIGINT) on the master mid-run stops the load gracefully: exit 130 within
-3 s, report written with halt.reason "interrupted", and its counts agree with nginx's log."""
+3 s, report written with halt.reason "interrupted", and its counts agree with nginx's log.
+Ctrl-C during the handshake exits 130 at once, and a second Ctrl-C tells the workers to halt
+before the master exits (issue 11, point 13)."""
 
 import os
 import signal
+import socket
 import sys
 import textwrap
 import time
@@ -76,6 +79,81 @@ class InterruptTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertGreaterEqual(lines, totals["requests"], f"access log {lines}, {totals}")
         self.assertLessEqual(lines, totals["requests"] + totals["cancelled"],
                              f"access log {lines}, {totals}")
+
+
+class HandshakeAndDoubleInterruptTest(lib.TempDirTestCase, unittest.TestCase):
+    def test_sigint_during_the_handshake_exits_130_at_once(self):
+        # A "worker" that accepts TCP (the kernel does) and never says a word: the master
+        # waits in the handshake for --connect-timeout.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as mute:
+            mute.bind((lib.LOOPBACK, 0))
+            mute.listen(8)
+            hosts = os.path.join(self.tmp, "hosts.txt")
+            with open(hosts, "w") as f:
+                f.write(f"{lib.LOOPBACK}:{mute.getsockname()[1]}\n")
+            path = lib.write_scenario(
+                self.tmp, lib.one_get_scenario("http://127.0.0.1:9/", 2, "5s", "e2e-handshake"))
+            proc = lib.start_master(["--workers", hosts, "--connect-timeout", "20s", "--quiet",
+                                     path], self.tmp)
+            try:
+                time.sleep(0.7)
+                if proc.poll() is not None:
+                    self.fail("master ended before it was interrupted:\n" +
+                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
+                signalled = time.monotonic()
+                proc.send_signal(signal.SIGINT)
+                rc, out, err = lib.finish_master(proc, self.tmp, 5)
+                took = time.monotonic() - signalled
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+        context = lib.describe(rc, out, err)
+        print(f"\n  SIGINT in the handshake: exit {rc} after {took:.2f}s")
+        self.assertEqual(rc, 130, context)
+        self.assertLess(took, 1.0, context)
+        lib.assert_no_crash(self, err, context)
+
+    def test_double_sigint_halts_the_workers_before_exiting(self):
+        # The worker's own master-silence timeout is long: only a Halt from the master can
+        # stop its load quickly.
+        with lib.nginx() as server, lib.workers(1, extra_args=["--heartbeat-timeout", "10s"]) as ws:
+            path = lib.write_scenario(
+                self.tmp, lib.one_get_scenario(server.url, 4, "30s", "e2e-double-interrupt"))
+            proc = lib.start_master(["--workers", ws.hosts_file, "--heartbeat-timeout", "10s",
+                                     "--quiet", path], self.tmp)
+            try:
+                time.sleep(2.0)
+                if proc.poll() is not None:
+                    self.fail("master ended before it was interrupted:\n" +
+                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
+                before = server.access_log_lines()
+                # Both land before the control loop can act on the first: the master is
+                # stopped while they are sent (SIGINT then SIGTERM: two signals of one kind
+                # would merge into one while pending).
+                os.kill(proc.pid, signal.SIGSTOP)
+                os.kill(proc.pid, signal.SIGINT)
+                os.kill(proc.pid, signal.SIGTERM)
+                os.kill(proc.pid, signal.SIGCONT)
+                signalled = time.monotonic()
+                rc, out, err = lib.finish_master(proc, self.tmp, 3)
+                exited = time.monotonic() - signalled
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            time.sleep(max(0.0, 0.5 - (time.monotonic() - signalled)))
+            at_half_second = server.access_log_lines()
+            time.sleep(1.5)
+            later = server.access_log_lines()
+        print(f"\n  double SIGINT: exit {rc} after {exited:.2f}s; requests at the signal {before}, "
+              f"+0.5s {at_half_second}, +2s {later}")
+        self.assertEqual(rc, 130, context)
+        self.assertLess(exited, 1.5, context)
+        self.assertGreater(before, 0, context)
+        # The load stopped within half a second of the signals: nothing new after that.
+        self.assertEqual(later, at_half_second, context)
 
 
 if __name__ == "__main__":

@@ -319,7 +319,10 @@ void randomBody(Random& rng, int kind, wire::Envelope& env) {
     w->set_worker_index(rng.edgy32());
     w->set_worker_count(rng.edgy32());
     w->set_clock_offset_ns(rng.edgyI64());
-    w->set_heartbeat_timeout_ms(rng.chance(0.5) ? uint32_t(rng.range(0, 5000)) : rng.edgy32());
+    // Once welcomed, the worker waits the master's timeout (up to 10 min) for a silent master:
+    // kept within the final check's budget, so that the last fuzzed session ends in time.
+    w->set_heartbeat_timeout_ms(rng.chance(0.5) ? uint32_t(rng.range(0, 5000))
+                                                : std::min<uint32_t>(rng.edgy32(), 5000));
     break;
   }
   case 3: {
@@ -348,7 +351,8 @@ void randomBody(Random& rng, int kind, wire::Envelope& env) {
     randomErrorContext(rng, *env.mutable_error()->mutable_context());
     break;
   case 8:
-    env.mutable_halt()->set_reason(rng.text(rng.size(256)));
+    env.mutable_halt()->set_reason(wire::HaltReason(rng.edgy32() % 9));
+    env.mutable_halt()->set_first_error_master_ns(rng.edgyI64());
     break;
   case 9:
     env.mutable_stop();
@@ -356,7 +360,11 @@ void randomBody(Random& rng, int kind, wire::Envelope& env) {
   case 10: {
     auto* f = env.mutable_final();
     randomStats(rng, *f->mutable_stats());
-    f->set_requests_started_after_halt(rng.edgy64());
+    if (rng.chance(0.5)) {
+      f->mutable_sent_after_first_error()->set_requests(rng.edgy64());
+      f->mutable_sent_after_first_error()->set_last_send_master_ns(rng.edgyI64());
+      f->mutable_sent_after_first_error()->set_complete(rng.chance(0.5));
+    }
     f->set_halted(rng.chance(0.5));
     f->set_stopped_master_ns(rng.edgyI64());
     break;

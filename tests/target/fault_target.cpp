@@ -15,8 +15,11 @@
 //   anything else   404
 //
 // One thread, one coroutine per connection, keep-alive. --log appends one flushed line per request
-// when it is answered: `<monotonic_ms_since_start> <wallclock_unix_ms> <method> <target> <status>`
-// (status `-` for /close). SIGTERM and SIGINT stop it with exit code 0.
+// when it is answered: `<monotonic_ms_since_start> <wallclock_unix_ms> <method> <target> <status>
+// <received_ns> <answered_ns>` (status `-` for /close). The last two are absolute steady-clock
+// (CLOCK_MONOTONIC) nanoseconds, the clock the master and workers stamp with: taken when the
+// request was read in full, and when the line is written (just before the answer goes out).
+// SIGTERM and SIGINT stop it with exit code 0.
 #include "common/asio.h"
 
 #include <boost/beast.hpp>
@@ -58,18 +61,23 @@ struct TargetState {
   std::optional<std::chrono::steady_clock::time_point> first_stall;
   std::FILE* log = nullptr;
 
-  void logRequest(std::string_view method, std::string_view target, std::string_view status) {
+  void logRequest(std::string_view method, std::string_view target, std::string_view status,
+                  std::chrono::steady_clock::time_point received) {
     if (log == nullptr) {
       return;
     }
     using namespace std::chrono;
-    const auto mono_ms = duration_cast<milliseconds>(steady_clock::now() - started).count();
+    const auto now = steady_clock::now();
+    const auto mono_ms = duration_cast<milliseconds>(now - started).count();
     const auto wall_ms =
         duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-    std::fprintf(log, "%lld %lld %.*s %.*s %.*s\n", static_cast<long long>(mono_ms),
+    const auto ns = [](steady_clock::time_point t) {
+      return static_cast<long long>(duration_cast<nanoseconds>(t.time_since_epoch()).count());
+    };
+    std::fprintf(log, "%lld %lld %.*s %.*s %.*s %lld %lld\n", static_cast<long long>(mono_ms),
                  static_cast<long long>(wall_ms), static_cast<int>(method.size()), method.data(),
                  static_cast<int>(target.size()), target.data(), static_cast<int>(status.size()),
-                 status.data());
+                 status.data(), ns(received), ns(now));
     std::fflush(log);
   }
 };
@@ -214,6 +222,7 @@ asio::awaitable<void> serveConnection(tcp::socket socket, TargetState& state) {
     if (ec) {
       break; // end of stream, reset, or a request we cannot parse: drop the connection
     }
+    const auto received = std::chrono::steady_clock::now();
     const auto& request = parser.get();
     const std::string target(request.target());
     const std::string method(request.method_string());
@@ -228,7 +237,7 @@ asio::awaitable<void> serveConnection(tcp::socket socket, TargetState& state) {
     }
 
     if (action.kind == Action::Kind::close) {
-      state.logRequest(method, target, "-");
+      state.logRequest(method, target, "-", received);
       break;
     }
     if (action.kind == Action::Kind::delay_then_respond) {
@@ -250,7 +259,7 @@ asio::awaitable<void> serveConnection(tcp::socket socket, TargetState& state) {
     response.body() = std::move(action.body);
     response.prepare_payload();
     if (path != "/count") {
-      state.logRequest(method, target, std::to_string(action.status));
+      state.logRequest(method, target, std::to_string(action.status), received);
     }
     co_await http::async_write(socket, response, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !response.keep_alive()) {

@@ -19,6 +19,7 @@ struct Options {
   bool head_request = false;
   bool eof = false; // the connection closes after the last byte
   size_t body_limit = Http1ResponseParser::kDefaultBodyLimit;
+  bool keep_body = true;
 };
 
 // What the parser made of a response, copied out of it.
@@ -66,7 +67,7 @@ Parsed capture(const Http1ResponseParser& parser, std::string_view fed) {
 // at `cuts` (ascending offsets): what a feed leaves unconsumed is fed again with the next piece.
 Parsed parseWith(Http1ResponseParser& parser, std::string_view wire, std::vector<size_t> cuts,
                  const Options& options = {}) {
-  parser.start(options.head_request);
+  parser.start(options.head_request, options.keep_body);
   cuts.push_back(wire.size());
   std::string pending;
   size_t offset = 0;
@@ -424,6 +425,88 @@ TEST_CASE("Content-Encoding gzip is reported, other codings are not", "[http1_pa
     CHECK_FALSE(parse(with(""), {cut}).gzip);
     // A stack of codings is not undone halfway.
     CHECK_FALSE(parse(with("Content-Encoding: gzip\r\nContent-Encoding: br\r\n"), {cut}).gzip);
+  }
+}
+
+// Bytes that differ along the way, so that a wrong slice of them shows.
+std::string sampleBody(size_t size) {
+  std::string body(size, ' ');
+  for (size_t i = 0; i < size; ++i)
+    body[i] = char('a' + (i + i / 26) % 26);
+  return body;
+}
+
+// Reads of `read` bytes each, as cuts for parse().
+std::vector<size_t> readsOf(std::string_view wire, size_t read) {
+  std::vector<size_t> cuts;
+  for (size_t at = read; at < wire.size(); at += read)
+    cuts.push_back(at);
+  return cuts;
+}
+
+TEST_CASE("a declared length over the limit fails at once, without allocating it",
+          "[http1_parser]") {
+  const std::string wire = "HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\nabc";
+  // Boost 1.74's basic_parser goes on into the body after finding the length over its limit:
+  // this was std::bad_alloc from reserving 10^12 bytes.
+  CHECK(parse(wire).ec == http::error::body_limit);
+  CHECK(parse(wire, everyByte(wire)).ec == http::error::body_limit);
+  CHECK(parse(wire, {}, {.body_limit = 2}).ec == http::error::body_limit);
+  // Not kept: nothing to limit; the 3 bytes are taken and the rest awaited.
+  auto unread = parse(wire, {}, {.keep_body = false});
+  CHECK_FALSE(unread.ec);
+  CHECK_FALSE(unread.done);
+  CHECK(unread.consumed == wire.size());
+}
+
+TEST_CASE("a body that is not kept has no limit, and only its first KiB stays", "[http1_parser]") {
+  const std::string body = sampleBody(3 * 1024 * 1024);
+  const std::string wire =
+      "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  const Options unread = {.body_limit = 1024 * 1024, .keep_body = false};
+  for (size_t read : {size_t{64 * 1024}, size_t{1000}, wire.size()}) {
+    INFO(read);
+    auto p = parse(wire, readsOf(wire, read), unread);
+    REQUIRE(p.done);
+    CHECK(p.body == body.substr(0, Http1ResponseParser::kBodyPrefixBytes));
+    CHECK(p.consumed == wire.size());
+    CHECK(parse(wire, readsOf(wire, read), {.body_limit = 1024 * 1024}).ec ==
+          http::error::body_limit);
+  }
+  std::string chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (size_t at = 0; at < body.size(); at += 100000) {
+    const std::string chunk = body.substr(at, 100000);
+    char size[16];
+    snprintf(size, sizeof size, "%zx", chunk.size());
+    chunked += std::string(size) + "\r\n" + chunk + "\r\n";
+  }
+  chunked += "0\r\n\r\n";
+  auto c = parse(chunked, readsOf(chunked, 64 * 1024), unread);
+  REQUIRE(c.done);
+  CHECK(c.body == body.substr(0, Http1ResponseParser::kBodyPrefixBytes));
+  CHECK(parse(chunked, readsOf(chunked, 64 * 1024), {.body_limit = 1024 * 1024}).ec ==
+        http::error::body_limit);
+  // Short bodies are whole either way.
+  CHECK(parse(kSimple, {}, {.keep_body = false}).body == "hello, stampede");
+  CHECK(parse(kChunked, everyByte(kChunked), {.keep_body = false}).body == "hello, world");
+}
+
+TEST_CASE("a head over kMaxHeadBytes is header_limit however it arrives", "[http1_parser]") {
+  auto head = [](size_t size) {
+    std::string r = "HTTP/1.1 200 OK\r\n";
+    for (int i = 0; r.size() < size; ++i)
+      r += "X-Filler-" + std::to_string(i) + ": " + std::string(100, 'h') + "\r\n";
+    return r + "Content-Length: 2\r\n\r\nok";
+  };
+  const std::string fits = head(60 * 1024);
+  const std::string over = head(Http1ResponseParser::kMaxHeadBytes + 100);
+  for (size_t read : {size_t{64 * 1024}, size_t{1000}, size_t{1} << 20}) {
+    INFO(read);
+    auto p = parse(fits, readsOf(fits, read));
+    REQUIRE(p.done);
+    CHECK(p.body == "ok");
+    CHECK(p.head.size() == fits.size() - 2);
+    CHECK(parse(over, readsOf(over, read)).ec == http::error::header_limit);
   }
 }
 

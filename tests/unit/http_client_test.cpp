@@ -1,6 +1,8 @@
 // The HttpClient contract, run against every engine and a small HTTP/1.1 server on 127.0.0.1
 // (TLS: a small asio server with certificates made here; HTTP/2: nginx, when installed).
+#include "worker/host_resolver.h"
 #include "worker/http_client.h"
+#include "worker/target_policy.h"
 
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -18,6 +20,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -87,7 +90,9 @@ std::string gzipMember(std::string_view text, std::string_view name = {}) {
 // /slow/<ms>, /close (closes without answering), /echo (the request body back, X-Test echoed as
 // X-Echo), /gzip/<bytes> (sampleText, gzipped when the request accepts gzip),
 // /gzip-chunked/<bytes> (the same, chunked), /gzip-members (two members, the first named),
-// /gzip-corrupt, /redirect (302 to /ok). Single-threaded poll loop so that a few hundred keep-alive
+// /gzip-corrupt, /redirect (302 to /ok), /huge-head/<bytes> (a head of about that size),
+// /huge-length (declares 10^12 bytes, sends 3, then nothing), /endless (a chunked body without
+// end, until the client goes). Single-threaded poll loop so that a few hundred keep-alive
 // connections cost nothing; every connection, byte and request is counted for the tests'
 // assertions.
 class TestServer {
@@ -138,6 +143,7 @@ private:
     std::string in;
     std::string out;
     bool close_after_write = false;
+    bool endless = false;                 // /endless: chunks follow while the client reads
     std::optional<Clock::time_point> due; // a delayed response waits in `delayed`
     std::string delayed;
   };
@@ -246,6 +252,18 @@ private:
         reply(response(200, body, close, "Content-Encoding: gzip\r\n"));
       } else if (path == "/redirect") {
         reply(response(302, "moved", close, "Location: /ok\r\n"));
+      } else if (path.rfind("/huge-head/", 0) == 0) {
+        const size_t size = std::stoul(path.substr(11));
+        std::string r = "HTTP/1.1 200 OK\r\n";
+        for (int i = 0; r.size() < size; ++i)
+          r += "X-Filler-" + std::to_string(i) + ": " + std::string(100, 'h') + "\r\n";
+        reply(r + "Content-Length: 2\r\n\r\nok");
+      } else if (path == "/huge-length") {
+        reply("HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\nabc");
+      } else if (path == "/endless") {
+        reply("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        c.endless = true;
+        return true;
       } else if (path == "/close") {
         return false;
       } else if (path == "/echo") {
@@ -321,7 +339,11 @@ private:
         }
         if (keep && !c.close_after_write)
           keep = serve(c);
-        while (keep && !c.out.empty()) {
+        for (int refills = 0; keep; ++refills) {
+          if (c.endless && c.out.size() < 65536 && refills < 32)
+            c.out += "10000\r\n" + std::string(65536, 'e') + "\r\n";
+          if (c.out.empty())
+            break;
           ssize_t n = ::send(c.fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
           if (n > 0) {
             bytes_written_ += n;
@@ -380,7 +402,8 @@ bool eventually(const std::function<bool()>& condition) {
 
 struct Engine {
   const char* name;
-  std::unique_ptr<HttpClient> (*make)(asio::io_context&, const common::HttpSpec&);
+  std::unique_ptr<HttpClient> (*make)(asio::io_context&, const common::HttpSpec&,
+                                      std::shared_ptr<const TargetPolicy>);
 };
 
 const Engine kBeast = {"beast", &makeBeastClient};
@@ -443,8 +466,10 @@ HttpResponse performOne(asio::io_context& io, HttpSession& session, const HttpRe
 
 // What most tests start with: a client of `engine` on an io_context of its own, and one session.
 struct ClientSession {
-  explicit ClientSession(const Engine& engine, common::HttpSpec http_spec = {})
-      : spec(std::move(http_spec)), client(engine.make(io, spec)), session(client->newSession()) {}
+  explicit ClientSession(const Engine& engine, common::HttpSpec http_spec = {},
+                         std::shared_ptr<const TargetPolicy> allow = nullptr)
+      : spec(std::move(http_spec)), client(engine.make(io, spec, std::move(allow))),
+        session(client->newSession()) {}
 
   HttpResponse perform(const HttpRequest& request) { return performOne(io, *session, request); }
   // `request` `count` times in a row, in one coroutine: how many got a 200.
@@ -1037,6 +1062,54 @@ TEST_CASE("nothing listening is ConnectRefused", "[http_client]") {
   });
 }
 
+// Takes every descriptor this process may still open, under a soft limit lowered for the
+// purpose; gives them back and restores the limit when destroyed.
+class DescriptorsExhausted {
+public:
+  DescriptorsExhausted() {
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+    rlimit low = saved_;
+    low.rlim_cur = std::min<rlim_t>(saved_.rlim_cur, 1024);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (;;) {
+      int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0)
+        break;
+      held_.push_back(fd);
+    }
+  }
+  ~DescriptorsExhausted() {
+    for (int fd : held_)
+      ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  DescriptorsExhausted(const DescriptorsExhausted&) = delete;
+  DescriptorsExhausted& operator=(const DescriptorsExhausted&) = delete;
+
+private:
+  rlimit saved_{};
+  std::vector<int> held_;
+};
+
+TEST_CASE("no descriptor left to connect with is the generator's error, not the target's",
+          "[http_client]") {
+  forEachEngine([](const Engine& engine) {
+    ClientSession client(engine);
+    auto endpoint = endpointAt(unusedPort());
+    // Once with descriptors: the engine's own (event loop, timers) exist before they run out.
+    CHECK(client.perform(get(endpoint, "/ok")).error == TransportError::ConnectRefused);
+
+    HttpResponse out;
+    {
+      DescriptorsExhausted exhausted;
+      out = client.perform(get(endpoint, "/ok"));
+    }
+    CHECK(out.error == TransportError::GeneratorFdExhausted);
+    CHECK(std::string(errorKindName(out.error)) == "generator_fd_exhausted");
+    CHECK(out.status == 0);
+  });
+}
+
 TEST_CASE("a slow response is a Timeout soon after the deadline", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
@@ -1086,7 +1159,7 @@ TEST_CASE("200 sessions on one thread each complete 20 requests", "[http_client]
     TestServer server;
     asio::io_context io;
     common::HttpSpec spec;
-    auto client = engine.make(io, spec);
+    auto client = engine.make(io, spec, nullptr);
     auto endpoint = endpointAt(server.port());
     constexpr int kSessions = 200; // more than three curl shards of 64
     constexpr int kRequests = 20;
@@ -1530,6 +1603,198 @@ TEST_CASE("curl: sessions and the client can go away with requests in flight", "
   CHECK(out_c.error == TransportError::Cancelled);
   // A session that outlived its client fails fast instead of touching freed curl state.
   CHECK(performOne(io, *c, get(endpoint, "/ok")).error == TransportError::Cancelled);
+}
+
+// The process's resident set now, in bytes (Linux).
+uint64_t residentBytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+TEST_CASE("a kept body over http.max_body is BodyTooLarge; one nobody reads is only counted",
+          "[http_client][max_body]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    common::HttpSpec spec;
+    spec.max_body = 100000;
+    ClientSession client(engine, spec);
+    auto endpoint = endpointAt(server.port());
+
+    auto kept = client.perform(get(endpoint, "/size/300000"));
+    CHECK(kept.error == TransportError::BodyTooLarge);
+    CHECK(std::string(errorKindName(kept.error)) == "body_too_large");
+    CHECK(kept.detail.find("http.max_body (100000 bytes)") != std::string::npos);
+    CHECK(client.perform(get(endpoint, "/size/100000")).body.size() == 100000); // at the cap
+
+    // Nothing reads it: the first KiB is kept, every byte counted.
+    HttpRequest unread = get(endpoint, "/size/300000");
+    unread.keep_body = false;
+    const uint64_t written_before = server.bytesWritten();
+    auto counted = client.perform(unread);
+    CHECK(counted.error == TransportError::None);
+    CHECK(counted.status == 200);
+    CHECK(counted.body == std::string(kBodyExcerptBytes, 'x'));
+    CHECK(eventually([&] { return counted.bytes_in == server.bytesWritten() - written_before; }));
+    CHECK(counted.bytes_in > 300000);
+
+    // Chunked, and gzip: the cap holds for the body as decoded too; unread, the first KiB is
+    // decoded for the excerpt.
+    CHECK(client.perform(get(endpoint, "/size/300000")).error == TransportError::BodyTooLarge);
+    CHECK(client.perform(get(endpoint, "/gzip-chunked/300000")).error ==
+          TransportError::BodyTooLarge);
+    HttpRequest unread_gzip = get(endpoint, "/gzip/300000");
+    unread_gzip.keep_body = false;
+    auto gzip = client.perform(unread_gzip);
+    CHECK(gzip.error == TransportError::None);
+    CHECK(gzip.body == sampleText(kBodyExcerptBytes));
+    // The session goes on.
+    CHECK(client.perform(get(endpoint, "/ok")).body == "hello, stampede");
+  });
+}
+
+TEST_CASE("a gzip body nobody reads is not inflated: corrupt, it passes",
+          "[http_client][max_body]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine);
+    auto endpoint = endpointAt(server.port());
+
+    HttpRequest unread = get(endpoint, "/gzip-corrupt");
+    unread.keep_body = false;
+    auto out = client.perform(unread);
+    CHECK(out.error == TransportError::None);
+    CHECK(out.status == 200);
+    CHECK(client.perform(get(endpoint, "/gzip-corrupt")).error == TransportError::Protocol);
+  });
+}
+
+TEST_CASE("a declared Content-Length over the cap fails at once; unread, it runs to the timeout",
+          "[http_client][max_body]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine); // the default cap, 64 MiB
+    auto endpoint = endpointAt(server.port());
+
+    auto started = Clock::now();
+    auto kept = client.perform(get(endpoint, "/huge-length", 3s));
+    CHECK(kept.error == TransportError::BodyTooLarge);
+    CHECK(Clock::now() - started < 1s);
+
+    HttpRequest unread = get(endpoint, "/huge-length", 300ms);
+    unread.keep_body = false;
+    started = Clock::now();
+    auto counted = client.perform(unread);
+    CHECK(counted.error == TransportError::Timeout);
+    CHECK(Clock::now() - started < 1s);
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200);
+  });
+}
+
+TEST_CASE("a response head over 64 KiB is Protocol on both engines", "[http_client][max_body]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine);
+    auto endpoint = endpointAt(server.port());
+
+    auto fits = client.perform(get(endpoint, "/huge-head/40000"));
+    CHECK(fits.error == TransportError::None);
+    CHECK(fits.body == "ok");
+    for (const char* target : {"/huge-head/70000", "/huge-head/1000000"}) {
+      INFO(target);
+      auto out = client.perform(get(endpoint, target));
+      CHECK(out.error == TransportError::Protocol);
+      CHECK(out.status == 0);
+    }
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200);
+  });
+}
+
+TEST_CASE("an endless body nobody reads is counted in bounded memory until the timeout",
+          "[http_client][max_body]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine);
+    auto endpoint = endpointAt(server.port());
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200); // buffers and connection made
+
+    HttpRequest unread = get(endpoint, "/endless", 1500ms);
+    unread.keep_body = false;
+    const uint64_t resident_before = residentBytes();
+    auto out = client.perform(unread);
+    const uint64_t grown = residentBytes() - std::min(residentBytes(), resident_before);
+    CHECK(out.error == TransportError::Timeout);
+    CHECK(out.bytes_in > 100 * 1024 * 1024); // streamed well past http.max_body's default
+    CHECK(grown < 16 * 1024 * 1024);
+
+    // Read by the run, the same body stops at the cap.
+    common::HttpSpec small;
+    small.max_body = 1024 * 1024;
+    ClientSession capped(engine, small);
+    auto started = Clock::now();
+    auto kept = capped.perform(get(endpoint, "/endless", 5s));
+    CHECK(kept.error == TransportError::BodyTooLarge);
+    CHECK(Clock::now() - started < 2s);
+  });
+}
+
+} // namespace
+} // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+std::shared_ptr<const TargetPolicy> allowOnly(std::string_view list) {
+  return std::make_shared<const TargetPolicy>(TargetPolicy::parse(list).resolved());
+}
+
+TEST_CASE("--allow-target: an address outside is target_not_allowed and never connected",
+          "[http_client][allow_target]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine, {}, allowOnly("127.0.0.2/32"));
+    auto endpoint = endpointAt(server.port());
+
+    auto out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(std::string(errorKindName(out.error)) == "target_not_allowed");
+    CHECK(out.status == 0);
+    CHECK(out.detail == "127.0.0.1 is outside --allow-target 127.0.0.2/32");
+    CHECK(out.bytes_out == 0);
+
+    // A name: every address it resolves to is judged (localhost: 127.0.0.1, maybe ::1).
+    endpoint.host = "localhost";
+    out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(out.detail.rfind("localhost: ", 0) == 0);
+    std::this_thread::sleep_for(50ms);
+    CHECK(server.accepts() == 0);
+  });
+}
+
+TEST_CASE("--allow-target: a name connects only to its allowed addresses",
+          "[http_client][allow_target]") {
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    ClientSession client(engine, {}, allowOnly("127.0.0.1/32"));
+    auto endpoint = endpointAt(server.port());
+    endpoint.host = "localhost"; // ::1, if it comes first, is skipped, not an error
+
+    auto out = client.perform(get(endpoint, "/ok"));
+    CHECK(out.error == TransportError::None);
+    CHECK(out.status == 200);
+    // The same session, then a host outside (a redirect's, a templated one): refused, and the
+    // open connection to the allowed one is not used for it.
+    auto elsewhere = endpointAt(server.port());
+    elsewhere.host = "127.0.0.2";
+    out = client.perform(get(elsewhere, "/ok"));
+    CHECK(out.error == TransportError::TargetNotAllowed);
+    CHECK(client.perform(get(endpoint, "/ok")).status == 200);
+    CHECK(server.requests() == 2);
+  });
 }
 
 } // namespace

@@ -224,12 +224,17 @@ TEST_CASE("every message kind survives encode and decode", "[protocol]") {
         error.headers = {{"retry-after", "1"}};
         errorToWire(error, 0, *e.mutable_error()->mutable_context());
       },
-      [](wire::Envelope& e) { e.mutable_halt()->set_reason("p99 > 500ms"); },
+      [](wire::Envelope& e) {
+        e.mutable_halt()->set_reason(wire::HALT_REASON_FIRST_ERROR);
+        e.mutable_halt()->set_first_error_master_ns(123'456'789);
+      },
       [](wire::Envelope& e) { e.mutable_stop(); },
       [](wire::Envelope& e) {
         auto& f = *e.mutable_final();
         statsToWire(workerBook(7, 1'000), *f.mutable_stats());
-        f.set_requests_started_after_halt(0);
+        f.mutable_sent_after_first_error()->set_requests(12);
+        f.mutable_sent_after_first_error()->set_last_send_master_ns(-5);
+        f.mutable_sent_after_first_error()->set_complete(true);
         f.set_halted(true);
         f.set_stopped_master_ns(77);
       },

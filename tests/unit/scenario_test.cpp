@@ -1210,6 +1210,19 @@ TEST_CASE("http options: version 2 picks curl, redirects, TLS without files", "[
   CHECK(curl.http.version == HttpSpec::Version::Http2);
 }
 
+TEST_CASE("http.max_body: 64 MiB by default, in bytes or KiB, MiB, GiB", "[scenario][http]") {
+  auto maxBody = [](const std::string& http) {
+    return loadScenarioText(withFlows("  - steps: [{get: /}]\n", http), "m.yaml").http.max_body;
+  };
+  CHECK(maxBody("") == 64u << 20);
+  CHECK(maxBody("http: {max_body: 1000}\n") == 1000);
+  CHECK(maxBody("http: {max_body: 512KiB}\n") == 512u << 10);
+  CHECK(maxBody("http: {max_body: 2 GiB}\n") == uint64_t{2} << 30);
+  CHECK_THROWS_WITH(maxBody("http: {max_body: 1.5MiB}\n"),
+                    Catch::Contains("http.max_body: expected a size > 0"));
+  CHECK_THROWS_WITH(maxBody("http: {max_body: [1]}\n"), Catch::Contains("got a list"));
+}
+
 TEST_CASE("think times: fixed, uniform and exponential, on flows and as steps",
           "[scenario][think]") {
   const Scenario s = loadScenarioText(withFlows(R"(  - think: exp(200ms)

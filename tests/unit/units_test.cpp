@@ -12,6 +12,7 @@
 using namespace std::chrono_literals;
 using stampede::common::ConfigError;
 using stampede::common::formatDuration;
+using stampede::common::parseByteSize;
 using stampede::common::parseDuration;
 using stampede::common::parseRate;
 
@@ -146,6 +147,20 @@ TEST_CASE("formatDuration output parses back to the same duration", "[units]") {
     const auto back = parseDuration(text);
     REQUIRE(back.has_value());
     REQUIRE(back->count() == d.count());
+  }
+}
+
+TEST_CASE("parseByteSize reads bytes and binary units, nothing else", "[units]") {
+  CHECK(parseByteSize("0") == 0u);
+  CHECK(parseByteSize("65536") == 65536u);
+  CHECK(parseByteSize("1KiB") == 1024u);
+  CHECK(parseByteSize("64MiB") == 64u << 20);
+  CHECK(parseByteSize("3 GiB") == uint64_t{3} << 30);
+  CHECK(parseByteSize("17179869183GiB") == uint64_t{17179869183} << 30);
+  for (const char* bad : {"", "MiB", "1.5MiB", "64MB", "64mib", "-1", "1  KiB", "1KiB ", "64M",
+                          "17179869184GiB", "99999999999999999999"}) {
+    INFO(bad);
+    CHECK_FALSE(parseByteSize(bad));
   }
 }
 
