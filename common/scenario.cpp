@@ -518,6 +518,11 @@ private:
 // YAML allows tab, line feed and carriage return among the C0 controls, and no DEL; a NUL
 // would otherwise be reported wherever the parser happens to trip over it.
 void refuseControlCharacters(const std::string& text, const std::string& file_name) {
+  // UTF-16 and UTF-32 (which yaml-cpp reads by their byte order mark) are full of NULs.
+  const std::string_view start = std::string_view(text).substr(0, 4);
+  if (start.substr(0, 2) == "\xFF\xFE" || start.substr(0, 2) == "\xFE\xFF" ||
+      start == std::string_view("\0\0\xFE\xFF", 4))
+    return;
   int line = 1;
   int column = 1;
   for (size_t i = 0; i < text.size(); ++i) {

@@ -430,6 +430,21 @@ TEST_CASE("a device, a pipe past the limit and an oversized file are refused at 
   fs::remove(big);
 }
 
+TEST_CASE("control characters are refused where they are, but UTF-16 text is not",
+          "[scenario][limits]") {
+  const ConfigError e = loadError(withFlows("  - steps: [{get: /a}]\n  - name: \"x\x1b\"\n"));
+  CHECK(e.line() == 6);
+  CHECK(e.column() == 13);
+  CHECK_THAT(e.message(), Catch::StartsWith("control character 0x1B in the text"));
+  // yaml-cpp reads UTF-16 by its byte order mark: every other byte is a NUL.
+  std::string utf16 = "\xFF\xFE";
+  for (char c : withFlows("  - steps: [{get: /a}]\n")) {
+    utf16 += c;
+    utf16 += '\0';
+  }
+  CHECK(loadScenarioText(utf16, "utf16.yaml").flows.size() == 1);
+}
+
 TEST_CASE("aliases in moderation expand; json bodies keep order and refuse duplicates",
           "[scenario][json][limits]") {
   const Scenario s = loadScenarioText(withFlows(R"(  - steps:
