@@ -471,6 +471,17 @@ TEST_CASE("aliases in moderation expand; json bodies keep order and refuse dupli
   const ConfigError e = loadError(withFlows("  - steps:\n" + tenAliases(kMaxAliasNodes / 10)));
   CHECK(e.line() == 9);
   CHECK_THAT(e.message(), Catch::StartsWith("aliases repeat more than 100000 nodes in all"));
+
+  // Few nodes, much text: seventeen aliases of a 1 MiB string.
+  const std::string megabyte(1 << 20, 'x');
+  std::string yaml =
+      "      - post: /c\n        json:\n          a: &a " + megabyte + "\n          b: [*a";
+  for (int i = 1; i < 17; ++i)
+    yaml += ", *a";
+  const ConfigError text = loadError(withFlows("  - steps:\n" + yaml + "]\n"));
+  CHECK(text.line() == 9);
+  CHECK(text.column() == 79); // the 17th alias
+  CHECK_THAT(text.message(), Catch::StartsWith("aliases repeat more than 16 MiB of text in all"));
 }
 
 namespace {
