@@ -32,10 +32,11 @@ std::optional<std::string> readWholeFile(const std::string& path, size_t max_byt
     problem = "a device or a socket, not a file";
     return std::nullopt;
   }
-  const std::string too_large =
-      "larger than " + describeBytes(max_bytes) + ", the limit for " + what;
+  const std::string over = "over the " + describeBytes(max_bytes) + " limit for " + what;
   if (S_ISREG(st.st_mode) && uintmax_t(st.st_size) > max_bytes) {
-    problem = too_large;
+    char size[32];
+    std::snprintf(size, sizeof size, "%.1f MiB", double(st.st_size) / double(1 << 20));
+    problem = std::string(size) + ", " + over;
     return std::nullopt;
   }
   std::FILE* f = std::fopen(path.c_str(), "rb");
@@ -57,7 +58,7 @@ std::optional<std::string> readWholeFile(const std::string& path, size_t max_byt
     return std::nullopt;
   }
   if (text.size() > max_bytes) {
-    problem = too_large;
+    problem = "more than " + describeBytes(max_bytes) + ", " + over;
     return std::nullopt;
   }
   return text;

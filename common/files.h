@@ -16,9 +16,9 @@ constexpr size_t kMaxListFileBytes = size_t(1) << 20;  // an --env-file or a --w
 
 // The whole file, or std::nullopt with the reason in `problem`: the system's message (such as
 // "No such file or directory"), "a directory, not a file", "a device or a socket, not a file"
-// (only regular files and pipes are read), or "larger than 16 MiB, the limit for `what`"
-// (`what` like "a scenario file"). At most `max_bytes` (+64 KiB) are read, so that a pipe or
-// a growing file cannot exhaust memory.
+// (only regular files and pipes are read), or "16.5 MiB, over the 16 MiB limit for `what`"
+// (`what` like "a scenario file"; "more than 16 MiB, ..." for a pipe). At most `max_bytes` (+64
+// KiB) are read, so that a pipe or a growing file cannot exhaust memory.
 std::optional<std::string> readWholeFile(const std::string& path, size_t max_bytes,
                                          const std::string& what, std::string& problem);
 

@@ -166,7 +166,7 @@ class BadInputTest(lib.TempDirTestCase, unittest.TestCase):
         context = lib.describe(rc, out, err)
         self.assertEqual(rc, 2, context)
         self.assertEqual(len(err.strip().splitlines()), 1, context)
-        self.assertIn("larger than 16 MiB, the limit for a scenario file", err, context)
+        self.assertIn("more than 16 MiB, over the 16 MiB limit for a scenario file", err, context)
         self.assert_prompt(started, "an endless pipe")
 
     def test_users_beyond_what_fits(self):

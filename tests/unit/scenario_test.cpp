@@ -425,7 +425,7 @@ TEST_CASE("a device, a pipe past the limit and an oversized file are refused at 
     loadScenarioFile(big.string());
     FAIL("loaded a file over the limit");
   } catch (const ConfigError& e) {
-    CHECK(e.message() == "cannot read file: larger than 16 MiB, the limit for a scenario file");
+    CHECK(e.message() == "cannot read file: 16.0 MiB, over the 16 MiB limit for a scenario file");
   }
   fs::remove(big);
 }
