@@ -13,7 +13,6 @@
 #include "master/plan.h"
 #include "master/report.h"
 #include "master/thresholds.h"
-#include "worker/daemon.h"
 
 #include <fmt/format.h>
 
@@ -129,47 +128,6 @@ double clockErrorMs(const WorkerLink& link) {
 double millis(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
-
-// The worker daemon, in this process, when no --workers is given: the same code path as a
-// cluster of one, over inproc://.
-class EmbeddedWorker {
-public:
-  EmbeddedWorker(zmq::context_t& context, int threads, std::chrono::milliseconds heartbeat,
-                 const std::string& master_secret)
-      : endpoint_(fmt::format("inproc://stampede-embedded-{}", ::getpid())),
-        daemon_(context, options(endpoint_, threads, heartbeat, master_secret)) {
-    daemon_.open();
-    thread_ = std::thread([this] { daemon_.run(stop_); });
-  }
-  ~EmbeddedWorker() {
-    stop_ = true;
-    thread_.join();
-  }
-  static worker::DaemonOptions options(const std::string& endpoint, int threads,
-                                       std::chrono::milliseconds heartbeat,
-                                       const std::string& master_secret) {
-    worker::DaemonOptions o;
-    o.listen = endpoint;
-    o.threads = threads;
-    o.heartbeat_timeout = heartbeat;
-    o.quiet = true;
-    // With --key, the embedded worker speaks CURVE too: one code path, keys or not.
-    if (!master_secret.empty())
-      o.master_public_key = common::publicFromSecret(master_secret);
-    return o;
-  }
-  WorkerAddress address() const {
-    WorkerAddress a;
-    a.host = endpoint_;
-    return a;
-  }
-
-private:
-  std::string endpoint_;
-  std::atomic<bool> stop_{false};
-  worker::WorkerDaemon daemon_;
-  std::thread thread_;
-};
 
 // Prints the live line once a second (what arrived in that second) and keeps the cumulative
 // book. timeseries.csv is IntervalRows' (by when the requests happened).
@@ -449,7 +407,7 @@ std::chrono::milliseconds readyTimeout(std::chrono::milliseconds connect_timeout
 
 } // namespace
 
-int runScenario(const CliOptions& cli) {
+int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   std::shared_ptr<common::Scenario> scenario;
   std::vector<WorkerAddress> addresses;
   ClusterSecurity security;
@@ -506,11 +464,15 @@ int runScenario(const CliOptions& cli) {
   // the limit is raised so that no worker count can run into libzmq's default of 1,023.
   context.set(zmq::ctxopt::max_sockets, 65536);
   common::SteadyClock clock;
-  std::optional<EmbeddedWorker> embedded;
+  std::unique_ptr<LocalWorker> local;
   const bool reverse = !cli.listen.empty();
   if (addresses.empty() && !reverse) {
-    embedded.emplace(context, cli.threads, cli.heartbeat_timeout, security.secret_z85);
-    addresses.push_back(embedded->address());
+    LocalWorkerOptions options;
+    options.threads = cli.threads;
+    options.heartbeat_timeout = cli.heartbeat_timeout;
+    options.master_secret = security.secret_z85;
+    local = local_worker(context, options);
+    addresses.push_back(local->address());
   }
   std::mt19937_64 rng(std::random_device{}());
   uint64_t run_id = rng() | 1;
