@@ -8,6 +8,7 @@
 #include "master/cluster.h"
 #include "master/console.h"
 #include "master/env_file.h"
+#include "master/halt_policy.h"
 #include "master/hosts_file.h"
 #include "master/interval_rows.h"
 #include "master/plan.h"
@@ -34,7 +35,6 @@ using namespace std::chrono_literals;
 using common::SteadyTime;
 
 constexpr int kClockSamples = 5;
-constexpr size_t kAlsoFailedListed = 20;
 
 // 1 after the first Ctrl-C (stop gracefully), 2 after the second (stop now).
 volatile std::sig_atomic_t g_interrupted = 0;
@@ -77,12 +77,6 @@ extern "C" void onInterrupt(int) {
 double seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
-HaltInfo haltFor(HaltReason reason, double at_s) {
-  HaltInfo info;
-  info.reason = reason;
-  info.at_s = at_s;
-  return info;
-}
 
 wire::HaltReason toWire(HaltReason reason) {
   switch (reason) {
@@ -102,22 +96,6 @@ wire::HaltReason toWire(HaltReason reason) {
     return wire::HALT_REASON_WORKER_LOST;
   }
   return wire::HALT_REASON_UNSPECIFIED;
-}
-
-int haltExitCode(HaltReason reason) {
-  switch (reason) {
-  case HaltReason::Interrupted:
-    return 130;
-  case HaltReason::WorkerLost:
-    return 3;
-  case HaltReason::FirstError:
-  case HaltReason::ErrorCount:
-  case HaltReason::ErrorRate:
-  case HaltReason::Threshold:
-  case HaltReason::DataExhausted:
-    return 1;
-  }
-  return 1;
 }
 
 // Half the round trip of the sample the offset came from: how wrong the offset can be.
@@ -643,71 +621,40 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   }
   std::map<const WorkerLink*, LostWorker> lost_workers;
   bool stop_sent = false;
-  bool halt_on_error = scenario->halt.on_error == common::HaltSpec::OnError::First;
-  bool halt_on_lost = scenario->halt.on_worker_lost == common::HaltSpec::OnWorkerLost::Halt;
+  HaltPolicy policy(scenario->halt);
   std::optional<SteadyTime> halt_sent_at;
 
-  auto haltAll = [&](HaltInfo info, SteadyTime now) {
-    if (result.halt)
+  // Sends the halt the policy just decided to every running worker.
+  auto sendHalt = [&](Decision decision, SteadyTime now) {
+    if (decision != Decision::Halt)
       return;
+    const HaltInfo& info = *policy.halt();
     wire::Envelope halt;
     halt.mutable_halt()->set_reason(toWire(info.reason));
     if (info.error_at)
       halt.mutable_halt()->set_first_error_master_ns(common::steadyNs(*info.error_at));
     cluster.broadcast(halt, {LinkState::Running});
     halt_sent_at = now;
-    result.halt = std::move(info);
   };
 
   ThresholdJudge judge(*scenario);
   // halt.on_error {count: N}: the sum over workers, each reporting every error at once.
   auto checkErrorCount = [&] {
-    if (scenario->halt.on_error != common::HaltSpec::OnError::Count || result.halt)
-      return;
     uint64_t errors = 0;
     for (auto* link : joined)
       errors += link->error_tally;
-    if (errors < scenario->halt.error_count)
-      return;
     auto now = clock.now();
-    auto info = haltFor(HaltReason::ErrorCount, seconds(now - t0));
-    info.observed = double(errors);
-    if (result.first_error) {
-      info.step = result.first_error->step;
-      info.error_kind = result.first_error->error_kind;
-    }
-    haltAll(std::move(info), now);
+    sendHalt(policy.onErrorCount(errors, seconds(now - t0)), now);
   };
 
   auto on_message = [&](WorkerLink& link, const wire::Envelope& e) {
     switch (e.body_case()) {
     case wire::Envelope::kError: {
       auto context = common::errorFromWire(e.error().context());
-      // A feeder with on_exhausted: halt ran out: the run halts whatever on_error says.
-      if (e.error().data_exhausted() && !result.halt) {
-        if (!result.first_error)
-          result.first_error = context;
-        auto info = haltFor(HaltReason::DataExhausted, seconds(context.at - t0));
-        info.error_kind = context.error_kind;
-        info.error_at = context.at;
-        info.error_worker = link.index;
-        haltAll(std::move(info), clock.now());
-        break;
-      }
-      if (!result.first_error) {
-        result.first_error = context;
-        if (halt_on_error) {
-          // First, before anything else queued: every worker hears Halt now.
-          auto info = haltFor(HaltReason::FirstError, seconds(context.at - t0));
-          info.step = context.step;
-          info.error_kind = context.error_kind;
-          info.error_at = context.at;
-          info.error_worker = link.index;
-          haltAll(std::move(info), clock.now());
-        }
-      } else if (result.halt && result.halt->also_failed.size() < kAlsoFailedListed) {
-        result.halt->also_failed.push_back(std::move(context));
-      }
+      const double at_s = seconds(context.at - t0);
+      // First, before anything else queued: every worker hears Halt now.
+      sendHalt(policy.onError(std::move(context), e.error().data_exhausted(), link.index, at_s),
+               clock.now());
       break;
     }
     case wire::Envelope::kErrorTally:
@@ -742,8 +689,10 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
             link.last_send = common::fromSteadyNs(sent.last_send_master_ns());
         }
         link.state = LinkState::Done;
-        if (e.final().leaving() && !stop_sent)
+        if (e.final().leaving() && !stop_sent) {
           noteLeft(link, seconds(link.final_at - t0));
+          sendHalt(policy.onWorkerLeft(), link.final_at);
+        }
         wire::Envelope ack;
         ack.mutable_final_ack();
         cluster.send(link, ack);
@@ -764,8 +713,8 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   while (running()) {
     cluster.poll(10ms, on_message);
     const auto now = clock.now();
-    if (g_interrupted && !result.halt)
-      haltAll(haltFor(HaltReason::Interrupted, seconds(now - t0)), now);
+    if (g_interrupted)
+      sendHalt(policy.onInterrupted(seconds(now - t0)), now);
     if (g_interrupted > 1)
       exitNow(cluster);
     // The master ends the run; workers also stop by themselves at the same time.
@@ -787,8 +736,7 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
         wire::Envelope halt;
         halt.mutable_halt()->set_reason(wire::HALT_REASON_LOST);
         cluster.send(*link, halt);
-        if (halt_on_lost)
-          haltAll(haltFor(HaltReason::WorkerLost, seconds(now - t0)), now);
+        sendHalt(policy.onWorkerLost(seconds(now - t0)), now);
       }
     }
     if (now >= next_tick) {
@@ -805,16 +753,12 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
       }
       if (now >= t0) {
         judge.addInterval(progress.interval(), seconds(now - last_tick));
-        if (auto breach = judge.abortBreach()) {
-          auto info = haltFor(HaltReason::Threshold, seconds(now - t0));
-          info.threshold = breach->threshold->expr;
-          info.observed = breach->value;
-          haltAll(std::move(info), now);
-        } else if (auto rate = judge.errorRateBreach()) {
-          auto info = haltFor(HaltReason::ErrorRate, seconds(now - t0));
-          info.observed = *rate;
-          haltAll(std::move(info), now);
-        }
+        if (auto breach = judge.abortBreach())
+          sendHalt(
+              policy.onThresholdBreach(breach->threshold->expr, breach->value, seconds(now - t0)),
+              now);
+        else if (auto rate = judge.errorRateBreach())
+          sendHalt(policy.onErrorRate(*rate, seconds(now - t0)), now);
       }
       if (now >= t0)
         progress.tick(seconds(now - t0), seconds(now - last_tick), users, alive,
@@ -838,7 +782,8 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   result.duration_s = seconds(end - t0);
   result.book = progress.book();
   result.dropped_messages += cluster.droppedMessages();
-  bool lost = false;
+  result.first_error = policy.firstError();
+  result.halt = policy.halt();
   for (const auto& link : cluster.links()) {
     WorkerResult w;
     w.id = link.index;
@@ -868,11 +813,9 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
         w.stop_ms = millis(*link.last_send - *halt->error_at);
     }
     result.workers.push_back(w);
-    lost = lost || (link.state == LinkState::Lost && link.why != "unreachable");
   }
   if (result.halt) {
     auto& halt = *result.halt;
-    result.outcome = Outcome::Halted;
     if (halt.error_at) {
       const WorkerLink* failing = nullptr;
       for (auto* link : joined)
@@ -919,11 +862,9 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
     }
     if (all_acked)
       halt.all_stopped_ms = millis(last_final - *trigger);
-    result.exit_code = haltExitCode(halt.reason);
-  } else if (lost) {
-    result.exit_code = 0; // on_worker_lost: continue; the loss is in the report
   }
 
+  bool threshold_failed = false;
   for (const auto& verdict : judge.judgeAll()) {
     ThresholdResult t;
     t.expr = verdict.threshold->expr;
@@ -932,15 +873,11 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
     t.value = verdict.value;
     t.passed = verdict.passed;
     result.thresholds.push_back(t);
-    if (!t.passed && !result.halt) {
-      result.outcome = Outcome::Failed;
-      result.exit_code = 1;
-    }
+    threshold_failed = threshold_failed || !t.passed;
   }
-
-  // Outputs that could not be written make a run that passed an infrastructure failure.
-  if (outputs_failed && result.exit_code == 0)
-    result.exit_code = 3;
+  const auto verdict = policy.verdict(threshold_failed, outputs_failed);
+  result.outcome = verdict.outcome;
+  result.exit_code = verdict.exit_code;
   if (result.first_error && result.halt &&
       (result.halt->reason == HaltReason::FirstError ||
        result.halt->reason == HaltReason::ErrorCount))
@@ -949,8 +886,7 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   bool report_written = false;
   if (!cli.out_dir.empty()) {
     if (auto error = writeReport(cli.out_dir, result); !error.empty()) {
-      if (result.exit_code == 0)
-        result.exit_code = 3;
+      result.exit_code = HaltPolicy::afterOutputFailure(result.exit_code);
       warn(fmt::format("{}; no report", error));
     } else {
       report_written = true;
