@@ -77,7 +77,6 @@ wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cl
   auto* p = prepare.mutable_prepare();
   p->set_scenario_yaml(scenario.source_text);
   p->set_scenario_file(scenario.file);
-  p->set_users(plan.users);
   p->set_first_vu(plan.first_vu);
   p->set_duration_us(cli.duration ? cli.duration->count() : 0);
   p->set_rate_share(plan.rate_share);
