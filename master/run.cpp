@@ -151,7 +151,7 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
     ~Release() { cluster.release(); }
   } release{cluster};
 
-  RunContext run(cli, *in.scenario, cluster, clock);
+  RunContext run{.cli = cli, .scenario = *in.scenario, .cluster = cluster, .clock = clock};
   if (auto exit_code = handshake(run))
     return *exit_code;
   if (auto exit_code = shareOut(run))

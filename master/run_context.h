@@ -23,24 +23,20 @@ namespace stampede::master {
 constexpr std::chrono::seconds kTickInterval{1};
 
 struct RunContext {
-  RunContext(const CliOptions& cli_, const common::Scenario& scenario_, Cluster& cluster_,
-             const common::Clock& clock_)
-      : cli(cli_), scenario(scenario_), cluster(cluster_), clock(clock_) {}
-
   const CliOptions& cli;
   const common::Scenario& scenario; // with --duration applied
   Cluster& cluster;
   const common::Clock& clock;
 
   // Plan: the workers that joined, in index order, and each one's share.
-  std::vector<WorkerLink*> joined;
-  std::vector<WorkerPlan> plans;
-  std::vector<uint32_t> cluster_users;
+  std::vector<WorkerLink*> joined{};
+  std::vector<WorkerPlan> plans{};
+  std::vector<uint32_t> cluster_users{};
   size_t largest_prepare = 0; // bytes of the largest Prepare envelope
 
   // Start: when the load starts and is due to end, on the master's clock.
-  common::SteadyTime t0;
-  common::SteadyTime end_at;
+  common::SteadyTime t0{};
+  common::SteadyTime end_at{};
 };
 
 inline double seconds(std::chrono::steady_clock::duration d) {
