@@ -1,6 +1,7 @@
 #include "common/keygen_command.h"
 #include "common/process_limits.h"
 #include "master/cli.h"
+#include "master/embedded_worker.h"
 #include "master/run.h"
 
 #include <cstdio>
@@ -27,5 +28,5 @@ int main(int argc, char** argv) {
     fmt::print("stampede master {}\n", STAMPEDE_VERSION);
     return 0;
   }
-  return runScenario(cli);
+  return runScenario(cli, startEmbeddedWorker);
 }

@@ -350,6 +350,7 @@ private:
     }
     case wire::Envelope::kWelcome:
       run_id_ = envelope.run_id();
+      worker_index_ = envelope.welcome().worker_index();
       offset_ns_ = envelope.welcome().clock_offset_ns();
       if (envelope.welcome().heartbeat_timeout_ms() > 0)
         master_timeout_ = std::min<std::chrono::milliseconds>(
@@ -361,7 +362,10 @@ private:
         ++totals_.dropped;
         break;
       }
-      users_ = envelope.prepare().users();
+      // This worker's users, as the master planned them: its entry in cluster_users.
+      users_ = worker_index_ < uint32_t(envelope.prepare().cluster_users_size())
+                   ? envelope.prepare().cluster_users(int(worker_index_))
+                   : 0;
       duration_ = std::chrono::microseconds(envelope.prepare().duration_us());
       state_ = State::Prepared;
       reply.mutable_ready();
@@ -497,6 +501,7 @@ private:
   uint64_t last_seq_ = 0;
   int64_t offset_ns_ = 0;
   uint32_t users_ = 0;
+  uint32_t worker_index_ = 0; // from Welcome
   std::chrono::microseconds duration_{0};
   std::chrono::milliseconds master_timeout_{3000};
   TimePoint last_heard_{};

@@ -331,7 +331,6 @@ void randomBody(Random& rng, int kind, wire::Envelope& env) {
     p->set_scenario_file(rng.chance(0.5) ? "fuzz.yaml" : rng.text(rng.size(64)));
     for (size_t i = rng.range(0, 3); i > 0; --i)
       (*p->mutable_files())[rng.printable(rng.range(0, 24))] = rng.bytes(rng.size(65536));
-    p->set_users(rng.edgy32());
     p->set_first_vu(rng.edgy64());
     p->set_duration_us(rng.edgyI64());
     for (size_t i = rng.range(0, 3); i > 0; --i)

@@ -204,7 +204,6 @@ TEST_CASE("every message kind survives encode and decode", "[protocol]") {
         p.set_scenario_yaml("name: x\n");
         p.set_scenario_file("x.yaml");
         (*p.mutable_files())["users.csv"] = std::string("a,b\n\0\xff", 6);
-        p.set_users(25);
         p.set_first_vu(50);
         p.set_duration_us(5'000'000);
         (*p.mutable_env())["TOKEN"] = "s3cret";

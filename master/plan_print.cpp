@@ -1,0 +1,70 @@
+#include "master/plan_print.h"
+
+#include "common/load_plan.h"
+#include "master/console.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+
+namespace stampede::master {
+namespace {
+
+double seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+} // namespace
+
+void printPlan(const common::Scenario& scenario, Cluster& cluster,
+               const std::vector<WorkerPlan>& plans) {
+  const auto& load = scenario.load;
+  const bool open = load.model == common::LoadSpec::Model::Open;
+  fmt::print("plan: \"{}\" against {}://{}:{}, {} model, {:.1f}s: {}\n", printable(scenario.name),
+             scenario.target.scheme, scenario.target.host, scenario.target.port,
+             open ? "open" : "closed", seconds(load.total()), common::describeStages(load));
+  if (open)
+    fmt::print("  rate up to {:g}/s, max_in_flight {}\n", load.peak(),
+               load.max_in_flight ? load.max_in_flight : common::kDefaultMaxInFlight);
+  if (load.iterations > 0)
+    fmt::print("  stops after {} iterations\n", load.iterations);
+  for (const auto& override : scenario.overrides)
+    fmt::print("  --set {}\n", printable(override));
+  double total_weight = 0;
+  for (const auto& flow : scenario.flows)
+    total_weight += flow.weight;
+  for (const auto& flow : scenario.flows)
+    fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + printable(flow.name) + "\"",
+               flow.weight, 100 * flow.weight / total_weight);
+  for (const auto& feeder : scenario.data)
+    fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
+               printable(feeder.file),
+               feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
+  fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads", "weight",
+             open ? "rate/s" : "users", open ? "in flight" : "", "offset ms");
+  if (load.iterations > 0)
+    fmt::print(" {:>10}", "iterations");
+  for (const auto& feeder : scenario.data)
+    fmt::print(" {:>10}", feeder.name);
+  fmt::print("\n");
+  size_t i = 0;
+  for (const auto& link : cluster.links()) {
+    if (link.state != LinkState::Joined)
+      continue;
+    const WorkerPlan& plan = plans[i++];
+    fmt::print("  {:<4} {:<28} {:>7} {:>6g} ", link.index, printable(link.name), link.threads,
+               link.address.weight);
+    if (open)
+      fmt::print("{:>9.1f} {:>10}", load.peak() * plan.rate_share, plan.max_in_flight);
+    else
+      fmt::print("{:>9} {:>10}", plan.users, ""); // users interleave: no block to show
+    fmt::print(" {:>10.3f}", link.clock_offset_ns / 1e6);
+    if (load.iterations > 0)
+      fmt::print(" {:>10}", plan.iterations);
+    for (size_t rows : plan.feeder_rows)
+      fmt::print(" {:>10}", rows);
+    fmt::print("\n");
+  }
+}
+
+} // namespace stampede::master

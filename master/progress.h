@@ -1,0 +1,33 @@
+// The live line, printed once a second with what arrived in that second, and the run's
+// cumulative stats book. timeseries.csv is IntervalRows' (by when the requests happened).
+// Control thread only.
+#pragma once
+
+#include "common/stats.h"
+#include "master/cli.h"
+
+#include <cstddef>
+
+namespace stampede::master {
+
+class Progress {
+public:
+  Progress(const CliOptions& cli, size_t steps, double total_s);
+
+  // What arrived since the last tick; merged into book() by tick().
+  common::StatsBook& interval() { return interval_; }
+  common::StatsBook& book() { return cumulative_; }
+
+  // Once a second, and once at the end: merges the interval and prints the live line.
+  void tick(double elapsed_s, double interval_s, int users, int alive, int total);
+  void end();
+
+private:
+  bool quiet_;
+  bool tty_;
+  double total_s_;
+  common::StatsBook cumulative_;
+  common::StatsBook interval_;
+};
+
+} // namespace stampede::master

@@ -1,0 +1,59 @@
+// What the phases of one run share (master/run.cpp runs them in order: plan, handshake,
+// prepare, start, run loop, end, result): the inputs, the cluster, the workers that joined
+// with their shares, and the start time. Control thread only.
+#pragma once
+
+#include "common/clock.h"
+#include "common/scenario.h"
+#include "master/cli.h"
+#include "master/cluster.h"
+#include "master/plan.h"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace stampede::master {
+
+// Workers report Stats, and the master judges thresholds, prints the live line, writes
+// timeseries rows and sends heartbeats, once per this interval.
+constexpr std::chrono::seconds kTickInterval{1};
+
+struct RunContext {
+  const CliOptions& cli;
+  const common::Scenario& scenario; // with --duration applied
+  Cluster& cluster;
+  const common::Clock& clock;
+
+  // Plan: the workers that joined, in index order, and each one's share.
+  std::vector<WorkerLink*> joined{};
+  std::vector<WorkerPlan> plans{};
+  std::vector<uint32_t> cluster_users{};
+  size_t largest_prepare = 0; // bytes of the largest Prepare envelope
+
+  // Start: when the load starts and is due to end, on the master's clock.
+  common::SteadyTime t0{};
+  common::SteadyTime end_at{};
+};
+
+inline double seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+inline double millis(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+inline std::string workerLabel(const WorkerLink& link) {
+  return link.name.empty() ? std::string("worker") : fmt::format("worker {}", link.name);
+}
+
+// Half the round trip of the sample the offset came from: how wrong the offset can be.
+inline double clockErrorMs(const WorkerLink& link) {
+  return link.rtt_ns > 0 ? double(link.rtt_ns) / 2e6 : 0.0;
+}
+
+} // namespace stampede::master

@@ -1,0 +1,310 @@
+#include "master/run_loop.h"
+
+#include "common/protocol.h"
+#include "master/interrupt.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+namespace stampede::master {
+namespace {
+
+using namespace std::chrono_literals;
+using common::SteadyTime;
+
+// How long each poll waits for a message before the loop checks the clock again.
+constexpr auto kRunPoll = 10ms;
+// A delta's cut time this far outside the run is nonsense, and taken as its arrival.
+constexpr auto kCutTimeTolerance = 1s;
+
+wire::HaltReason toWire(HaltReason reason) {
+  switch (reason) {
+  case HaltReason::FirstError:
+    return wire::HALT_REASON_FIRST_ERROR;
+  case HaltReason::ErrorCount:
+    return wire::HALT_REASON_ERROR_COUNT;
+  case HaltReason::ErrorRate:
+    return wire::HALT_REASON_ERROR_RATE;
+  case HaltReason::Threshold:
+    return wire::HALT_REASON_THRESHOLD;
+  case HaltReason::DataExhausted:
+    return wire::HALT_REASON_DATA_EXHAUSTED;
+  case HaltReason::Interrupted:
+    return wire::HALT_REASON_INTERRUPTED;
+  case HaltReason::WorkerLost:
+    return wire::HALT_REASON_WORKER_LOST;
+  }
+  return wire::HALT_REASON_UNSPECIFIED;
+}
+
+// When a delta was cut, on our clock. A sender that does not say (0), or says nonsense, is
+// taken to have cut it when it arrived.
+SteadyTime cutTime(const wire::Stats& stats, SteadyTime t0, SteadyTime now) {
+  const auto at = common::fromSteadyNs(stats.at_master_ns());
+  return stats.at_master_ns() != 0 && at > t0 - kCutTimeTolerance && at < now + kCutTimeTolerance
+             ? at
+             : now;
+}
+
+LostWorker estimateLost(const WorkerLink& link, const std::optional<IntervalRows::Pace>& pace,
+                        SteadyTime t0, SteadyTime now, SteadyTime end_at) {
+  LostWorker lost;
+  lost.lost_at_s = seconds(now - t0);
+  if (!pace)
+    return lost;
+  lost.last_stats_at_s = seconds(pace->last_at - t0);
+  double rate = 0;
+  if (pace->last_span_s >= 0.2)
+    rate = double(pace->last_requests) / pace->last_span_s;
+  else if (pace->last_at > t0)
+    rate = double(link.requests) / seconds(pace->last_at - t0);
+  const SteadyTime from = std::min(std::max(link.last_heard, pace->last_at), end_at);
+  const SteadyTime to = std::max(from, std::min(pace->last_at + kTickInterval, end_at));
+  auto requests = [&](SteadyTime t) {
+    return static_cast<uint64_t>(std::llround(rate * std::max(0.0, seconds(t - pace->last_at))));
+  };
+  lost.low = requests(from);
+  lost.high = requests(to);
+  lost.estimate = requests(from + (to - from) / 2);
+  return lost;
+}
+
+std::string describeLost(const WorkerLink& link, const LostWorker& lost) {
+  std::string text =
+      fmt::format("{} lost at {:.1f}s into the run ({}): {} requests and {} "
+                  "errors received from it",
+                  workerLabel(link), lost.lost_at_s, link.why, link.requests, link.errors);
+  if (lost.estimate)
+    text += fmt::format(", the last counted by {:.1f}s; an estimated {} more requests ({} to {}) "
+                        "it made after that were never reported and are in no total",
+                        *lost.last_stats_at_s, *lost.estimate, *lost.low, *lost.high);
+  else
+    text += "; it sent no stats, so what it did is unknown";
+  if (link.users)
+    text += fmt::format("; its {} users stopped with it", link.users);
+  return text;
+}
+
+// A worker stopped by its operator mid-run, whose Final said so: not lost, since its figures are
+// complete; the run goes on with the others and ends as it would have (the report warns).
+void noteLeft(WorkerLink& link, double at_s) {
+  link.state = LinkState::Left;
+  link.why = fmt::format("stopped (SIGINT or SIGTERM) at {:.1f}s; its figures are complete", at_s);
+  fmt::print(stderr, "\n{}: left the run: {}\n", workerLabel(link), link.why);
+}
+
+} // namespace
+
+RunLoop::RunLoop(RunContext& run, RunResult& result)
+    : run_(run), result_(result),
+      progress_(run.cli, run.scenario.step_table.size(), seconds(run.scenario.load.total())),
+      // Rows wait this long for a worker that went silent, so that its Stats, when they come,
+      // still land in their own rows; longer than that it is lost.
+      rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), policy_(run.scenario.halt),
+      judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval) {}
+
+// A warning goes to stderr at once (a soak runs for hours) and into the report.
+void RunLoop::warn(std::string text) {
+  fmt::print(stderr, "\nwarning: {}\n", text);
+  result_.warnings.push_back(std::move(text));
+}
+
+void RunLoop::writeRows(const std::vector<IntervalRow>& finished) {
+  for (const auto& row : finished)
+    if (auto error = timeseries_.append(row); !error.empty() && !outputs_failed_) {
+      outputs_failed_ = true;
+      warn(fmt::format("{}; timeseries.csv is incomplete from {:.0f}s on", error, row.elapsed_s));
+    }
+}
+
+void RunLoop::openOutputs() {
+  const auto& out_dir = run_.cli.out_dir;
+  if (out_dir.empty())
+    return;
+  // The run has started: the previous run's report goes, so that the directory never holds
+  // one run's timeseries.csv next to another run's report.json.
+  std::error_code ec;
+  std::filesystem::remove(std::filesystem::path(out_dir) / "report.json", ec);
+  if (auto error = timeseries_.open(out_dir); !error.empty()) {
+    outputs_failed_ = true;
+    warn(fmt::format("{}; timeseries.csv is incomplete", error));
+  }
+}
+
+// Sends the halt the policy just decided to every running worker.
+void RunLoop::sendHalt(Decision decision, SteadyTime now) {
+  if (decision != Decision::Halt)
+    return;
+  const HaltInfo& info = *policy_.halt();
+  wire::Envelope halt;
+  halt.mutable_halt()->set_reason(toWire(info.reason));
+  if (info.error_at)
+    halt.mutable_halt()->set_first_error_master_ns(common::steadyNs(*info.error_at));
+  run_.cluster.broadcast(halt, {LinkState::Running});
+  halt_sent_at_ = now;
+}
+
+// halt.on_error {count: N}: the sum over workers, each reporting every error at once.
+void RunLoop::checkErrorCount() {
+  uint64_t errors = 0;
+  for (auto* link : run_.joined)
+    errors += link->error_tally;
+  auto now = run_.clock.now();
+  sendHalt(policy_.onErrorCount(errors, seconds(now - run_.t0)), now);
+}
+
+void RunLoop::onMessage(WorkerLink& link, const wire::Envelope& e) {
+  switch (e.body_case()) {
+  case wire::Envelope::kError: {
+    auto context = common::errorFromWire(e.error().context());
+    const double at_s = seconds(context.at - run_.t0);
+    // First, before anything else queued: every worker hears Halt now.
+    sendHalt(policy_.onError(std::move(context), e.error().data_exhausted(), link.index, at_s),
+             run_.clock.now());
+    break;
+  }
+  case wire::Envelope::kErrorTally:
+    link.error_tally = std::max(link.error_tally, e.error_tally().errors());
+    checkErrorCount();
+    break;
+  case wire::Envelope::kStats:
+  case wire::Envelope::kFinal:
+    onStats(link, e);
+    break;
+  default:
+    break;
+  }
+}
+
+void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
+  const auto& stats = e.has_stats() ? e.stats() : e.final().stats();
+  if (link.final_received)
+    return;
+  if (!common::statsFromWire(stats, run_.scenario.step_table.size(), progress_.interval())) {
+    ++result_.dropped_messages;
+    return;
+  }
+  rows_.add(link.index, cutTime(stats, run_.t0, run_.clock.now()), stats);
+  for (const auto& step : stats.steps()) {
+    link.requests += step.requests();
+    link.errors += step.errors();
+  }
+  link.active_users = stats.active_users();
+  link.error_tally = std::max(link.error_tally, link.errors);
+  checkErrorCount();
+  if (!e.has_final())
+    return;
+  link.final_received = true;
+  link.final_at = run_.clock.now();
+  if (e.final().has_sent_after_first_error()) {
+    const auto& sent = e.final().sent_after_first_error();
+    link.sent_after_first_error = sent.requests();
+    link.sent_count_complete = sent.complete();
+    if (sent.has_last_send_master_ns())
+      link.last_send = common::fromSteadyNs(sent.last_send_master_ns());
+  }
+  link.state = LinkState::Done;
+  if (e.final().leaving() && !stop_sent_) {
+    noteLeft(link, seconds(link.final_at - run_.t0));
+    sendHalt(policy_.onWorkerLeft(), link.final_at);
+  }
+  wire::Envelope ack;
+  ack.mutable_final_ack();
+  run_.cluster.send(link, ack);
+}
+
+void RunLoop::checkSilent(SteadyTime now) {
+  for (auto* link : run_.joined) {
+    if (link->state == LinkState::Running && now - link->last_heard > run_.cli.heartbeat_timeout) {
+      link->state = LinkState::Lost;
+      link->why = fmt::format("silent for {:.1f}s", seconds(now - link->last_heard));
+      fmt::print(stderr, "\n{}: lost: {}\n", workerLabel(*link), link->why);
+      auto& lost = lost_workers_[link] =
+          estimateLost(*link, rows_.pace(link->index), run_.t0, now, run_.end_at);
+      warn(describeLost(*link, lost));
+      // Best effort: a worker that was only frozen stops at once when it wakes up.
+      wire::Envelope halt;
+      halt.mutable_halt()->set_reason(wire::HALT_REASON_LOST);
+      run_.cluster.send(*link, halt);
+      sendHalt(policy_.onWorkerLost(seconds(now - run_.t0)), now);
+    }
+  }
+}
+
+void RunLoop::tick(SteadyTime now) {
+  const auto t0 = run_.t0;
+  wire::Envelope beat;
+  beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
+  run_.cluster.broadcast(beat, {LinkState::Running});
+  int users = 0;
+  int alive = 0;
+  for (auto* link : run_.joined) {
+    if (link->state == LinkState::Running) {
+      users += link->active_users;
+      ++alive;
+    }
+  }
+  if (now >= t0) {
+    judge_.addInterval(progress_.interval(), seconds(now - last_tick_));
+    if (auto breach = judge_.abortBreach())
+      sendHalt(policy_.onThresholdBreach(breach->threshold->expr, breach->value, seconds(now - t0)),
+               now);
+    else if (auto rate = judge_.errorRateBreach())
+      sendHalt(policy_.onErrorRate(*rate, seconds(now - t0)), now);
+  }
+  if (now >= t0)
+    progress_.tick(seconds(now - t0), seconds(now - last_tick_), users, alive,
+                   static_cast<int>(run_.cluster.links().size()));
+  std::vector<uint32_t> reporting;
+  for (auto* link : run_.joined)
+    if (link->state == LinkState::Running)
+      reporting.push_back(link->index);
+  writeRows(rows_.take(now, reporting));
+  last_tick_ = std::max(now, t0);
+  next_tick_ = now + kTickInterval;
+}
+
+bool RunLoop::running() const {
+  return std::any_of(run_.joined.begin(), run_.joined.end(),
+                     [](auto* l) { return l->state == LinkState::Running; });
+}
+
+void RunLoop::run() {
+  openOutputs();
+  auto& cluster = run_.cluster;
+  while (running()) {
+    cluster.poll(kRunPoll,
+                 [this](WorkerLink& link, const wire::Envelope& e) { onMessage(link, e); });
+    const auto now = run_.clock.now();
+    if (interrupted())
+      sendHalt(policy_.onInterrupted(seconds(now - run_.t0)), now);
+    if (interruptedTwice())
+      exitNow(cluster);
+    // The master ends the run; workers also stop by themselves at the same time.
+    if (now >= run_.end_at && !stop_sent_) {
+      wire::Envelope stop;
+      stop.mutable_stop();
+      cluster.broadcast(stop, {LinkState::Running});
+      stop_sent_ = true;
+    }
+    checkSilent(now);
+    if (now >= next_tick_)
+      tick(now);
+  }
+}
+
+SteadyTime RunLoop::end() {
+  const auto t0 = run_.t0;
+  const auto end = run_.clock.now();
+  judge_.addInterval(progress_.interval(), seconds(end - last_tick_));
+  progress_.tick(seconds(end - t0), seconds(end - last_tick_), 0, 0,
+                 static_cast<int>(run_.cluster.links().size()));
+  progress_.end();
+  writeRows(rows_.finish());
+  return end;
+}
+
+} // namespace stampede::master
