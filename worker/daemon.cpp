@@ -80,6 +80,7 @@ private:
   void sendTo(const std::string& peer, wire::Envelope& envelope);
   void sendStats();
   void sendFinal();
+  void failStart(const std::string& why);
   void sendHello(int64_t master_ns);
   void reset();
   void log(const std::string& line) const {
@@ -371,7 +372,12 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
       ++counters_.dropped_messages;
       break;
     }
-    engine_->start(common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_));
+    try {
+      engine_->start(common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_));
+    } catch (const std::exception& e) {
+      failStart(e.what());
+      break;
+    }
     state_ = State::Running;
     // Deltas cut on whole seconds from t0: each Stats is one row of the master's timeseries.
     next_stats_ = common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_) + 1s;
@@ -585,6 +591,28 @@ void WorkerDaemon::Session::sendStats() {
   s->set_active_users(engine_->activeUsers());
   common::statsToWire(delta_, *s);
   send(stats);
+}
+
+// The engine could not start (out of memory making the users, no thread to be had): the
+// master hears it as this worker's error, in full, and gets a Final at once, so that the run
+// halts with the reason instead of the worker dying or going silent. Users wait for their
+// ramp slot after the start barrier, so nothing was sent.
+void WorkerDaemon::Session::failStart(const std::string& why) {
+  log("could not start the run: " + why);
+  common::ErrorContext context;
+  context.worker_index = worker_index_;
+  context.error_kind = "internal";
+  context.detail = "the worker could not start the run: " + why;
+  context.at = clock_.now();
+  context.wall_at = std::chrono::system_clock::now();
+  wire::Envelope report;
+  common::errorToWire(context, offset_ns_, *report.mutable_error()->mutable_context());
+  send(report);
+  engine_->halt();
+  engine_->join();
+  ++counters_.runs;
+  state_ = State::Finishing;
+  sendFinal();
 }
 
 void WorkerDaemon::Session::sendFinal() {
