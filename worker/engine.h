@@ -58,6 +58,7 @@ struct EngineOptions {
 using common::ErrorContext;
 
 class WorkerThread;
+class Feeders;
 
 class Engine {
 public:
@@ -131,9 +132,6 @@ private:
     return std::chrono::duration_cast<std::chrono::microseconds>(clock_.now() - t0_);
   }
   const common::Flow& pickFlow(std::mt19937_64& rng) const;
-  // The row index to use for feeder `f`, or nullopt when it ran out (order random never does).
-  std::optional<size_t> drawRow(size_t f, std::mt19937_64& rng);
-  struct FeederCursor;
 
   std::shared_ptr<const common::Scenario> scenario_;
   EngineOptions options_;
@@ -151,7 +149,7 @@ private:
   // case-insensitively), so that no header goes out twice.
   std::unordered_map<const common::Step*, std::vector<size_t>> inherited_headers_;
 
-  std::vector<std::unique_ptr<FeederCursor>> feeders_;
+  std::unique_ptr<Feeders> feeders_; // the data feeders' cursors
   bool open_ = false;
   std::unique_ptr<common::LoadCurve> curve_; // this worker's: levels scaled by rate_share
   double flow_weight_total_ = 0;
