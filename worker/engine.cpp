@@ -15,7 +15,8 @@ using common::Flow;
 
 Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions options,
                const common::Clock& clock)
-    : scenario_(std::move(scenario)), options_(std::move(options)), clock_(clock) {
+    : scenario_(std::move(scenario)), options_(std::move(options)), clock_(clock),
+      timer_clock_(dynamic_cast<const common::SteadyClock*>(&clock) ? nullptr : &clock) {
   const auto& load = scenario_->load;
   open_ = load.model == common::LoadSpec::Model::Open;
   if (options_.threads <= 0)

@@ -62,6 +62,8 @@ class Feeders;
 
 class Engine {
 public:
+  // Every stamp and every timer of the engine reads `clock`: a test may pass a clock of its
+  // own and advance it (the HTTP clients' timeouts stay on the steady clock).
   Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions options,
          const common::Clock& clock);
   ~Engine(); // halts and joins
@@ -136,6 +138,9 @@ private:
   std::shared_ptr<const common::Scenario> scenario_;
   EngineOptions options_;
   const common::Clock& clock_;
+  // The clock the load threads' timers read (worker/engine_timer.h); nullptr: the steady
+  // clock itself, without a virtual call.
+  const common::Clock* timer_clock_ = nullptr;
   common::SteadyTime t0_{};
   common::SteadyTime end_{};
   std::vector<std::unique_ptr<WorkerThread>> threads_;

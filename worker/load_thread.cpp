@@ -84,6 +84,7 @@ asio::awaitable<void> WorkerThread::arrivals() {
 }
 
 void WorkerThread::run() {
+  EngineTimerClock::thread_clock = engine_.timer_clock_;
   auto on_escape = [this](std::exception_ptr error) { onEscape(error); };
   if (engine_.open_) {
     asio::co_spawn(io_, arrivals(), on_escape);

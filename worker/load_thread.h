@@ -6,6 +6,7 @@
 #pragma once
 
 #include "worker/engine.h"
+#include "worker/engine_timer.h"
 
 #include <chrono>
 #include <cstdint>
@@ -87,7 +88,7 @@ public:
   std::vector<VirtualUser*> idle_;
   uint64_t in_flight_cap_ = 0;
   uint64_t in_flight_ = 0;
-  asio::steady_timer arrival_timer_{io_};
+  EngineTimer arrival_timer_{io_};
   std::mutex stats_mutex_; // taken by this thread per record, by the control thread once a second
   common::StatsBook book_;
   SendLog sends_; // every send's stamp, for the count after the first error (Engine::sendsFrom)

@@ -63,7 +63,7 @@ struct VirtualUser {
   uint64_t vu;
   uint64_t cluster_number;
   std::unique_ptr<HttpSession> session;
-  asio::steady_timer timer;
+  EngineTimer timer; // think pauses and ramp parking, on the engine's clock
   std::vector<std::string> slots;
   common::RenderContext ctx;
   RenderedRequest rendered;

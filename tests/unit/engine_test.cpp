@@ -462,5 +462,115 @@ TEST_CASE("every capture kind takes its value; one that finds nothing is capture
   }
 }
 
+// A clock that moves only when the test says, read by every load thread.
+class ManualClock final : public common::Clock {
+public:
+  common::SteadyTime now() const override {
+    return common::SteadyTime(std::chrono::nanoseconds(ns_.load(std::memory_order_acquire)));
+  }
+  void advance(std::chrono::nanoseconds by) { ns_.fetch_add(by.count()); }
+
+private:
+  std::atomic<int64_t> ns_{std::chrono::nanoseconds(1000s).count()};
+};
+
+// Waits (real time, at most 1 s) until `done` holds.
+bool eventually(const std::function<bool()>& done) {
+  const auto give_up = std::chrono::steady_clock::now() + 1s;
+  while (!done() && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(1ms);
+  return done();
+}
+
+TEST_CASE("think pauses and the end of the run follow the injected clock", "[engine][clock]") {
+  Target target;
+  target.respond = always(Answer{});
+  ManualClock clock;
+  EngineOptions options;
+  options.threads = 1;
+  options.client_factory = [&target](asio::io_context& io, const common::HttpSpec&) {
+    return std::make_unique<FakeClient>(io, target);
+  };
+  Engine engine(scenario("load: {users: 1, duration: 60s}\n"
+                         "flows: [{name: f, steps: [{get: /a}, {think: 10s}, {get: /b}]}]\n"),
+                options, clock);
+  engine.start(clock.now());
+  REQUIRE(eventually([&] { return target.performs == 1; }));
+  std::this_thread::sleep_for(30ms); // real time passes; the clock does not
+  CHECK(target.performs == 1);
+  clock.advance(9s);
+  std::this_thread::sleep_for(30ms);
+  CHECK(target.performs == 1);
+  clock.advance(1s);                                         // the think pause is over
+  REQUIRE(eventually([&] { return target.performs == 3; })); // /b, then /a of the next round
+  CHECK(!engine.finished());
+  clock.advance(60s); // past the end: the pause ends early, and so does the run
+  REQUIRE(eventually([&] { return engine.finished(); })); // else halted and joined by ~Engine
+  engine.join();
+  const auto log = target.log();
+  REQUIRE(log.size() == 3);
+  CHECK(log[1].target == "/b");
+  CHECK(log[2].target == "/a");
+  common::StatsBook book;
+  engine.collect(book);
+  CHECK(book.total().requests == 3);
+}
+
+TEST_CASE("ramp-down: users the load curve lets go stop sending, by the injected clock",
+          "[engine][clock]") {
+  Target target;
+  target.respond = always(Answer{});
+  ManualClock clock;
+  EngineOptions options;
+  options.threads = 1;
+  options.client_factory = [&target](asio::io_context& io, const common::HttpSpec&) {
+    return std::make_unique<FakeClient>(io, target);
+  };
+  // Two users: up to 2 over 10 s, hold 10 s, down to 0 over 10 s, hold 10 s. User 1 runs
+  // while the level is above 1 (5 s to 25 s), user 0 while it is above 0 (0 s to 30 s).
+  Engine engine(scenario("load:\n"
+                         "  stages: [{to: 2, over: 10s}, {hold: 10s}, {to: 0, over: 10s}, "
+                         "{hold: 10s}]\n"
+                         "flows: [{name: f, steps: [{get: '/a/{{vu}}'}, {think: 1s}]}]\n"),
+                options, clock);
+  const auto t0 = clock.now();
+  engine.start(t0);
+  // Each second of the clock, the wanted users send one request each.
+  auto sentBy = [&](std::string_view target_path) {
+    const auto log = target.log();
+    return std::count_if(log.begin(), log.end(),
+                         [&](const Received& r) { return r.target == target_path; });
+  };
+  std::this_thread::sleep_for(20ms);
+  CHECK(target.performs == 0); // level 0 at t0: nobody is wanted yet
+  auto advanceTo = [&](std::chrono::seconds t) {
+    while (clock.now() < t0 + t) {
+      clock.advance(500ms);
+      std::this_thread::sleep_for(3ms);
+    }
+  };
+  advanceTo(20s);
+  const auto user1_at_20s = sentBy("/a/1");
+  CHECK(eventually([&] { return sentBy("/a/0") > 0; }));
+  CHECK(user1_at_20s > 0);
+  advanceTo(26s); // user 1 let go at 25 s
+  const auto user1_at_26s = sentBy("/a/1");
+  const auto user0_at_26s = sentBy("/a/0");
+  advanceTo(29s);
+  CHECK(sentBy("/a/1") == user1_at_26s);                            // parked
+  CHECK(eventually([&] { return sentBy("/a/0") > user0_at_26s; })); // still wanted
+  advanceTo(31s);                                                   // user 0 let go at 30 s
+  const auto all_at_31s = target.performs.load();
+  advanceTo(39s);
+  CHECK(target.performs == all_at_31s);
+  // Neither user is wanted again: both have ended, before the run's end at 40 s.
+  REQUIRE(eventually([&] { return engine.finished(); })); // else halted and joined by ~Engine
+  engine.join();
+  common::StatsBook book;
+  engine.collect(book);
+  CHECK(book.total().requests == target.performs);
+  CHECK(book.total().errors == 0);
+}
+
 } // namespace
 } // namespace stampede::worker
