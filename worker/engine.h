@@ -58,9 +58,12 @@ struct EngineOptions {
 using common::ErrorContext;
 
 class WorkerThread;
+class Feeders;
 
 class Engine {
 public:
+  // Every stamp and every timer of the engine reads `clock`: a test may pass a clock of its
+  // own and advance it (the HTTP clients' timeouts stay on the steady clock).
   Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions options,
          const common::Clock& clock);
   ~Engine(); // halts and joins
@@ -131,13 +134,13 @@ private:
     return std::chrono::duration_cast<std::chrono::microseconds>(clock_.now() - t0_);
   }
   const common::Flow& pickFlow(std::mt19937_64& rng) const;
-  // The row index to use for feeder `f`, or nullopt when it ran out (order random never does).
-  std::optional<size_t> drawRow(size_t f, std::mt19937_64& rng);
-  struct FeederCursor;
 
   std::shared_ptr<const common::Scenario> scenario_;
   EngineOptions options_;
   const common::Clock& clock_;
+  // The clock the load threads' timers read (worker/engine_timer.h); nullptr: the steady
+  // clock itself, without a virtual call.
+  const common::Clock* timer_clock_ = nullptr;
   common::SteadyTime t0_{};
   common::SteadyTime end_{};
   std::vector<std::unique_ptr<WorkerThread>> threads_;
@@ -151,7 +154,7 @@ private:
   // case-insensitively), so that no header goes out twice.
   std::unordered_map<const common::Step*, std::vector<size_t>> inherited_headers_;
 
-  std::vector<std::unique_ptr<FeederCursor>> feeders_;
+  std::unique_ptr<Feeders> feeders_; // the data feeders' cursors
   bool open_ = false;
   std::unique_ptr<common::LoadCurve> curve_; // this worker's: levels scaled by rate_share
   double flow_weight_total_ = 0;

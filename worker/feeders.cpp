@@ -1,0 +1,37 @@
+#include "worker/feeders.h"
+
+#include <algorithm>
+
+namespace stampede::worker {
+
+Feeders::Feeders(const std::vector<common::Feeder>& data) : data_(data) {
+  for (const auto& feeder : data_) {
+    auto cursor = std::make_unique<Cursor>();
+    if (feeder.order == common::Feeder::Order::Shuffle) {
+      cursor->order.resize(feeder.rows.size());
+      for (size_t i = 0; i < cursor->order.size(); ++i)
+        cursor->order[i] = uint32_t(i);
+      std::mt19937_64 rng(std::random_device{}());
+      std::shuffle(cursor->order.begin(), cursor->order.end(), rng);
+    }
+    cursors_.push_back(std::move(cursor));
+  }
+}
+
+std::optional<size_t> Feeders::drawRow(size_t f, std::mt19937_64& rng) {
+  const auto& feeder = data_[f];
+  const size_t rows = feeder.rows.size();
+  if (rows == 0)
+    return std::nullopt;
+  if (feeder.order == common::Feeder::Order::Random) {
+    std::uniform_int_distribution<size_t> pick(0, rows - 1);
+    return pick(rng);
+  }
+  const uint64_t n = cursors_[f]->next.fetch_add(1, std::memory_order_relaxed);
+  if (n >= rows && feeder.on_exhausted != common::Feeder::OnExhausted::Wrap)
+    return std::nullopt;
+  const size_t at = size_t(n % rows);
+  return feeder.order == common::Feeder::Order::Shuffle ? cursors_[f]->order[at] : at;
+}
+
+} // namespace stampede::worker

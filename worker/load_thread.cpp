@@ -1,0 +1,172 @@
+#include "worker/load_thread.h"
+
+#include "worker/virtual_user.h"
+
+#include <algorithm>
+
+namespace stampede::worker {
+
+using common::Flow;
+
+std::string describeException(std::exception_ptr error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+WorkerThread::WorkerThread(Engine& engine, int index)
+    : engine_(engine), index_(index), rng_(std::random_device{}() ^ (uint64_t(index) << 32)),
+      book_(engine.scenario_->step_table.size()) {
+  const auto& http = engine.scenario_->http;
+  const auto& allow = engine.options_.allow_target;
+  if (engine.options_.client_factory)
+    client_ = engine.options_.client_factory(io_, http);
+  else if (http.engine == common::HttpSpec::Engine::Curl)
+    client_ = makeCurlClient(io_, http, allow);
+  else
+    client_ = makeBeastClient(io_, http, allow);
+}
+
+WorkerThread::~WorkerThread() = default;
+
+void WorkerThread::addUser(uint64_t vu, uint64_t cluster_number) {
+  users_.push_back(std::make_unique<VirtualUser>(*this, vu, cluster_number));
+}
+
+asio::awaitable<void> WorkerThread::arrivals() {
+  Engine& e = engine_;
+  const uint64_t step = e.threads_.size();
+  const double phase = double(e.options_.worker_index % std::max(1u, e.options_.worker_count)) /
+                       double(std::max(1u, e.options_.worker_count));
+  uint64_t next_vu = 0;
+  for (uint64_t k = uint64_t(index_);; k += step) {
+    const auto offset = e.curve_->timeOfArrival(double(k) + phase);
+    if (!offset)
+      break;
+    const common::SteadyTime at = e.t0_ + *offset;
+    if (at >= e.end_ || e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
+      break;
+    if (e.clock_.now() < at) {
+      arrival_timer_.expires_at(std::chrono::steady_clock::time_point(at));
+      boost::system::error_code ec;
+      co_await arrival_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
+        break;
+    }
+    const Flow& flow = e.pickFlow(rng_);
+    if (in_flight_ >= in_flight_cap_) {
+      // Never queued: a late start would hide the wait from the latency figures.
+      recordDropped(flow.first_request_stats_index);
+      continue;
+    }
+    // A dropped arrival is not an iteration: only one that starts takes from the budget.
+    if (!e.takeIteration())
+      break;
+    VirtualUser* user;
+    if (!idle_.empty()) {
+      user = idle_.back();
+      idle_.pop_back();
+    } else {
+      // Numbered first_vu + thread + threads * n: unique across the worker's threads, and
+      // below first_vu + max_in_flight, the block the master gave this worker.
+      const uint64_t vu = e.options_.first_vu + uint64_t(index_) + step * next_vu++;
+      users_.push_back(std::make_unique<VirtualUser>(*this, vu, vu));
+      user = users_.back().get();
+    }
+    ++in_flight_;
+    asio::co_spawn(io_, user->arrival(flow, at),
+                   [this](std::exception_ptr error) { onEscape(error); });
+  }
+}
+
+void WorkerThread::run() {
+  EngineTimerClock::thread_clock = engine_.timer_clock_;
+  auto on_escape = [this](std::exception_ptr error) { onEscape(error); };
+  // Nothing may end this thread early and silently: out of memory making the users' frames,
+  // or a handler that throws, is reported as an internal error and halts the run (the thread
+  // could not carry its share), and the loop goes on until every coroutine has ended.
+  auto fail = [this] {
+    try {
+      onEscape(std::current_exception());
+    } catch (...) {
+      // Reporting needs memory too; the halt below does not.
+    }
+    engine_.halt();
+  };
+  try {
+    if (engine_.open_) {
+      asio::co_spawn(io_, arrivals(), on_escape);
+    } else {
+      for (auto& user : users_)
+        asio::co_spawn(io_, user->run(), on_escape);
+    }
+  } catch (...) {
+    fail();
+  }
+  for (;;) {
+    try {
+      io_.run();
+      break;
+    } catch (...) {
+      fail();
+    }
+  }
+  // Sessions own sockets of this io_context: release them on this thread.
+  idle_.clear();
+  users_.clear();
+  if (engine_.running_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+      engine_.finished_listener_)
+    engine_.finished_listener_();
+}
+
+void WorkerThread::cancelAll(bool cancel_requests) {
+  // Runs on this thread (posted), so it may touch sessions and timers.
+  arrival_timer_.cancel();
+  for (auto& user : users_) {
+    user->timer.cancel();
+    if (cancel_requests && user->session)
+      user->session->cancel();
+  }
+}
+
+void WorkerThread::onEscape(std::exception_ptr error) {
+  if (!error)
+    return;
+  // A virtual user catches what its iterations throw: this is the rest (arrivals(), or the
+  // user's own bookkeeping), rarer still. Counted against the first step, reported.
+  const std::string kind = "internal";
+  const auto& flow = engine_.scenario_->flows.front();
+  record(flow.first_request_stats_index, HttpResponse{}, Sample{0}, &kind);
+  engine_.noteError();
+  if (!engine_.first_error_taken_.exchange(true, std::memory_order_acq_rel)) {
+    ErrorContext context;
+    context.worker_index = engine_.options_.worker_index;
+    context.error_kind = kind;
+    context.detail = "a load coroutine stopped on an exception: " + describeException(error);
+    context.at = engine_.clock_.now();
+    context.wall_at = std::chrono::system_clock::now();
+    engine_.reportError(std::move(context));
+  }
+}
+
+void WorkerThread::recordCancelled(size_t stats_index) {
+  std::lock_guard lock(stats_mutex_);
+  ++book_.steps[stats_index].cancelled;
+}
+
+void WorkerThread::recordDropped(size_t stats_index) {
+  std::lock_guard lock(stats_mutex_);
+  ++book_.steps[stats_index].dropped;
+}
+
+void WorkerThread::collect(common::StatsBook& into) {
+  std::lock_guard lock(stats_mutex_);
+  into.merge(book_);
+  book_.reset();
+}
+
+} // namespace stampede::worker

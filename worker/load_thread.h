@@ -1,0 +1,98 @@
+// One load thread of the engine: its own io_context, HTTP client, stats book and virtual
+// users, as in wrk; nothing of it is shared while it sends, except its stats book, which the
+// control thread collects once a second under stats_mutex_. In the open model it also runs
+// the arrivals: iterations started on the schedule t_k, on idle virtual users of its pool.
+// Every member is used on this thread only, except where said.
+#pragma once
+
+#include "worker/engine.h"
+#include "worker/engine_timer.h"
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace stampede::worker {
+
+struct VirtualUser;
+
+inline int64_t toNs(common::SteadyTime t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// An exception's text, for an error report.
+std::string describeException(std::exception_ptr error);
+
+class WorkerThread {
+public:
+  WorkerThread(Engine& engine, int index);
+  ~WorkerThread();
+  // Closed model, before run(): a user numbered `vu`, wanted while the curve is above
+  // `cluster_number`.
+  void addUser(uint64_t vu, uint64_t cluster_number);
+  // The thread's body: spawns the users (or the arrivals) and runs the io_context to its end.
+  void run();
+  // Posted by the control thread: wakes every timer; with `cancel_requests`, aborts the
+  // requests in flight too.
+  void cancelAll(bool cancel_requests);
+
+  // Open model: starts iterations on this thread's arrivals (k = index, index + threads...).
+  asio::awaitable<void> arrivals();
+
+  struct Sample {
+    int64_t latency_us;
+    int64_t service_us = -1; // open model only
+    int64_t lag_us = -1;     // open model: the first request of an arrival
+  };
+  // Once per request: inline, one uncontended lock.
+  void record(size_t stats_index, const HttpResponse& response, const Sample& sample,
+              const std::string* error_kind) {
+    std::lock_guard lock(stats_mutex_);
+    auto& s = book_.steps[stats_index];
+    ++s.requests;
+    s.bytes_in += response.bytes_in;
+    s.bytes_out += response.bytes_out;
+    if (response.http_version == 20)
+      ++s.http2_responses;
+    s.latency_us.record(sample.latency_us);
+    if (sample.service_us >= 0)
+      s.service_us.record(sample.service_us);
+    if (sample.lag_us >= 0)
+      s.schedule_lag_us.record(sample.lag_us);
+    if (error_kind) {
+      ++s.errors;
+      ++s.errors_by_kind[*error_kind];
+    }
+  }
+  void recordCancelled(size_t stats_index);
+  void recordDropped(size_t stats_index);
+  // The control thread: adds this thread's counters into `into` and clears them.
+  void collect(common::StatsBook& into);
+  // The completion of a coroutine this thread spawned: what escaped it, if anything, is an
+  // error (the coroutine is gone; nothing it held is left waiting).
+  void onEscape(std::exception_ptr error);
+
+  Engine& engine_;
+  int index_;
+  asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
+  std::unique_ptr<HttpClient> client_;
+  std::mt19937_64 rng_;
+  std::vector<std::unique_ptr<VirtualUser>> users_;
+  // Open model.
+  std::vector<VirtualUser*> idle_;
+  uint64_t in_flight_cap_ = 0;
+  uint64_t in_flight_ = 0;
+  EngineTimer arrival_timer_{io_};
+  std::mutex stats_mutex_; // taken by this thread per record, by the control thread once a second
+  common::StatsBook book_;
+  SendLog sends_; // every send's stamp, for the count after the first error (Engine::sendsFrom)
+  std::thread thread_;
+};
+
+} // namespace stampede::worker

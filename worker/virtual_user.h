@@ -1,0 +1,78 @@
+// One virtual user: a coroutine on its load thread with its own session (keep-alive
+// connection), rendered request, think timer and values (captures and data columns). Closed
+// model: it loops iterations of its flows while the load curve wants it. Open model: it runs
+// one iteration per arrival and goes back to its thread's pool. Used on its load thread only.
+#pragma once
+
+#include "worker/engine.h"
+#include "worker/load_thread.h"
+#include "worker/request_render.h"
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace stampede::worker {
+
+struct VirtualUser {
+  VirtualUser(WorkerThread& thread, uint64_t vu, uint64_t cluster_number);
+
+  // Closed model: loops iterations while the load curve wants this user.
+  asio::awaitable<void> run();
+  // Open model: one iteration, scheduled at `scheduled`; returns the user to the pool.
+  asio::awaitable<void> arrival(const common::Flow& flow, common::SteadyTime scheduled);
+  // Runs one iteration of `flow` (the closed model's ends early when the load curve lets
+  // this user go). Returns false when this user must stop for good (the run is over, a
+  // feeder ran out).
+  asio::awaitable<bool> iterate(const common::Flow& flow,
+                                std::optional<common::SteadyTime> scheduled);
+  // A request in plain functions around the co_await, not a coroutine of its own: a coroutine
+  // frame per request is measurable at the rates we run. beginRequest renders the request
+  // and returns false when the run is over; endRequest records the outcome and returns false
+  // when this virtual user must stop.
+  bool beginRequest(const common::Step& step);
+  bool beginRedirect(std::string_view location);
+  // Stamps `sent`; false when the run is over.
+  bool stampSend();
+  bool endRequest(const common::Flow& flow, const common::Step& step,
+                  std::optional<common::SteadyTime> scheduled);
+  asio::awaitable<bool> pause(std::chrono::microseconds d);
+  const common::Flow& pickFlow() { return thread.engine_.pickFlow(thread.rng_); }
+  bool mayStart() const { return !engine.stopping() && engine.clock_.now() < engine.end_; }
+  // Closed model: whether the load curve wants this user now.
+  bool wanted() const {
+    return engine.curve_->levelAt(engine.sinceStart()) > double(cluster_number);
+  }
+  // Takes the next row of each of the flow's feeders into the slots; false when one ran out.
+  bool drawData(const common::Flow& flow);
+  // An exception escaped this user's iteration of `flow`: counts and reports it as an error
+  // of kind "internal" against the step it was in, and gives the user a fresh session (the
+  // old one may be mid-request). Returns false when the user cannot go on (no session).
+  bool fail(const common::Flow& flow, std::exception_ptr error);
+  // The first error of the run builds the full context; later ones are only counted.
+  void reportError(const common::Flow& flow, const common::Step& step, const std::string& kind,
+                   common::SteadyTime done);
+
+  WorkerThread& thread;
+  Engine& engine;
+  uint64_t vu;
+  uint64_t cluster_number;
+  std::unique_ptr<HttpSession> session;
+  EngineTimer timer; // think pauses and ramp parking, on the engine's clock
+  std::vector<std::string> slots;
+  common::RenderContext ctx;
+  RenderedRequest rendered;
+  common::SteadyTime sent{};
+  HttpResponse response;
+  std::string error_kind;
+  std::string detail;
+  int redirects = 0;
+  const common::Step* current_step = nullptr; // the request step of the iteration, for fail()
+};
+
+} // namespace stampede::worker
