@@ -76,7 +76,8 @@ void Cluster::takeHandshakeFailures() {
     return;
   if (!dialled_) {
     if (auto failure = monitor_->take())
-      fmt::print(stderr, "a worker dialling in from {} was refused: {}\n", failure->peer,
+      // The monitor's event names our own endpoint, not the peer's address: say which.
+      fmt::print(stderr, "a worker dialling in to {} was refused: {}\n", failure->peer,
                  failure->reason);
     return;
   }
