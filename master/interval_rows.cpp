@@ -94,13 +94,17 @@ std::vector<IntervalRow> IntervalRows::take(common::SteadyTime now,
   for (int64_t second = written_through_ + 1; second <= due; ++second)
     rows.push_back(release(second));
   written_through_ = std::max(written_through_, due);
+  flushLate(rows);
+  return rows;
+}
+
+void IntervalRows::flushLate(std::vector<IntervalRow>& rows) {
   for (auto& [second, held] : late_) {
     for (const auto& [worker, users] : held.users)
       held.row.users += users;
     rows.push_back(std::move(held.row));
   }
   late_.clear();
-  return rows;
 }
 
 std::vector<IntervalRow> IntervalRows::finish() {
@@ -133,12 +137,7 @@ std::vector<IntervalRow> IntervalRows::finish() {
     }
   }
   written_through_ = std::max(written_through_, last);
-  for (auto& [second, held] : late_) {
-    for (const auto& [worker, users] : held.users)
-      held.row.users += users;
-    rows.push_back(std::move(held.row));
-  }
-  late_.clear();
+  flushLate(rows);
   return rows;
 }
 

@@ -64,8 +64,9 @@ private:
     std::map<uint32_t, uint32_t> users; // worker -> its last active-users figure in the row
   };
   Held& heldFor(int64_t second, bool late);
-  IntervalRow release(int64_t second);          // held (users summed) or empty; drops it from held_
-  int64_t secondOf(common::SteadyTime t) const; // the row holding time t (1 at the least)
+  IntervalRow release(int64_t second); // held (users summed) or empty; drops it from held_
+  void flushLate(std::vector<IntervalRow>& rows); // rows that came after theirs was written
+  int64_t secondOf(common::SteadyTime t) const;   // the row holding time t (1 at the least)
 
   common::SteadyTime t0_;
   std::chrono::nanoseconds grace_;

@@ -184,25 +184,26 @@ json buildReport(const RunResult& r) {
   json workers = json::array();
   auto orNull = [](const auto& v) { return v ? json(*v) : json(nullptr); };
   for (const auto& w : r.workers)
-    workers.push_back({{"id", w.id},
-                       {"address", w.address},
-                       {"state", w.state},
-                       {"why", w.why.empty() ? json(nullptr) : json(w.why)},
-                       {"requests", w.requests},
-                       {"errors", w.errors},
-                       {"users", w.users},
-                       {"threads", w.threads},
-                       {"clock_offset_ms", w.clock_offset_ms},
-                       {"lost_at_s", orNull(w.lost_at_s)},
-                       {"last_stats_at_s", orNull(w.last_stats_at_s)},
-                       {"unreported_requests_estimate",
-                        w.unreported_estimate ? json{{"requests", *w.unreported_estimate},
+    workers.push_back(
+        {{"id", w.id},
+         {"address", w.address},
+         {"state", w.state},
+         {"why", w.why.empty() ? json(nullptr) : json(w.why)},
+         {"requests", w.requests},
+         {"errors", w.errors},
+         {"users", w.users},
+         {"threads", w.threads},
+         {"clock_offset_ms", w.clock_offset_ms},
+         {"lost_at_s", orNull(w.lost_at_s)},
+         {"last_stats_at_s", orNull(w.last_stats_at_s)},
+         {"unreported_requests_estimate", w.unreported_estimate
+                                              ? json{{"requests", *w.unreported_estimate},
                                                      {"low", w.unreported_low.value_or(0)},
                                                      {"high", w.unreported_high.value_or(0)}}
                                               : json(nullptr)},
-                       {"clock_error_ms", w.clock_error_ms},
-                       {"requests_sent_after_first_error", orNull(w.requests_sent_after_first_error)},
-                       {"stop_ms", orNull(w.stop_ms)}});
+         {"clock_error_ms", w.clock_error_ms},
+         {"requests_sent_after_first_error", orNull(w.requests_sent_after_first_error)},
+         {"stop_ms", orNull(w.stop_ms)}});
   report["workers"] = std::move(workers);
   json thresholds = json::array();
   for (const auto& t : r.thresholds)
