@@ -506,8 +506,25 @@ struct ClientSession {
 };
 
 // One request on a client and session made for it alone.
-HttpResponse performOnce(const Engine& engine, common::HttpSpec spec, const HttpRequest& request) {
-  return ClientSession(engine, std::move(spec)).perform(request);
+// A response that outlives its session: HttpResponse::body views the session's buffer, which
+// dies with the session, so the body is copied and the view points at the copy.
+struct OwnedResponse : HttpResponse {
+  std::string owned_body;
+  explicit OwnedResponse(const HttpResponse& r) : HttpResponse(r), owned_body(r.body) {
+    body = owned_body;
+  }
+  OwnedResponse(const OwnedResponse& o) : OwnedResponse(static_cast<const HttpResponse&>(o)) {}
+  OwnedResponse& operator=(const OwnedResponse& o) {
+    static_cast<HttpResponse&>(*this) = o;
+    owned_body = o.owned_body;
+    body = owned_body;
+    return *this;
+  }
+};
+
+OwnedResponse performOnce(const Engine& engine, common::HttpSpec spec, const HttpRequest& request) {
+  ClientSession client(engine, std::move(spec));
+  return OwnedResponse(client.perform(request));
 }
 
 // Starts `body` on every session at once and drives `io` until all have returned or `limit` has
