@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 JOBS ?= 2
 
-.PHONY: all build deps configure test demo bench clean
+.PHONY: all build deps configure test demo bench clean fuzz check-sanitize
 
 all: build
 
@@ -26,5 +26,18 @@ demo: build
 bench: build
 	bash tests/bench/throughput.sh $(BUILD_DIR)
 
+# libFuzzer targets (tests/fuzz/run.sh): a clang build of its own, then FUZZ_SECONDS per target.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 20
+
+$(FUZZ_DIR)/build.ninja:
+	CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAMPEDE_FUZZ=ON
+
+fuzz:
+	@bash deploy/install-deps.sh --fuzz
+	$(MAKE) $(FUZZ_DIR)/build.ninja
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzz_targets
+	bash tests/fuzz/run.sh $(FUZZ_DIR)/fuzz $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR)
