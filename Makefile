@@ -26,6 +26,29 @@ demo: build
 bench: build
 	bash tests/bench/throughput.sh $(BUILD_DIR)
 
+# Sanitizer runs (README "Sanitizers and fuzzing"): two more build directories, each building
+# only what it runs. ASan+UBSan: the unit tests and the fuzz targets' replay of their corpus.
+# TSan: the HTTP engines' unit tests, and the e2e tests that run the worker daemon and its
+# load engine across threads (cluster, halt, global halt).
+ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+TSAN_ENV = TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
+TSAN_E2E = e2e_test_(cluster|halt|global_halt)
+
+$(ASAN_DIR)/build.ninja:
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAMPEDE_SANITIZE=address
+
+$(TSAN_DIR)/build.ninja:
+	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAMPEDE_SANITIZE=thread
+
+check-sanitize: configure $(ASAN_DIR)/build.ninja $(TSAN_DIR)/build.ninja
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target unit_tests fuzz_targets
+	cd $(ASAN_DIR) && $(ASAN_ENV) ctest --output-on-failure -R '^(unit|fuzz_replay_.*)$$'
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target unit_tests master worker fault_target
+	cd $(TSAN_DIR) && $(TSAN_ENV) tests/unit_tests '[http_client]'
+	cd $(TSAN_DIR) && $(TSAN_ENV) ctest --output-on-failure -R '^$(TSAN_E2E)$$'
+
 # libFuzzer targets (tests/fuzz/run.sh): a clang build of its own, then FUZZ_SECONDS per target.
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 20
@@ -40,4 +63,4 @@ fuzz:
 	bash tests/fuzz/run.sh $(FUZZ_DIR)/fuzz $(FUZZ_SECONDS)
 
 clean:
-	rm -rf $(BUILD_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR) $(ASAN_DIR) $(TSAN_DIR)
