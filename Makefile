@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 JOBS ?= 2
 
-.PHONY: all build deps configure test demo bench clean fuzz check-sanitize
+.PHONY: all build deps configure test demo bench clean fuzz check-sanitize check-asan check-tsan
 
 all: build
 
@@ -29,7 +29,8 @@ bench: build
 # Sanitizer runs (README "Sanitizers and fuzzing"): two more build directories, each building
 # only what it runs. ASan+UBSan: the unit tests and the fuzz targets' replay of their corpus.
 # TSan: the HTTP engines' unit tests, and the e2e tests that run the worker daemon and its
-# load engine across threads (cluster, halt, global halt).
+# load engine across threads (cluster, halt, global halt). `make -k check-sanitize` runs both
+# halves even when the first fails.
 ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
 ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -42,9 +43,13 @@ $(ASAN_DIR)/build.ninja:
 $(TSAN_DIR)/build.ninja:
 	cmake -S . -B $(TSAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTAMPEDE_SANITIZE=thread
 
-check-sanitize: configure $(ASAN_DIR)/build.ninja $(TSAN_DIR)/build.ninja
+check-sanitize: check-asan check-tsan
+
+check-asan: configure $(ASAN_DIR)/build.ninja
 	cmake --build $(ASAN_DIR) -j $(JOBS) --target unit_tests fuzz_targets
 	cd $(ASAN_DIR) && $(ASAN_ENV) ctest --output-on-failure -R '^(unit|fuzz_replay_.*)$$'
+
+check-tsan: configure $(TSAN_DIR)/build.ninja
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target unit_tests master worker fault_target
 	cd $(TSAN_DIR) && $(TSAN_ENV) tests/unit_tests '[http_client]'
 	cd $(TSAN_DIR) && $(TSAN_ENV) ctest --output-on-failure -R '^$(TSAN_E2E)$$'
