@@ -19,6 +19,12 @@ bool addFits(uint64_t a, uint64_t b) {
   return b <= std::numeric_limits<uint64_t>::max() - a;
 }
 
+// A histogram's sum: a valid wire sum is >= 0 (min_us * count <= sum), as is every sum we
+// hold, so the one bound to check is the top.
+bool sumFits(int64_t a, int64_t b) {
+  return a >= 0 && b >= 0 && b <= std::numeric_limits<int64_t>::max() - a;
+}
+
 bool isIdle(const StepStats& s) {
   if (s.requests || s.errors || s.cancelled || s.dropped || s.bytes_in || s.bytes_out ||
       s.http2_responses || s.latency_us.count() || s.service_us.count() ||
@@ -129,7 +135,8 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
     // Checked in place, never decoded into a 139 KB histogram: the master merges thousands
     // of these a second, straight from the run-length form.
     auto bad = [](bool has, const wire::Histogram& h, const Histogram& current_h) {
-      return has && (!histogramValid(h) || !addFits(current_h.count(), h.count()));
+      return has && (!histogramValid(h) || !addFits(current_h.count(), h.count()) ||
+                     !sumFits(current_h.sumUs(), h.sum_us()));
     };
     if (bad(w.has_latency(), w.latency(), current.latency_us) ||
         bad(w.has_service(), w.service(), current.service_us) ||

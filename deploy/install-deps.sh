@@ -17,9 +17,15 @@ build_packages=(
 # python3-yaml with python3-jsonschema for the scenario schema test (tests/e2e/test_schema.py),
 # and the openssl tool that makes tests/e2e/test_http2.py its certificate.
 test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl)
+# Fuzzing only (`make fuzz`, which runs `install-deps.sh --fuzz`): clang with libFuzzer and the
+# sanitizer runtimes (libclang-rt-14-dev holds libclang_rt.fuzzer). The normal build uses g++.
+fuzz_packages=()
+if [[ "${1:-}" == "--fuzz" ]]; then
+  fuzz_packages=(clang-14 libclang-rt-14-dev)
+fi
 
 missing=()
-for p in "${build_packages[@]}" "${test_packages[@]}"; do
+for p in "${build_packages[@]}" "${test_packages[@]}" "${fuzz_packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done

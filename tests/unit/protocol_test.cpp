@@ -171,6 +171,15 @@ TEST_CASE("statsFromWire refuses an invalid message whole and leaves the book un
     (*bad.mutable_steps(1)->mutable_errors_by_kind())["timeout"] =
         std::numeric_limits<uint64_t>::max();
   }
+  SECTION("a latency sum that would wrap") {
+    // Found by tests/fuzz/stats_fuzz: valid alone (a value past kMaxTrackableUs counts as
+    // overflow but still adds to the sum), it wrapped the master's sum to a negative mean.
+    StatsBook huge(3);
+    huge.steps[0].requests = 1;
+    huge.steps[0].latency_us.record(std::numeric_limits<int64_t>::max() -
+                                    master.steps[0].latency_us.sumUs() / 2);
+    bad = toWire(huge);
+  }
   SECTION("more steps than the scenario has") {
     for (uint32_t i = 0; i < 3; ++i)
       bad.add_steps()->set_step(i);
