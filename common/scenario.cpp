@@ -2163,8 +2163,14 @@ private:
         fail(kv.second.Mark(), item_path,
              "expected a plain value (number, string, true, false or null), got " +
                  describe(kv.second));
-      const std::string expected =
-          kv.second.IsScalar() ? scalarToJson(kv.second).dump() : std::string("null");
+      std::string expected = "null";
+      if (kv.second.IsScalar()) {
+        try {
+          expected = scalarToJson(kv.second).dump();
+        } catch (const nlohmann::json::exception& e) {
+          fail(kv.second.Mark(), item_path, std::string("cannot be written as JSON: ") + e.what());
+        }
+      }
       out.push_back(Expect::JsonValue{std::move(*json_path), expected});
     }
     return out;
