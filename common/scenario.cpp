@@ -45,9 +45,6 @@ namespace {
 
 constexpr int kMaxLoopDepth = 16; // deeper is a mistake, and bounds the engine's recursion
 
-constexpr std::string_view kBuiltinNames[] = {
-    "uuid", "random_int", "random_string", "now_ms", "env", "worker_index", "vu", "iteration"};
-
 constexpr std::string_view kMethods[] = {"get",    "post", "put",    "patch",
                                          "delete", "head", "options"};
 
@@ -62,11 +59,6 @@ bool isIdentifier(std::string_view name) {
   if (name.empty() || !(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_'))
     return false;
   return std::all_of(name.begin(), name.end(), [](char c) { return isAlnum(c) || c == '_'; });
-}
-
-bool isBuiltin(std::string_view name) {
-  return std::find(std::begin(kBuiltinNames), std::end(kBuiltinNames), name) !=
-         std::end(kBuiltinNames);
 }
 
 bool isMethod(std::string_view name) {
@@ -566,7 +558,7 @@ private:
   std::string captureNameProblem(const std::string& name) const {
     if (!isIdentifier(name))
       return "a capture name is letters, digits and _, not starting with a digit";
-    if (isBuiltin(name))
+    if (isBuiltinName(name))
       return "'" + name + "' is a built-in name; choose another";
     if (variables_.count(name))
       return "'" + name + "' is already a variable; a capture needs a name of its own";
@@ -936,7 +928,7 @@ private:
       if (!isIdentifier(name))
         fail(kv.first.Mark(), path,
              "a variable name is letters, digits and _, not starting with a digit");
-      if (isBuiltin(name))
+      if (isBuiltinName(name))
         fail(kv.first.Mark(), path, "'" + name + "' is a built-in name; choose another");
       if (out.count(name))
         fail(kv.first.Mark(), path, "duplicate key '" + name + "'");
@@ -961,7 +953,7 @@ private:
       if (!isIdentifier(name))
         fail(kv.first.Mark(), path,
              "a feeder name is letters, digits and _, not starting with a digit");
-      if (isBuiltin(name))
+      if (isBuiltinName(name))
         fail(kv.first.Mark(), path, "'" + name + "' is a built-in name; choose another");
       if (variables_.count(name))
         fail(kv.first.Mark(), path,
