@@ -2,6 +2,8 @@
 // and what the engine runs. Immutable once loaded; shared read-only by every load thread.
 #pragma once
 
+#include "common/csv.h"
+#include "common/endpoint.h"
 #include "common/template.h"
 #include "common/threshold.h"
 
@@ -30,18 +32,6 @@ struct ThinkTime {
   microseconds a{0}; // Fixed: the pause; Uniform: low bound; Exponential: mean
   microseconds b{0}; // Uniform: high bound
 };
-
-// Where requests go: parsed from `target` or from an absolute step URL.
-struct Endpoint {
-  std::string scheme; // "http" or "https"
-  std::string host;
-  uint16_t port = 0;
-  std::string base_path; // "" or "/api" (no trailing slash)
-  bool tls() const { return scheme == "https"; }
-};
-
-// Parses "http://host[:port][/base]"; std::nullopt when it is not such a URL.
-std::optional<Endpoint> parseEndpoint(std::string_view url);
 
 // A JSONPath subset: `$`, `.key`, `['key']`, `[index]`, e.g. `$.items[0].sku`.
 struct JsonPath {
@@ -262,9 +252,5 @@ constexpr uint64_t kMaxAliasBytes = uint64_t(16) << 20;
 Scenario loadScenarioFile(const std::string& path, const LoadOptions& options = {});
 Scenario loadScenarioText(const std::string& yaml_text, const std::string& file_name,
                           const LoadOptions& options = {});
-
-// Writes rows as CSV (RFC 4180 quoting), header first: how a per_worker slice is shipped.
-std::string writeCsv(const std::vector<std::string>& columns,
-                     const std::vector<std::vector<std::string>>& rows);
 
 } // namespace stampede::common

@@ -1,5 +1,7 @@
 #include "common/template.h"
 
+#include "common/text.h"
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -129,22 +131,6 @@ const BuiltinName* findBuiltin(std::string_view name) {
     if (b.name == name)
       return &b;
   return nullptr;
-}
-
-size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j)
-    row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
 }
 
 std::string unknownNameMessage(std::string_view name,
@@ -420,6 +406,10 @@ std::string Template::render(const RenderContext& ctx, bool mask_secrets) const 
   std::string out;
   renderTo(ctx, out, mask_secrets);
   return out;
+}
+
+bool isBuiltinName(std::string_view name) {
+  return findBuiltin(name) != nullptr;
 }
 
 } // namespace stampede::common

@@ -91,4 +91,7 @@ private:
   std::string source_;
 };
 
+// A built-in name of templates (uuid, env, vu, ...): variables and feeders may not take one.
+bool isBuiltinName(std::string_view name);
+
 } // namespace stampede::common
