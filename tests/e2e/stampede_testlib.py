@@ -544,6 +544,19 @@ def headers_as_dict(headers):
     return result
 
 
+def interrupt_master(test, proc, workdir, timeout):
+    """SIGINT to a master from `start_master` that must still be running (the test fails if it
+    has already ended): (exit code or None, stdout, stderr, seconds from the signal to its exit).
+    """
+    if proc.poll() is not None:
+        test.fail("master ended before it was interrupted:\n" +
+                  describe(*finish_master(proc, workdir, 1)))
+    signalled = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rc, out, err = finish_master(proc, workdir, timeout)
+    return rc, out, err, time.monotonic() - signalled
+
+
 def describe(rc, out, err):
     """Context for an assertion message."""
     return f"exit code {rc}\n--- stdout (tail)\n{out[-3000:]}\n--- stderr (tail)\n{err[-3000:]}"

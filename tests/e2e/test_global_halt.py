@@ -235,13 +235,7 @@ class GlobalHaltTest(lib.TempDirTestCase, unittest.TestCase):
                             break
                     time.sleep(0.02)
                 time.sleep(0.5)
-                if proc.poll() is not None:
-                    self.fail("master ended before it was interrupted:\n" +
-                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
-                signalled = time.monotonic()
-                proc.send_signal(signal.SIGINT)
-                rc, out, err = lib.finish_master(proc, self.tmp, 5)
-                took = time.monotonic() - signalled
+                rc, out, err, took = lib.interrupt_master(self, proc, self.tmp, 5)
             finally:
                 if proc.poll() is None:
                     proc.kill()

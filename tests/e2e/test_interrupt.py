@@ -45,13 +45,7 @@ class InterruptTest(lib.TempDirTestCase, unittest.TestCase):
             proc = lib.start_master(["--out", out_dir, path], self.tmp)
             try:
                 time.sleep(SIGNAL_AFTER_S)
-                if proc.poll() is not None:
-                    self.fail("master ended before it was interrupted:\n" +
-                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
-                signalled = time.monotonic()
-                proc.send_signal(signal.SIGINT)
-                rc, out, err = lib.finish_master(proc, self.tmp, EXIT_WITHIN_S)
-                took = time.monotonic() - signalled
+                rc, out, err, took = lib.interrupt_master(self, proc, self.tmp, EXIT_WITHIN_S)
             finally:
                 if proc.poll() is None:
                     proc.kill()
@@ -97,13 +91,7 @@ class HandshakeAndDoubleInterruptTest(lib.TempDirTestCase, unittest.TestCase):
                                      path], self.tmp)
             try:
                 time.sleep(0.7)
-                if proc.poll() is not None:
-                    self.fail("master ended before it was interrupted:\n" +
-                              lib.describe(*lib.finish_master(proc, self.tmp, 1)))
-                signalled = time.monotonic()
-                proc.send_signal(signal.SIGINT)
-                rc, out, err = lib.finish_master(proc, self.tmp, 5)
-                took = time.monotonic() - signalled
+                rc, out, err, took = lib.interrupt_master(self, proc, self.tmp, 5)
             finally:
                 if proc.poll() is None:
                     proc.kill()
