@@ -1,5 +1,6 @@
 // Time for logic that must be testable: code takes a Clock& and never calls now() itself.
-// Any thread may call now(); FakeClock is for single-threaded tests.
+// Any thread may call now(). Tests drive the engine with a clock of their own
+// (tests/unit/engine_test.cpp).
 #pragma once
 
 #include <chrono>
@@ -17,15 +18,6 @@ public:
 class SteadyClock final : public Clock {
 public:
   SteadyTime now() const override { return std::chrono::steady_clock::now(); }
-};
-
-class FakeClock final : public Clock {
-public:
-  SteadyTime now() const override { return now_; }
-  void advance(std::chrono::nanoseconds by) { now_ += by; }
-
-private:
-  SteadyTime now_{std::chrono::seconds(1000)};
 };
 
 // Microseconds between two stamps, clamped at zero: histogram values are never negative.

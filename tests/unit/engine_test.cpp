@@ -24,8 +24,8 @@ using namespace std::chrono_literals;
 // What a fake session answers to one request.
 struct Answer {
   int status = 200;
-  std::string body;
-  HeaderList headers;
+  std::string body = {};
+  HeaderList headers = {};
   std::chrono::milliseconds delay{0}; // 0: posted to the io_context at once
   bool hang = false;                  // answers only when cancelled
 };
