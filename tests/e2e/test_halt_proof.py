@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stampede_testlib as lib  # noqa: E402
 
 USERS_PER_WORKER = 6
-WARM_UP = 300  # requests of each user before its first /fail-after: past DELAY_AFTER_S
+WARM_UP = 2000  # requests of each user before its first /fail-after: past DELAY_AFTER_S
 CONTROL_DELAY_S = 0.02     # master -> worker bytes, once the relay has been up this long:
 DELAY_AFTER_S = 0.2        # the handshake (clock samples) is over by then on loopback
 
