@@ -134,17 +134,22 @@ struct Outcome {
   std::vector<Received> received;
 };
 
-// Runs on `threads` load threads until the engine ends by itself or the run's end plus 2 s.
-// `during` is called every millisecond while it runs (say, to halt it).
-Outcome run(std::shared_ptr<const common::Scenario> s, Target& target, int threads = 1,
-            std::function<void(Engine&)> during = {}) {
-  common::SteadyClock clock;
+// Engine options whose load threads talk to `target` through fake clients: no sockets.
+EngineOptions fakeOptions(Target& target, int threads) {
   EngineOptions options;
   options.threads = threads;
   options.client_factory = [&target](asio::io_context& io, const common::HttpSpec&) {
     return std::make_unique<FakeClient>(io, target);
   };
-  Engine engine(s, options, clock);
+  return options;
+}
+
+// Runs on `threads` load threads until the engine ends by itself or the run's end plus 2 s.
+// `during` is called every millisecond while it runs (say, to halt it).
+Outcome run(std::shared_ptr<const common::Scenario> s, Target& target, int threads = 1,
+            std::function<void(Engine&)> during = {}) {
+  common::SteadyClock clock;
+  Engine engine(s, fakeOptions(target, threads), clock);
   const auto started = clock.now();
   engine.start(started);
   while (!engine.finished() && clock.now() < engine.endTime() + 2s) {
@@ -486,11 +491,7 @@ TEST_CASE("think pauses and the end of the run follow the injected clock", "[eng
   Target target;
   target.respond = always(Answer{});
   ManualClock clock;
-  EngineOptions options;
-  options.threads = 1;
-  options.client_factory = [&target](asio::io_context& io, const common::HttpSpec&) {
-    return std::make_unique<FakeClient>(io, target);
-  };
+  EngineOptions options = fakeOptions(target, 1);
   Engine engine(scenario("load: {users: 1, duration: 60s}\n"
                          "flows: [{name: f, steps: [{get: /a}, {think: 10s}, {get: /b}]}]\n"),
                 options, clock);
@@ -521,11 +522,7 @@ TEST_CASE("ramp-down: users the load curve lets go stop sending, by the injected
   Target target;
   target.respond = always(Answer{});
   ManualClock clock;
-  EngineOptions options;
-  options.threads = 1;
-  options.client_factory = [&target](asio::io_context& io, const common::HttpSpec&) {
-    return std::make_unique<FakeClient>(io, target);
-  };
+  EngineOptions options = fakeOptions(target, 1);
   // Two users: up to 2 over 10 s, hold 10 s, down to 0 over 10 s, hold 10 s. User 1 runs
   // while the level is above 1 (5 s to 25 s), user 0 while it is above 0 (0 s to 30 s).
   Engine engine(scenario("load:\n"
