@@ -2,7 +2,8 @@
 BUILD_DIR ?= build
 JOBS ?= 2
 
-.PHONY: all build deps configure test demo bench clean fuzz check-sanitize check-asan check-tsan
+.PHONY: all build deps configure test demo bench package test-package clean fuzz check-sanitize \
+	check-asan check-tsan
 
 all: build
 
@@ -25,6 +26,15 @@ demo: build
 
 bench: build
 	bash tests/bench/throughput.sh $(BUILD_DIR)
+
+# The Debian package (README "Installing"): build/stampede_VERSION_ARCH.deb. Needs help2man.
+package: build
+	cmake --build $(BUILD_DIR) --target package
+
+# Package, image and Kubernetes tests (tests/package/, not part of `make test`): as root,
+# they install and remove the .deb on this machine and chroot into the image's root.
+test-package: build
+	bash tests/package/run.sh $(BUILD_DIR)
 
 # Sanitizer runs (README "Sanitizers and fuzzing"): two more build directories, each building
 # only what it runs. ASan+UBSan: the unit tests and the fuzz targets' replay of their corpus.
