@@ -59,13 +59,18 @@ def _wait_for_log(proc, path, text, timeout):
     return False
 
 
-def drive_run(master_cmd, worker_cmd, master_args=(), worker_args=(), users=8,
-              duration="2s", timeout=60):
+def drive_run(master_cmd, worker_cmd, master_args=(), worker_args=(), users=4,
+              duration="2s", timeout=60, out_root=None, out_uid=None):
     """Start nginx on loopback and `WORKER_CMD --listen tcp://127.0.0.1:PORT WORKER_ARGS`, run
     `MASTER_CMD --workers HOSTS --out DIR MASTER_ARGS SCENARIO` against it, and check that the
     run passed and that the report's request count equals nginx's access log. Returns the
-    report's total request count."""
-    tmp = tempfile.mkdtemp(prefix="stampede-pkg-run-")
+    report's total request count.
+
+    With `out_root` (a chroot the master runs in), the hosts file, scenario and output go
+    under OUT_ROOT/tmp, owned by `out_uid`, and the master is given paths inside the root."""
+    tmp = tempfile.mkdtemp(prefix="stampede-pkg-run-",
+                           dir=os.path.join(out_root, "tmp") if out_root else None)
+    inside = (lambda path: "/" + os.path.relpath(path, out_root)) if out_root else (lambda p: p)
     worker = None
     try:
         with lib.nginx() as server:
@@ -85,8 +90,11 @@ def drive_run(master_cmd, worker_cmd, master_args=(), worker_args=(), users=8,
             scenario = lib.write_scenario(
                 tmp, lib.one_get_scenario(server.url, users, duration, "package-test"))
             out_dir = os.path.join(tmp, "out")
-            cmd = [*master_cmd, "--workers", hosts, "--out", out_dir, "--quiet",
-                   *master_args, scenario]
+            if out_uid is not None:
+                for path in (tmp, hosts, scenario):
+                    os.chown(path, out_uid, out_uid)
+            cmd = [*master_cmd, "--workers", inside(hosts), "--out", inside(out_dir), "--quiet",
+                   *master_args, inside(scenario)]
             result = subprocess.run(cmd, capture_output=True, text=True, errors="replace",
                                     timeout=timeout, stdin=subprocess.DEVNULL)
             lines = lib.wait_access_log_stable(server.access_log)
