@@ -15,6 +15,11 @@
    --expect-workers; the scenario and key paths are files of the mounted ConfigMap and Secret
    (the worker gets master.pub only); resource requests and pod anti-affinity are there; the
    scenario in the ConfigMap passes `master --dry-run` (target replaced by 127.0.0.1).
+4. Rehearses the run on loopback: the master with the Job's arguments and the workers with the
+   Deployment's, as many as its replicas, only the addresses and file paths swapped for local
+   ones (listen and dial 127.0.0.1, keys from keygen, --allow-target 127.0.0.1/32), plus
+   --dry-run: every value is then parsed for real, the workers dial in, the CURVE handshake
+   completes, and the master prints the plan for all of them (no load is sent).
 """
 
 import json
@@ -73,6 +78,7 @@ def main():
         worker = check_container(deployment, "/usr/bin/stampede-worker", version, root, built)
         check_wiring(job, service, deployment, configmap, secret, master, worker)
         check_scenario(configmap, built["/usr/bin/stampede-master"], tmp)
+        rehearse(master, worker, deployment["spec"]["replicas"], configmap, built, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("test_k8s: 1 passed, 0 failed")
@@ -191,6 +197,57 @@ def check_scenario(configmap, master_binary, tmp):
         pkglib.run([master_binary, "--dry-run", "--quiet", "--set",
                     "target=http://127.0.0.1:9", path])
         print(f"ConfigMap {name}: master --dry-run accepts it")
+
+
+def rehearse(master, worker, replicas, configmap, built, tmp):
+    keys = os.path.join(tmp, "keys")
+    pkglib.run([built["/usr/bin/stampede-master"], "keygen", "--out", keys])
+    [(name, text)] = configmap["data"].items()
+    scenario = os.path.join(tmp, "rehearsal-" + name)
+    with open(scenario, "w") as f:
+        f.write(text)
+    port = pkglib.lib.free_port()
+    local = {"--listen": f"tcp://127.0.0.1:{port}", "--key": f"{keys}/master.key",
+             "--out": os.path.join(tmp, "out"), "--master": f"tcp://127.0.0.1:{port}",
+             "--master-key": f"{keys}/master.pub", "--allow-target": "127.0.0.1/32"}
+
+    def localise(args):
+        out = []
+        for arg in args:
+            name, _, _ = arg.partition("=")
+            if arg.startswith("--") and name in local:
+                out.append(f"{name}={local[name]}")
+            elif not arg.startswith("-"):
+                out.append(scenario)
+            else:
+                out.append(arg)
+        return out
+
+    workers = []
+    log = os.path.join(tmp, "workers.log")
+    try:
+        with open(log, "w") as err:
+            for _ in range(replicas):
+                workers.append(subprocess.Popen(
+                    [built["/usr/bin/stampede-worker"], *localise(worker["args"]),
+                     "--threads=1"], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                    start_new_session=True))
+        args = [*localise(master["args"]), "--dry-run", "--set=target=http://127.0.0.1:9"]
+        result = subprocess.run([built["/usr/bin/stampede-master"], *args], capture_output=True,
+                                text=True, timeout=60, stdin=subprocess.DEVNULL)
+        context = (f"master {args}: exit {result.returncode}\n{result.stdout[-2000:]}\n"
+                   f"{result.stderr[-2000:]}\n--- workers\n{open(log).read()[-2000:]}")
+        assert result.returncode == 0, context
+        rows = [line for line in result.stdout.splitlines()
+                if re.match(r"\s*\d+\s+dialled-in-\d+\s", line)]
+        assert len(rows) == replicas, f"expected {replicas} workers in the plan\n{context}"
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 15)
+            proc.wait(timeout=10)
+    print(f"rehearsal on 127.0.0.1: the Job's master and {replicas} workers with the "
+          f"Deployment's args joined (CURVE) and planned the run")
 
 
 if __name__ == "__main__":
