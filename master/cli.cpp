@@ -54,7 +54,9 @@ std::string usageText() {
 CliOptions parseCli(int argc, const char* const* argv) {
   auto options = describeOptions();
   po::options_description hidden;
-  hidden.add_options()("scenario", po::value<std::vector<std::string>>());
+  hidden.add_options()("scenario", po::value<std::vector<std::string>>()) //
+      ("render-html", po::value<std::vector<std::string>>()->multitoken(),
+       "IN OUT: write OUT, the report.html of IN (a report.json)");
   po::options_description all;
   all.add(options).add(hidden);
   po::positional_options_description positional;
@@ -73,6 +75,14 @@ CliOptions parseCli(int argc, const char* const* argv) {
   cli.version = vm.count("version") > 0;
   if (cli.help || cli.version)
     return cli;
+  if (vm.count("render-html")) {
+    const auto& paths = vm["render-html"].as<std::vector<std::string>>();
+    if (paths.size() != 2)
+      throw UsageError("--render-html: expected REPORT.json OUT.html");
+    cli.render_html_in = paths[0];
+    cli.render_html_out = paths[1];
+    return cli;
+  }
   cli.quiet = vm.count("quiet") > 0;
   if (vm.count("threads")) {
     cli.threads = vm["threads"].as<int>();

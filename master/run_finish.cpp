@@ -148,20 +148,22 @@ int reportResult(const CliOptions& cli, RunResult& result) {
   // The report first, so that the summary's last line tells what the exit code really is.
   bool report_written = false;
   if (!cli.out_dir.empty()) {
-    if (auto error = writeReport(cli.out_dir, result); !error.empty()) {
-      result.exit_code = HaltPolicy::afterOutputFailure(result.exit_code);
+    auto errors = writeReports(cli.out_dir, result);
+    for (const auto& error : errors) {
       // A warning goes to stderr at once and into the summary.
       auto text = fmt::format("{}; no report", error);
       fmt::print(stderr, "\nwarning: {}\n", text);
       result.warnings.push_back(std::move(text));
-    } else {
-      report_written = true;
     }
+    if (!errors.empty())
+      result.exit_code = HaltPolicy::afterOutputFailure(result.exit_code);
+    report_written = errors.empty();
   }
   std::fflush(stderr);
   fmt::print("{}", formatSummary(result));
   if (report_written)
-    fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / "report.json").string());
+    for (const char* name : kReportFiles)
+      fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / name).string());
   std::fflush(stdout);
   return result.exit_code;
 }

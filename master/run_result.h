@@ -86,6 +86,21 @@ struct WorkerResult {
   std::optional<double> stop_ms;
 };
 
+// One row of timeseries.csv, its figures as written there (ms), plus the open model's service
+// time and schedule lag: what report.html draws over time.
+struct SeriesPoint {
+  double elapsed_s = 0;
+  double length_s = 1;
+  uint32_t users = 0;
+  uint64_t requests = 0;
+  double rps = 0;
+  uint64_t errors = 0;
+  uint64_t dropped = 0;
+  double p50_ms = 0, p90_ms = 0, p99_ms = 0, max_ms = 0;
+  double service_p50_ms = 0, service_p99_ms = 0; // open model only (else 0)
+  double lag_p99_ms = 0;                         // open model only (else 0)
+};
+
 struct RunResult {
   const common::Scenario* scenario = nullptr;
   Outcome outcome = Outcome::Passed;
@@ -102,6 +117,7 @@ struct RunResult {
   uint64_t dropped_messages = 0;      // control messages dropped as garbage, stale or duplicate
   std::vector<std::string> warnings;  // lost workers, outputs that could not be written...
   uint64_t unreported_estimate = 0;   // lost workers' requests never reported (an estimate)
+  std::vector<SeriesPoint> series;    // timeseries.csv's rows, for report.html
 };
 
 } // namespace stampede::master
