@@ -123,8 +123,10 @@
     return out;
   }
   function dataset(label, pts, i, extra) {
+    // Points are drawn only when there are few (a short run's one or two rows make no line).
     return Object.assign({ label: label, data: pts, borderColor: palette[i % palette.length],
-      backgroundColor: palette[i % palette.length], borderWidth: 1.5, pointRadius: 0, tension: 0 }, extra || {});
+      backgroundColor: palette[i % palette.length], borderWidth: 1.5,
+      pointRadius: pts.length < 60 ? 3 : 0, tension: 0 }, extra || {});
   }
   function lineChart(holder, id, title, datasets, yTitle, extraScales) {
     const box = el("div", { class: "chart" }, el("canvas", { id: id }));
@@ -153,10 +155,11 @@
   if (!(series.elapsed_s && series.elapsed_s.length)) {
     timeCharts.append(el("p", { class: "note" }, "No timeseries rows in this report."));
   }
+  // One scale for both: errors read as the share of the requests they are.
   lineChart(grid, "chart-throughput", "Throughput and errors (per second)", [
     dataset("requests/s", points("rps"), 0),
-    dataset("errors/s", points("errors"), 1, { yAxisID: "y2" }),
-  ], "requests/s", { y2: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "errors/s" } } });
+    dataset("errors/s", points("errors"), 1),
+  ], "per second");
   const latency = [
     dataset("p50", points("p50_ms"), 2), dataset("p90", points("p90_ms"), 0),
     dataset("p99", points("p99_ms"), 3), dataset("max", points("max_ms"), 1, { borderDash: [4, 3] }),
@@ -175,7 +178,7 @@
     else { at += stage.over_s; plan.push({ x: at, y: stage.to }); }
   }
   lineChart(grid, "chart-load", open ? "Target and achieved rate" : "Active users", open
-    ? [dataset("target rate/s", plan, 7, { borderDash: [6, 3] }), dataset("achieved requests/s", points("rps"), 0)]
+    ? [dataset("target arrivals/s (plan)", plan, 7, { borderDash: [6, 3] }), dataset("requests/s (each arrival runs its flow)", points("rps"), 0)]
     : [dataset("planned users", plan, 7, { borderDash: [6, 3] }), dataset("active users", points("users"), 2, { stepped: true })],
   open ? "per second" : "users");
   lineChart(grid, "chart-dropped", "Dropped arrivals (per second)", [dataset("dropped", points("dropped"), 4)], "arrivals");

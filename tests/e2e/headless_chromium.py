@@ -48,7 +48,7 @@ class Chromium:
             os.dup2(write_end, 4)
         args = [self.path, "--headless=new", "--remote-debugging-pipe", "--no-sandbox",
                 "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-                "--disable-extensions", "--disable-background-networking",
+                "--disable-extensions", "--disable-background-networking", "--hide-scrollbars",
                 "--disable-component-update", "--disable-sync", "--mute-audio",
                 f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
                 "about:blank"]
@@ -170,9 +170,9 @@ class Chromium:
     def screenshot(self, path, full_page=True):
         params = {"format": "png"}
         if full_page:
-            metrics = self.call("Page.getLayoutMetrics")
-            size = metrics.get("cssContentSize") or metrics["contentSize"]
-            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
+            # The page's own extent (the layout's content size is at least the window).
+            height = self.evaluate("Math.ceil(document.body.getBoundingClientRect().bottom)")
+            params["clip"] = {"x": 0, "y": 0, "width": self.width, "height": max(height, 100),
                               "scale": 1}
             params["captureBeyondViewport"] = True
         data = self.call("Page.captureScreenshot", params, timeout=60)["data"]
