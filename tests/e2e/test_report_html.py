@@ -40,8 +40,19 @@ CHART_PIXELS_JS = r"""
       if (img[i + 3] > 200 && Math.abs(img[i] - want[0]) < 40 && Math.abs(img[i + 1] - want[1]) < 40 &&
           Math.abs(img[i + 2] - want[2]) < 40) n++;
     }
-    return { label: ds.label, pixels: n };
+    return { label: ds.label, pixels: n, index: chart.data.datasets.indexOf(ds) };
   });
+  // A dataset whose every point lies within 3 px of another drawn dataset's is hidden under
+  // it (p50 and p90 of a fast target, say): that one's colour stands for both.
+  const near = (a, b) => Math.abs(a.x - b.x) < 3 && Math.abs(a.y - b.y) < 3;
+  for (const d of drawn) {
+    if (!d || d.pixels > 5) continue;
+    const mine = chart.getDatasetMeta(d.index).data;
+    d.hiddenUnder = drawn.filter((o) => o && o !== d && o.pixels > 5).map((o) => o.label).find((label) => {
+      const theirs = chart.getDatasetMeta(drawn.find((o) => o && o.label === label).index).data;
+      return mine.length > 0 && mine.every((p) => theirs.some((q) => near(p, q)));
+    }) || null;
+  }
   const zero = chart.data.datasets.every((ds) => ds.data.length > 0 &&
     ds.data.every((p) => (typeof p === "object" ? p.y : p) === 0));
   return { id: chart.canvas.id, drawn: drawn, zero: zero };
@@ -95,8 +106,8 @@ class ReportHtmlTest(lib.TempDirTestCase, unittest.TestCase):
             # All zero (nothing dropped, say): a line along the axis, not checked by colour.
             self.assertEqual(len(drawn) == 0, chart["zero"], f"{chart['id']}\n{context}")
             for d in drawn:
-                self.assertGreater(d["pixels"], 5, f"{chart['id']} {d['label']} not drawn\n"
-                                                    f"{context}")
+                self.assertTrue(d["pixels"] > 5 or d["hiddenUnder"],
+                                f"{chart['id']} {d['label']} not drawn\n{context}")
         return load_s, figures, charts, context
 
     def assert_totals(self, figures, report, context):
