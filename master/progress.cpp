@@ -23,6 +23,8 @@ void Progress::tick(double elapsed_s, double interval_s, int users, int alive, i
   cumulative_.merge(interval_);
   auto interval_total = interval_.total();
   interval_.reset();
+  last_interval_ = interval_total;
+  last_interval_s_ = interval_s;
   auto running_total = cumulative_.total();
   if (quiet_ || interval_s < kShortestRatedIntervalS)
     return;

@@ -17,10 +17,15 @@ public:
   // What arrived since the last tick; merged into book() by tick().
   common::StatsBook& interval() { return interval_; }
   common::StatsBook& book() { return cumulative_; }
+  const common::StatsBook& book() const { return cumulative_; }
 
   // Once a second, and once at the end: merges the interval and prints the live line.
   void tick(double elapsed_s, double interval_s, int users, int alive, int total);
   void end();
+
+  // The last tick's interval, all steps together, and its length: for /metrics.
+  const common::StepStats& lastInterval() const { return last_interval_; }
+  double lastIntervalS() const { return last_interval_s_; }
 
 private:
   bool quiet_;
@@ -28,6 +33,8 @@ private:
   double total_s_;
   common::StatsBook cumulative_;
   common::StatsBook interval_;
+  common::StepStats last_interval_;
+  double last_interval_s_ = 0;
 };
 
 } // namespace stampede::master

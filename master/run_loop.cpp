@@ -2,6 +2,7 @@
 
 #include "common/protocol.h"
 #include "master/interrupt.h"
+#include "master/metrics_publish.h"
 
 #include <fmt/format.h>
 
@@ -258,9 +259,11 @@ void RunLoop::tick(SteadyTime now) {
     else if (auto rate = judge_.errorRateBreach())
       sendHalt(policy_.onErrorRate(*rate, seconds(now - t0)), now);
   }
-  if (now >= t0)
+  if (now >= t0) {
     progress_.tick(seconds(now - t0), seconds(now - last_tick_), users, alive,
                    static_cast<int>(run_.cluster.links().size()));
+    publishRunMetrics(run_, progress_, seconds(now - t0), users);
+  }
   std::vector<uint32_t> reporting;
   for (auto* link : run_.joined)
     if (link->state == LinkState::Running)
