@@ -5,6 +5,7 @@
 
 #include "common/stats.h"
 #include "master/cli.h"
+#include "master/divergence.h"
 
 #include <cstddef>
 
@@ -24,6 +25,10 @@ public:
   void end();
 
   // The last tick's interval, all steps together, and its length: for /metrics.
+  // Each worker's figures against the rest's; its divergent ones end the live line.
+  Divergence& divergence() { return divergence_; }
+  const Divergence& divergence() const { return divergence_; }
+
   const common::StepStats& lastInterval() const { return last_interval_; }
   double lastIntervalS() const { return last_interval_s_; }
 
@@ -35,6 +40,7 @@ private:
   common::StatsBook interval_;
   common::StepStats last_interval_;
   double last_interval_s_ = 0;
+  Divergence divergence_;
 };
 
 } // namespace stampede::master

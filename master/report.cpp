@@ -212,7 +212,11 @@ json buildReport(const RunResult& r) {
                                               : json(nullptr)},
          {"clock_error_ms", w.clock_error_ms},
          {"requests_sent_after_first_error", orNull(w.requests_sent_after_first_error)},
-         {"stop_ms", orNull(w.stop_ms)}});
+         {"stop_ms", orNull(w.stop_ms)},
+         {"p99_ms", orNull(w.p99_ms)},
+         {"schedule_lag_p99_ms", orNull(w.schedule_lag_p99_ms)},
+         {"error_rate", orNull(w.error_rate)},
+         {"divergent", w.divergent.empty() ? json(nullptr) : json(w.divergent)}});
   report["workers"] = std::move(workers);
   json thresholds = json::array();
   for (const auto& t : r.thresholds)

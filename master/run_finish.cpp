@@ -1,6 +1,7 @@
 #include "master/run_finish.h"
 
 #include "master/console.h"
+#include "master/divergence.h"
 #include "master/halt_policy.h"
 #include "master/report.h"
 
@@ -132,6 +133,7 @@ void collectResult(const RunContext& run, RunLoop& loop, SteadyTime ended_at, Ru
   result.first_error = policy.firstError();
   result.halt = policy.halt();
   addWorkers(run, loop.lostWorkers(), result);
+  addDivergence(loop.progress().divergence(), result.workers);
   if (result.halt)
     addHaltFigures(run, loop.haltSentAt(), result);
   const bool threshold_failed = addThresholds(loop.judge(), result);

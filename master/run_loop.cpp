@@ -192,6 +192,7 @@ void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
     return;
   }
   rows_.add(link.index, cutTime(stats, run_.t0, run_.clock.now()), stats);
+  progress_.divergence().add(link.index, stats);
   for (const auto& step : stats.steps()) {
     link.requests += step.requests();
     link.errors += step.errors();

@@ -84,6 +84,12 @@ struct WorkerResult {
   // from it to its last request's send (negative: it sent nothing after it).
   std::optional<uint64_t> requests_sent_after_first_error;
   std::optional<double> stop_ms;
+  // Its own figures (master/divergence.h: log buckets, a p99 within 4.5 %), and why it is
+  // divergent from the rest of the cluster ("" when it is not).
+  std::optional<double> p99_ms;
+  std::optional<double> schedule_lag_p99_ms;
+  std::optional<double> error_rate;
+  std::string divergent;
 };
 
 // One row of timeseries.csv, its figures as written there (ms), plus the open model's service
