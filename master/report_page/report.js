@@ -217,6 +217,11 @@
   // --- workers -------------------------------------------------------------------------------
   {
     const s = section("Workers", "workers");
+    const divergent = (report.workers || []).filter((w) => w.divergent);
+    if (divergent.length) {
+      s.append(el("ul", { class: "warnings", id: "divergent-workers" }, divergent.map((w) =>
+        el("li", { class: "divergent" }, "Worker " + w.id + " (" + w.address + ") diverges from the rest of the cluster: " + w.divergent))));
+    }
     s.append(table(["id", "address", "state", "requests", "errors", "p99 ms", "schedule lag p99 ms", "users", "threads",
       "clock offset ms", "lost or left", "divergent"],
     (report.workers || []).map((w) => el("tr", { id: "worker-" + w.id, class: w.divergent ? "divergent" : null }, [
