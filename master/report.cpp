@@ -1,6 +1,7 @@
 #include "master/report.h"
 
 #include "common/protocol.h"
+#include "master/halt_policy.h"
 #include "master/junit.h"
 #include "master/report_html.h"
 
@@ -280,24 +281,47 @@ std::string reportText(const json& report) {
 
 } // namespace
 
-std::string writeReport(const std::string& dir, const RunResult& r) {
-  return writeAtomically(dir, "report.json", reportText(buildReport(r)));
-}
-
-std::vector<std::string> writeReports(const std::string& dir, const RunResult& r) {
-  std::vector<std::string> errors;
-  const std::string text = reportText(buildReport(r));
-  if (auto error = writeAtomically(dir, "report.json", text); !error.empty())
-    errors.push_back(error);
+ReportsWritten writeReports(const std::string& dir, RunResult& r) {
+  ReportsWritten out;
+  auto fail = [&](const std::string& error) {
+    r.exit_code = HaltPolicy::afterOutputFailure(r.exit_code);
+    out.warnings.push_back(fmt::format("{}; no report", error));
+    r.warnings.push_back(out.warnings.back());
+  };
+  std::string text = reportText(buildReport(r));
+  if (auto error = writeAtomically(dir, "report.json", text); !error.empty()) {
+    fail(error);
+    return out;
+  }
   // The other two are made from report.json's own text read back, so that they show exactly
   // its figures (and its UTF-8, invalid bytes replaced).
-  const json report = json::parse(text);
-  if (auto error = writeAtomically(dir, "junit.xml", junitXml(report)); !error.empty())
-    errors.push_back(error);
-  if (auto error = writeAtomically(dir, "report.html", reportHtml(report, seriesJson(r.series)));
-      !error.empty())
-    errors.push_back(error);
-  return errors;
+  auto derived = [&](const std::string& report_text, const char* name) {
+    const json report = json::parse(report_text);
+    return writeAtomically(dir, name,
+                           std::string_view(name) == "junit.xml"
+                               ? junitXml(report)
+                               : reportHtml(report, seriesJson(r.series)));
+  };
+  std::vector<const char*> written = {"report.json"};
+  for (const char* name : {"junit.xml", "report.html"}) {
+    if (auto error = derived(text, name); !error.empty())
+      fail(error);
+    else
+      written.push_back(name);
+  }
+  if (!out.warnings.empty()) {
+    // The exit code and warnings changed: what was written says so too.
+    text = reportText(buildReport(r));
+    for (const char* name : written) {
+      auto error = std::string_view(name) == "report.json" ? writeAtomically(dir, name, text)
+                                                           : derived(text, name);
+      if (!error.empty())
+        out.warnings.push_back(fmt::format("{}; no report", error));
+    }
+  }
+  for (const char* name : written)
+    out.written.push_back((std::filesystem::path(dir) / name).string());
+  return out;
 }
 
 Timeseries::~Timeseries() {

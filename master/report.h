@@ -17,13 +17,16 @@ namespace stampede::master {
 constexpr int64_t kSaturatedLagUs = 10'000;
 
 nlohmann::json buildReport(const RunResult& r);
-// Writes DIR/report.json atomically (temp file + rename). Returns an error message or "".
-std::string writeReport(const std::string& dir, const RunResult& r);
 
 // Writes every report under --out: report.json, then junit.xml and report.html made from the
-// same JSON (and the run's timeseries rows), each atomically. Returns the error messages of
-// those that could not be written (empty: all written).
-std::vector<std::string> writeReports(const std::string& dir, const RunResult& r);
+// same JSON (and the run's timeseries rows), each atomically; when report.json cannot be
+// written, neither of the others is. A failure makes the exit code an infrastructure failure
+// and adds a warning to `r`; what was written is then written again to say so.
+struct ReportsWritten {
+  std::vector<std::string> written;  // paths
+  std::vector<std::string> warnings; // one per file that could not be written
+};
+ReportsWritten writeReports(const std::string& dir, RunResult& r);
 // The file names writeReports() writes: a new run removes the previous run's.
 inline constexpr const char* kReportFiles[] = {"report.json", "junit.xml", "report.html"};
 

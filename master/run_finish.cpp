@@ -148,24 +148,17 @@ int reportResult(const CliOptions& cli, RunResult& result) {
        result.halt->reason == HaltReason::ErrorCount))
     fmt::print("\n{}", formatFirstError(*result.first_error, result.t0));
   // The report first, so that the summary's last line tells what the exit code really is.
-  bool report_written = false;
+  ReportsWritten reports;
   if (!cli.out_dir.empty()) {
-    auto errors = writeReports(cli.out_dir, result);
-    for (const auto& error : errors) {
-      // A warning goes to stderr at once and into the summary.
-      auto text = fmt::format("{}; no report", error);
-      fmt::print(stderr, "\nwarning: {}\n", text);
-      result.warnings.push_back(std::move(text));
-    }
-    if (!errors.empty())
-      result.exit_code = HaltPolicy::afterOutputFailure(result.exit_code);
-    report_written = errors.empty();
+    reports = writeReports(cli.out_dir, result);
+    // A warning goes to stderr at once and into the summary (writeReports added it).
+    for (const auto& warning : reports.warnings)
+      fmt::print(stderr, "\nwarning: {}\n", warning);
   }
   std::fflush(stderr);
   fmt::print("{}", formatSummary(result));
-  if (report_written)
-    for (const char* name : kReportFiles)
-      fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / name).string());
+  for (const auto& path : reports.written)
+    fmt::print("report: {}\n", path);
   std::fflush(stdout);
   return result.exit_code;
 }

@@ -192,6 +192,7 @@
       "/s; first failing rate: " + count(cap.first_failing_rate) + "/s; limited by: " + (cap.limited_by || "–") +
       ". SLO: p99 ≤ " + msText(slo.p99_ms) + " ms, error rate ≤ " + num(slo.error_rate, 4) + "."));
     const probes = cap.probes || [];
+    const passed = (p) => ["pass", "passed", "ok"].includes(String(p.verdict).toLowerCase());
     const curve = probes.map((p) => ({ x: p.rate_achieved, y: (p.latency_ms || {}).p99 }));
     const xs = curve.map((p) => p.x).filter(isNum);
     const sloLine = isNum(slo.p99_ms) && xs.length
@@ -199,7 +200,7 @@
     const holder = el("div", { class: "charts" });
     s.append(holder);
     lineChart(holder, "chart-capacity", "Latency p99 against achieved rate", [
-      dataset("p99 latency", curve, 0, { pointRadius: 4, pointBackgroundColor: probes.map((p) => p.verdict === "pass" ? "#16a34a" : "#dc2626") }),
+      dataset("p99 latency", curve, 0, { pointRadius: 4, pointBackgroundColor: probes.map((p) => passed(p) ? "#16a34a" : "#dc2626") }),
       dataset("SLO p99", sloLine, 1, { borderDash: [6, 3] }),
     ], "ms");
     charts[charts.length - 1].options.scales.x.title.text = "achieved rate (requests/s)";
@@ -210,7 +211,7 @@
         return el("tr", {}, [el("td", {}, String(p.probe)), cell(count(p.rate_asked), p.rate_asked),
           cell(num(p.rate_achieved, 1), p.rate_achieved), cell(msText(l.p50), l.p50), cell(msText(l.p90), l.p90),
           cell(msText(l.p99), l.p99), cell(msText(l.max), l.max), cell(num(p.error_rate, 4), p.error_rate),
-          el("td", { class: p.verdict === "pass" ? "pass" : "fail" }, p.verdict), el("td", { class: "text" }, p.reason || "")]);
+          el("td", { class: passed(p) ? "pass" : "fail" }, p.verdict), el("td", { class: "text" }, p.reason || "")]);
       })));
   }
 

@@ -95,6 +95,27 @@ class JunitTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertIn(f"{report['totals']['requests']} requests, 0 errors",
                       suite.find("testcase/system-out").text, xml_text)
 
+    def test_a_junit_xml_that_cannot_be_written_is_a_warning_and_exit_3(self):
+        out_dir = os.path.join(self.tmp, "out")
+        os.makedirs(out_dir)
+        os.symlink("/dev/full", os.path.join(out_dir, "junit.xml.tmp"))
+        with lib.fault_target() as target:
+            rc, out, err, context = lib.run_local(self.tmp, scenario(
+                target.url, "/ok", "first", ["p99 < 10s"]), out_dir)
+        self.assertEqual(rc, 3, context)
+        self.assertRegex(err, r"junit\.xml: cannot write: No space left on device; no report",
+                         context)
+        self.assertIn("(exit 3)", out, context)
+        # report.json and the page are there; no half-written junit.xml is.
+        self.assertEqual(sorted(os.listdir(out_dir)),
+                         ["report.html", "report.json", "timeseries.csv"], context)
+        # report.json was written again to say so.
+        report = lib.load_report(out_dir)
+        self.assertEqual(report["exit_code"], 3, context)
+        self.assertTrue(any("junit.xml: cannot write" in w for w in report["warnings"]), report)
+        self.assertNotIn("report: " + os.path.join(out_dir, "junit.xml"), out, context)
+        self.assertIn("report: " + os.path.join(out_dir, "report.html"), out, context)
+
     def test_the_schema_refuses_what_jenkins_would_not_read(self):
         # A testcase without classname, and one with two verdicts: both invalid.
         for broken in ('<testsuites><testsuite name="s" tests="1"><testcase name="c"/>'
