@@ -123,10 +123,11 @@
     return out;
   }
   function dataset(label, pts, i, extra) {
-    // Points are drawn only when there are few (a short run's one or two rows make no line).
+    // Points are drawn only when there are few (a short run's one or two rows make no line);
+    // `clip: 4` keeps a point on the axis whole.
     return Object.assign({ label: label, data: pts, borderColor: palette[i % palette.length],
       backgroundColor: palette[i % palette.length], borderWidth: 1.5,
-      pointRadius: pts.length < 60 ? 3 : 0, tension: 0 }, extra || {});
+      pointRadius: pts.length < 60 ? 3 : 0, tension: 0, clip: 4 }, extra || {});
   }
   function lineChart(holder, id, title, datasets, yTitle, extraScales) {
     const box = el("div", { class: "chart" }, el("canvas", { id: id }));

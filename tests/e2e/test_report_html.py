@@ -20,15 +20,16 @@ SHOTS = os.path.join(os.path.dirname(os.path.abspath(lib.BIN_DIR)), "report_html
 # A 24-hour soak must not freeze the page: loaded, drawn and ready well within this.
 SOAK_LOAD_LIMIT_S = 15.0
 
-# For each chart: how many pixels inside its chart area carry each drawn dataset's colour
+# For each chart: how many pixels in its chart area carry each drawn dataset's colour
 # (within a small tolerance, for antialiasing). A chart of nothing but axes has none.
 CHART_PIXELS_JS = r"""
 (() => (window.stampedeCharts || []).map((chart) => {
   const area = chart.chartArea;
   const ctx = chart.canvas.getContext("2d");
   const ratio = chart.currentDevicePixelRatio || 1;
-  const img = ctx.getImageData(area.left * ratio, area.top * ratio,
-    (area.right - area.left) * ratio, (area.bottom - area.top) * ratio).data;
+  // The chart area and the 4 px around it that the page lets points spill into (clip: 4).
+  const img = ctx.getImageData((area.left - 4) * ratio, (area.top - 4) * ratio,
+    (area.right - area.left + 8) * ratio, (area.bottom - area.top + 8) * ratio).data;
   const hex = (c) => [1, 3, 5].map((i) => parseInt(c.slice(i, i + 2), 16));
   const drawn = chart.data.datasets.map((ds) => {
     const values = (ds.data || []).map((p) => (typeof p === "object" ? p.y : p));
