@@ -172,6 +172,7 @@ demo_rc=0
 (cd "$SOURCE_DIR" && "$BIN/master" --out "$DEMO/out" config/examples/demo.yaml) || demo_rc=$?
 if [[ $demo_rc -eq 0 ]]; then
   echo "-> exit 0: passed. Report: $DEMO/out/report.json"
+  echo "   Open it in a browser: $DEMO/out/report.html (charts, tables; no network needed)"
   echo "   nginx logged $(wc -l <"$prefix/access.log") requests in $prefix/access.log"
 else
   echo "-> exit $demo_rc: expected 0. See the output above and $DEMO/out/." >&2
@@ -191,6 +192,7 @@ halt_rc=0
 seen=$(grep -c . "$DEMO/fault_target.log" 2>/dev/null)
 if [[ $halt_rc -eq 1 ]]; then
   echo "-> exit 1: halted on the first error, as expected. Report: $DEMO/out-halt/report.json"
+  echo "   The first error and the halt timeline: $DEMO/out-halt/report.html"
   echo "   The fault target saw ${seen:-0} requests: 200 answered 200, the rest 500 or in flight."
 else
   echo "-> exit $halt_rc: expected 1 (halted). See the output above and $DEMO/out-halt/." >&2
@@ -198,8 +200,12 @@ fi
 [[ $halt_rc -eq 130 ]] && exit 130
 
 cleanup
+for page in "$DEMO/out/report.html" "$DEMO/out-halt/report.html"; do
+  [[ -s "$page" ]] || fail "$page was not written"
+done
 if [[ $demo_rc -eq 0 && $halt_rc -eq 1 ]]; then
   say "Demo complete: run 1 passed (exit 0), run 2 halted on its first error (exit 1)."
+  echo "HTML report: $DEMO/out/report.html"
   exit 0
 fi
 say "Demo did not go as expected: run 1 exit $demo_rc (want 0), run 2 exit $halt_rc (want 1)."

@@ -12,11 +12,16 @@ build_packages=(
   libcurl4-openssl-dev libssl-dev
   libyaml-cpp-dev libfmt-dev nlohmann-json3-dev
   catch2
+  # Chart.js, compiled into the master for report.html (master/CMakeLists.txt)
+  libjs-chart.js
 )
 # Test and demo: the real nginx the tests and demo load, python3 for report checks,
 # python3-yaml with python3-jsonschema for the scenario schema test (tests/e2e/test_schema.py),
-# and the openssl tool that makes tests/e2e/test_http2.py its certificate.
-test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl)
+# the openssl tool that makes tests/e2e/test_http2.py its certificate, xmllint for junit.xml
+# against tests/junit.xsd, headless chromium that loads report.html (tests/e2e/test_report_html.py),
+# and a real prometheus that scrapes --metrics-listen (tests/e2e/test_metrics.py).
+test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl
+  libxml2-utils chromium prometheus)
 # Fuzzing only (`make fuzz`, which runs `install-deps.sh --fuzz`): clang with libFuzzer and the
 # sanitizer runtimes (libclang-rt-14-dev holds libclang_rt.fuzzer). The normal build uses g++.
 fuzz_packages=()
@@ -40,7 +45,9 @@ sudo_cmd=()
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# Debian starts nginx on install; the tests and demo run their own instances.
-if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
-  "${sudo_cmd[@]}" systemctl stop nginx || true
-fi
+# Debian starts nginx and prometheus on install; the tests and demo run their own instances.
+for service in nginx prometheus prometheus-node-exporter; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+    "${sudo_cmd[@]}" systemctl stop "$service" || true
+  fi
+done

@@ -21,8 +21,9 @@ po::options_description describeOptions() {
       ("set", po::value<std::vector<std::string>>()->composing(),
        "override a scenario value: --set load.users=50 (repeatable)") //
       ("env-file", po::value<std::string>(),
-       "NAME=VALUE lines that env() reads before the environment")                                //
-      ("out", po::value<std::string>(), "write report.json and timeseries.csv into DIR")          //
+       "NAME=VALUE lines that env() reads before the environment") //
+      ("out", po::value<std::string>(),
+       "write report.json, junit.xml, report.html and timeseries.csv into DIR")                   //
       ("quiet,q", "no live line; summary only")                                                   //
       ("workers", po::value<std::string>(), "hosts file: run on the worker daemons listed there") //
       ("listen", po::value<std::string>(),
@@ -34,6 +35,10 @@ po::options_description describeOptions() {
        "a silent worker is lost after this (default 3s)")                                       //
       ("key", po::value<std::string>(), "the master's secret key file (from `master keygen`)")  //
       ("worker-keys", po::value<std::string>(), "accept only workers whose NAME.pub is in DIR") //
+      ("metrics-listen", po::value<std::string>(),
+       "serve Prometheus metrics at http://HOST:PORT/metrics during the run") //
+      ("metrics-grace", po::value<std::string>(),
+       "keep the final metrics up this long after the run (default 15s; 0s: not at all)") //
       ("dry-run", "validate, handshake, print the plan and each worker's share; start nothing");
   return options;
 }
@@ -44,6 +49,7 @@ std::string usageText() {
   std::ostringstream out;
   out << "usage: master [--workers HOSTS | --listen ENDPOINT --expect-workers N] [--threads N]\n"
          "              [--duration D] [--set KEY=VALUE]... [--env-file FILE] [--out DIR]\n"
+         "              [--metrics-listen HOST:PORT [--metrics-grace D]]\n"
          "              [--quiet] [--dry-run] SCENARIO.yaml\n\n"
       << describeOptions()
       << "\nExit codes: 0 passed, 1 halted or a threshold failed, 2 usage or invalid scenario,\n"
@@ -54,7 +60,9 @@ std::string usageText() {
 CliOptions parseCli(int argc, const char* const* argv) {
   auto options = describeOptions();
   po::options_description hidden;
-  hidden.add_options()("scenario", po::value<std::vector<std::string>>());
+  hidden.add_options()("scenario", po::value<std::vector<std::string>>()) //
+      ("render-html", po::value<std::vector<std::string>>()->multitoken(),
+       "IN OUT: write OUT, the report.html of IN (a report.json)");
   po::options_description all;
   all.add(options).add(hidden);
   po::positional_options_description positional;
@@ -73,6 +81,14 @@ CliOptions parseCli(int argc, const char* const* argv) {
   cli.version = vm.count("version") > 0;
   if (cli.help || cli.version)
     return cli;
+  if (vm.count("render-html")) {
+    const auto& paths = vm["render-html"].as<std::vector<std::string>>();
+    if (paths.size() != 2)
+      throw UsageError("--render-html: expected REPORT.json OUT.html");
+    cli.render_html_in = paths[0];
+    cli.render_html_out = paths[1];
+    return cli;
+  }
   cli.quiet = vm.count("quiet") > 0;
   if (vm.count("threads")) {
     cli.threads = vm["threads"].as<int>();
@@ -107,6 +123,23 @@ CliOptions parseCli(int argc, const char* const* argv) {
   };
   positiveDuration("connect-timeout", cli.connect_timeout);
   positiveDuration("heartbeat-timeout", cli.heartbeat_timeout);
+  if (vm.count("metrics-listen")) {
+    cli.metrics_listen = vm["metrics-listen"].as<std::string>();
+    if (cli.metrics_listen.rfind(':') == std::string::npos)
+      throw UsageError(fmt::format("--metrics-listen: expected HOST:PORT, e.g. 127.0.0.1:9464, "
+                                   "got \"{}\"",
+                                   cli.metrics_listen));
+  }
+  if (vm.count("metrics-grace")) {
+    const auto& text = vm["metrics-grace"].as<std::string>();
+    auto d = common::parseDuration(text);
+    if (!d || d->count() < 0)
+      throw UsageError(
+          fmt::format("--metrics-grace: expected a duration such as 15s or 0s, got \"{}\"", text));
+    if (cli.metrics_listen.empty())
+      throw UsageError("--metrics-grace needs --metrics-listen");
+    cli.metrics_grace = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
   cli.dry_run = vm.count("dry-run") > 0;
   if (vm.count("workers"))
     cli.workers_file = vm["workers"].as<std::string>();

@@ -26,6 +26,11 @@ struct CliOptions {
   std::string worker_keys_dir; // --worker-keys: accept only workers whose *.pub is here
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds heartbeat_timeout{3000};
+  std::string metrics_listen;                     // --metrics-listen HOST:PORT: serve /metrics
+  std::chrono::milliseconds metrics_grace{15000}; // final figures kept up this long after the end
+  // --render-html IN OUT (hidden): write the report.html of a report.json, and nothing else.
+  std::string render_html_in;
+  std::string render_html_out;
   bool help = false;
   bool version = false;
 };

@@ -54,6 +54,10 @@ void IntervalRows::add(uint32_t worker, common::SteadyTime at, const wire::Stats
     row.dropped += step.dropped();
     if (step.has_latency())
       common::addHistogramFromWire(step.latency(), row.latency_us);
+    if (step.has_service())
+      common::addHistogramFromWire(step.service(), row.service_us);
+    if (step.has_schedule_lag())
+      common::addHistogramFromWire(step.schedule_lag(), row.schedule_lag_us);
   }
   row.requests += requests;
   held.users[worker] = delta.active_users();
@@ -130,6 +134,8 @@ std::vector<IntervalRow> IntervalRows::finish() {
       before.bytes_out += tail.bytes_out;
       before.dropped += tail.dropped;
       before.latency_us.merge(tail.latency_us);
+      before.service_us.merge(tail.service_us);
+      before.schedule_lag_us.merge(tail.schedule_lag_us);
       before.users = tail.users;
       before.elapsed_s = tail.elapsed_s;
       before.length_s += tail.length_s;

@@ -27,6 +27,8 @@ struct IntervalRow {
   uint64_t bytes_out = 0;
   uint64_t dropped = 0;
   common::Histogram latency_us;
+  common::Histogram service_us;      // open model (report.html); empty in the closed model
+  common::Histogram schedule_lag_us; // open model (report.html)
   // It came after its second's row was written: an addendum to that row (same elapsed_s),
   // not a second of its own.
   bool late = false;

@@ -2,6 +2,7 @@
 #include "common/process_limits.h"
 #include "master/cli.h"
 #include "master/embedded_worker.h"
+#include "master/report_html.h"
 #include "master/run.h"
 
 #include <cstdio>
@@ -26,6 +27,13 @@ int main(int argc, char** argv) {
   }
   if (cli.version) {
     fmt::print("stampede master {}\n", STAMPEDE_VERSION);
+    return 0;
+  }
+  if (!cli.render_html_in.empty()) {
+    if (auto error = renderHtmlFile(cli.render_html_in, cli.render_html_out); !error.empty()) {
+      fmt::print(stderr, "master: --render-html: {}\n", error);
+      return 2;
+    }
     return 0;
   }
   return runScenario(cli, startEmbeddedWorker);

@@ -23,6 +23,8 @@ void Progress::tick(double elapsed_s, double interval_s, int users, int alive, i
   cumulative_.merge(interval_);
   auto interval_total = interval_.total();
   interval_.reset();
+  last_interval_ = interval_total;
+  last_interval_s_ = interval_s;
   auto running_total = cumulative_.total();
   if (quiet_ || interval_s < kShortestRatedIntervalS)
     return;
@@ -37,10 +39,11 @@ void Progress::tick(double elapsed_s, double interval_s, int users, int alive, i
   f.requests = running_total.requests;
   f.workers_alive = alive;
   f.workers_total = total;
+  const std::string note = divergence_.liveNote();
   if (tty_)
-    fmt::print("\r\033[K{}", formatLiveLine(f, true));
+    fmt::print("\r\033[K{}{}", formatLiveLine(f, true), note);
   else
-    fmt::print("{}\n", formatLiveLine(f, false));
+    fmt::print("{}{}\n", formatLiveLine(f, false), note);
   std::fflush(stdout);
 }
 

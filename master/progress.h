@@ -5,6 +5,7 @@
 
 #include "common/stats.h"
 #include "master/cli.h"
+#include "master/divergence.h"
 
 #include <cstddef>
 
@@ -17,10 +18,19 @@ public:
   // What arrived since the last tick; merged into book() by tick().
   common::StatsBook& interval() { return interval_; }
   common::StatsBook& book() { return cumulative_; }
+  const common::StatsBook& book() const { return cumulative_; }
 
   // Once a second, and once at the end: merges the interval and prints the live line.
   void tick(double elapsed_s, double interval_s, int users, int alive, int total);
   void end();
+
+  // The last tick's interval, all steps together, and its length: for /metrics.
+  // Each worker's figures against the rest's; its divergent ones end the live line.
+  Divergence& divergence() { return divergence_; }
+  const Divergence& divergence() const { return divergence_; }
+
+  const common::StepStats& lastInterval() const { return last_interval_; }
+  double lastIntervalS() const { return last_interval_s_; }
 
 private:
   bool quiet_;
@@ -28,6 +38,9 @@ private:
   double total_s_;
   common::StatsBook cumulative_;
   common::StatsBook interval_;
+  common::StepStats last_interval_;
+  double last_interval_s_ = 0;
+  Divergence divergence_;
 };
 
 } // namespace stampede::master

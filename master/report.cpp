@@ -1,6 +1,9 @@
 #include "master/report.h"
 
 #include "common/protocol.h"
+#include "master/halt_policy.h"
+#include "master/junit.h"
+#include "master/report_html.h"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -102,6 +105,13 @@ json buildReport(const RunResult& r) {
   json report;
   report["name"] = r.scenario->name;
   report["scenario_file"] = r.scenario->file;
+  const auto& target = r.scenario->target;
+  const bool bracket = target.host.find(':') != std::string::npos; // an IPv6 address
+  report["target"] =
+      target.host.empty()
+          ? json(nullptr)
+          : json(fmt::format("{}://{}{}{}:{}{}", target.scheme, bracket ? "[" : "", target.host,
+                             bracket ? "]" : "", target.port, target.base_path));
   report["outcome"] = outcomeName(r.outcome);
   report["exit_code"] = r.exit_code;
   report["started_at"] = isoTime(r.started_at);
@@ -203,7 +213,11 @@ json buildReport(const RunResult& r) {
                                               : json(nullptr)},
          {"clock_error_ms", w.clock_error_ms},
          {"requests_sent_after_first_error", orNull(w.requests_sent_after_first_error)},
-         {"stop_ms", orNull(w.stop_ms)}});
+         {"stop_ms", orNull(w.stop_ms)},
+         {"p99_ms", orNull(w.p99_ms)},
+         {"schedule_lag_p99_ms", orNull(w.schedule_lag_p99_ms)},
+         {"error_rate", orNull(w.error_rate)},
+         {"divergent", w.divergent.empty() ? json(nullptr) : json(w.divergent)}});
   report["workers"] = std::move(workers);
   json thresholds = json::array();
   for (const auto& t : r.thresholds)
@@ -232,11 +246,13 @@ json buildReport(const RunResult& r) {
   return report;
 }
 
-std::string writeReport(const std::string& dir, const RunResult& r) {
-  // Bodies are arbitrary bytes: replace invalid UTF-8 instead of failing the whole report.
-  std::string text = buildReport(r).dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-  auto final_path = std::filesystem::path(dir) / "report.json";
-  auto temp_path = std::filesystem::path(dir) / "report.json.tmp";
+namespace {
+
+// Writes DIR/NAME atomically (NAME.tmp, then rename). Returns an error message or "".
+std::string writeAtomically(const std::string& dir, const std::string& name,
+                            const std::string& text) {
+  auto final_path = std::filesystem::path(dir) / name;
+  auto temp_path = std::filesystem::path(dir) / (name + ".tmp");
   std::string error;
   {
     std::ofstream out(temp_path, std::ios::binary | std::ios::trunc);
@@ -256,6 +272,56 @@ std::string writeReport(const std::string& dir, const RunResult& r) {
   if (!error.empty())
     std::filesystem::remove(temp_path, ec);
   return error;
+}
+
+// Bodies are arbitrary bytes: invalid UTF-8 is replaced instead of failing the whole report.
+std::string reportText(const json& report) {
+  return report.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+} // namespace
+
+ReportsWritten writeReports(const std::string& dir, RunResult& r) {
+  ReportsWritten out;
+  auto fail = [&](const std::string& error) {
+    r.exit_code = HaltPolicy::afterOutputFailure(r.exit_code);
+    out.warnings.push_back(fmt::format("{}; no report", error));
+    r.warnings.push_back(out.warnings.back());
+  };
+  std::string text = reportText(buildReport(r));
+  if (auto error = writeAtomically(dir, "report.json", text); !error.empty()) {
+    fail(error);
+    return out;
+  }
+  // The other two are made from report.json's own text read back, so that they show exactly
+  // its figures (and its UTF-8, invalid bytes replaced).
+  auto derived = [&](const std::string& report_text, const char* name) {
+    const json report = json::parse(report_text);
+    return writeAtomically(dir, name,
+                           std::string_view(name) == "junit.xml"
+                               ? junitXml(report)
+                               : reportHtml(report, seriesJson(r.series)));
+  };
+  std::vector<const char*> written = {"report.json"};
+  for (const char* name : {"junit.xml", "report.html"}) {
+    if (auto error = derived(text, name); !error.empty())
+      fail(error);
+    else
+      written.push_back(name);
+  }
+  if (!out.warnings.empty()) {
+    // The exit code and warnings changed: what was written says so too.
+    text = reportText(buildReport(r));
+    for (const char* name : written) {
+      auto error = std::string_view(name) == "report.json" ? writeAtomically(dir, name, text)
+                                                           : derived(text, name);
+      if (!error.empty())
+        out.warnings.push_back(fmt::format("{}; no report", error));
+    }
+  }
+  for (const char* name : written)
+    out.written.push_back((std::filesystem::path(dir) / name).string());
+  return out;
 }
 
 Timeseries::~Timeseries() {
@@ -282,8 +348,45 @@ std::string Timeseries::open(const std::string& dir) {
                "bytes_in,bytes_out,dropped,late\n");
 }
 
+void Timeseries::record(const IntervalRow& row) {
+  const auto& h = row.latency_us;
+  auto rate = [&](uint64_t requests) {
+    return row.length_s > 0 ? double(requests) / row.length_s : 0.0;
+  };
+  if (row.late) {
+    // An addendum to a row already written: its counts go to that second.
+    for (auto it = series_->rbegin(); it != series_->rend(); ++it) {
+      if (it->elapsed_s == row.elapsed_s) {
+        it->requests += row.requests;
+        it->errors += row.errors;
+        it->dropped += row.dropped;
+        it->rps = it->length_s > 0 ? double(it->requests) / it->length_s : 0.0;
+        return;
+      }
+    }
+  }
+  SeriesPoint p;
+  p.elapsed_s = row.elapsed_s;
+  p.length_s = row.length_s;
+  p.users = row.users;
+  p.requests = row.requests;
+  p.rps = rate(row.requests);
+  p.errors = row.errors;
+  p.dropped = row.dropped;
+  p.p50_ms = ms(h.percentileUs(50));
+  p.p90_ms = ms(h.percentileUs(90));
+  p.p99_ms = ms(h.percentileUs(99));
+  p.max_ms = ms(h.maxUs());
+  p.service_p50_ms = ms(row.service_us.percentileUs(50));
+  p.service_p99_ms = ms(row.service_us.percentileUs(99));
+  p.lag_p99_ms = ms(row.schedule_lag_us.percentileUs(99));
+  series_->push_back(p);
+}
+
 std::string Timeseries::append(const IntervalRow& row) {
   errors_total_ += row.errors;
+  if (series_)
+    record(row);
   if (!file_)
     return "";
   const auto& h = row.latency_us;

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace stampede::master {
 
@@ -16,8 +17,18 @@ namespace stampede::master {
 constexpr int64_t kSaturatedLagUs = 10'000;
 
 nlohmann::json buildReport(const RunResult& r);
-// Writes DIR/report.json atomically (temp file + rename). Returns an error message or "".
-std::string writeReport(const std::string& dir, const RunResult& r);
+
+// Writes every report under --out: report.json, then junit.xml and report.html made from the
+// same JSON (and the run's timeseries rows), each atomically; when report.json cannot be
+// written, neither of the others is. A failure makes the exit code an infrastructure failure
+// and adds a warning to `r`; what was written is then written again to say so.
+struct ReportsWritten {
+  std::vector<std::string> written;  // paths
+  std::vector<std::string> warnings; // one per file that could not be written
+};
+ReportsWritten writeReports(const std::string& dir, RunResult& r);
+// The file names writeReports() writes: a new run removes the previous run's.
+inline constexpr const char* kReportFiles[] = {"report.json", "junit.xml", "report.html"};
 
 // DIR/timeseries.csv: one row per second of the run (IntervalRows), flushed as written, so a
 // crash loses nothing already measured.
@@ -32,13 +43,19 @@ public:
   // Returns an error message (disk full...) or "". Rows are kept counting after a failure:
   // errors_total stays right for the rows that do get written.
   std::string append(const IntervalRow& row);
+  // Also keep every row's figures, as written, in `series` (for report.html), whether or not
+  // a file is open. A late row's counts are added to its second's (rates and percentiles of
+  // that second stay those written first).
+  void recordInto(std::vector<SeriesPoint>& series) { series_ = &series; }
 
 private:
   std::string write(const std::string& text); // an error message or ""
+  void record(const IntervalRow& row);
 
   std::FILE* file_ = nullptr;
   std::string path_;
   uint64_t errors_total_ = 0;
+  std::vector<SeriesPoint>* series_ = nullptr;
 };
 
 } // namespace stampede::master

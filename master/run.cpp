@@ -9,6 +9,7 @@
 #include "master/halt_policy.h"
 #include "master/hosts_file.h"
 #include "master/interrupt.h"
+#include "master/metrics_publish.h"
 #include "master/run_context.h"
 #include "master/run_finish.h"
 #include "master/run_loop.h"
@@ -120,6 +121,10 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
     return *exit_code;
 
   catchInterrupts();
+  std::optional<int> metrics_failed;
+  auto metrics = startMetrics(cli, metrics_failed);
+  if (metrics_failed)
+    return *metrics_failed;
   zmq::context_t context;
   context.set(zmq::ctxopt::max_sockets, kMaxZmqSockets);
   common::SteadyClock clock;
@@ -152,6 +157,7 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   } release{cluster};
 
   RunContext run{.cli = cli, .scenario = *in.scenario, .cluster = cluster, .clock = clock};
+  run.metrics = metrics.get();
   if (auto exit_code = handshake(run))
     return *exit_code;
   if (auto exit_code = shareOut(run))
@@ -165,7 +171,9 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   loop.run();
   const auto ended_at = loop.end();
   collectResult(run, loop, ended_at, result);
-  return reportResult(cli, result);
+  const int exit_code = reportResult(cli, result);
+  publishFinalMetrics(run, result);
+  return exit_code;
 }
 
 } // namespace stampede::master

@@ -18,6 +18,8 @@
 
 namespace stampede::master {
 
+class MetricsServer;
+
 // Workers report Stats, and the master judges thresholds, prints the live line, writes
 // timeseries rows and sends heartbeats, once per this interval.
 constexpr std::chrono::seconds kTickInterval{1};
@@ -37,6 +39,9 @@ struct RunContext {
   // Start: when the load starts and is due to end, on the master's clock.
   common::SteadyTime t0{};
   common::SteadyTime end_at{};
+
+  // --metrics-listen: where the run loop publishes its figures (nullptr: nowhere).
+  MetricsServer* metrics = nullptr;
 };
 
 inline double seconds(std::chrono::steady_clock::duration d) {

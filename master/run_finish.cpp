@@ -1,6 +1,7 @@
 #include "master/run_finish.h"
 
 #include "master/console.h"
+#include "master/divergence.h"
 #include "master/halt_policy.h"
 #include "master/report.h"
 
@@ -132,6 +133,7 @@ void collectResult(const RunContext& run, RunLoop& loop, SteadyTime ended_at, Ru
   result.first_error = policy.firstError();
   result.halt = policy.halt();
   addWorkers(run, loop.lostWorkers(), result);
+  addDivergence(loop.progress().divergence(), result.workers);
   if (result.halt)
     addHaltFigures(run, loop.haltSentAt(), result);
   const bool threshold_failed = addThresholds(loop.judge(), result);
@@ -146,22 +148,17 @@ int reportResult(const CliOptions& cli, RunResult& result) {
        result.halt->reason == HaltReason::ErrorCount))
     fmt::print("\n{}", formatFirstError(*result.first_error, result.t0));
   // The report first, so that the summary's last line tells what the exit code really is.
-  bool report_written = false;
+  ReportsWritten reports;
   if (!cli.out_dir.empty()) {
-    if (auto error = writeReport(cli.out_dir, result); !error.empty()) {
-      result.exit_code = HaltPolicy::afterOutputFailure(result.exit_code);
-      // A warning goes to stderr at once and into the summary.
-      auto text = fmt::format("{}; no report", error);
-      fmt::print(stderr, "\nwarning: {}\n", text);
-      result.warnings.push_back(std::move(text));
-    } else {
-      report_written = true;
-    }
+    reports = writeReports(cli.out_dir, result);
+    // A warning goes to stderr at once and into the summary (writeReports added it).
+    for (const auto& warning : reports.warnings)
+      fmt::print(stderr, "\nwarning: {}\n", warning);
   }
   std::fflush(stderr);
   fmt::print("{}", formatSummary(result));
-  if (report_written)
-    fmt::print("report: {}\n", (std::filesystem::path(cli.out_dir) / "report.json").string());
+  for (const auto& path : reports.written)
+    fmt::print("report: {}\n", path);
   std::fflush(stdout);
   return result.exit_code;
 }

@@ -2,6 +2,7 @@
 
 #include "common/protocol.h"
 #include "master/interrupt.h"
+#include "master/metrics_publish.h"
 
 #include <fmt/format.h>
 
@@ -104,7 +105,9 @@ RunLoop::RunLoop(RunContext& run, RunResult& result)
       // Rows wait this long for a worker that went silent, so that its Stats, when they come,
       // still land in their own rows; longer than that it is lost.
       rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), policy_(run.scenario.halt),
-      judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval) {}
+      judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval) {
+  timeseries_.recordInto(result.series);
+}
 
 // A warning goes to stderr at once (a soak runs for hours) and into the report.
 void RunLoop::warn(std::string text) {
@@ -124,10 +127,11 @@ void RunLoop::openOutputs() {
   const auto& out_dir = run_.cli.out_dir;
   if (out_dir.empty())
     return;
-  // The run has started: the previous run's report goes, so that the directory never holds
+  // The run has started: the previous run's reports go, so that the directory never holds
   // one run's timeseries.csv next to another run's report.json.
   std::error_code ec;
-  std::filesystem::remove(std::filesystem::path(out_dir) / "report.json", ec);
+  for (const char* name : kReportFiles)
+    std::filesystem::remove(std::filesystem::path(out_dir) / name, ec);
   if (auto error = timeseries_.open(out_dir); !error.empty()) {
     outputs_failed_ = true;
     warn(fmt::format("{}; timeseries.csv is incomplete", error));
@@ -188,6 +192,7 @@ void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
     return;
   }
   rows_.add(link.index, cutTime(stats, run_.t0, run_.clock.now()), stats);
+  progress_.divergence().add(link.index, stats);
   for (const auto& step : stats.steps()) {
     link.requests += step.requests();
     link.errors += step.errors();
@@ -255,9 +260,11 @@ void RunLoop::tick(SteadyTime now) {
     else if (auto rate = judge_.errorRateBreach())
       sendHalt(policy_.onErrorRate(*rate, seconds(now - t0)), now);
   }
-  if (now >= t0)
+  if (now >= t0) {
     progress_.tick(seconds(now - t0), seconds(now - last_tick_), users, alive,
                    static_cast<int>(run_.cluster.links().size()));
+    publishRunMetrics(run_, progress_, seconds(now - t0), users);
+  }
   std::vector<uint32_t> reporting;
   for (auto* link : run_.joined)
     if (link->state == LinkState::Running)

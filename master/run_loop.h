@@ -44,6 +44,7 @@ public:
   const HaltPolicy& policy() const { return policy_; }
   const ThresholdJudge& judge() const { return judge_; }
   const common::StatsBook& book() { return progress_.book(); }
+  const Progress& progress() const { return progress_; }
   // When the master first sent Halt, if it did.
   std::optional<common::SteadyTime> haltSentAt() const { return halt_sent_at_; }
   const std::map<const WorkerLink*, LostWorker>& lostWorkers() const { return lost_workers_; }

@@ -84,6 +84,27 @@ struct WorkerResult {
   // from it to its last request's send (negative: it sent nothing after it).
   std::optional<uint64_t> requests_sent_after_first_error;
   std::optional<double> stop_ms;
+  // Its own figures (master/divergence.h: log buckets, a p99 within 4.5 %), and why it is
+  // divergent from the rest of the cluster ("" when it is not).
+  std::optional<double> p99_ms;
+  std::optional<double> schedule_lag_p99_ms;
+  std::optional<double> error_rate;
+  std::string divergent;
+};
+
+// One row of timeseries.csv, its figures as written there (ms), plus the open model's service
+// time and schedule lag: what report.html draws over time.
+struct SeriesPoint {
+  double elapsed_s = 0;
+  double length_s = 1;
+  uint32_t users = 0;
+  uint64_t requests = 0;
+  double rps = 0;
+  uint64_t errors = 0;
+  uint64_t dropped = 0;
+  double p50_ms = 0, p90_ms = 0, p99_ms = 0, max_ms = 0;
+  double service_p50_ms = 0, service_p99_ms = 0; // open model only (else 0)
+  double lag_p99_ms = 0;                         // open model only (else 0)
 };
 
 struct RunResult {
@@ -102,6 +123,7 @@ struct RunResult {
   uint64_t dropped_messages = 0;      // control messages dropped as garbage, stale or duplicate
   std::vector<std::string> warnings;  // lost workers, outputs that could not be written...
   uint64_t unreported_estimate = 0;   // lost workers' requests never reported (an estimate)
+  std::vector<SeriesPoint> series;    // timeseries.csv's rows, for report.html
 };
 
 } // namespace stampede::master
