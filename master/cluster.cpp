@@ -316,7 +316,7 @@ void Cluster::heartbeat(std::initializer_list<LinkState> states) {
   const auto now = clock_.now();
   if (now < next_heartbeat_)
     return;
-  next_heartbeat_ = now + std::chrono::seconds(1);
+  next_heartbeat_ = now + common::kHeartbeatInterval;
   wire::Envelope beat;
   beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
   broadcast(beat, states);

@@ -27,6 +27,9 @@ struct DaemonOptions {
   std::string master_public_key; // Z85: speak CURVE, and only to the holder of this key
   std::string secret_key;        // Z85: our own key (an ephemeral pair when empty)
   std::string allow_target;      // --allow-target list; empty: any target
+  // The daemon's and its engines' clock (timers, stamps, cadences); nullptr: the steady
+  // clock. Tests pass one they advance by hand. Must outlive the daemon.
+  const common::Clock* clock = nullptr;
 };
 
 // Counters an operator (and the tests) can read to see what the daemon dropped.
