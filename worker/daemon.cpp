@@ -521,9 +521,10 @@ void WorkerDaemon::Session::sendFinal() {
   }
   f->set_stopped_master_ns(masterNs(clock_.now()));
   f->set_leaving(leaving_);
+  // The re-send cadence counts from the send, not from whenever this returns.
+  next_final_ = clock_.now() + kFinalResend;
   send(final);
   final_ = final;
-  next_final_ = clock_.now() + kFinalResend;
 }
 
 void WorkerDaemon::Session::send(wire::Envelope& envelope) {

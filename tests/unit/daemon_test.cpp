@@ -210,7 +210,7 @@ TEST_CASE("daemon: the Final is re-sent each second of its clock until acked, th
   CHECK_FALSE(final->final().halted());
   // Not again until a second of the daemon's clock has passed ...
   clock.advance(900ms);
-  CHECK_FALSE(master.expect(wire::Envelope::kFinal, 150ms));
+  CHECK_FALSE(master.expect(wire::Envelope::kFinal, 100ms));
   // ... then again, the same figures under a new sequence number.
   clock.advance(100ms);
   auto again = master.expect(wire::Envelope::kFinal, 500ms);
@@ -232,7 +232,7 @@ TEST_CASE("daemon: the Final is re-sent each second of its clock until acked, th
   CHECK(daemon.counters().busy_replies == 0);
   // ... and no Final follows the ack, however far the clock moves.
   clock.advance(1500ms);
-  CHECK_FALSE(master.expect(wire::Envelope::kFinal, 150ms));
+  CHECK_FALSE(master.expect(wire::Envelope::kFinal, 100ms));
   CHECK(daemon.counters().runs == 1);
 }
 
