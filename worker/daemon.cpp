@@ -34,6 +34,7 @@ constexpr auto kPollInterval = 50ms;
 // long the Final may wait for the master's FinalAck (re-sent every kLeaveResend), polling
 // every kLeavePoll. Real time, whatever the daemon's clock: these bound real waits.
 constexpr auto kLeaveGrace = 1000ms;
+constexpr auto kLeaveGraceCheck = 5ms; // how often the grace looks whether the engine ended
 constexpr auto kLeaveAckWait = 1500ms;
 constexpr auto kLeaveResend = 300ms;
 constexpr auto kLeavePoll = 20ms;
@@ -199,7 +200,7 @@ void WorkerDaemon::Session::leave() {
     engine_->finish();
     const auto grace_end = std::chrono::steady_clock::now() + kLeaveGrace;
     while (!engine_->finished() && std::chrono::steady_clock::now() < grace_end)
-      std::this_thread::sleep_for(5ms);
+      std::this_thread::sleep_for(kLeaveGraceCheck);
     engine_->halt();
     engine_->join();
     state_ = State::Finishing;
