@@ -2,14 +2,18 @@
 // that plays the master: Start before Prepare, Busy for a second master, Final re-sent until
 // acked (on a clock the test advances), and a refused Prepare. The scenario aims at a closed
 // loopback port and ignores its errors: no HTTP target is needed.
+#include "common/load_plan.h"
 #include "common/protocol.h"
 #include "common/scenario.h"
+#include "common/template.h"
 #include "worker/daemon.h"
+#include "worker/prepare_run.h"
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <thread>
@@ -277,4 +281,46 @@ TEST_CASE("daemon: a bad scenario is Refused with the loader's message, then idl
   next.probe();
   CHECK(next.expect(wire::Envelope::kHello));
   CHECK(daemon.counters().busy_replies == 0);
+}
+
+TEST_CASE("prepareRun: the scenario from what the Prepare ships, never this host's env or disk",
+          "[daemon]") {
+  ::setenv("STAMPEDE_DAEMON_TEST_TOKEN", "from-this-host", 1);
+  wire::Prepare prepare;
+  prepare.set_scenario_yaml("name: shipped\n"
+                            "target: http://127.0.0.1:9\n"
+                            "load: {users: 3, duration: 10s}\n"
+                            "data: {ids: {csv: ids.csv}}\n"
+                            "flows: [{name: f, steps: [{get: '/{{ids.id}}', headers: "
+                            "{X-Token: '{{env(\"STAMPEDE_DAEMON_TEST_TOKEN\")}}'}}]}]\n");
+  prepare.set_scenario_file("shipped.yaml");
+  (*prepare.mutable_env())["STAMPEDE_DAEMON_TEST_TOKEN"] = "from-the-master";
+  (*prepare.mutable_files())["ids.csv"] = "id\n7\n8\n";
+  prepare.set_duration_us(2'000'000);
+  prepare.add_cluster_users(2); // worker 0
+  prepare.add_cluster_users(1); // worker 1: the second of the cluster's 3 users
+  prepare.set_iterations(5);
+  auto run = worker::prepareRun(prepare, {1, 2, 3}, worker::TargetPolicy{});
+  REQUIRE(run.scenario);
+  CHECK(run.scenario->load.total() == std::chrono::seconds(2));
+  REQUIRE(run.scenario->data.size() == 1);
+  CHECK(run.scenario->data[0].rows == std::vector<std::vector<std::string>>{{"7"}, {"8"}});
+  CHECK(run.options.worker_index == 1);
+  CHECK(run.options.worker_count == 2);
+  CHECK(run.options.threads == 3);
+  REQUIRE(run.options.cluster_users);
+  CHECK(*run.options.cluster_users == common::clusterUsersOf(1, std::vector<uint32_t>{2, 1}));
+  CHECK(run.options.cluster_users->size() == 1);
+  CHECK(run.options.iterations == 5u);
+  CHECK(!run.options.allow_target);
+  // The env() value is the master's: the rendered header carries it, not this host's.
+  const auto& header = run.scenario->flows.at(0).steps.at(0).headers.at(0);
+  CHECK(header.first == "X-Token");
+  CHECK(header.second.render(common::RenderContext{}) == "from-the-master");
+  ::unsetenv("STAMPEDE_DAEMON_TEST_TOKEN");
+
+  // A file the Prepare does not ship is not read from this host's disk.
+  prepare.mutable_files()->clear();
+  CHECK_THROWS_WITH(worker::prepareRun(prepare, {1, 2, 3}, worker::TargetPolicy{}),
+                    Catch::Contains("ids.csv"));
 }
