@@ -1,7 +1,8 @@
 // The worker daemon: the control session with one master at a time over ZeroMQ, driving the
 // load engine. With `listen` it binds a ROUTER (masters dial it; any other master gets Busy);
 // with `master` it dials a master's ROUTER with a DEALER (Kubernetes, NAT). Everything here
-// runs on the control thread that calls run(); load threads only post errors to it.
+// runs on the control thread that calls run(); load threads only post errors to it. The
+// messages travel through worker/control_socket; worker/prepare_run turns a Prepare into a run.
 #pragma once
 
 #include "common/clock.h"
