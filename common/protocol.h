@@ -12,6 +12,7 @@
 
 #include <google/protobuf/arena.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -27,6 +28,12 @@ constexpr uint32_t kProtocolVersion = 2;
 constexpr int64_t kMaxMessageBytes = 64 << 20;
 // ErrorContext::body keeps the first KiB; a peer's longer body is cut on receipt as well.
 constexpr size_t kMaxErrorBodyBytes = 1024;
+// Each side of a session sends a Heartbeat this often: well inside the heartbeat timeout (3 s
+// by default), after which the other side gives up on it.
+constexpr std::chrono::seconds kHeartbeatInterval{1};
+// A worker cuts its Stats deltas on these boundaries from the start barrier: each Stats is one
+// row of the master's timeseries.
+constexpr std::chrono::seconds kStatsInterval{1};
 
 std::string encodeEnvelope(const wire::Envelope& envelope);
 // nullopt for anything a well-behaved peer would not send: unparsable bytes, more than

@@ -57,13 +57,6 @@ std::optional<double> parseNumber(std::string_view text) {
 
 } // namespace
 
-const char* metricName(Threshold::Metric m) {
-  for (const auto& [name, metric] : kMetrics)
-    if (metric == m)
-      return name.data();
-  return "?";
-}
-
 bool Threshold::holds(double observed) const {
   switch (op) {
   case Op::Less:

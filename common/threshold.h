@@ -26,8 +26,6 @@ struct Threshold {
   bool holds(double observed) const;
 };
 
-const char* metricName(Threshold::Metric m);
-
 // Parses the expression part; on failure returns std::nullopt and sets `error` (with the byte
 // offset of the problem in `offset`).
 std::optional<Threshold> parseThreshold(std::string_view expr, std::string& error, size_t& offset);

@@ -9,6 +9,12 @@
 
 namespace stampede::master {
 
+namespace {
+// The longest one poll of the handshake waits: the workers that joined must get their
+// heartbeat on time (common::kHeartbeatInterval) while others are awaited.
+constexpr std::chrono::milliseconds kHandshakePoll{200};
+} // namespace
+
 const char* linkStateName(LinkState s) {
   switch (s) {
   case LinkState::Connecting:
@@ -169,7 +175,7 @@ void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t e
     // master-silence timeout sends them back to idle.
     heartbeat({LinkState::Joined});
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_.now());
-    poll(std::clamp(left, std::chrono::milliseconds(1), std::chrono::milliseconds(200)),
+    poll(std::clamp(left, std::chrono::milliseconds(1), kHandshakePoll),
          [&](WorkerLink& link, const wire::Envelope& e) {
            if (e.has_busy()) {
              link.state = LinkState::Busy;
@@ -316,7 +322,7 @@ void Cluster::heartbeat(std::initializer_list<LinkState> states) {
   const auto now = clock_.now();
   if (now < next_heartbeat_)
     return;
-  next_heartbeat_ = now + std::chrono::seconds(1);
+  next_heartbeat_ = now + common::kHeartbeatInterval;
   wire::Envelope beat;
   beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
   broadcast(beat, states);

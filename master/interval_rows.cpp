@@ -8,8 +8,6 @@
 namespace stampede::master {
 namespace {
 
-using namespace std::chrono_literals;
-
 double seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -41,7 +39,8 @@ void IntervalRows::add(uint32_t worker, common::SteadyTime at, const wire::Stats
   const common::SteadyTime from = first ? t0_ : pace->second.last_at;
   common::SteadyTime middle = at;
   if (at > from)
-    middle = from + std::min<std::chrono::steady_clock::duration>(at - from, 1s) / 2;
+    middle =
+        from + std::min<std::chrono::steady_clock::duration>(at - from, common::kStatsInterval) / 2;
   const int64_t second = secondOf(middle);
   Held& held = heldFor(second, second <= written_through_);
   IntervalRow& row = held.row;

@@ -22,7 +22,7 @@ class MetricsServer;
 
 // Workers report Stats, and the master judges thresholds, prints the live line, writes
 // timeseries rows and sends heartbeats, once per this interval.
-constexpr std::chrono::seconds kTickInterval{1};
+constexpr std::chrono::seconds kTickInterval = common::kStatsInterval;
 
 struct RunContext {
   const CliOptions& cli;

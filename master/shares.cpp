@@ -59,12 +59,6 @@ std::vector<WorkerShare> splitUsers(uint32_t users, std::span<const double> capa
                    [&](size_t a, size_t b) { return remainder[a] > remainder[b]; });
   for (uint64_t k = 0; k < uint64_t(users) - given; ++k)
     ++shares[order[k]].users;
-
-  uint64_t next_vu = 0;
-  for (WorkerShare& share : shares) {
-    share.first_vu = next_vu;
-    next_vu += share.users;
-  }
   return shares;
 }
 

@@ -1,22 +1,18 @@
 #include "worker/daemon.h"
 
 #include "common/config_error.h"
-#include "common/handshake_monitor.h"
-#include "common/keys.h"
-#include "common/load_plan.h"
 #include "common/protocol.h"
 #include "common/scenario.h"
 #include "stampede.pb.h"
+#include "worker/control_socket.h"
 #include "worker/engine.h"
+#include "worker/prepare_run.h"
 #include "worker/target_policy.h"
 
 #include <fmt/format.h>
 
-#include <mutex>
 #include <optional>
-#include <sys/eventfd.h>
 #include <thread>
-#include <unistd.h>
 
 namespace stampede::worker {
 
@@ -32,16 +28,29 @@ std::string peerName(const std::string& id) {
   return out;
 }
 
-// How long an unauthenticated control connection may stay open without completing the handshake.
-constexpr int kControlHandshakeMs = 3000;
+// How long the control thread waits for the master before it looks at its clocks again.
+constexpr auto kPollInterval = 50ms;
 // On SIGINT/SIGTERM during a run: how long in-flight requests may take to complete, and how
-// long the Final may wait for the master's FinalAck (re-sent every kLeaveResend).
-constexpr auto kLeaveGrace = std::chrono::milliseconds(1000);
-constexpr auto kLeaveAckWait = std::chrono::milliseconds(1500);
-constexpr auto kLeaveResend = std::chrono::milliseconds(300);
+// long the Final may wait for the master's FinalAck (re-sent every kLeaveResend), polling
+// every kLeavePoll. Real time, whatever the daemon's clock: these bound real waits.
+constexpr auto kLeaveGrace = 1000ms;
+constexpr auto kLeaveGraceCheck = 5ms; // how often the grace looks whether the engine ended
+constexpr auto kLeaveAckWait = 1500ms;
+constexpr auto kLeaveResend = 300ms;
+constexpr auto kLeavePoll = 20ms;
 // The longest master timeout a Welcome may set: a master that vanishes holds the worker no
 // longer than this.
 constexpr auto kMaxMasterTimeout = std::chrono::milliseconds(std::chrono::minutes(10));
+// A worker halted by its own error waits this long at most for the master's Halt before it
+// sends its Final: the Halt names the run's first error (maybe another worker's, earlier),
+// from which the Final counts the sends.
+constexpr auto kHaltWait = 1s;
+// Until the master acks it, the Final goes again this often: a Final lost in a reconnect
+// would lose the run's last second.
+constexpr auto kFinalResend = 1s;
+// Dialling and idle: a Hello this often, since the master's ROUTER cannot address us before
+// it has heard from us.
+constexpr auto kAnnounceInterval = 1s;
 
 unsigned coreCount() {
   return std::max(1u, std::thread::hardware_concurrency());
@@ -49,16 +58,15 @@ unsigned coreCount() {
 
 } // namespace
 
+// The control session's state machine: which master is served, the run it prepared, and
+// what goes to it when. The socket is ControlSocket's; the Prepare's scenario is prepareRun's.
 class WorkerDaemon::Session {
 public:
   Session(zmq::context_t& context, DaemonOptions options, DaemonCounters& counters)
-      : context_(context), options_(std::move(options)), counters_(counters),
+      : options_(std::move(options)), counters_(counters),
+        clock_(options_.clock ? *options_.clock : steady_clock_), socket_(context, options_),
         master_timeout_(options_.heartbeat_timeout) {}
-  ~Session() {
-    reset();
-    if (wake_fd_ >= 0)
-      ::close(wake_fd_);
-  }
+  ~Session() { reset(); }
 
   void open();
   void run(const std::atomic<bool>& stop);
@@ -69,12 +77,13 @@ private:
   void receiveAll();
   void handle(const std::string& peer, const wire::Envelope& envelope);
   void handleProbe(const wire::Probe& probe);
+  void handleWelcome(const wire::Envelope& envelope);
   void handlePrepare(const wire::Prepare& prepare);
+  void handleStart(const wire::Start& start);
   void handleHalt(const wire::Halt& halt);
   void periodic();
   void checkMasterSilence();
   void noteMasterHeard();
-  bool masterDisconnected();
   void leave();
   void send(wire::Envelope& envelope);
   void sendTo(const std::string& peer, wire::Envelope& envelope);
@@ -87,23 +96,16 @@ private:
     if (!options_.quiet)
       fmt::print(stderr, "worker: {}\n", line);
   }
-  // Any thread: makes the control thread's poll return now.
-  void wake() noexcept {
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-  }
   int64_t masterNs(SteadyTime local) const { return common::steadyNs(local) - offset_ns_; }
 
-  zmq::context_t& context_;
   DaemonOptions options_;
   DaemonCounters& counters_;
-  common::SteadyClock clock_;
-  zmq::socket_t socket_;
-  bool router_ = false;
-  int wake_fd_ = -1;
+  common::SteadyClock steady_clock_;
+  const common::Clock& clock_; // options_.clock, or steady_clock_
+  ControlSocket socket_;
 
   State state_ = State::Idle;
-  std::string master_id_; // ROUTER mode: the master served; empty when idle
+  std::string master_id_; // listening: the master served; empty when idle
   uint64_t run_id_ = 0;
   uint64_t send_seq_ = 0;
   common::SequenceFilter recv_filter_;
@@ -127,10 +129,8 @@ private:
   // master. Virtual users send nothing past it: after a freeze they may wake before the control
   // thread has judged the master (EngineOptions::master_alive_until_ns).
   std::atomic<int64_t> master_alive_until_ns_{0};
-  uint64_t disconnects_seen_ = 0; // dialling mode: the monitor's count when last looked at
 
   TargetPolicy target_policy_;
-  std::unique_ptr<common::HandshakeMonitor> monitor_;
   // The master's Halt, once heard, and the first error's moment it named (on our clock): the
   // Final counts this worker's sends from there.
   bool halt_heard_ = false;
@@ -138,83 +138,28 @@ private:
   std::optional<SteadyTime> finished_at_; // when the engine was first seen finished
 };
 
-namespace {
-// A worker halted by its own error waits this long at most for the master's Halt before it
-// sends its Final: the Halt names the run's first error (maybe another worker's, earlier),
-// from which the Final counts the sends.
-constexpr auto kHaltWait = 1s;
-} // namespace
-
 void WorkerDaemon::Session::open() {
-  router_ = options_.master.empty();
-  socket_ = zmq::socket_t(context_, router_ ? zmq::socket_type::router : zmq::socket_type::dealer);
-  socket_.set(zmq::sockopt::maxmsgsize, common::kMaxMessageBytes);
-  socket_.set(zmq::sockopt::linger, 0);
   if (!options_.allow_target.empty())
     target_policy_ = TargetPolicy::parse(options_.allow_target);
-  if (!options_.master_public_key.empty()) {
-    // A CURVE client whichever side binds: only the holder of the master's secret completes
-    // a handshake with us.
-    common::KeyPair own =
-        options_.secret_key.empty()
-            ? common::generateKeyPair()
-            : common::KeyPair{common::publicFromSecret(options_.secret_key), options_.secret_key};
-    common::makeCurveClient(socket_, own, options_.master_public_key);
-  }
-  if (!options_.master_public_key.empty() || !router_) {
-    // Dialling a master: its TCP connection closing ends the session at once (a reconnect
-    // would come with a new routing id, which that master does not know), not after the
-    // heartbeat timeout. Listening, a closed connection cannot be told from another peer's
-    // (the events name no routing id), and a master that dials again keeps its id: the
-    // timeout decides there.
-    static std::atomic<int> monitors{0};
-    monitor_ = std::make_unique<common::HandshakeMonitor>(
-        context_, socket_, fmt::format("worker-{}-{}", ::getpid(), monitors++),
-        /*watch_disconnects=*/!router_);
-  }
-  if (router_) {
-    // A send to a master that went away must fail, not vanish into a queue.
-    socket_.set(zmq::sockopt::router_mandatory, 1);
-    // A connection that has not finished the ZMTP (and CURVE) handshake within this is closed:
-    // a flood of idle connections to the control port cannot hold descriptors for long
-    // (libzmq's default is 30 s).
-    socket_.set(zmq::sockopt::handshake_ivl, static_cast<int>(kControlHandshakeMs));
-    socket_.bind(options_.listen);
-  } else {
-    socket_.connect(options_.master);
-  }
-  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0)
-    throw std::runtime_error("eventfd failed");
+  socket_.open();
 }
 
 void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
-  log(router_ ? fmt::format("listening on {}", options_.listen)
-              : fmt::format("dialling master {}", options_.master));
+  log(socket_.listening() ? fmt::format("listening on {}", options_.listen)
+                          : fmt::format("dialling master {}", options_.master));
   while (!stop.load(std::memory_order_relaxed)) {
-    zmq::pollitem_t items[] = {
-        {socket_.handle(), 0, ZMQ_POLLIN, 0},
-        {nullptr, wake_fd_, ZMQ_POLLIN, 0},
-        {monitor_ ? monitor_->socket().handle() : nullptr, -1, ZMQ_POLLIN, 0}};
-    try {
-      zmq::poll(items, monitor_ ? 3 : 2, std::chrono::milliseconds(50));
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) // a signal: look at `stop` and come back
-        throw;
+    const ControlEvents events = socket_.wait(kPollInterval);
+    if (events.interrupted) // a signal: look at `stop` and come back
       continue;
-    }
-    if (items[1].revents & ZMQ_POLLIN) {
-      uint64_t ignored;
-      [[maybe_unused]] auto n = ::read(wake_fd_, &ignored, sizeof ignored);
-    }
-    if (monitor_ && (items[2].revents & ZMQ_POLLIN)) {
-      if (auto failure = monitor_->take()) {
+    if (events.monitor) {
+      const MonitorNews news = socket_.takeMonitorNews();
+      if (news.refused) {
         ++counters_.refused_handshakes;
         // Listening, the monitor names our own endpoint: the peer is one that connected to it.
-        log(fmt::format("refused peer {}{}: {}", router_ ? "connecting to " : "", failure->peer,
-                        failure->reason));
+        log(fmt::format("refused peer {}{}: {}", socket_.listening() ? "connecting to " : "",
+                        news.refused->peer, news.refused->reason));
       }
-      if (masterDisconnected() && state_ != State::Idle) {
+      if (news.master_disconnected && state_ != State::Idle) {
         log("master disconnected: stopping the run, back to idle");
         reset();
       }
@@ -222,19 +167,12 @@ void WorkerDaemon::Session::run(const std::atomic<bool>& stop) {
     // Before reading: after a freeze (SIGSTOP, a stalled VM) the old master's queued
     // heartbeats must not make it look alive again.
     checkMasterSilence();
-    if (items[0].revents & ZMQ_POLLIN)
+    if (events.messages)
       receiveAll();
     periodic();
   }
   leave();
   reset();
-}
-
-bool WorkerDaemon::Session::masterDisconnected() {
-  if (!monitor_ || monitor_->disconnects() == disconnects_seen_)
-    return false;
-  disconnects_seen_ = monitor_->disconnects();
-  return true;
 }
 
 void WorkerDaemon::Session::noteMasterHeard() {
@@ -260,29 +198,24 @@ void WorkerDaemon::Session::leave() {
     log("stopping: ending the run's requests, then sending the last figures");
     // Requests in flight complete (briefly), so that the target's count and ours agree.
     engine_->finish();
-    const auto grace_end = clock_.now() + kLeaveGrace;
-    while (!engine_->finished() && clock_.now() < grace_end)
-      std::this_thread::sleep_for(5ms);
+    const auto grace_end = std::chrono::steady_clock::now() + kLeaveGrace;
+    while (!engine_->finished() && std::chrono::steady_clock::now() < grace_end)
+      std::this_thread::sleep_for(kLeaveGraceCheck);
     engine_->halt();
     engine_->join();
     state_ = State::Finishing;
     sendFinal();
   }
   // Bounded: a master that does not ack is not waited for longer.
-  const auto give_up = clock_.now() + kLeaveAckWait;
-  auto resend = clock_.now() + kLeaveResend;
-  while (state_ == State::Finishing && final_ && clock_.now() < give_up) {
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    try {
-      zmq::poll(&item, 1, std::chrono::milliseconds(20));
-    } catch (const zmq::error_t&) {
-      // A second signal: keep waiting within the bound.
-    }
-    if (item.revents & ZMQ_POLLIN)
+  const auto give_up = std::chrono::steady_clock::now() + kLeaveAckWait;
+  auto resend = std::chrono::steady_clock::now() + kLeaveResend;
+  while (state_ == State::Finishing && final_ && std::chrono::steady_clock::now() < give_up) {
+    // A second signal only ends one wait early: the loop keeps to its bound.
+    if (socket_.wait(kLeavePoll, /*watch_monitor=*/false).messages)
       receiveAll();
-    if (state_ == State::Finishing && final_ && clock_.now() >= resend) {
+    if (state_ == State::Finishing && final_ && std::chrono::steady_clock::now() >= resend) {
       send(*final_);
-      resend = clock_.now() + kLeaveResend;
+      resend = std::chrono::steady_clock::now() + kLeaveResend;
     }
   }
   if (state_ != State::Idle)
@@ -292,32 +225,12 @@ void WorkerDaemon::Session::leave() {
 }
 
 void WorkerDaemon::Session::receiveAll() {
-  for (;;) {
-    std::vector<zmq::message_t> frames;
-    auto got = zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait);
-    if (!got)
-      return;
-    std::string peer;
-    const zmq::message_t* payload = nullptr;
-    if (router_ && frames.size() == 2) {
-      peer = frames[0].to_string();
-      payload = &frames[1];
-    } else if (!router_ && frames.size() == 1) {
-      payload = &frames[0];
-    }
-    std::optional<wire::Envelope> envelope;
-    if (payload)
-      envelope = common::decodeEnvelope(payload->data(), payload->size());
-    if (!envelope) {
-      ++counters_.dropped_messages;
-      continue;
-    }
-    handle(peer, *envelope);
-  }
+  while (auto message = socket_.receive(counters_.dropped_messages))
+    handle(message->peer, message->envelope);
 }
 
 void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope& envelope) {
-  if (router_ && !master_id_.empty() && peer != master_id_) {
+  if (socket_.listening() && !master_id_.empty() && peer != master_id_) {
     // Serving another master: say so, so that this one can tell its operator.
     wire::Envelope busy;
     busy.mutable_busy()->set_reason("serving another master");
@@ -337,8 +250,8 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     // must not see the sequence go back.
     run_id_ = 0;
     noteMasterHeard();
-    next_heartbeat_ = last_heard_ + 1s;
-    log(router_ ? fmt::format("serving master {}", peerName(peer)) : "serving master");
+    next_heartbeat_ = last_heard_ + common::kHeartbeatInterval;
+    log(socket_.listening() ? fmt::format("serving master {}", peerName(peer)) : "serving master");
   }
   if (!recv_filter_.accept(envelope.seq()) ||
       (run_id_ != 0 && envelope.run_id() != run_id_ && !envelope.has_probe())) {
@@ -352,36 +265,13 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     handleProbe(envelope.probe());
     break;
   case wire::Envelope::kWelcome:
-    run_id_ = envelope.run_id();
-    worker_index_ = envelope.welcome().worker_index();
-    worker_count_ = std::max(1u, envelope.welcome().worker_count());
-    offset_ns_ = envelope.welcome().clock_offset_ns();
-    // One rule for both sides once welcomed: the master's timeout. The master declares us
-    // lost after the same silence, so neither drops the other earlier than the other expects.
-    if (envelope.welcome().heartbeat_timeout_ms() > 0) {
-      master_timeout_ = std::min(
-          kMaxMasterTimeout, std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms()));
-      noteMasterHeard();
-    }
+    handleWelcome(envelope);
     break;
   case wire::Envelope::kPrepare:
     handlePrepare(envelope.prepare());
     break;
   case wire::Envelope::kStart:
-    if (state_ != State::Prepared || !engine_) {
-      ++counters_.dropped_messages;
-      break;
-    }
-    try {
-      engine_->start(common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_));
-    } catch (const std::exception& e) {
-      failStart(e.what());
-      break;
-    }
-    state_ = State::Running;
-    // Deltas cut on whole seconds from t0: each Stats is one row of the master's timeseries.
-    next_stats_ = common::fromSteadyNs(envelope.start().start_master_ns() + offset_ns_) + 1s;
-    ++counters_.runs;
+    handleStart(envelope.start());
     break;
   case wire::Envelope::kHalt:
     handleHalt(envelope.halt());
@@ -405,6 +295,38 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     ++counters_.dropped_messages;
     break;
   }
+}
+
+void WorkerDaemon::Session::handleWelcome(const wire::Envelope& envelope) {
+  run_id_ = envelope.run_id();
+  worker_index_ = envelope.welcome().worker_index();
+  worker_count_ = std::max(1u, envelope.welcome().worker_count());
+  offset_ns_ = envelope.welcome().clock_offset_ns();
+  // One rule for both sides once welcomed: the master's timeout. The master declares us
+  // lost after the same silence, so neither drops the other earlier than the other expects.
+  if (envelope.welcome().heartbeat_timeout_ms() > 0) {
+    master_timeout_ = std::min(
+        kMaxMasterTimeout, std::chrono::milliseconds(envelope.welcome().heartbeat_timeout_ms()));
+    noteMasterHeard();
+  }
+}
+
+void WorkerDaemon::Session::handleStart(const wire::Start& start) {
+  if (state_ != State::Prepared || !engine_) {
+    ++counters_.dropped_messages;
+    return;
+  }
+  const SteadyTime t0 = common::fromSteadyNs(start.start_master_ns() + offset_ns_);
+  try {
+    engine_->start(t0);
+  } catch (const std::exception& e) {
+    failStart(e.what());
+    return;
+  }
+  state_ = State::Running;
+  // Deltas cut on whole intervals from t0: each Stats is one row of the master's timeseries.
+  next_stats_ = t0 + common::kStatsInterval;
+  ++counters_.runs;
 }
 
 void WorkerDaemon::Session::handleHalt(const wire::Halt& halt) {
@@ -450,61 +372,26 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
   }
   wire::Envelope reply;
   try {
-    // env() values and files come from the master: this host's environment and disk are
-    // never consulted.
-    const std::map<std::string, std::string> env(prepare.env().begin(), prepare.env().end());
-    std::map<std::string, std::string> files;
-    for (const auto& [name, content] : prepare.files())
-      files.emplace(name, content);
-    common::LoadOptions load_options;
-    load_options.shipped_env = &env;
-    load_options.shipped_files = &files;
-    load_options.overrides.assign(prepare.overrides().begin(), prepare.overrides().end());
-    auto scenario = std::make_shared<common::Scenario>(
-        common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), load_options));
-    if (prepare.duration_us() > 0)
-      common::applyDuration(scenario->load, std::chrono::microseconds(prepare.duration_us()));
-    // The list's names resolved once, for this check and for every connection of the run.
-    std::shared_ptr<const TargetPolicy> allow_target;
-    if (!target_policy_.empty())
-      allow_target = std::make_shared<const TargetPolicy>(target_policy_.resolved());
-    if (auto why = allow_target ? allow_target->check(*scenario) : ""; !why.empty()) {
-      ++counters_.refused_scenarios;
-      log("refused a scenario: " + why);
-      throw std::runtime_error(why);
-    }
-    EngineOptions options;
-    options.threads = options_.threads;
-    options.worker_index = worker_index_;
-    options.worker_count = worker_count_;
-    if (prepare.cluster_users_size() > 0) {
-      const std::vector<uint32_t> users(prepare.cluster_users().begin(),
-                                        prepare.cluster_users().end());
-      options.cluster_users = common::clusterUsersOf(worker_index_, users);
-    }
-    if (prepare.rate_share() > 0)
-      options.rate_share = prepare.rate_share();
-    if (prepare.max_in_flight() > 0)
-      options.max_in_flight = prepare.max_in_flight();
-    options.first_vu = prepare.first_vu();
-    options.iterations = prepare.iterations();
-    options.master_alive_until_ns = &master_alive_until_ns_;
-    options.allow_target = allow_target;
-    scenario_ = scenario;
-    engine_ = std::make_unique<Engine>(scenario_, options, clock_);
+    PreparedRun run =
+        prepareRun(prepare, {worker_index_, worker_count_, options_.threads}, target_policy_);
+    run.options.master_alive_until_ns = &master_alive_until_ns_;
+    scenario_ = std::move(run.scenario);
+    engine_ = std::make_unique<Engine>(scenario_, std::move(run.options), clock_);
     // The engine keeps the errors (the first one write-once) until periodic() takes them.
-    engine_->setErrorListener([this](const common::ErrorContext&) { wake(); });
+    engine_->setErrorListener([this](const common::ErrorContext&) { socket_.wake(); });
     // The control thread wakes at once when the run ends: the Final is the halt's ack.
-    engine_->setFinishedListener([this] { wake(); });
+    engine_->setFinishedListener([this] { socket_.wake(); });
     if (scenario_->halt.on_error == common::HaltSpec::OnError::Count)
-      engine_->setErrorTick([this] { wake(); }, scenario_->halt.error_count);
+      engine_->setErrorTick([this] { socket_.wake(); }, scenario_->halt.error_count);
     tally_sent_ = 0;
     delta_ = common::StatsBook(scenario_->step_table.size());
     state_ = State::Prepared;
     reply.mutable_ready();
-  } catch (const common::ConfigError& e) {
+  } catch (const TargetRefused& e) {
+    ++counters_.refused_scenarios;
+    log(std::string("refused a scenario: ") + e.what());
     reply.mutable_refused()->set_reason(e.what());
-  } catch (const std::exception& e) {
+  } catch (const std::exception& e) { // common::ConfigError among them
     reply.mutable_refused()->set_reason(e.what());
   }
   if (reply.has_refused())
@@ -519,9 +406,9 @@ void WorkerDaemon::Session::periodic() {
   const auto now = clock_.now();
   if (state_ == State::Idle) {
     // A dialling worker speaks first: the master's ROUTER cannot address it before that.
-    if (!router_ && now >= next_announce_) {
+    if (!socket_.listening() && now >= next_announce_) {
       sendHello(0);
-      next_announce_ = now + 1s;
+      next_announce_ = now + kAnnounceInterval;
     }
     return;
   }
@@ -542,9 +429,9 @@ void WorkerDaemon::Session::periodic() {
   }
   if (state_ == State::Running && now >= next_stats_) {
     sendStats();
-    // After a freeze, the next cut is the next whole second from t0 again.
+    // After a freeze, the next cut is the next whole interval from t0 again.
     while (next_stats_ <= now)
-      next_stats_ += 1s;
+      next_stats_ += common::kStatsInterval;
   }
   if (state_ == State::Running && engine_->finished()) {
     if (!finished_at_)
@@ -556,15 +443,14 @@ void WorkerDaemon::Session::periodic() {
     }
   }
   if (state_ == State::Finishing && now >= next_final_ && final_) {
-    // Until the master acks: a Final lost in a reconnect would lose the run's last second.
     send(*final_);
-    next_final_ = now + 1s;
+    next_final_ = now + kFinalResend;
   }
   if (now >= next_heartbeat_) {
     wire::Envelope beat;
     beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
     send(beat);
-    next_heartbeat_ = now + 1s;
+    next_heartbeat_ = now + common::kHeartbeatInterval;
   }
   checkMasterSilence();
 }
@@ -636,9 +522,10 @@ void WorkerDaemon::Session::sendFinal() {
   }
   f->set_stopped_master_ns(masterNs(clock_.now()));
   f->set_leaving(leaving_);
+  // The re-send cadence counts from the send, not from whenever this returns.
+  next_final_ = clock_.now() + kFinalResend;
   send(final);
   final_ = final;
-  next_final_ = clock_.now() + 1s;
 }
 
 void WorkerDaemon::Session::send(wire::Envelope& envelope) {
@@ -652,18 +539,7 @@ void WorkerDaemon::Session::sendTo(const std::string& peer, wire::Envelope& enve
   envelope.set_run_id(ours ? run_id_ : 0);
   if (ours)
     envelope.set_seq(++send_seq_);
-  auto payload = common::encodeEnvelope(envelope);
-  try {
-    if (router_) {
-      socket_.send(zmq::buffer(peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-      socket_.send(zmq::buffer(payload), zmq::send_flags::dontwait);
-    } else {
-      socket_.send(zmq::buffer(payload), zmq::send_flags::dontwait);
-    }
-  } catch (const zmq::error_t&) {
-    // The master is gone (ROUTER_MANDATORY) or its queue is full; the heartbeat timeout
-    // decides what happens to the run.
-  }
+  socket_.send(peer, envelope);
 }
 
 void WorkerDaemon::Session::reset() {

@@ -1,7 +1,8 @@
 // The worker daemon: the control session with one master at a time over ZeroMQ, driving the
 // load engine. With `listen` it binds a ROUTER (masters dial it; any other master gets Busy);
 // with `master` it dials a master's ROUTER with a DEALER (Kubernetes, NAT). Everything here
-// runs on the control thread that calls run(); load threads only post errors to it.
+// runs on the control thread that calls run(); load threads only post errors to it. The
+// messages travel through worker/control_socket; worker/prepare_run turns a Prepare into a run.
 #pragma once
 
 #include "common/clock.h"
@@ -27,6 +28,9 @@ struct DaemonOptions {
   std::string master_public_key; // Z85: speak CURVE, and only to the holder of this key
   std::string secret_key;        // Z85: our own key (an ephemeral pair when empty)
   std::string allow_target;      // --allow-target list; empty: any target
+  // The daemon's and its engines' clock (timers, stamps, cadences); nullptr: the steady
+  // clock. Tests pass one they advance by hand. Must outlive the daemon.
+  const common::Clock* clock = nullptr;
 };
 
 // Counters an operator (and the tests) can read to see what the daemon dropped.

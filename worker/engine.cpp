@@ -88,7 +88,7 @@ void Engine::start(common::SteadyTime t0) {
   if (!open_) {
     const auto& mine = *options_.cluster_users;
     for (size_t i = 0; i < mine.size(); ++i)
-      threads_[i % threads_.size()]->addUser(mine[i], mine[i]);
+      threads_[i % threads_.size()]->addUser(mine[i]);
   }
   running_threads_.store(static_cast<int>(threads_.size()), std::memory_order_release);
   for (auto& t : threads_)

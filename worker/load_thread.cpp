@@ -33,8 +33,8 @@ WorkerThread::WorkerThread(Engine& engine, int index)
 
 WorkerThread::~WorkerThread() = default;
 
-void WorkerThread::addUser(uint64_t vu, uint64_t cluster_number) {
-  users_.push_back(std::make_unique<VirtualUser>(*this, vu, cluster_number));
+void WorkerThread::addUser(uint64_t vu) {
+  users_.push_back(std::make_unique<VirtualUser>(*this, vu));
 }
 
 asio::awaitable<void> WorkerThread::arrivals() {
@@ -74,7 +74,7 @@ asio::awaitable<void> WorkerThread::arrivals() {
       // Numbered first_vu + thread + threads * n: unique across the worker's threads, and
       // below first_vu + max_in_flight, the block the master gave this worker.
       const uint64_t vu = e.options_.first_vu + uint64_t(index_) + step * next_vu++;
-      users_.push_back(std::make_unique<VirtualUser>(*this, vu, vu));
+      users_.push_back(std::make_unique<VirtualUser>(*this, vu));
       user = users_.back().get();
     }
     ++in_flight_;

@@ -33,9 +33,9 @@ class WorkerThread {
 public:
   WorkerThread(Engine& engine, int index);
   ~WorkerThread();
-  // Closed model, before run(): a user numbered `vu`, wanted while the curve is above
-  // `cluster_number`.
-  void addUser(uint64_t vu, uint64_t cluster_number);
+  // Closed model, before run(): the cluster's user number `vu`, wanted while the curve is
+  // above `vu`.
+  void addUser(uint64_t vu);
   // The thread's body: spawns the users (or the arrivals) and runs the io_context to its end.
   void run();
   // Posted by the control thread: wakes every timer; with `cancel_requests`, aborts the

@@ -13,6 +13,10 @@ using common::Step;
 using common::ThinkTime;
 using std::chrono::microseconds;
 
+// Loop levels an iteration keeps in its coroutine frame; deeper nesting (the loader allows 16)
+// spills to the heap. Most flows nest a loop or two.
+constexpr size_t kLoopStackDepth = 8;
+
 microseconds drawThink(const ThinkTime& think, std::mt19937_64& rng) {
   switch (think.kind) {
   case ThinkTime::Kind::None:
@@ -33,10 +37,9 @@ microseconds drawThink(const ThinkTime& think, std::mt19937_64& rng) {
 
 } // namespace
 
-VirtualUser::VirtualUser(WorkerThread& thread, uint64_t vu, uint64_t cluster_number)
-    : thread(thread), engine(thread.engine_), vu(vu), cluster_number(cluster_number),
-      session(thread.client_->newSession()), timer(thread.io_),
-      slots(engine.scenario_->slots.size()) {
+VirtualUser::VirtualUser(WorkerThread& thread, uint64_t vu)
+    : thread(thread), engine(thread.engine_), vu(vu), session(thread.client_->newSession()),
+      timer(thread.io_), slots(engine.scenario_->slots.size()) {
   ctx.vu = vu;
   ctx.worker_index = engine.options_.worker_index;
   ctx.rng = &thread.rng_;
@@ -47,8 +50,8 @@ asio::awaitable<void> VirtualUser::run() {
   while (mayStart()) {
     if (!wanted()) {
       // Parked: ramped down, or not yet ramped up. Sleep until the curve wants us again.
-      const auto next = engine.curve_->nextTimeAbove(
-          double(cluster_number), std::max(microseconds(0), engine.sinceStart()));
+      const auto next =
+          engine.curve_->nextTimeAbove(double(vu), std::max(microseconds(0), engine.sinceStart()));
       if (!next || engine.t0_ + *next >= engine.end_)
         break;
       timer.expires_at(std::chrono::steady_clock::time_point(engine.t0_ + *next));
@@ -113,7 +116,7 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
     size_t next;
     int rounds_left;
   };
-  Position stack[8];
+  Position stack[kLoopStackDepth];
   size_t depth = 0;
   std::vector<Position> deep; // loops nested deeper than the stack above (rare)
   auto top = [&]() -> Position& { return deep.empty() ? stack[depth - 1] : deep.back(); };

@@ -20,7 +20,7 @@
 namespace stampede::worker {
 
 struct VirtualUser {
-  VirtualUser(WorkerThread& thread, uint64_t vu, uint64_t cluster_number);
+  VirtualUser(WorkerThread& thread, uint64_t vu);
 
   // Closed model: loops iterations while the load curve wants this user.
   asio::awaitable<void> run();
@@ -45,9 +45,7 @@ struct VirtualUser {
   const common::Flow& pickFlow() { return thread.engine_.pickFlow(thread.rng_); }
   bool mayStart() const { return !engine.stopping() && engine.clock_.now() < engine.end_; }
   // Closed model: whether the load curve wants this user now.
-  bool wanted() const {
-    return engine.curve_->levelAt(engine.sinceStart()) > double(cluster_number);
-  }
+  bool wanted() const { return engine.curve_->levelAt(engine.sinceStart()) > double(vu); }
   // Takes the next row of each of the flow's feeders into the slots; false when one ran out.
   bool drawData(const common::Flow& flow);
   // An exception escaped this user's iteration of `flow`: counts and reports it as an error
@@ -60,8 +58,7 @@ struct VirtualUser {
 
   WorkerThread& thread;
   Engine& engine;
-  uint64_t vu;
-  uint64_t cluster_number;
+  uint64_t vu; // unique across the cluster; closed model: wanted while the curve is above it
   std::unique_ptr<HttpSession> session;
   EngineTimer timer; // think pauses and ramp parking, on the engine's clock
   std::vector<std::string> slots;

@@ -1,15 +1,19 @@
 // The worker daemon's control state machine, driven from the test over inproc:// by a DEALER
 // that plays the master: Start before Prepare, Busy for a second master, Final re-sent until
-// acked, and a refused Prepare. The scenario aims at a closed loopback port and ignores its
-// errors: no HTTP target is needed.
+// acked (on a clock the test advances), and a refused Prepare. The scenario aims at a closed
+// loopback port and ignores its errors: no HTTP target is needed.
+#include "common/load_plan.h"
 #include "common/protocol.h"
 #include "common/scenario.h"
+#include "common/template.h"
 #include "worker/daemon.h"
+#include "worker/prepare_run.h"
 
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <thread>
@@ -33,12 +37,26 @@ int64_t nowNs() {
   return common::steadyNs(Clock::now());
 }
 
+// A clock that moves only when the test says, read by the daemon and its engine.
+class ManualClock final : public common::Clock {
+public:
+  common::SteadyTime now() const override {
+    return common::SteadyTime(std::chrono::nanoseconds(ns_.load(std::memory_order_acquire)));
+  }
+  void advance(std::chrono::nanoseconds by) { ns_.fetch_add(by.count()); }
+
+private:
+  std::atomic<int64_t> ns_{std::chrono::nanoseconds(1000s).count()};
+};
+
 // A daemon listening on its own inproc endpoint, served on a thread until destroyed.
+// `clock`: its time (nullptr: the steady clock); `allow_target`: its --allow-target.
 class Daemon {
 public:
-  explicit Daemon(zmq::context_t& context)
+  explicit Daemon(zmq::context_t& context, const common::Clock* clock = nullptr,
+                  const std::string& allow_target = "")
       : endpoint_("inproc://daemon-test-" + std::to_string(next_++)),
-        daemon_(context, options(endpoint_)) {
+        daemon_(context, options(endpoint_, clock, allow_target)) {
     daemon_.open();
     thread_ = std::thread([this] { daemon_.run(stop_); });
   }
@@ -50,11 +68,14 @@ public:
   const worker::DaemonCounters& counters() const { return daemon_.counters(); }
 
 private:
-  static worker::DaemonOptions options(const std::string& endpoint) {
+  static worker::DaemonOptions options(const std::string& endpoint, const common::Clock* clock,
+                                       const std::string& allow_target) {
     worker::DaemonOptions o;
     o.listen = endpoint;
     o.threads = 1;
     o.quiet = true;
+    o.clock = clock;
+    o.allow_target = allow_target;
     return o;
   }
 
@@ -119,9 +140,10 @@ public:
     e.mutable_prepare()->set_scenario_file("daemon_test.yaml");
     send(e);
   }
-  void start() {
+  // The start barrier at `at_ns` on the daemon's clock (the Welcome's offset is 0).
+  void start(int64_t at_ns = nowNs()) {
     wire::Envelope e;
-    e.mutable_start()->set_start_master_ns(nowNs());
+    e.mutable_start()->set_start_master_ns(at_ns);
     send(e);
   }
 
@@ -174,38 +196,66 @@ TEST_CASE("daemon: a second master gets Busy while the first is served", "[daemo
   CHECK(first.expect(wire::Envelope::kReady));
 }
 
-TEST_CASE("daemon: the Final is re-sent until acked, then the daemon is idle", "[daemon]") {
+TEST_CASE("daemon: the Final is re-sent each second of its clock until acked, then idle",
+          "[daemon]") {
   zmq::context_t context;
-  Daemon daemon(context);
+  ManualClock clock;
+  Daemon daemon(context, &clock);
   Master master(context, daemon.endpoint());
   master.handshake(7);
   master.prepare(kScenario);
   REQUIRE(master.expect(wire::Envelope::kReady));
-  master.start();
-  // A 200 ms run: the Final comes soon after, then again about a second later.
-  auto final = master.expect(wire::Envelope::kFinal, 2000ms);
+  master.start(common::steadyNs(clock.now()));
+  REQUIRE(eventually([&] { return daemon.counters().runs.load() == 1; }));
+  // Past the 200 ms run (and its 50 ms think pauses): the user ends, and the Final goes out.
+  clock.advance(300ms);
+  auto final = master.expect(wire::Envelope::kFinal);
   REQUIRE(final);
-  CHECK(daemon.counters().runs == 1);
-  const auto first_at = Clock::now();
-  auto again = master.expect(wire::Envelope::kFinal, 2500ms);
+  CHECK_FALSE(final->final().halted());
+  // Not again until a second of the daemon's clock has passed ...
+  clock.advance(900ms);
+  CHECK_FALSE(master.expect(wire::Envelope::kFinal, 100ms));
+  // ... then again, the same figures under a new sequence number.
+  clock.advance(100ms);
+  auto again = master.expect(wire::Envelope::kFinal, 500ms);
   REQUIRE(again);
-  const auto gap = Clock::now() - first_at;
-  CHECK(gap >= 800ms);
-  CHECK(gap <= 2000ms); // loose: a loaded machine may be late
   CHECK(again->seq() > final->seq());
   CHECK(again->final().stats().interval() == final->final().stats().interval());
+  clock.advance(1s);
+  CHECK(master.expect(wire::Envelope::kFinal, 500ms));
 
   master.send([] {
     wire::Envelope e;
     e.mutable_final_ack();
     return e;
   }());
-  // No Final past the ack (the daemon's cadence is 1 s), and a new master's Probe gets Hello.
-  CHECK_FALSE(master.expect(wire::Envelope::kFinal, 1200ms));
+  // Idle once the ack is in: a new master's Probe gets Hello, not Busy ...
   Master next(context, daemon.endpoint());
   next.probe();
   CHECK(next.expect(wire::Envelope::kHello));
   CHECK(daemon.counters().busy_replies == 0);
+  // ... and no Final follows the ack, however far the clock moves.
+  clock.advance(1500ms);
+  CHECK_FALSE(master.expect(wire::Envelope::kFinal, 100ms));
+  CHECK(daemon.counters().runs == 1);
+}
+
+TEST_CASE("daemon: a scenario outside --allow-target is Refused and counted, then idle",
+          "[daemon]") {
+  zmq::context_t context;
+  Daemon daemon(context, nullptr, "10.255.255.0/24");
+  Master master(context, daemon.endpoint());
+  master.handshake(7);
+  master.prepare(kScenario);
+  auto refused = master.expect(wire::Envelope::kRefused);
+  REQUIRE(refused);
+  CHECK_THAT(refused->refused().reason(), Catch::Contains("127.0.0.1"));
+  CHECK(eventually([&] { return daemon.counters().refused_scenarios.load() == 1; }));
+  master.start();
+  CHECK(daemon.counters().runs == 0);
+  Master next(context, daemon.endpoint());
+  next.probe();
+  CHECK(next.expect(wire::Envelope::kHello));
 }
 
 TEST_CASE("daemon: a bad scenario is Refused with the loader's message, then idle", "[daemon]") {
@@ -231,4 +281,46 @@ TEST_CASE("daemon: a bad scenario is Refused with the loader's message, then idl
   next.probe();
   CHECK(next.expect(wire::Envelope::kHello));
   CHECK(daemon.counters().busy_replies == 0);
+}
+
+TEST_CASE("prepareRun: the scenario from what the Prepare ships, never this host's env or disk",
+          "[daemon]") {
+  ::setenv("STAMPEDE_DAEMON_TEST_TOKEN", "from-this-host", 1);
+  wire::Prepare prepare;
+  prepare.set_scenario_yaml("name: shipped\n"
+                            "target: http://127.0.0.1:9\n"
+                            "load: {users: 3, duration: 10s}\n"
+                            "data: {ids: {csv: ids.csv}}\n"
+                            "flows: [{name: f, steps: [{get: '/{{ids.id}}', headers: "
+                            "{X-Token: '{{env(\"STAMPEDE_DAEMON_TEST_TOKEN\")}}'}}]}]\n");
+  prepare.set_scenario_file("shipped.yaml");
+  (*prepare.mutable_env())["STAMPEDE_DAEMON_TEST_TOKEN"] = "from-the-master";
+  (*prepare.mutable_files())["ids.csv"] = "id\n7\n8\n";
+  prepare.set_duration_us(2'000'000);
+  prepare.add_cluster_users(2); // worker 0
+  prepare.add_cluster_users(1); // worker 1: the second of the cluster's 3 users
+  prepare.set_iterations(5);
+  auto run = worker::prepareRun(prepare, {1, 2, 3}, worker::TargetPolicy{});
+  REQUIRE(run.scenario);
+  CHECK(run.scenario->load.total() == std::chrono::seconds(2));
+  REQUIRE(run.scenario->data.size() == 1);
+  CHECK(run.scenario->data[0].rows == std::vector<std::vector<std::string>>{{"7"}, {"8"}});
+  CHECK(run.options.worker_index == 1);
+  CHECK(run.options.worker_count == 2);
+  CHECK(run.options.threads == 3);
+  REQUIRE(run.options.cluster_users);
+  CHECK(*run.options.cluster_users == common::clusterUsersOf(1, std::vector<uint32_t>{2, 1}));
+  CHECK(run.options.cluster_users->size() == 1);
+  CHECK(run.options.iterations == 5u);
+  CHECK(!run.options.allow_target);
+  // The env() value is the master's: the rendered header carries it, not this host's.
+  const auto& header = run.scenario->flows.at(0).steps.at(0).headers.at(0);
+  CHECK(header.first == "X-Token");
+  CHECK(header.second.render(common::RenderContext{}) == "from-the-master");
+  ::unsetenv("STAMPEDE_DAEMON_TEST_TOKEN");
+
+  // A file the Prepare does not ship is not read from this host's disk.
+  prepare.mutable_files()->clear();
+  CHECK_THROWS_WITH(worker::prepareRun(prepare, {1, 2, 3}, worker::TargetPolicy{}),
+                    Catch::Contains("ids.csv"));
 }

@@ -285,6 +285,30 @@ TEST_CASE("feeder order shuffle takes every row once per pass, not in file order
   CHECK(got == want);
 }
 
+TEST_CASE("feeder order random draws rows with repeats and never runs out", "[engine][feeder]") {
+  Target target;
+  target.respond = always(Answer{});
+  // on_exhausted: stop would end the user after 5 draws of a sequence or a shuffle.
+  auto out = run(scenario("load: {users: 1, duration: 5s, iterations: 40}\n"
+                          "data: {ids: {csv: ids.csv, order: random, on_exhausted: stop}}\n"
+                          "flows: [{name: f, steps: [{get: '/item/{{ids.id}}'}]}]\n",
+                          idsCsv(5)),
+                 target);
+  REQUIRE(out.finished_in_time);
+  CHECK(out.total.requests == 40);
+  CHECK(!out.first_error);
+  auto got = targets(out.received);
+  const auto rows = itemTargets(5);
+  CHECK(std::all_of(got.begin(), got.end(), [&](const std::string& t) {
+    return std::find(rows.begin(), rows.end(), t) != rows.end();
+  }));
+  // Not a sequence in disguise: (1/5)^39 that it takes row after row, in order.
+  std::vector<std::string> in_order;
+  for (int i = 0; i < 40; ++i)
+    in_order.push_back(rows[size_t(i % 5)]);
+  CHECK(got != in_order);
+}
+
 TEST_CASE("a feeder with on_exhausted: stop ends the users after one pass, without an error",
           "[engine][feeder]") {
   Target target;
@@ -542,7 +566,7 @@ TEST_CASE("ramp-down: users the load curve lets go stop sending, by the injected
   CHECK(target.performs == 0); // level 0 at t0: nobody is wanted yet
   auto advanceTo = [&](std::chrono::seconds t) {
     while (clock.now() < t0 + t) {
-      clock.advance(500ms);
+      clock.advance(1s);
       std::this_thread::sleep_for(3ms);
     }
   };
