@@ -17,6 +17,7 @@
 # Environment (defaults in brackets):
 #   DURATION [10]           seconds per run (load phase; Stampede adds its ramp)
 #   POINTS ["50 1000"]      connection counts for the four-tool comparison
+#   TOOLS ["stampede-beast stampede-curl wrk locust"]   the tools run at each of POINTS
 #   BIG [8000]              the large point (Stampede Beast and wrk); empty to skip
 #   BIG_TOOLS ["stampede-beast wrk"]
 #   MEM_USERS [5000]        virtual users for the memory runs; empty to skip
@@ -40,6 +41,7 @@ LIB="$HERE/benchlib.py"
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
 POINTS=${POINTS-50 1000}
+TOOLS=${TOOLS-stampede-beast stampede-curl wrk locust}
 BIG=${BIG-8000}
 BIG_TOOLS=${BIG_TOOLS-stampede-beast wrk}
 MEM_USERS=${MEM_USERS-5000}
@@ -156,7 +158,7 @@ MASTER="$WORK/master"
 
 runs_total_s() { # generous upper bound of the whole bench, so nginx stops by itself too
   local n=0 p
-  for p in $POINTS; do n=$((n + 4)); done
+  for p in $POINTS; do n=$((n + $(wc -w <<<"$TOOLS"))); done
   [[ -n $BIG ]] && n=$((n + $(wc -w <<<"$BIG_TOOLS")))
   [[ -n $MEM_USERS ]] && n=$((n + 2 * $(wc -w <<<"$MEM_TOOLS")))
   echo $((n * (DURATION + 60) + 600))
@@ -356,7 +358,7 @@ log "runs of ${DURATION}s; Stampede ramp $RAMP at >= $RAMP_FROM users (0s below)
 } >"$HEADER"
 
 for n in $POINTS; do
-  for tool in stampede-beast stampede-curl wrk locust; do
+  for tool in $TOOLS; do
     run_one tput "$tool" "$n"
   done
 done
