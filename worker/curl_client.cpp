@@ -1,5 +1,6 @@
 #include "worker/curl_client.h"
 
+#include "worker/curl_request.h"
 #include "worker/curl_session.h"
 #include "worker/target_policy.h"
 
@@ -9,7 +10,8 @@ namespace stampede::worker {
 
 CurlClient::CurlClient(asio::io_context& io, const common::HttpSpec& spec,
                        std::shared_ptr<const TargetPolicy> allow)
-    : io_(io), spec_(spec), resolver_(io), allow_(std::move(allow)), sockets_(io) {
+    : io_(io), spec_(spec), resolver_(io), allow_(std::move(allow)), sockets_(io),
+      proxy_env_(proxyInEnvironment()) {
   static std::once_flag once;
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }

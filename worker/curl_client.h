@@ -30,6 +30,8 @@ public:
   const TargetPolicy* allow() const { return allow_.get(); }
   asio::io_context& io() { return io_; }
   CurlSockets& sockets() { return sockets_; }
+  // Whether the environment named a proxy when the client was made (proxyInEnvironment()).
+  bool proxyEnv() const { return proxy_env_; }
 
 private:
   asio::io_context& io_;
@@ -41,6 +43,7 @@ private:
   std::shared_ptr<const TargetPolicy> allow_;
   CurlSockets sockets_; // outlives the shards: cleaning a multi up closes its sockets
   std::vector<std::unique_ptr<CurlShard>> shards_;
+  bool proxy_env_;
 };
 
 } // namespace stampede::worker

@@ -19,21 +19,6 @@ namespace {
 constexpr long kBufferSize = 16 * 1024;
 constexpr std::string_view kUserAgent = "User-Agent: stampede/" STAMPEDE_VERSION;
 
-// Whether the environment names a proxy for curl to use (or to avoid). Without one, curl is told
-// "no proxy" outright: else it reads five environment variables per transfer (getenv scans the
-// whole environment: 5 % of the instructions of a request). Read once: the environment of a
-// running worker does not change.
-bool proxyInEnvironment() {
-  static const bool any = [] {
-    for (const char* name : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
-                             "ALL_PROXY", "no_proxy", "NO_PROXY"})
-      if (std::getenv(name))
-        return true;
-    return false;
-  }();
-  return any;
-}
-
 // libcurl before 8.0.0 (Debian 12 has 7.88.1) fails every request that reuses an h2c connection
 // it opened with prior knowledge: "Error in the HTTP2 framing layer" (curl issue #10634). There
 // each h2c request gets a connection of its own; h2 over TLS is not affected.
@@ -43,6 +28,14 @@ bool h2cReuseBroken() {
 }
 
 } // namespace
+
+bool proxyInEnvironment() {
+  for (const char* name : {"http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                           "ALL_PROXY", "no_proxy", "NO_PROXY"})
+    if (std::getenv(name))
+      return true;
+  return false;
+}
 
 bool sendsBody(const HttpRequest& request) {
   return !request.body.empty() || request.method == "POST" || request.method == "PUT" ||
@@ -58,7 +51,7 @@ CurlRequestSetup::~CurlRequestSetup() {
   curl_url_cleanup(url_handle_);
 }
 
-void CurlRequestSetup::configure(CURL* easy, const common::HttpSpec& spec) {
+void CurlRequestSetup::configure(CURL* easy, const common::HttpSpec& spec, bool proxy_env) {
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L); // -21 % without: curl blocks SIGPIPE per call
   curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, kBufferSize);
   curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
@@ -99,7 +92,7 @@ void CurlRequestSetup::configure(CURL* easy, const common::HttpSpec& spec) {
   // TLS connection (17 ms of CPU each). The bundle alone holds the same authorities and is
   // cached per multi handle.
   curl_easy_setopt(easy, CURLOPT_CAPATH, static_cast<char*>(nullptr));
-  if (!proxyInEnvironment()) {
+  if (!proxy_env) {
     curl_easy_setopt(easy, CURLOPT_PROXY, "");
     curl_easy_setopt(easy, CURLOPT_NOPROXY, "");
   }

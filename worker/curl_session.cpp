@@ -19,7 +19,7 @@ CurlSession::CurlSession(CurlClient& client, CurlShard& shard) : client_(&client
   easy_ = curl_easy_init();
   if (!easy_)
     throw std::runtime_error("curl_easy_init failed");
-  setup_.configure(easy_, client.spec());
+  setup_.configure(easy_, client.spec(), client.proxyEnv());
   response_.attach(easy_);
   curl_easy_setopt(easy_, CURLOPT_PRIVATE,
                    reinterpret_cast<char*>(static_cast<CurlTransfer*>(this)));

@@ -23,7 +23,11 @@
 #   TOOLS ["stampede-beast stampede-curl wrk locust"]   the tools run at each of POINTS
 #   BIG [8000]              the large point (Stampede Beast and wrk); empty to skip
 #   BIG_TOOLS ["stampede-beast wrk"]
-#   H2 [50]                 connections for the HTTP/2 point (Stampede curl, h2load); empty to skip
+#   H2 [50]                 connections for the HTTP/2 point; empty to skip
+#   H2_TOOLS ["stampede-curl-h2 h2load"]
+#   BEFORE [unset]          another build's master binary: a Stampede tool named with "-before"
+#                           (e.g. TOOLS="stampede-curl-before stampede-curl wrk") runs it, so
+#                           that two builds are compared in one run
 #   MEM_USERS [5000]        virtual users for the memory runs; empty to skip
 #   MEM_TOOLS ["stampede-beast stampede-curl wrk locust"]
 #   RAMP [1s] RAMP_FROM [1000]   Stampede ramp for runs with at least RAMP_FROM users
@@ -49,7 +53,7 @@ TOOLS=${TOOLS-stampede-beast stampede-curl wrk locust}
 BIG=${BIG-8000}
 BIG_TOOLS=${BIG_TOOLS-stampede-beast wrk}
 H2=${H2-50}
-H2_TOOLS="stampede-curl-h2 h2load"
+H2_TOOLS=${H2_TOOLS-stampede-curl-h2 h2load}
 MEM_USERS=${MEM_USERS-5000}
 MEM_TOOLS=${MEM_TOOLS-stampede-beast stampede-curl wrk locust}
 RAMP=${RAMP:-1s}
@@ -159,6 +163,12 @@ MASTER_BUILT=$(date -r "$MASTER" '+%Y-%m-%d %H:%M:%S')
 cp "$MASTER" "$WORK/master"
 MASTER="$WORK/master"
 "$MASTER" --version >/dev/null || die "$MASTER does not run"
+if [[ -n ${BEFORE:-} ]]; then
+  [[ -x $BEFORE ]] || die "BEFORE=$BEFORE is not an executable"
+  BEFORE_SOURCE="$BEFORE (built $(date -r "$BEFORE" '+%Y-%m-%d %H:%M:%S'))"
+  cp "$BEFORE" "$WORK/master-before"
+  BEFORE="$WORK/master-before"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # nginx on SERVER_CPU
@@ -286,19 +296,24 @@ EOF
 
 run_one() { # KIND TOOL N
   local kind=$1 tool=$2 n=$3
-  local dir="$RUNS/$kind-$tool-$n" ramp=0s cmd=() ramp_s=0
+  local dir="$RUNS/$kind-$tool-$n" ramp=0s cmd=() ramp_s=0 master=$MASTER
   mkdir -p "$dir"
-  case $tool in
+  if [[ $tool == stampede-*-before ]]; then
+    [[ -n ${BEFORE:-} ]] || die "$tool needs BEFORE=path/to/master"
+    master=$BEFORE
+  fi
+  case ${tool%-before} in
     stampede-beast | stampede-curl | stampede-curl-h2)
       ((n >= RAMP_FROM)) && ramp=$RAMP
-      if [[ $tool == stampede-curl-h2 ]]; then
+      if [[ $tool == stampede-curl-h2* ]]; then
         write_scenario "$dir/scenario.yaml" curl "$n" "$ramp" h2
       else
-        write_scenario "$dir/scenario.yaml" "${tool#stampede-}" "$n" "$ramp"
+        local engine=${tool#stampede-}
+        write_scenario "$dir/scenario.yaml" "${engine%-before}" "$n" "$ramp"
       fi
       ramp_s=$(sed -E 's/s$//; s/ms$//' <<<"$ramp")
       [[ $ramp == *ms ]] && ramp_s=1
-      cmd=("$MASTER" --threads 1 --quiet --out "$dir/out" "$dir/scenario.yaml")
+      cmd=("$master" --threads 1 --quiet --out "$dir/out" "$dir/scenario.yaml")
       ;;
     wrk)
       ramp=-
@@ -384,6 +399,7 @@ log "runs of ${DURATION}s; Stampede ramp $RAMP at >= $RAMP_FROM users (0s below)
   echo "  stampede $(git -C "$SOURCE" rev-parse --short HEAD 2>/dev/null || echo '?')" \
     "$(git -C "$SOURCE" diff --quiet 2>/dev/null || echo '(dirty tree)')," \
     "$("$MASTER" --version 2>/dev/null | head -n1) (binary built $MASTER_BUILT)"
+  [[ -z ${BEFORE:-} ]] || echo "  tools named *-before: $BEFORE_SOURCE"
   echo "  $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $(h2load --version 2>&1 | head -n1)," \
     "libcurl $(dpkg-query -W -f='${Version}' libcurl4 2>/dev/null), locust $(dpkg-query -W -f='${Version}' python3-locust)," \
     "nginx $(dpkg-query -W -f='${Version}' nginx-common 2>/dev/null), kernel $(uname -r)"
