@@ -185,6 +185,15 @@ void CurlShard::drain() noexcept {
   }
 }
 
+int CurlShard::onCloseSocket(void* clientp, curl_socket_t fd) noexcept {
+  auto& sockets = static_cast<CurlShard*>(clientp)->sockets();
+  if (sockets.find(fd))
+    sockets.close(fd);
+  else
+    ::close(fd);
+  return 0;
+}
+
 // ---- CurlSockets ----
 
 std::shared_ptr<CurlSocket> CurlSockets::open(CurlShard& shard, const curl_sockaddr& address) {
@@ -259,15 +268,6 @@ void CurlSockets::closeAll() noexcept {
   for (size_t fd = 0; fd < sockets_.size(); ++fd)
     if (sockets_[fd])
       close(static_cast<curl_socket_t>(fd));
-}
-
-int CurlShard::onCloseSocket(void* clientp, curl_socket_t fd) noexcept {
-  auto& sockets = static_cast<CurlShard*>(clientp)->sockets();
-  if (sockets.find(fd))
-    sockets.close(fd);
-  else
-    ::close(fd);
-  return 0;
 }
 
 } // namespace stampede::worker
