@@ -1,10 +1,9 @@
 #include "worker/curl_client.h"
 
+#include "worker/curl_memory.h"
 #include "worker/curl_request.h"
 #include "worker/curl_session.h"
 #include "worker/target_policy.h"
-
-#include <mutex>
 
 namespace stampede::worker {
 
@@ -12,8 +11,7 @@ CurlClient::CurlClient(asio::io_context& io, const common::HttpSpec& spec,
                        std::shared_ptr<const TargetPolicy> allow)
     : io_(io), spec_(spec), resolver_(io), allow_(std::move(allow)), sockets_(io),
       proxy_env_(proxyInEnvironment()) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  curlGlobalInit();
 }
 
 CurlClient::~CurlClient() {
