@@ -3,6 +3,7 @@
 #include "worker/http1_parser.h"
 #include "worker/target_policy.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
