@@ -132,6 +132,39 @@ def parse_wrk(run_dir):
     return out
 
 
+def parse_h2load(run_dir):
+    text = _read(os.path.join(run_dir, "stdout"))
+    out = {}
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text, re.M)
+    if not m:
+        out["note"] = "no 'requests:' line in h2load output"
+        return out
+    total, started, done, succeeded, failed, errored, timeout = (int(x) for x in m.groups())
+    out["requests"] = done
+    errors = failed + errored + timeout
+    notes = []
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    if m:
+        non2xx = sum(int(x) for x in m.groups()[1:])
+        if non2xx:
+            notes.append(f"non-2xx {non2xx}")
+        errors += non2xx
+    if failed or errored or timeout:
+        notes.append(f"failed {failed}, errored {errored}, timeout {timeout}")
+    out["errors"] = errors
+    m = re.search(r"^finished in ([\d.]+)(\w+),", text, re.M)
+    if m:
+        out["run_s"] = _ms(m.group(1), m.group(2)) / 1000.0
+    # h2load gives no percentiles: its mean time per request stands in the p50 column.
+    m = re.search(r"^time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b", text, re.M)
+    if m:
+        out["mean_ms"] = round(_ms(m.group(1), m.group(2)), 3)
+    if notes:
+        out["note"] = "; ".join(notes)
+    return out
+
+
 def parse_locust(run_dir):
     text = _read(os.path.join(run_dir, "stdout")) + "\n" + _read(os.path.join(run_dir, "stderr"))
     out = {}
@@ -173,6 +206,8 @@ def parse(tool, run_dir):
         out.update(parse_wrk(run_dir))
     elif tool == "locust":
         out.update(parse_locust(run_dir))
+    elif tool == "h2load":
+        out.update(parse_h2load(run_dir))
     else:
         raise SystemExit(f"unknown tool {tool}")
     return " ".join(f"{k}={shlex.quote(str(v))}" for k, v in out.items() if v is not None)
@@ -222,42 +257,58 @@ def _table(header, rows):
     return lines
 
 
-def report(raw_file, out_file, header_file=None):
-    records = _records(raw_file)
-    lines = []
-    if header_file and os.path.exists(header_file):
-        lines += _read(header_file).rstrip("\n").splitlines() + [""]
-
-    tput = [r for r in records if r.get("kind") == "tput"]
-    wrk_per_cpu = {r["conns"]: _per_cpu(r) for r in tput if r["tool"] == "wrk"}
-    rows, notes = [], []
-    for r in tput:
+def _throughput_table(runs, base_tool, title, notes):
+    """The lines of one throughput table, each run's ratio to `base_tool` at the same size."""
+    base_per_cpu = {r["conns"]: _per_cpu(r) for r in runs if r["tool"] == base_tool}
+    rows = []
+    for r in runs:
         cpu, wall = _cpu(r), _num(r, "wall_s")
         per_cpu = _per_cpu(r)
-        base = wrk_per_cpu.get(r["conns"])
+        base = base_per_cpu.get(r["conns"])
         ratio = per_cpu / base if per_cpu and base else None
         run_s = _num(r, "run_s") or _num(r, "dur_s")
         requests = _num(r, "requests")
         rps = requests / run_s if requests is not None and run_s else None
         nginx_cpu = _num(r, "nginx_cpu_s")
+        p50 = _num(r, "p50_ms")
         rows.append([
             r["tool"], f"{int(r['conns']):,}", r.get("ramp", "-"), _fmt(requests),
             _fmt(_num(r, "errors")), _fmt(rps), _fmt(cpu, "{:.2f}"),
             _fmt(cpu / wall * 100 if cpu and wall else None, "{:.0f}%"), _fmt(per_cpu),
-            _fmt(ratio, "{:.2f}x"), _fmt(_num(r, "p50_ms"), "{:.2f}"),
+            _fmt(ratio, "{:.2f}x"),
+            _fmt(p50, "{:.2f}") if p50 is not None else _fmt(_num(r, "mean_ms"), "{:.2f}*"),
             _fmt(_num(r, "p99_ms"), "{:.2f}"),
             _fmt(nginx_cpu / run_s * 100 if nginx_cpu is not None and run_s else None, "{:.0f}%"),
             _fmt(_num(r, "server_accepts")), r.get("load1", "-")])
         if r.get("rc") not in ("0", None) or r.get("note"):
             notes.append(f"{r['tool']} @ {r['conns']}: exit {r.get('rc')}"
                          + (f"; {r['note']}" if r.get("note") else ""))
-    if rows:
-        lines.append("Throughput: completed requests per client CPU-second "
-                     "(client pinned to one core, nginx to another)")
-        lines += _table(["tool", "conns", "ramp", "requests", "errors", "req/s", "client CPU s",
-                         "CPU%", "req/CPU-s", "vs wrk", "p50 ms", "p99 ms", "nginx CPU%",
-                         "srv conns", "load1"], rows)
-        lines.append("")
+    if not rows:
+        return []
+    lines = [title]
+    lines += _table(["tool", "conns", "ramp", "requests", "errors", "req/s", "client CPU s",
+                     "CPU%", "req/CPU-s", f"vs {base_tool}", "p50 ms", "p99 ms", "nginx CPU%",
+                     "srv conns", "load1"], rows)
+    if any(r["tool"] == "h2load" for r in runs):
+        lines.append("(* h2load reports no percentiles: its mean time per request)")
+    lines.append("")
+    return lines
+
+
+def report(raw_file, out_file, header_file=None):
+    records = _records(raw_file)
+    lines = []
+    if header_file and os.path.exists(header_file):
+        lines += _read(header_file).rstrip("\n").splitlines() + [""]
+
+    notes = []
+    for kind, base_tool, title in (
+            ("tput", "wrk", "Throughput: completed requests per client CPU-second "
+                            "(client pinned to one core, nginx to another)"),
+            ("h2", "h2load", "HTTP/2 over TLS (h2 by ALPN, one stream per connection): "
+                             "completed requests per client CPU-second")):
+        lines += _throughput_table([r for r in records if r.get("kind") == kind], base_tool,
+                                   title, notes)
 
     mem = [r for r in records if r.get("kind") == "mem"]
     base_rss = {r["tool"]: _num(r, "maxrss_kb") for r in mem if r["conns"] == "1"}

@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
 # Throughput and memory benchmark: Stampede (Beast and curl engines) against wrk and Locust
-# (FastHttpUser) on the same nginx, all on 127.0.0.1.
+# (FastHttpUser) on the same nginx, and Stampede over HTTP/2 (curl engine) against h2load on that
+# nginx over TLS, all on 127.0.0.1.
 #
 #   bash tests/bench/throughput.sh [BUILD_DIR]        (default BUILD_DIR: build/)
 #
 # nginx (1 worker, tiny keep-alive `GET /`, access log off) is pinned to CPU 0 and every load
 # tool to CPU 1. Each run lasts DURATION seconds and is measured with GNU time (client user+sys
 # CPU and peak RSS). Results: completed requests per client CPU-second and the ratio to wrk at
-# 50 and 1,000 connections (all four tools) and 8,000 (Stampede Beast and wrk); peak RSS per
-# virtual user at 5,000 users. Tables go to stdout and, with the raw records, to
+# 50 and 1,000 connections (all four tools) and 8,000 (Stampede Beast and wrk); the same over
+# HTTP/2 with TLS against h2load at 50 connections, one stream each; peak RSS per virtual user
+# at 5,000 users. Tables go to stdout and, with the raw records, to
 # BUILD_DIR/bench/throughput.txt; each run's output stays in BUILD_DIR/bench/runs/.
 #
-# Not part of `make test`: it installs its own extra Debian packages (wrk, python3-locust, ...).
+# Not part of `make test`: it installs its own extra Debian packages (wrk, python3-locust,
+# nghttp2-client, ...).
 # Every process it starts is bounded by `timeout` and stopped on exit or Ctrl-C.
 #
 # Environment (defaults in brackets):
 #   DURATION [10]           seconds per run (load phase; Stampede adds its ramp)
 #   POINTS ["50 1000"]      connection counts for the four-tool comparison
+#   TOOLS ["stampede-beast stampede-curl wrk locust"]   the tools run at each of POINTS
 #   BIG [8000]              the large point (Stampede Beast and wrk); empty to skip
 #   BIG_TOOLS ["stampede-beast wrk"]
+#   H2 [50]                 connections for the HTTP/2 point; empty to skip
+#   H2_TOOLS ["stampede-curl-h2 h2load"]
+#   BEFORE [unset]          another build's master binary: a Stampede tool named with "-before"
+#                           (e.g. TOOLS="stampede-curl-before stampede-curl wrk") runs it, so
+#                           that two builds are compared in one run
 #   MEM_USERS [5000]        virtual users for the memory runs; empty to skip
 #   MEM_TOOLS ["stampede-beast stampede-curl wrk locust"]
 #   RAMP [1s] RAMP_FROM [1000]   Stampede ramp for runs with at least RAMP_FROM users
@@ -40,8 +49,11 @@ LIB="$HERE/benchlib.py"
 DURATION=${DURATION:-10}
 DURATION=${DURATION%s}
 POINTS=${POINTS-50 1000}
+TOOLS=${TOOLS-stampede-beast stampede-curl wrk locust}
 BIG=${BIG-8000}
 BIG_TOOLS=${BIG_TOOLS-stampede-beast wrk}
+H2=${H2-50}
+H2_TOOLS=${H2_TOOLS-stampede-curl-h2 h2load}
 MEM_USERS=${MEM_USERS-5000}
 MEM_TOOLS=${MEM_TOOLS-stampede-beast stampede-curl wrk locust}
 RAMP=${RAMP:-1s}
@@ -59,7 +71,8 @@ die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 # Packages (separate from deploy/install-deps.sh: benches are not part of make test)
 
 install_packages() {
-  local packages=(wrk python3-locust util-linux procps time nginx-light python3) missing=() p
+  local packages=(wrk python3-locust util-linux procps time nginx-light python3 nghttp2-client
+    openssl) missing=() p
   for p in "${packages[@]}"; do
     [[ $(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true) == "install ok installed" ]] ||
       missing+=("$p")
@@ -83,7 +96,7 @@ install_packages() {
 }
 
 [[ -n ${SKIP_INSTALL:-} ]] || install_packages
-for tool in wrk /usr/bin/locust taskset pgrep /usr/bin/time /usr/sbin/nginx "$PY"; do
+for tool in wrk /usr/bin/locust taskset pgrep /usr/bin/time /usr/sbin/nginx "$PY" h2load openssl; do
   command -v "$tool" >/dev/null || die "$tool is missing"
 done
 [[ -x $MASTER ]] || die "$MASTER not found: build first (make), or pass BUILD_DIR"
@@ -150,24 +163,42 @@ MASTER_BUILT=$(date -r "$MASTER" '+%Y-%m-%d %H:%M:%S')
 cp "$MASTER" "$WORK/master"
 MASTER="$WORK/master"
 "$MASTER" --version >/dev/null || die "$MASTER does not run"
+if [[ -n ${BEFORE:-} ]]; then
+  [[ -x $BEFORE ]] || die "BEFORE=$BEFORE is not an executable"
+  BEFORE_SOURCE="$BEFORE (built $(date -r "$BEFORE" '+%Y-%m-%d %H:%M:%S'))"
+  cp "$BEFORE" "$WORK/master-before"
+  BEFORE="$WORK/master-before"
+fi
 
 # ---------------------------------------------------------------------------------------------
 # nginx on SERVER_CPU
 
 runs_total_s() { # generous upper bound of the whole bench, so nginx stops by itself too
   local n=0 p
-  for p in $POINTS; do n=$((n + 4)); done
+  for p in $POINTS; do n=$((n + $(wc -w <<<"$TOOLS"))); done
   [[ -n $BIG ]] && n=$((n + $(wc -w <<<"$BIG_TOOLS")))
+  [[ -n $H2 ]] && n=$((n + $(wc -w <<<"$H2_TOOLS")))
   [[ -n $MEM_USERS ]] && n=$((n + 2 * $(wc -w <<<"$MEM_TOOLS")))
   echo $((n * (DURATION + 60) + 600))
+}
+
+make_certificate() { # a self-signed certificate for 127.0.0.1, for the HTTP/2 server
+  CERT="$NGINX_PREFIX/cert.pem"
+  KEY="$NGINX_PREFIX/key.pem"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$KEY" -out "$CERT" >/dev/null 2>&1 ||
+    die "openssl could not make a certificate"
 }
 
 start_nginx() {
   local attempt conf="$NGINX_PREFIX/nginx.conf" user_line=""
   mkdir -p "$NGINX_PREFIX/tmp"
   [[ $(id -u) -eq 0 ]] && user_line="user root;"
+  make_certificate
   for attempt in 1 2 3 4 5; do
     PORT=$("$PY" "$LIB" free-port)
+    H2_PORT=$("$PY" "$LIB" free-port)
+    [[ $H2_PORT != "$PORT" ]] || continue
     cat >"$conf" <<EOF
 $user_line
 worker_processes 1;
@@ -189,6 +220,13 @@ http {
     listen 127.0.0.1:$PORT backlog=4096;
     location = / { return 200 "ok\n"; }
     location = /__status { stub_status; }
+  }
+  # HTTP/2 over TLS (h2 by ALPN; nginx 1.22 syntax), the same response.
+  server {
+    listen 127.0.0.1:$H2_PORT ssl http2 backlog=4096;
+    ssl_certificate $CERT;
+    ssl_certificate_key $KEY;
+    location = / { return 200 "ok\n"; }
   }
 }
 EOF
@@ -221,11 +259,17 @@ nginx_cpu_ticks() { # utime + stime of the nginx worker, in clock ticks
 # ---------------------------------------------------------------------------------------------
 # One run
 
-write_scenario() { # FILE ENGINE USERS RAMP
+write_scenario() { # FILE ENGINE USERS RAMP [h2]
+  local target="http://127.0.0.1:$PORT" h2_lines=""
+  if [[ ${5:-} == h2 ]]; then
+    # h2load checks no certificate either.
+    target="https://127.0.0.1:$H2_PORT"
+    h2_lines=$'  version: "2"\n  tls: {verify: false}'
+  fi
   cat >"$1" <<EOF
 # Written by tests/bench/throughput.sh: the full machinery on (templated header, expect, stats).
-name: bench-$2-$3
-target: http://127.0.0.1:$PORT
+name: bench-$2-$3${5:+-$5}
+target: $target
 load:
   users: $3
   ramp: $4
@@ -236,6 +280,7 @@ http:
   engine: $2
   timeout: 10s
   keep_alive: true
+$h2_lines
   headers:
     User-Agent: stampede-bench
 flows:
@@ -251,19 +296,33 @@ EOF
 
 run_one() { # KIND TOOL N
   local kind=$1 tool=$2 n=$3
-  local dir="$RUNS/$kind-$tool-$n" ramp=0s cmd=() ramp_s=0
+  local dir="$RUNS/$kind-$tool-$n" ramp=0s cmd=() ramp_s=0 master=$MASTER
   mkdir -p "$dir"
-  case $tool in
-    stampede-beast | stampede-curl)
+  if [[ $tool == stampede-*-before ]]; then
+    [[ -n ${BEFORE:-} ]] || die "$tool needs BEFORE=path/to/master"
+    master=$BEFORE
+  fi
+  case ${tool%-before} in
+    stampede-beast | stampede-curl | stampede-curl-h2)
       ((n >= RAMP_FROM)) && ramp=$RAMP
-      write_scenario "$dir/scenario.yaml" "${tool#stampede-}" "$n" "$ramp"
+      if [[ $tool == stampede-curl-h2* ]]; then
+        write_scenario "$dir/scenario.yaml" curl "$n" "$ramp" h2
+      else
+        local engine=${tool#stampede-}
+        write_scenario "$dir/scenario.yaml" "${engine%-before}" "$n" "$ramp"
+      fi
       ramp_s=$(sed -E 's/s$//; s/ms$//' <<<"$ramp")
       [[ $ramp == *ms ]] && ramp_s=1
-      cmd=("$MASTER" --threads 1 --quiet --out "$dir/out" "$dir/scenario.yaml")
+      cmd=("$master" --threads 1 --quiet --out "$dir/out" "$dir/scenario.yaml")
       ;;
     wrk)
       ramp=-
       cmd=(wrk -t1 -c"$n" -d"${DURATION}s" --timeout 10s --latency "http://127.0.0.1:$PORT/")
+      ;;
+    h2load)
+      ramp=-
+      # One stream per connection (-m1), as one Stampede user has one request in flight.
+      cmd=(h2load -t1 -c"$n" -m1 -D "$DURATION" "https://127.0.0.1:$H2_PORT/")
       ;;
     locust)
       ramp=1s # spawn rate = users
@@ -332,7 +391,7 @@ if [[ -n ${WAIT_LOAD:-} ]]; then
 fi
 
 start_nginx
-log "nginx on 127.0.0.1:$PORT (worker $NGINX_WORKER on CPU $SERVER_CPU); clients on CPU $CLIENT_CPU"
+log "nginx on 127.0.0.1:$PORT, h2 over TLS on $H2_PORT (worker $NGINX_WORKER on CPU $SERVER_CPU); clients on CPU $CLIENT_CPU"
 log "runs of ${DURATION}s; Stampede ramp $RAMP at >= $RAMP_FROM users (0s below), halt.on_error: $ON_ERROR"
 
 {
@@ -340,7 +399,9 @@ log "runs of ${DURATION}s; Stampede ramp $RAMP at >= $RAMP_FROM users (0s below)
   echo "  stampede $(git -C "$SOURCE" rev-parse --short HEAD 2>/dev/null || echo '?')" \
     "$(git -C "$SOURCE" diff --quiet 2>/dev/null || echo '(dirty tree)')," \
     "$("$MASTER" --version 2>/dev/null | head -n1) (binary built $MASTER_BUILT)"
-  echo "  $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), locust $(dpkg-query -W -f='${Version}' python3-locust)," \
+  [[ -z ${BEFORE:-} ]] || echo "  tools named *-before: $BEFORE_SOURCE"
+  echo "  $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), $(h2load --version 2>&1 | head -n1)," \
+    "libcurl $(dpkg-query -W -f='${Version}' libcurl4 2>/dev/null), locust $(dpkg-query -W -f='${Version}' python3-locust)," \
     "nginx $(dpkg-query -W -f='${Version}' nginx-common 2>/dev/null), kernel $(uname -r)"
   echo "  $(nproc --all) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))," \
     "nginx on CPU $SERVER_CPU, load tool on CPU $CLIENT_CPU, ${DURATION}s per run, open files $(ulimit -n)"
@@ -349,20 +410,26 @@ log "runs of ${DURATION}s; Stampede ramp $RAMP at >= $RAMP_FROM users (0s below)
   echo "  Stampede: master --threads 1 --quiet, scenario with templated header X-Req: {{vu}}-{{iteration}},"
   echo "  expect status 200, halt.on_error: $ON_ERROR; ramp $RAMP at >= $RAMP_FROM users so the connection"
   echo "  storm does not dominate (run time = ramp + ${DURATION}s). wrk: -t1, no ramp. Locust: FastHttpUser,"
-  echo "  constant(0) wait, one process, spawn rate = users (1 s ramp)."
+  echo "  constant(0) wait, one process, spawn rate = users (1 s ramp). HTTP/2: the same scenario with"
+  echo "  http.version \"2\" (curl engine) on https (h2 by ALPN, no certificate check) against h2load -t1 -m1."
   echo "  client CPU = user+sys of the tool's process (GNU time). errors for wrk = connect+write+timeout"
   echo "  socket errors + non-2xx (read errors are listed in the notes). srv conns = connections nginx"
   echo "  accepted during the run (stub_status)."
 } >"$HEADER"
 
 for n in $POINTS; do
-  for tool in stampede-beast stampede-curl wrk locust; do
+  for tool in $TOOLS; do
     run_one tput "$tool" "$n"
   done
 done
 if [[ -n $BIG ]]; then
   for tool in $BIG_TOOLS; do
     run_one tput "$tool" "$BIG"
+  done
+fi
+if [[ -n $H2 ]]; then
+  for tool in $H2_TOOLS; do
+    run_one h2 "$tool" "$H2"
   done
 fi
 if [[ -n $MEM_USERS ]]; then

@@ -1397,6 +1397,46 @@ TEST_CASE("HTTP/1.1 responses report http_version 11", "[http_client]") {
   CHECK(performOnce(kCurl, {}, get(endpoint, "/ok")).http_version == 11);
 }
 
+// Sets an environment variable (or unsets it, with nullopt) for one scope.
+class ScopedEnv {
+public:
+  ScopedEnv(const char* name, std::optional<std::string> value) : name_(name) {
+    if (const char* old = std::getenv(name))
+      old_ = old;
+    if (value)
+      ::setenv(name, value->c_str(), 1);
+    else
+      ::unsetenv(name);
+  }
+  ~ScopedEnv() {
+    if (old_)
+      ::setenv(name_, old_->c_str(), 1);
+    else
+      ::unsetenv(name_);
+  }
+
+private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// The curl engine tells curl "no proxy" when the environment names none (curl would read the
+// environment per transfer): one that does must still carry the requests.
+TEST_CASE("curl: a proxy named in the environment carries the requests", "[http_client]") {
+  TestServer proxy;
+  const uint16_t target_port = unusedPort(); // nothing listens there: only the proxy answers
+  ScopedEnv http_proxy("http_proxy", "http://127.0.0.1:" + std::to_string(proxy.port()));
+  ScopedEnv no_proxy("no_proxy", std::nullopt);
+  ScopedEnv no_proxy_upper("NO_PROXY", std::nullopt);
+  auto endpoint = endpointAt(target_port);
+  auto out = performOnce(kCurl, {}, get(endpoint, "/ok"));
+  CHECK(out.error == TransportError::None);
+  CHECK(proxy.requests() == 1);
+  const std::string request_line =
+      "GET http://127.0.0.1:" + std::to_string(target_port) + "/ok HTTP/1.1";
+  CHECK(proxy.lastHead().substr(0, request_line.size()) == request_line);
+}
+
 TEST_CASE("TLS: a CA given as PEM is trusted, and names are checked", "[http_client][tls]") {
   forEachEngine([](const Engine& engine) {
     TlsServer server(pki().server);
