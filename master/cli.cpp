@@ -34,6 +34,9 @@ po::options_description describeOptions() {
        "a silent worker is lost after this (default 3s)")                                       //
       ("key", po::value<std::string>(), "the master's secret key file (from `master keygen`)")  //
       ("worker-keys", po::value<std::string>(), "accept only workers whose NAME.pub is in DIR") //
+      ("find-capacity",
+       "search for the highest rate within the SLO: the scenario's capacity: section, or the "
+       "default search in place of load:") //
       ("dry-run", "validate, handshake, print the plan and each worker's share; start nothing");
   return options;
 }
@@ -44,10 +47,11 @@ std::string usageText() {
   std::ostringstream out;
   out << "usage: master [--workers HOSTS | --listen ENDPOINT --expect-workers N] [--threads N]\n"
          "              [--duration D] [--set KEY=VALUE]... [--env-file FILE] [--out DIR]\n"
-         "              [--quiet] [--dry-run] SCENARIO.yaml\n\n"
+         "              [--quiet] [--dry-run] [--find-capacity] SCENARIO.yaml\n\n"
       << describeOptions()
       << "\nExit codes: 0 passed, 1 halted or a threshold failed, 2 usage or invalid scenario,\n"
-         "3 infrastructure, 130 interrupted.\n";
+         "3 infrastructure, 130 interrupted. A capacity run: 0 capacity found, 1 even the start\n"
+         "fails the SLO, 3 limited by the load generators.\n";
   return out.str();
 }
 
@@ -108,6 +112,7 @@ CliOptions parseCli(int argc, const char* const* argv) {
   positiveDuration("connect-timeout", cli.connect_timeout);
   positiveDuration("heartbeat-timeout", cli.heartbeat_timeout);
   cli.dry_run = vm.count("dry-run") > 0;
+  cli.find_capacity = vm.count("find-capacity") > 0;
   if (vm.count("workers"))
     cli.workers_file = vm["workers"].as<std::string>();
   if (vm.count("listen"))

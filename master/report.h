@@ -16,6 +16,8 @@ namespace stampede::master {
 constexpr int64_t kSaturatedLagUs = 10'000;
 
 nlohmann::json buildReport(const RunResult& r);
+// An error in full, as report.json's first_error (and each capacity probe's) gives it.
+nlohmann::json errorJson(const common::ErrorContext& e, common::SteadyTime t0);
 // Writes DIR/report.json atomically (temp file + rename). Returns an error message or "".
 std::string writeReport(const std::string& dir, const RunResult& r);
 

@@ -22,6 +22,8 @@ namespace stampede::master {
 // timeseries rows and sends heartbeats, once per this interval.
 constexpr std::chrono::seconds kTickInterval{1};
 
+class CapacityProbes;
+
 struct RunContext {
   const CliOptions& cli;
   const common::Scenario& scenario; // with --duration applied
@@ -37,6 +39,9 @@ struct RunContext {
   // Start: when the load starts and is due to end, on the master's clock.
   common::SteadyTime t0{};
   common::SteadyTime end_at{};
+
+  // A capacity run (scenario.capacity): its probes; the run loop feeds them. nullptr otherwise.
+  CapacityProbes* capacity = nullptr;
 };
 
 inline double seconds(std::chrono::steady_clock::duration d) {

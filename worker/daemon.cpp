@@ -8,6 +8,7 @@
 #include "common/scenario.h"
 #include "stampede.pb.h"
 #include "worker/engine.h"
+#include "worker/set_rate.h"
 #include "worker/target_policy.h"
 
 #include <fmt/format.h>
@@ -401,6 +402,10 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     break;
   case wire::Envelope::kHeartbeat:
     break;
+  case wire::Envelope::kSetRate: // a capacity run's next probe
+    if (engine_)
+      applySetRate(*engine_, envelope.set_rate(), offset_ns_);
+    break;
   default:
     ++counters_.dropped_messages;
     break;
@@ -460,6 +465,7 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     load_options.shipped_env = &env;
     load_options.shipped_files = &files;
     load_options.overrides.assign(prepare.overrides().begin(), prepare.overrides().end());
+    load_options.find_capacity = prepare.find_capacity();
     auto scenario = std::make_shared<common::Scenario>(
         common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), load_options));
     if (prepare.duration_us() > 0)
@@ -589,6 +595,8 @@ void WorkerDaemon::Session::sendStats() {
   s->set_interval(++interval_);
   s->set_at_master_ns(masterNs(clock_.now()));
   s->set_active_users(engine_->activeUsers());
+  if (scenario_->capacity)
+    engine_->rearmFirstError(); // each probe keeps its first error in full
   common::statsToWire(delta_, *s);
   send(stats);
 }

@@ -19,6 +19,7 @@ Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions o
       timer_clock_(dynamic_cast<const common::SteadyClock*>(&clock) ? nullptr : &clock) {
   const auto& load = scenario_->load;
   open_ = load.model == common::LoadSpec::Model::Open;
+  stepped_ = scenario_->capacity.has_value();
   if (options_.threads <= 0)
     options_.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (!options_.cluster_users) {
@@ -152,6 +153,22 @@ void Engine::noteError() {
   auto n = errors_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (error_tick_ && n <= error_tick_limit_)
     error_tick_();
+}
+
+void Engine::setRate(double rate, common::SteadyTime from, common::SteadyTime to) {
+  {
+    std::lock_guard lock(rate_mutex_);
+    rate_segments_.push_back(RateSegment{from, to, rate});
+    rate_segment_count_.store(rate_segments_.size(), std::memory_order_release);
+  }
+  // A thread idle between probes sleeps until the end of the run: wake it to the new rate.
+  for (auto& t : threads_)
+    asio::post(t->io_, [raw = t.get()] { raw->arrival_timer_.cancel(); });
+}
+
+void Engine::rearmFirstError() {
+  errors_handed_over_.reset();
+  first_error_taken_.store(false, std::memory_order_release);
 }
 
 void Engine::collect(common::StatsBook& into) {
