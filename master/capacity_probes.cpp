@@ -206,8 +206,7 @@ void CapacityProbes::finish() {
   ended_ = true;
   run_.end_at = std::min(run_.end_at, run_.clock.now()); // the run loop sends Stop
   const auto result = this->result(false);
-  if (run_.cli.quiet)
-    return;
+  // Even with --quiet: this is the run's answer, as the summary is.
   const ProbeResult* best = nullptr;
   const ProbeResult* failed = nullptr;
   const ProbeResult* limited = nullptr;
