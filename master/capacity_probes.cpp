@@ -103,11 +103,18 @@ void CapacityProbes::onError(const common::ErrorContext& error) {
   }
 }
 
+// Every running worker has cut a delta at or after `second`; with none running, the run is
+// over before the probe was: it is never judged on part of its figures.
 bool CapacityProbes::reportedPast(int64_t second) const {
-  for (auto* link : run_.joined)
-    if (link->state == LinkState::Running && last_second_[link->index] < second)
+  bool running = false;
+  for (auto* link : run_.joined) {
+    if (link->state != LinkState::Running)
+      continue;
+    running = true;
+    if (last_second_[link->index] < second)
       return false;
-  return true;
+  }
+  return running;
 }
 
 // Every running worker's last Stats says nothing of the probe is still in flight.

@@ -300,7 +300,7 @@ void RunLoop::run() {
       stop_sent_ = true;
     }
     checkSilent(now);
-    if (run_.capacity)
+    if (run_.capacity && !policy_.halt())
       run_.capacity->poll(now); // may end the run: end_at
     if (now >= next_tick_)
       tick(now);

@@ -171,6 +171,44 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
             self.assertEqual(probe["first_error"]["status"], 503, context)
             self.assertEqual(probe["first_error"]["error_kind"], "http_503", context)
 
+    def test_an_error_marked_fatal_still_halts(self):
+        # halt.on_error written: the user's word stands (a 401 on login: the test is broken).
+        with lib.fault_target() as target:
+            text = capacity_scenario(target.url, "/status/401",
+                                     "start: 20/s\n  max: 1000/s\n  confirm: 0")
+            text = text.replace("flows:", "halt: {on_error: first}\nflows:")
+            rc, out, err, context = lib.run_local(self.tmp, text, os.path.join(self.tmp, "out"))
+            report = lib.load_report(os.path.join(self.tmp, "out"))
+            self.assertEqual(rc, 1, context)
+            self.assertEqual(report["halt"]["reason"], "first_error", context)
+            self.assertIsNone(report["capacity"]["limited_by"], context)
+            self.assertEqual(report["capacity"]["probes"], [], context)
+            self.assertNotIn("capacity:", out, context)
+
+    def test_find_capacity_runs_the_default_search_in_place_of_load(self):
+        # No load: at all; the default search starts at 10/s in 10 s probes, and every answer
+        # is a 503: the start fails (exit 1) after one probe. The worker loads the scenario the
+        # same way (Prepare.find_capacity), or it would refuse it for want of load:.
+        with lib.fault_target() as target:
+            text = (f"name: find\ntarget: {target.url}\nflows:\n  - name: f\n    steps:\n"
+                    "      - get: /status/503\n")
+            path = lib.write_scenario(self.tmp, text)
+            rc, out, err = lib.run_master(["--dry-run", "--find-capacity", path], timeout=20)
+            context = lib.describe(rc, out, err)
+            self.assertEqual(rc, 0, context)
+            self.assertIn("capacity search (open model)", out, context)
+            self.assertIn("from 10/s, x2 until a probe fails, then bisect to 5%", out, context)
+            rc, out, err, context = lib.run_local(self.tmp, text, os.path.join(self.tmp, "out"),
+                                                  args=["--find-capacity", "--threads", "1"])
+            report = lib.load_report(os.path.join(self.tmp, "out"))
+            self.assertEqual(rc, 1, context)
+            probe = report["capacity"]["probes"][0]
+            self.assertEqual((probe["rate_asked"], probe["verdict"]), (10.0, "fail"), context)
+            self.assertEqual(probe["end_ms"] - probe["start_ms"], 10000.0, context)
+            self.assertEqual(report["capacity"]["slo"], {"p99_ms": 200.0, "error_rate": 0.001},
+                             context)
+            self.assertEqual(len(target.log_entries()), report["totals"]["requests"], context)
+
     def test_max_reached_while_passing(self):
         with lib.fault_target() as target:
             rc, out, report, context, _, _ = self.run_search(
