@@ -571,3 +571,48 @@ TEST_CASE("ramp-down: users the load curve lets go stop sending, by the injected
 
 } // namespace
 } // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+TEST_CASE("capacity run: arrivals follow each probe's rate (setRate), none between probes",
+          "[engine][capacity]") {
+  Target target;
+  target.respond = always(Answer{});
+  ManualClock clock;
+  Engine engine(scenario("capacity: {start: 10/s, probe: 2s, warmup: 0s}\n"
+                         "flows: [{name: f, steps: [{get: /a}]}]\n"),
+                fakeOptions(target, 2), clock);
+  const auto t0 = clock.now();
+  engine.start(t0);
+  // Steps of 10 ms of the engine's clock, each given real time for the due arrivals to go.
+  auto advanceTo = [&](std::chrono::milliseconds at) {
+    while (clock.now() < t0 + at) {
+      clock.advance(10ms);
+      std::this_thread::sleep_for(2ms);
+    }
+  };
+  advanceTo(1000ms);
+  CHECK(target.performs == 0); // no probe yet: no arrival
+  engine.setRate(100, t0 + 1s, t0 + 2s);
+  advanceTo(2500ms);
+  // k / 100 s after the start, k = 0..99, on 2 threads (even and odd k).
+  REQUIRE(eventually([&] { return target.performs == 100; }));
+  advanceTo(3000ms);
+  CHECK(target.performs == 100); // between probes: none
+  engine.setRate(50, t0 + 3s, t0 + 5s);
+  advanceTo(6000ms);
+  REQUIRE(eventually([&] { return target.performs == 200; }));
+  std::this_thread::sleep_for(20ms);
+  CHECK(target.performs == 200);
+  engine.halt();
+  engine.join();
+  common::StatsBook book;
+  engine.collect(book);
+  CHECK(book.total().requests == 200);
+  CHECK(book.total().dropped == 0);
+  CHECK(book.total().schedule_lag_us.count() == 200); // one lag sample per arrival
+}
+
+} // namespace
+} // namespace stampede::worker
