@@ -2,8 +2,9 @@
 /capacity/N (one server, 1/N s a request, a queue) within the resolution, on the embedded worker
 and on 2 workers, in one run whose probes the target's own log shows as bursts at the rates
 asked; the load generators' limit is reported as such (exit 3, limited_by generators), never as
-the target's capacity; a start that already fails exits 1; the max rate reached while passing
-is limited_by max; a bad capacity: section is refused with file:line:col."""
+the target's capacity; a start that already fails exits 1 (--find-capacity's default search);
+errors fail a probe without halting it, unless halt.on_error is written; the max rate reached
+while passing is limited_by max; a bad capacity: section is refused with file:line:col."""
 
 import csv
 import json
@@ -71,11 +72,13 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(capacity["limited_by"], "target", context)
         found = capacity["max_passing_rate"]
         failing = capacity["first_failing_rate"]
-        # Below N the queue stays empty; above it grows by (rate - N)/N s every second, over
-        # the 25 ms SLO within the 2 s probe from 1.0125 N: the answer lies in
-        # [N (1 - resolution), 1.0125 N].
+        # Above N the queue grows by (rate - N)/N s every second: over the 100 ms SLO within
+        # the 2 s probe from 1.05 N. Below N it stays near empty, but close to N the jitter of
+        # a loaded machine's schedule builds queues too (at 94 % of N, an M/D/1 queue waits 39 ms
+        # on average): the 100 ms leave room for that. So the answer lies within the
+        # resolution of [N, 1.05 N], with 3 % for a probe near N that the machine's stalls fail.
         self.assertGreaterEqual(found, n * (1 - resolution) * 0.97, context)
-        self.assertLessEqual(found, n * 1.0125, context)
+        self.assertLessEqual(found, n * 1.05, context)
         self.assertGreater(failing, found, context)
         self.assertLessEqual(failing - found, resolution * failing + 1e-9, context)
         verdicts = [p["verdict"] for p in capacity["probes"]]
@@ -83,14 +86,14 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertIn(f"capacity: {found:g}/s", out, context)
         best = [p for p in capacity["probes"] if p["rate_asked"] == found]
         self.assertTrue(all(p["verdict"] == "pass" for p in best), context)
-        self.assertLessEqual(best[-1]["latency_ms"]["p99"], 25.0, context)
+        self.assertLessEqual(best[-1]["latency_ms"]["p99"], 100.0, context)
 
     def test_embedded_worker_finds_n_within_the_resolution(self):
         n = 200
         with lib.fault_target() as target:
             rc, out, report, context, wall_s, out_dir = self.run_search(
-                target, "start: 100/s\n  max: 5000/s\n  resolution: 5%\n  confirm: 0\n"
-                "  slo: {p99: 25ms, error_rate: 1%}\n  max_lag: 100ms",
+                target, "start: 150/s\n  max: 5000/s\n  resolution: 5%\n  confirm: 0\n"
+                "  slo: {p99: 100ms, error_rate: 1%}\n  max_lag: 100ms",
                 f"/capacity/{n}", args=["--threads", "2"])
             self.assertIsNotNone(report, context)
             self.check_found(n, rc, out, report, context, 0.05)
@@ -108,7 +111,7 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
         with lib.fault_target() as target, lib.workers(2) as ws:
             rc, out, report, context, wall_s, _ = self.run_search(
                 target, "start: 150/s\n  max: 5000/s\n  resolution: 10%\n  confirm: 0\n"
-                "  slo: {p99: 25ms, error_rate: 1%}\n  max_lag: 100ms",
+                "  slo: {p99: 100ms, error_rate: 1%}\n  max_lag: 100ms",
                 f"/capacity/{n}", args=["--workers", ws.hosts_file])
             self.assertIsNotNone(report, context)
             self.check_found(n, rc, out, report, context, 0.10)
@@ -140,21 +143,6 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
             self.assertGreaterEqual(capacity["estimated_workers_needed"], 2, context)
             self.assertIn("limited by the load generators", out, context)
             self.check_probes_against_target_log(target, report, "/delay/50", context)
-
-    def test_a_start_that_already_fails_exits_1(self):
-        with lib.fault_target() as target:
-            rc, out, report, context, _, _ = self.run_search(
-                target, "start: 20/s\n  max: 1000/s\n  confirm: 0\n"
-                "  slo: {p99: 20ms, error_rate: 1%}\n  max_lag: 50ms",
-                "/delay/40", args=["--threads", "2"])
-            self.assertIsNotNone(report, context)
-            self.assertEqual(rc, 1, context)
-            capacity = report["capacity"]
-            self.assertEqual(capacity["limited_by"], "target", context)
-            self.assertIsNone(capacity["max_passing_rate"], context)
-            self.assertEqual(capacity["first_failing_rate"], 20.0, context)
-            self.assertEqual([p["verdict"] for p in capacity["probes"]], ["fail"], context)
-            self.assertIn("even the start 20/s failed", out, context)
 
     def test_errors_fail_a_probe_without_halting_and_the_first_is_kept(self):
         # Every request is a 503: errors are the signal, the run is not halted.
@@ -201,8 +189,16 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
             rc, out, err, context = lib.run_local(self.tmp, text, os.path.join(self.tmp, "out"),
                                                   args=["--find-capacity", "--threads", "1"])
             report = lib.load_report(os.path.join(self.tmp, "out"))
+            # Even the start fails: exit 1, and no capacity.
             self.assertEqual(rc, 1, context)
-            probe = report["capacity"]["probes"][0]
+            capacity = report["capacity"]
+            self.assertEqual(capacity["limited_by"], "target", context)
+            self.assertIsNone(capacity["max_passing_rate"], context)
+            self.assertEqual(capacity["first_failing_rate"], 10.0, context)
+            self.assertIn("capacity: none found; even the start 10/s failed: error rate 100 %",
+                          out, context)
+            self.assertEqual(len(capacity["probes"]), 1, context)
+            probe = capacity["probes"][0]
             self.assertEqual((probe["rate_asked"], probe["verdict"]), (10.0, "fail"), context)
             self.assertEqual(probe["end_ms"] - probe["start_ms"], 10000.0, context)
             self.assertEqual(report["capacity"]["slo"], {"p99_ms": 200.0, "error_rate": 0.001},
