@@ -20,6 +20,9 @@ constexpr int kRoundTrips = 4;
 // A probe whose arrivals went out at under this fraction of the rate asked, the target being
 // fast, measured the generators.
 constexpr double kAchievedFloor = 0.8;
+// A worker whose load threads were on the CPU this much of the judged time could not have
+// started requests any faster, nor read the answers on time.
+constexpr double kBusyLimit = 0.9;
 
 PercentilesMs percentiles(const common::Histogram& h) {
   auto ms = [](int64_t us) { return double(us) / 1000.0; };
@@ -63,6 +66,8 @@ void CapacityProbes::schedule(double rate, SteadyTime now) {
   p.judged_from_s = p.start_s + (spec_.warmup.count() + 999'999) / 1'000'000;
   p.end_s = p.start_s + probe_s;
   p.book = common::StatsBook(run_.scenario.step_table.size());
+  p.busy_sum.assign(run_.joined.size(), 0.0);
+  p.busy_seconds.assign(run_.joined.size(), 0);
   auto& r = p.result;
   r.probe = uint32_t(probes_.size() + 1);
   r.rate_asked = rate;
@@ -89,9 +94,15 @@ void CapacityProbes::onStats(const WorkerLink& link, SteadyTime cut, const wire:
   const int64_t second = std::llround(seconds(cut - run_.t0));
   if (link.index < last_second_.size())
     last_second_[link.index] = std::max(last_second_[link.index], second);
-  for (auto& p : probes_)
-    if (!p.judged && second > p.judged_from_s && second <= p.end_s)
-      common::statsFromWire(stats, run_.scenario.step_table.size(), p.book);
+  for (auto& p : probes_) {
+    if (p.judged || second <= p.judged_from_s || second > p.end_s)
+      continue;
+    common::statsFromWire(stats, run_.scenario.step_table.size(), p.book);
+    if (link.index < p.busy_sum.size()) {
+      p.busy_sum[link.index] += stats.load_busy();
+      ++p.busy_seconds[link.index];
+    }
+  }
 }
 
 void CapacityProbes::onError(const common::ErrorContext& error) {
@@ -142,6 +153,14 @@ void CapacityProbes::judge(Probe& p) {
   const double slo_p99 = ms(spec_.slo_p99);
   const double max_lag = ms(spec_.max_lag);
   const bool target_fast = r.service_ms.p99 <= slo_p99 && r.error_rate <= spec_.slo_error_rate;
+  size_t busiest = 0;
+  for (size_t w = 0; w < p.busy_sum.size(); ++w) {
+    const double busy = p.busy_seconds[w] > 0 ? p.busy_sum[w] / p.busy_seconds[w] : 0.0;
+    if (busy > r.generator_busy) {
+      r.generator_busy = busy;
+      busiest = w;
+    }
+  }
   if (total.requests == 0 && total.dropped == 0) {
     r.verdict = ProbeVerdict::Inconclusive;
     r.reason = "no request completed in the judged part of the probe";
@@ -150,6 +169,11 @@ void CapacityProbes::judge(Probe& p) {
     r.reason = fmt::format("schedule lag p99 {:.1f} ms > {:g} ms: the load generators could not "
                            "keep the schedule",
                            r.lag_ms.p99, max_lag);
+  } else if (r.generator_busy >= kBusyLimit) {
+    r.verdict = ProbeVerdict::Inconclusive;
+    r.reason = fmt::format("worker {}'s load threads were busy {:.0f} % of the time: the load "
+                           "generators were saturated",
+                           busiest, r.generator_busy * 100);
   } else if (r.dropped > 0 && target_fast) {
     r.verdict = ProbeVerdict::Inconclusive;
     r.reason = fmt::format("{} arrivals dropped by max_in_flight while the target answered in "

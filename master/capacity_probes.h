@@ -43,6 +43,8 @@ private:
     ProbeResult result;
     int64_t start_s = 0, judged_from_s = 0, end_s = 0; // seconds from t0
     common::StatsBook book;                            // the judged seconds, merged
+    std::vector<double> busy_sum;                      // by worker: load_busy over them
+    std::vector<int> busy_seconds;
     bool judged = false;
   };
   void schedule(double rate, common::SteadyTime now);

@@ -35,6 +35,7 @@ json capacityJson(const CapacityResult& c, common::SteadyTime t0) {
          {"error_rate", p.error_rate},
          {"errors_by_kind", p.errors_by_kind},
          {"dropped", p.dropped},
+         {"generator_busy", p.generator_busy},
          {"verdict", probeVerdictName(p.verdict)},
          {"reason", p.reason},
          {"first_error", p.first_error ? errorJson(*p.first_error, t0) : json(nullptr)}});

@@ -31,6 +31,8 @@ struct ProbeResult {
   double error_rate = 0;
   std::map<std::string, uint64_t> errors_by_kind;
   uint64_t dropped = 0;
+  // The busiest worker's load threads over the judged part: CPU time / wall time (0 to 1).
+  double generator_busy = 0;
   ProbeVerdict verdict = ProbeVerdict::Inconclusive;
   std::string reason;
   std::optional<common::ErrorContext> first_error; // the probe's first, from start to end

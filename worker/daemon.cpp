@@ -595,6 +595,7 @@ void WorkerDaemon::Session::sendStats() {
   s->set_interval(++interval_);
   s->set_at_master_ns(masterNs(clock_.now()));
   s->set_active_users(engine_->activeUsers());
+  s->set_load_busy(engine_->loadBusy());
   if (scenario_->capacity)
     engine_->rearmFirstError(); // each probe keeps its first error in full
   common::statsToWire(delta_, *s);

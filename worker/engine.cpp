@@ -7,6 +7,8 @@
 #include "worker/virtual_user.h"
 
 #include <algorithm>
+#include <ctime>
+#include <pthread.h>
 #include <thread>
 
 namespace stampede::worker {
@@ -92,6 +94,8 @@ void Engine::start(common::SteadyTime t0) {
       threads_[i % threads_.size()]->addUser(mine[i], mine[i]);
   }
   running_threads_.store(static_cast<int>(threads_.size()), std::memory_order_release);
+  busy_cpu_ = std::chrono::nanoseconds(0); // new threads: no CPU time yet
+  busy_at_ = std::chrono::steady_clock::now();
   for (auto& t : threads_)
     t->thread_ = std::thread([raw = t.get()] { raw->run(); });
 }
@@ -164,6 +168,25 @@ void Engine::setRate(double rate, common::SteadyTime from, common::SteadyTime to
   // A thread idle between probes sleeps until the end of the run: wake it to the new rate.
   for (auto& t : threads_)
     asio::post(t->io_, [raw = t.get()] { raw->arrival_timer_.cancel(); });
+}
+
+double Engine::loadBusy() {
+  std::chrono::nanoseconds cpu{0};
+  for (auto& t : threads_) {
+    clockid_t id;
+    timespec ts{};
+    if (t->thread_.joinable() && pthread_getcpuclockid(t->thread_.native_handle(), &id) == 0 &&
+        clock_gettime(id, &ts) == 0)
+      cpu += std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+  }
+  const auto now = std::chrono::steady_clock::now(); // CPU time is real time, whatever the clock
+  double busy = 0;
+  if (busy_at_ && now > *busy_at_ && cpu >= busy_cpu_ && !threads_.empty())
+    busy = std::chrono::duration<double>(cpu - busy_cpu_).count() /
+           (std::chrono::duration<double>(now - *busy_at_).count() * double(threads_.size()));
+  busy_cpu_ = cpu;
+  busy_at_ = now;
+  return std::min(1.0, busy);
 }
 
 void Engine::rearmFirstError() {

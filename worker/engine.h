@@ -113,6 +113,9 @@ public:
   // at `rate` per second (one probe of the search); outside every probe it starts none. The
   // load threads take it up at once, keeping their connections and idle users. Any thread.
   void setRate(double rate, common::SteadyTime from, common::SteadyTime to);
+  // The load threads' CPU time since the last call (or the start) over the wall time, averaged
+  // over the threads: 0 to 1, near 1 when they cannot go faster. Control thread, while running.
+  double loadBusy();
   // Capacity runs: the next failing request builds a full context again, so that each probe
   // has its first error in full. Control thread, right after takeErrors().
   void rearmFirstError();
@@ -176,6 +179,9 @@ private:
     double rate = 0;
   };
   bool stepped_ = false;
+  // loadBusy()'s previous reading: the threads' CPU time and when.
+  std::chrono::nanoseconds busy_cpu_{0};
+  std::optional<std::chrono::steady_clock::time_point> busy_at_;
   std::mutex rate_mutex_;
   std::vector<RateSegment> rate_segments_;
   std::atomic<size_t> rate_segment_count_{0};

@@ -616,3 +616,39 @@ TEST_CASE("capacity run: arrivals follow each probe's rate (setRate), none betwe
 
 } // namespace
 } // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+// The load threads' CPU time over wall time, over 300 ms of an open-model run at `rate`.
+double busyAt(const std::string& rate) {
+  Target target;
+  target.respond = always(Answer{});
+  common::SteadyClock clock;
+  Engine engine(scenario("load: {rate: " + rate +
+                         ", duration: 10s}\n"
+                         "flows: [{name: f, steps: [{get: /a}]}]\n"),
+                fakeOptions(target, 1), clock);
+  engine.start(clock.now());
+  std::this_thread::sleep_for(100ms);
+  engine.loadBusy(); // from here
+  std::this_thread::sleep_for(300ms);
+  const double busy = engine.loadBusy();
+  engine.halt();
+  engine.join();
+  return busy;
+}
+
+TEST_CASE("loadBusy: a load thread that cannot keep up reads busy, an idle one does not",
+          "[engine][capacity]") {
+  const double idle = busyAt("10/s");
+  // Far more arrivals than a thread can start: it never waits (on a shared machine it gets
+  // what the scheduler gives it, still far more than an idle one).
+  const double flat_out = busyAt("10000000/s");
+  CHECK(idle < 0.1);
+  CHECK(flat_out > 0.25);
+  CHECK(flat_out > 3 * idle);
+}
+
+} // namespace
+} // namespace stampede::worker
