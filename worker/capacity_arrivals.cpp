@@ -12,6 +12,9 @@
 
 namespace stampede::worker {
 
+// See probeArrivals: how many late arrivals a thread starts in a row before it yields.
+constexpr uint64_t kArrivalsBetweenYields = 64;
+
 bool WorkerThread::launchArrival(common::SteadyTime at, uint64_t& next_vu) {
   Engine& e = engine_;
   const common::Flow& flow = e.pickFlow(rng_);
@@ -47,6 +50,7 @@ asio::awaitable<void> WorkerThread::probeArrivals() {
   size_t current = 0;            // the probe this thread is on
   uint64_t k = uint64_t(index_); // its next arrival in that probe
   uint64_t next_vu = 0;
+  uint64_t behind = 0; // arrivals started in a row without waiting for one
   // Until `t`, or until woken early by a new probe (setRate), a halt or the end.
   boost::system::error_code ec;
   auto waitUntil = [this, &ec](common::SteadyTime t) {
@@ -67,10 +71,13 @@ asio::awaitable<void> WorkerThread::probeArrivals() {
       continue;
     }
     const auto& probe = segments[current];
+    // Past the probe's end (or a rate that is no number, from a broken master): the next probe.
+    const double after_s = (double(k) + phase) / probe.rate;
+    const double length_s = std::chrono::duration<double>(probe.to - probe.from).count();
     const common::SteadyTime at =
-        probe.rate > 0
+        probe.rate > 0 && after_s < length_s
             ? probe.from + std::chrono::duration_cast<std::chrono::nanoseconds>(
-                               std::chrono::duration<double>((double(k) + phase) / probe.rate))
+                               std::chrono::duration<double>(after_s))
             : probe.to;
     if (at >= probe.to) {
       ++current;
@@ -81,11 +88,16 @@ asio::awaitable<void> WorkerThread::probeArrivals() {
       break;
     if (e.clock_.now() < at) {
       co_await waitUntil(at); // woken early by a new probe: look again
+      behind = 0;
       continue;
     }
     if (!launchArrival(at, next_vu))
       break;
     k += step;
+    // Far behind the schedule (a rate the thread cannot keep): let the responses, the halt
+    // and the next probe in now and then instead of only starting (or dropping) arrivals.
+    if (++behind % kArrivalsBetweenYields == 0)
+      co_await asio::post(io_, asio::use_awaitable);
   }
 }
 

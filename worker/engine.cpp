@@ -160,6 +160,9 @@ void Engine::noteError() {
 }
 
 void Engine::setRate(double rate, common::SteadyTime from, common::SteadyTime to) {
+  // Far above what a worker can start; a master asking more is broken, and a probe must end.
+  constexpr double kMaxRatePerWorker = 1e7;
+  rate = std::min(rate, kMaxRatePerWorker);
   {
     std::lock_guard lock(rate_mutex_);
     rate_segments_.push_back(RateSegment{from, to, rate});

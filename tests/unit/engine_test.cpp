@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -648,6 +649,35 @@ TEST_CASE("loadBusy: a load thread that cannot keep up reads busy, an idle one d
   CHECK(idle < 0.1);
   CHECK(flat_out > 0.25);
   CHECK(flat_out > 3 * idle);
+}
+
+} // namespace
+} // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+TEST_CASE("capacity run: a rate no worker can keep, or no number, does not hang the engine",
+          "[engine][capacity]") {
+  Target target;
+  target.respond = always(Answer{});
+  common::SteadyClock clock;
+  Engine engine(scenario("capacity: {start: 10/s, probe: 2s, warmup: 0s, max_in_flight: 4}\n"
+                         "flows: [{name: f, steps: [{get: /a}]}]\n"),
+                fakeOptions(target, 1), clock);
+  const auto t0 = clock.now();
+  engine.start(t0);
+  engine.setRate(std::nan(""), t0, t0 + 50ms);
+  engine.setRate(1e300, t0 + 50ms, t0 + 60ms);
+  engine.setRate(100, t0 + 100ms, t0 + 200ms);
+  // The huge probe drops what it cannot start, yields, and ends; the next one runs on time.
+  REQUIRE(eventually([&] { return target.performs >= 10; }));
+  engine.halt();
+  REQUIRE(eventually([&] { return engine.finished(); }));
+  engine.join();
+  common::StatsBook book;
+  engine.collect(book);
+  CHECK(book.total().dropped > 0);
 }
 
 } // namespace
