@@ -156,6 +156,22 @@ struct HaltSpec {
   std::vector<Threshold> thresholds;
 };
 
+// `capacity:` (or master --find-capacity): a search for the highest open-model rate the target
+// holds within its SLO, in probes of one rate each (docs/scenario.md, "capacity"). Rates are
+// arrivals per second, cluster-wide.
+struct CapacitySpec {
+  double start = 10;              // the first probe's rate
+  double max = 100000;            // never probe above this
+  microseconds probe{10'000'000}; // how long each probe holds its rate: whole seconds
+  microseconds warmup{2'000'000}; // the start of each probe, not judged
+  double resolution = 0.05;       // stop when (first fail - last pass) <= this x first fail
+  int confirm = 1;                // re-run the best passing rate this many times
+  microseconds slo_p99{200'000};  // latency_ms p99 (from the schedule) at most this
+  double slo_error_rate = 0.001;  // errors / requests at most this
+  uint64_t max_in_flight = 10000; // cluster-wide, as load.max_in_flight
+  microseconds max_lag{10'000};   // schedule lag p99 above this: the generators lag
+};
+
 struct TlsSpec {
   bool verify = true;
   // PEM text (the files' contents, read on the master and shipped), empty when not given.
@@ -212,7 +228,8 @@ struct Scenario {
   std::string source_text; // the YAML as read
   std::string name;
   Endpoint target;
-  LoadSpec load;
+  LoadSpec load;                        // a capacity run: open model at capacity.start, held long
+  std::optional<CapacitySpec> capacity; // set: a capacity run (load: not written)
   HaltSpec halt;
   HttpSpec http;
   std::map<std::string, std::string> variables;
@@ -235,6 +252,9 @@ struct LoadOptions {
   // environment or disk for a scenario.
   const std::map<std::string, std::string>* shipped_env = nullptr;
   const std::map<std::string, std::string>* shipped_files = nullptr;
+  // master --find-capacity (Prepare.find_capacity): a capacity run with the default search
+  // when the scenario has no capacity: section; its load:, if written, is checked and unused.
+  bool find_capacity = false;
 };
 
 // Limits of the YAML text (docs/scenario.md, "Limits"), checked before any node is built.

@@ -17,15 +17,33 @@ Scenario Loader::load(YAML::Node root) {
   }
   s.overrides = options_.overrides;
 
-  const Fields top =
-      checkKeys(root, "", {"name", "target", "load", "halt", "http", "variables", "data", "flows"});
-  requireKeys(root, "", top, {"name", "target", "load", "flows"});
+  const Fields top = checkKeys(
+      root, "",
+      {"name", "target", "load", "capacity", "halt", "http", "variables", "data", "flows"});
+  requireKeys(root, "", top, {"name", "target"});
+  const Field* load = top.find("load");
+  const Field* capacity = top.find("capacity");
+  if (load && capacity) {
+    const Field& second = load->key.Mark().pos > capacity->key.Mark().pos ? *load : *capacity;
+    fail(second.key.Mark(), second.name,
+         "use either load: (a run at the rates it sets) or capacity: (a search that sets the "
+         "rates itself), not both");
+  }
+  if (!load && !capacity && !options_.find_capacity)
+    fail(root.Mark(), "load",
+         "required key 'load' is missing (or capacity: for a capacity search)");
+  requireKeys(root, "", top, {"flows"});
 
   s.name = string(*top.find("name"), "name");
   if (s.name.empty())
     fail(*top.find("name"), "name", "must not be empty");
   s.target = target(*top.find("target"));
-  s.load = loadSpec(*top.find("load"));
+  if (load)
+    s.load = loadSpec(*load);
+  if (capacity)
+    s.capacity = capacitySpec(*capacity);
+  else if (options_.find_capacity)
+    s.capacity = CapacitySpec{};
   if (const Field* f = top.find("variables"))
     variables_ = variables(*f);
   s.variables = variables_;
@@ -40,6 +58,17 @@ Scenario Loader::load(YAML::Node root) {
   // After the flows: thresholds may name steps.
   if (const Field* f = top.find("halt"))
     s.halt = halt(*f);
+  if (s.capacity) {
+    s.load = capacityLoad(*s.capacity, s.http.timeout);
+    // Errors are what a capacity search measures: they halt only when the scenario says so.
+    const Field* f = top.find("halt");
+    if (!f || !child(f->value, "on_error"))
+      s.halt.on_error = HaltSpec::OnError::Never;
+    if (f && child(f->value, "thresholds"))
+      fail(child(f->value, "thresholds").Mark(), "halt.thresholds",
+           "a capacity search judges each probe on capacity.slo; thresholds over the whole run "
+           "would mix every probe's rate");
+  }
   s.data = std::move(feeders_);
   s.slots = slots_;
   s.step_table = std::move(step_table_);

@@ -322,6 +322,12 @@ private:
 
   HaltSpec halt(const Field& f) const;
 
+  // `capacity:` (scenario_capacity.cpp), and the open-model load its probes run on.
+  CapacitySpec capacitySpec(const Field& f) const;
+  static LoadSpec capacityLoad(const CapacitySpec& spec, microseconds http_timeout);
+  // "5%" as 0.05; 100% and more refused, 0% only with zero_ok.
+  double percentage(const Field& f, const std::string& path, bool zero_ok) const;
+
   void onError(const Field& f, HaltSpec& spec) const;
 
   std::vector<Threshold> thresholds(const Field& f) const;

@@ -39,6 +39,9 @@ po::options_description describeOptions() {
        "serve Prometheus metrics at http://HOST:PORT/metrics during the run") //
       ("metrics-grace", po::value<std::string>(),
        "keep the final metrics up this long after the run (default 15s; 0s: not at all)") //
+      ("find-capacity",
+       "search for the highest rate within the SLO: the scenario's capacity: section, or the "
+       "default search in place of load:") //
       ("dry-run", "validate, handshake, print the plan and each worker's share; start nothing");
   return options;
 }
@@ -50,10 +53,11 @@ std::string usageText() {
   out << "usage: master [--workers HOSTS | --listen ENDPOINT --expect-workers N] [--threads N]\n"
          "              [--duration D] [--set KEY=VALUE]... [--env-file FILE] [--out DIR]\n"
          "              [--metrics-listen HOST:PORT [--metrics-grace D]]\n"
-         "              [--quiet] [--dry-run] SCENARIO.yaml\n\n"
+         "              [--quiet] [--dry-run] [--find-capacity] SCENARIO.yaml\n\n"
       << describeOptions()
       << "\nExit codes: 0 passed, 1 halted or a threshold failed, 2 usage or invalid scenario,\n"
-         "3 infrastructure, 130 interrupted.\n";
+         "3 infrastructure, 130 interrupted. A capacity run: 0 capacity found, 1 even the start\n"
+         "fails the SLO, 3 limited by the load generators.\n";
   return out.str();
 }
 
@@ -141,6 +145,7 @@ CliOptions parseCli(int argc, const char* const* argv) {
     cli.metrics_grace = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
   }
   cli.dry_run = vm.count("dry-run") > 0;
+  cli.find_capacity = vm.count("find-capacity") > 0;
   if (vm.count("workers"))
     cli.workers_file = vm["workers"].as<std::string>();
   if (vm.count("listen"))

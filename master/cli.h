@@ -18,6 +18,7 @@ struct CliOptions {
   std::string out_dir;  // "" : no files written
   bool quiet = false;
   bool dry_run = false;
+  bool find_capacity = false;  // --find-capacity: LoadOptions::find_capacity
   std::string workers_file;    // --workers: dial the workers listed there
   std::string listen;          // --listen: reverse mode, workers dial in
   int expect_workers = 0;      // with --listen: how many to wait for

@@ -32,6 +32,7 @@ struct IntervalRow {
   // It came after its second's row was written: an addendum to that row (same elapsed_s),
   // not a second of its own.
   bool late = false;
+  uint32_t probe = 0; // a capacity run: the probe this second belongs to (0: none)
 };
 
 class IntervalRows {

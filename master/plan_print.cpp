@@ -20,10 +20,24 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
                const std::vector<WorkerPlan>& plans) {
   const auto& load = scenario.load;
   const bool open = load.model == common::LoadSpec::Model::Open;
-  fmt::print("plan: \"{}\" against {}://{}:{}, {} model, {:.1f}s: {}\n", printable(scenario.name),
-             scenario.target.scheme, scenario.target.host, scenario.target.port,
-             open ? "open" : "closed", seconds(load.total()), common::describeStages(load));
-  if (open)
+  if (const auto& c = scenario.capacity) {
+    const auto ms = [](std::chrono::microseconds d) { return double(d.count()) / 1000.0; };
+    fmt::print("plan: \"{}\" against {}://{}:{}, capacity search (open model), at most {:.0f}s: "
+               "from {:g}/s, x2 until a probe fails, then bisect to {:g}%, never above {:g}/s; "
+               "probes of {:g}s judged after {:g}s of warmup, the best pass confirmed {} time{}\n",
+               printable(scenario.name), scenario.target.scheme, scenario.target.host,
+               scenario.target.port, seconds(load.total()), c->start, c->resolution * 100, c->max,
+               ms(c->probe) / 1000, ms(c->warmup) / 1000, c->confirm, c->confirm == 1 ? "" : "s");
+    fmt::print("  slo: p99 <= {:g} ms, error rate <= {:g}%; inconclusive (the generators) above a "
+               "schedule lag p99 of {:g} ms; max_in_flight {}; the rates below are the first "
+               "probe's\n",
+               ms(c->slo_p99), c->slo_error_rate * 100, ms(c->max_lag), c->max_in_flight);
+  } else {
+    fmt::print("plan: \"{}\" against {}://{}:{}, {} model, {:.1f}s: {}\n", printable(scenario.name),
+               scenario.target.scheme, scenario.target.host, scenario.target.port,
+               open ? "open" : "closed", seconds(load.total()), common::describeStages(load));
+  }
+  if (open && !scenario.capacity)
     fmt::print("  rate up to {:g}/s, max_in_flight {}\n", load.peak(),
                load.max_in_flight ? load.max_in_flight : common::kDefaultMaxInFlight);
   if (load.iterations > 0)

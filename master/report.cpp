@@ -1,6 +1,7 @@
 #include "master/report.h"
 
 #include "common/protocol.h"
+#include "master/capacity_report.h"
 #include "master/halt_policy.h"
 #include "master/junit.h"
 #include "master/report_html.h"
@@ -99,6 +100,19 @@ const char* outcomeName(Outcome o) {
     return "failed";
   }
   return "unknown";
+}
+
+json errorJson(const common::ErrorContext& e, common::SteadyTime t0) {
+  json headers = json::object();
+  for (const auto& [name, value] : e.headers)
+    headers[name] = value;
+  return {{"worker", e.worker_index}, {"vu", e.vu},
+          {"flow", e.flow},           {"step", e.step},
+          {"method", e.method},       {"url", e.url},
+          {"status", e.status},       {"error_kind", e.error_kind},
+          {"detail", e.detail},       {"headers", std::move(headers)},
+          {"body", e.body},           {"at_s", secondsSince(t0, e.at)},
+          {"at", isoTime(e.wall_at)}};
 }
 
 json buildReport(const RunResult& r) {
@@ -228,21 +242,8 @@ json buildReport(const RunResult& r) {
                           {"passed", t.passed}});
   report["thresholds"] = std::move(thresholds);
   report["control_messages_dropped"] = r.dropped_messages;
-  if (r.first_error) {
-    const auto& e = *r.first_error;
-    json headers = json::object();
-    for (const auto& [name, value] : e.headers)
-      headers[name] = value;
-    report["first_error"] = {{"worker", e.worker_index}, {"vu", e.vu},
-                             {"flow", e.flow},           {"step", e.step},
-                             {"method", e.method},       {"url", e.url},
-                             {"status", e.status},       {"error_kind", e.error_kind},
-                             {"detail", e.detail},       {"headers", std::move(headers)},
-                             {"body", e.body},           {"at_s", secondsSince(r.t0, e.at)},
-                             {"at", isoTime(e.wall_at)}};
-  } else {
-    report["first_error"] = nullptr;
-  }
+  report["first_error"] = r.first_error ? errorJson(*r.first_error, r.t0) : json(nullptr);
+  report["capacity"] = r.capacity ? capacityJson(*r.capacity, r.t0) : json(nullptr);
   return report;
 }
 
@@ -345,7 +346,7 @@ std::string Timeseries::open(const std::string& dir) {
     return fmt::format("{}: cannot write: {}", path_, std::strerror(errno));
   std::setvbuf(file_, nullptr, _IONBF, 0);
   return write("elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
-               "bytes_in,bytes_out,dropped,late\n");
+               "bytes_in,bytes_out,dropped,late,probe\n");
 }
 
 void Timeseries::record(const IntervalRow& row) {
@@ -390,12 +391,12 @@ std::string Timeseries::append(const IntervalRow& row) {
   if (!file_)
     return "";
   const auto& h = row.latency_us;
-  return write(fmt::format("{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{},{}\n",
+  return write(fmt::format("{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{},{},{}\n",
                            row.elapsed_s, row.users, row.requests,
                            row.length_s > 0 ? double(row.requests) / row.length_s : 0.0, row.errors,
                            errors_total_, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
                            ms(h.percentileUs(99)), ms(h.maxUs()), row.bytes_in, row.bytes_out,
-                           row.dropped, row.late ? 1 : 0));
+                           row.dropped, row.late ? 1 : 0, row.probe));
 }
 
 } // namespace stampede::master

@@ -17,7 +17,8 @@ namespace stampede::master {
 constexpr int64_t kSaturatedLagUs = 10'000;
 
 nlohmann::json buildReport(const RunResult& r);
-
+// An error in full, as report.json's first_error (and each capacity probe's) gives it.
+nlohmann::json errorJson(const common::ErrorContext& e, common::SteadyTime t0);
 // Writes every report under --out: report.json, then junit.xml and report.html made from the
 // same JSON (and the run's timeseries rows), each atomically; when report.json cannot be
 // written, neither of the others is. A failure makes the exit code an infrastructure failure

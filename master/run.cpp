@@ -4,6 +4,7 @@
 #include "common/keys.h"
 #include "common/load_plan.h"
 #include "common/scenario.h"
+#include "master/capacity_probes.h"
 #include "master/cluster.h"
 #include "master/env_file.h"
 #include "master/halt_policy.h"
@@ -58,6 +59,7 @@ std::optional<int> loadInputs(const CliOptions& cli, Inputs& in) {
   try {
     common::LoadOptions load_options;
     load_options.overrides = cli.overrides;
+    load_options.find_capacity = cli.find_capacity;
     std::map<std::string, std::string> env_file;
     if (!cli.env_file.empty()) {
       env_file = parseEnvFile(cli.env_file);
@@ -80,6 +82,11 @@ std::optional<int> loadInputs(const CliOptions& cli, Inputs& in) {
                                 0, 0, "", "worker keys need the master's own key: pass --key FILE");
   } catch (const common::ConfigError& e) {
     fmt::print(stderr, "{}\n", e.what());
+    return kExitInvalid;
+  }
+  if (cli.duration && in.scenario->capacity) {
+    fmt::print(stderr, "--duration: a capacity run sets its own length (capacity.probe for each "
+                       "probe); drop --duration\n");
     return kExitInvalid;
   }
   if (cli.duration)
@@ -165,6 +172,12 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   if (auto exit_code = prepare(run))
     return *exit_code;
   start(run);
+  std::optional<CapacityProbes> capacity;
+  if (run.scenario.capacity) {
+    capacity.emplace(run);
+    run.capacity = &*capacity;
+    capacity->begin();
+  }
 
   RunResult result = startResult(run);
   RunLoop loop(run, result);

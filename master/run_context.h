@@ -24,6 +24,8 @@ class MetricsServer;
 // timeseries rows and sends heartbeats, once per this interval.
 constexpr std::chrono::seconds kTickInterval = common::kStatsInterval;
 
+class CapacityProbes;
+
 struct RunContext {
   const CliOptions& cli;
   const common::Scenario& scenario; // with --duration applied
@@ -42,6 +44,8 @@ struct RunContext {
 
   // --metrics-listen: where the run loop publishes its figures (nullptr: nowhere).
   MetricsServer* metrics = nullptr;
+  // A capacity run (scenario.capacity): its probes; the run loop feeds them. nullptr otherwise.
+  CapacityProbes* capacity = nullptr;
 };
 
 inline double seconds(std::chrono::steady_clock::duration d) {

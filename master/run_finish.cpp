@@ -1,5 +1,6 @@
 #include "master/run_finish.h"
 
+#include "master/capacity_probes.h"
 #include "master/console.h"
 #include "master/divergence.h"
 #include "master/halt_policy.h"
@@ -140,6 +141,17 @@ void collectResult(const RunContext& run, RunLoop& loop, SteadyTime ended_at, Ru
   const auto verdict = policy.verdict(threshold_failed, loop.outputsFailed());
   result.outcome = verdict.outcome;
   result.exit_code = verdict.exit_code;
+  if (run.capacity) {
+    // A search that ended says the exit code (0 found, 1 start fails, 3 the generators); a
+    // halt (an error marked fatal, an interrupt, a lost worker) keeps its own.
+    result.capacity = run.capacity->result(result.halt.has_value());
+    if (result.capacity->limited_by && !result.halt) {
+      result.exit_code = result.capacity->exit_code;
+      result.outcome = result.exit_code == kExitPassed ? Outcome::Passed : Outcome::Failed;
+      if (loop.outputsFailed())
+        result.exit_code = HaltPolicy::afterOutputFailure(result.exit_code);
+    }
+  }
 }
 
 int reportResult(const CliOptions& cli, RunResult& result) {

@@ -1,6 +1,7 @@
 #include "master/run_loop.h"
 
 #include "common/protocol.h"
+#include "master/capacity_probes.h"
 #include "master/interrupt.h"
 #include "master/metrics_publish.h"
 
@@ -115,12 +116,15 @@ void RunLoop::warn(std::string text) {
   result_.warnings.push_back(std::move(text));
 }
 
-void RunLoop::writeRows(const std::vector<IntervalRow>& finished) {
-  for (const auto& row : finished)
+void RunLoop::writeRows(std::vector<IntervalRow> finished) {
+  for (auto& row : finished) {
+    if (run_.capacity)
+      row.probe = run_.capacity->probeOfSecond(row.second);
     if (auto error = timeseries_.append(row); !error.empty() && !outputs_failed_) {
       outputs_failed_ = true;
       warn(fmt::format("{}; timeseries.csv is incomplete from {:.0f}s on", error, row.elapsed_s));
     }
+  }
 }
 
 void RunLoop::openOutputs() {
@@ -165,6 +169,8 @@ void RunLoop::onMessage(WorkerLink& link, const wire::Envelope& e) {
   case wire::Envelope::kError: {
     auto context = common::errorFromWire(e.error().context());
     const double at_s = seconds(context.at - run_.t0);
+    if (run_.capacity)
+      run_.capacity->onError(context);
     // First, before anything else queued: every worker hears Halt now.
     sendHalt(policy_.onError(std::move(context), e.error().data_exhausted(), link.index, at_s),
              run_.clock.now());
@@ -191,7 +197,10 @@ void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
     ++result_.dropped_messages;
     return;
   }
-  rows_.add(link.index, cutTime(stats, run_.t0, run_.clock.now()), stats);
+  const auto cut = cutTime(stats, run_.t0, run_.clock.now());
+  rows_.add(link.index, cut, stats);
+  if (run_.capacity && !e.has_final())
+    run_.capacity->onStats(link, cut, stats);
   progress_.divergence().add(link.index, stats);
   for (const auto& step : stats.steps()) {
     link.requests += step.requests();
@@ -298,6 +307,8 @@ void RunLoop::run() {
       stop_sent_ = true;
     }
     checkSilent(now);
+    if (run_.capacity && !policy_.halt())
+      run_.capacity->poll(now); // may end the run: end_at
     if (now >= next_tick_)
       tick(now);
   }

@@ -4,6 +4,7 @@
 #include "common/error_context.h"
 #include "common/scenario.h"
 #include "common/stats.h"
+#include "master/capacity_result.h"
 
 #include <chrono>
 #include <optional>
@@ -119,11 +120,12 @@ struct RunResult {
   std::optional<HaltInfo> halt;
   std::vector<WorkerResult> workers;
   std::vector<ThresholdResult> thresholds;
-  std::vector<std::string> overrides; // --set ones as applied, then --duration
-  uint64_t dropped_messages = 0;      // control messages dropped as garbage, stale or duplicate
-  std::vector<std::string> warnings;  // lost workers, outputs that could not be written...
-  uint64_t unreported_estimate = 0;   // lost workers' requests never reported (an estimate)
-  std::vector<SeriesPoint> series;    // timeseries.csv's rows, for report.html
+  std::vector<std::string> overrides;     // --set ones as applied, then --duration
+  uint64_t dropped_messages = 0;          // control messages dropped as garbage, stale or duplicate
+  std::vector<std::string> warnings;      // lost workers, outputs that could not be written...
+  uint64_t unreported_estimate = 0;       // lost workers' requests never reported (an estimate)
+  std::optional<CapacityResult> capacity; // a capacity run: the search and its probes
+  std::vector<SeriesPoint> series;        // timeseries.csv's rows, for report.html
 };
 
 } // namespace stampede::master

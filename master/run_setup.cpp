@@ -83,6 +83,7 @@ wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cl
   p->set_rate_share(plan.rate_share);
   p->set_max_in_flight(plan.max_in_flight);
   p->set_iterations(plan.iterations);
+  p->set_find_capacity(cli.find_capacity);
   p->mutable_cluster_users()->Assign(cluster_users.begin(), cluster_users.end());
   for (const auto& override : scenario.overrides)
     p->add_overrides(override);
@@ -242,7 +243,9 @@ void start(RunContext& run) {
     fmt::print("stampede: \"{}\" against {}://{}:{}, {} on {} worker{}, {:.0f}s\n",
                printable(scenario.name), scenario.target.scheme, scenario.target.host,
                scenario.target.port,
-               scenario.load.model == common::LoadSpec::Model::Open
+               scenario.capacity
+                   ? fmt::format("capacity search from {:g}/s", scenario.capacity->start)
+               : scenario.load.model == common::LoadSpec::Model::Open
                    ? fmt::format("{:g}/s", scenario.load.peak())
                    : fmt::format("{} users", scenario.load.users),
                joined.size(), joined.size() == 1 ? "" : "s", seconds(scenario.load.total()));

@@ -7,6 +7,7 @@
 #include "worker/control_socket.h"
 #include "worker/engine.h"
 #include "worker/prepare_run.h"
+#include "worker/set_rate.h"
 #include "worker/target_policy.h"
 
 #include <fmt/format.h>
@@ -291,6 +292,10 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     break;
   case wire::Envelope::kHeartbeat:
     break;
+  case wire::Envelope::kSetRate: // a capacity run's next probe
+    if (engine_)
+      applySetRate(*engine_, envelope.set_rate(), offset_ns_);
+    break;
   default:
     ++counters_.dropped_messages;
     break;
@@ -475,6 +480,9 @@ void WorkerDaemon::Session::sendStats() {
   s->set_interval(++interval_);
   s->set_at_master_ns(masterNs(clock_.now()));
   s->set_active_users(engine_->activeUsers());
+  s->set_load_busy(engine_->loadBusy());
+  if (scenario_->capacity)
+    engine_->rearmFirstError(); // each probe keeps its first error in full
   common::statsToWire(delta_, *s);
   send(stats);
 }

@@ -7,6 +7,8 @@
 #include "worker/virtual_user.h"
 
 #include <algorithm>
+#include <ctime>
+#include <pthread.h>
 #include <thread>
 
 namespace stampede::worker {
@@ -19,6 +21,7 @@ Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions o
       timer_clock_(dynamic_cast<const common::SteadyClock*>(&clock) ? nullptr : &clock) {
   const auto& load = scenario_->load;
   open_ = load.model == common::LoadSpec::Model::Open;
+  stepped_ = scenario_->capacity.has_value();
   if (options_.threads <= 0)
     options_.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (!options_.cluster_users) {
@@ -91,6 +94,8 @@ void Engine::start(common::SteadyTime t0) {
       threads_[i % threads_.size()]->addUser(mine[i]);
   }
   running_threads_.store(static_cast<int>(threads_.size()), std::memory_order_release);
+  busy_cpu_ = std::chrono::nanoseconds(0); // new threads: no CPU time yet
+  busy_at_ = std::chrono::steady_clock::now();
   for (auto& t : threads_)
     t->thread_ = std::thread([raw = t.get()] { raw->run(); });
 }
@@ -152,6 +157,44 @@ void Engine::noteError() {
   auto n = errors_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (error_tick_ && n <= error_tick_limit_)
     error_tick_();
+}
+
+void Engine::setRate(double rate, common::SteadyTime from, common::SteadyTime to) {
+  // Far above what a worker can start; a master asking more is broken, and a probe must end.
+  constexpr double kMaxRatePerWorker = 1e7;
+  rate = std::min(rate, kMaxRatePerWorker);
+  {
+    std::lock_guard lock(rate_mutex_);
+    rate_segments_.push_back(RateSegment{from, to, rate});
+    rate_segment_count_.store(rate_segments_.size(), std::memory_order_release);
+  }
+  // A thread idle between probes sleeps until the end of the run: wake it to the new rate.
+  for (auto& t : threads_)
+    asio::post(t->io_, [raw = t.get()] { raw->arrival_timer_.cancel(); });
+}
+
+double Engine::loadBusy() {
+  std::chrono::nanoseconds cpu{0};
+  for (auto& t : threads_) {
+    clockid_t id;
+    timespec ts{};
+    if (t->thread_.joinable() && pthread_getcpuclockid(t->thread_.native_handle(), &id) == 0 &&
+        clock_gettime(id, &ts) == 0)
+      cpu += std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+  }
+  const auto now = std::chrono::steady_clock::now(); // CPU time is real time, whatever the clock
+  double busy = 0;
+  if (busy_at_ && now > *busy_at_ && cpu >= busy_cpu_ && !threads_.empty())
+    busy = std::chrono::duration<double>(cpu - busy_cpu_).count() /
+           (std::chrono::duration<double>(now - *busy_at_).count() * double(threads_.size()));
+  busy_cpu_ = cpu;
+  busy_at_ = now;
+  return std::min(1.0, busy);
+}
+
+void Engine::rearmFirstError() {
+  errors_handed_over_.reset();
+  first_error_taken_.store(false, std::memory_order_release);
 }
 
 void Engine::collect(common::StatsBook& into) {

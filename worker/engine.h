@@ -109,6 +109,17 @@ public:
   // Adds every thread's counters since the last call into `into` and clears them.
   void collect(common::StatsBook& into);
 
+  // Capacity runs (Scenario::capacity) only: from `from` to `to` this worker starts arrivals
+  // at `rate` per second (one probe of the search); outside every probe it starts none. The
+  // load threads take it up at once, keeping their connections and idle users. Any thread.
+  void setRate(double rate, common::SteadyTime from, common::SteadyTime to);
+  // The load threads' CPU time since the last call (or the start) over the wall time, averaged
+  // over the threads: 0 to 1, near 1 when they cannot go faster. Control thread, while running.
+  double loadBusy();
+  // Capacity runs: the next failing request builds a full context again, so that each probe
+  // has its first error in full. Control thread, right after takeErrors().
+  void rearmFirstError();
+
   const common::Scenario& scenario() const { return *scenario_; }
   const common::Clock& clock() const { return clock_; }
 
@@ -160,6 +171,20 @@ private:
   double flow_weight_total_ = 0;
   std::atomic<int64_t> iterations_left_{0}; // with a cap: iterations not yet started
   std::atomic<bool> data_stopped_{false};   // a feeder with on_exhausted: stop ran out
+
+  // Capacity runs: the probes' rates in order (setRate), read by the load threads when the
+  // count changes (worker/capacity_arrivals.cpp).
+  struct RateSegment {
+    common::SteadyTime from, to;
+    double rate = 0;
+  };
+  bool stepped_ = false;
+  // loadBusy()'s previous reading: the threads' CPU time and when.
+  std::chrono::nanoseconds busy_cpu_{0};
+  std::optional<std::chrono::steady_clock::time_point> busy_at_;
+  std::mutex rate_mutex_;
+  std::vector<RateSegment> rate_segments_;
+  std::atomic<size_t> rate_segment_count_{0};
 
   std::atomic<bool> halted_{false};
   std::atomic<bool> finishing_{false};

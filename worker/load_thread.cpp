@@ -99,7 +99,7 @@ void WorkerThread::run() {
   };
   try {
     if (engine_.open_) {
-      asio::co_spawn(io_, arrivals(), on_escape);
+      asio::co_spawn(io_, engine_.stepped_ ? probeArrivals() : arrivals(), on_escape);
     } else {
       for (auto& user : users_)
         asio::co_spawn(io_, user->run(), on_escape);

@@ -44,6 +44,11 @@ public:
 
   // Open model: starts iterations on this thread's arrivals (k = index, index + threads...).
   asio::awaitable<void> arrivals();
+  // Capacity runs: the same, at each probe's rate (Engine::setRate; capacity_arrivals.cpp).
+  asio::awaitable<void> probeArrivals();
+  // Starts one arrival due at `at` on an idle user of the pool, or counts it dropped when the
+  // thread's share of max_in_flight is in use; false when the iteration budget is spent.
+  bool launchArrival(common::SteadyTime at, uint64_t& next_vu);
 
   struct Sample {
     int64_t latency_us;

@@ -18,6 +18,7 @@ PreparedRun prepareRun(const wire::Prepare& prepare, const WorkerPlace& place,
   load_options.shipped_env = &env;
   load_options.shipped_files = &files;
   load_options.overrides.assign(prepare.overrides().begin(), prepare.overrides().end());
+  load_options.find_capacity = prepare.find_capacity();
   PreparedRun run;
   run.scenario = std::make_shared<common::Scenario>(
       common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), load_options));

@@ -12,6 +12,9 @@
 //   /stall/AT/FOR   a stall window, in ms from the first /stall request: a request arriving
 //                   in [AT, AT+FOR) is held until the window ends; any other is answered at once
 //   /redirect       302 to /ok
+//   /capacity/N     a server with a known capacity of N requests per second: one queue served
+//                   in order, 1/N s each (answered when its turn ends). Below N req/s the
+//                   latency stays near 1/N s; above, the queue grows without bound
 //   anything else   404
 //
 // One thread, one coroutine per connection, keep-alive. --log appends one flushed line per request
@@ -24,6 +27,7 @@
 
 #include <boost/beast.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <csignal>
@@ -59,6 +63,7 @@ struct TargetState {
   std::uint64_t fail_after_requests = 0;
   std::unordered_set<std::string> tokens;
   std::optional<std::chrono::steady_clock::time_point> first_stall;
+  std::chrono::steady_clock::time_point capacity_free_at{}; // /capacity/N: its queue's end
   std::FILE* log = nullptr;
 
   void logRequest(std::string_view method, std::string_view target, std::string_view status,
@@ -89,7 +94,7 @@ struct Action {
   unsigned status = 200;
   std::string body;
   std::string content_type = "text/plain";
-  std::chrono::milliseconds delay{0};
+  std::chrono::steady_clock::duration delay{0};
   std::string session;  // X-Session header, when set
   std::string location; // Location header, when set
 };
@@ -167,6 +172,21 @@ Action route(std::string_view path, std::string_view authorization, TargetState&
   }
   if (path == "/ok") {
     return respond(200, "ok\n");
+  }
+  std::string_view served = path;
+  if (consumePrefix(served, "/capacity/")) {
+    const auto per_second = parseNumber(served);
+    if (!per_second || *per_second == 0 || *per_second > 1'000'000) {
+      return respond(400, "capacity needs /capacity/N, N from 1 to 1000000 per second\n");
+    }
+    // One server: this request's turn starts when the one before it is done.
+    const auto now = std::chrono::steady_clock::now();
+    const auto turn = std::max(now, state.capacity_free_at);
+    state.capacity_free_at = turn + std::chrono::nanoseconds(1'000'000'000 / *per_second);
+    Action action = respond(200, "served\n");
+    action.kind = Action::Kind::delay_then_respond;
+    action.delay = state.capacity_free_at - now;
+    return action;
   }
   if (path == "/close") {
     Action action;

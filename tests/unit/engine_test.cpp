@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -591,6 +592,116 @@ TEST_CASE("ramp-down: users the load curve lets go stop sending, by the injected
   engine.collect(book);
   CHECK(book.total().requests == target.performs);
   CHECK(book.total().errors == 0);
+}
+
+} // namespace
+} // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+TEST_CASE("capacity run: arrivals follow each probe's rate (setRate), none between probes",
+          "[engine][capacity]") {
+  Target target;
+  target.respond = always(Answer{});
+  ManualClock clock;
+  Engine engine(scenario("capacity: {start: 10/s, probe: 2s, warmup: 0s}\n"
+                         "flows: [{name: f, steps: [{get: /a}]}]\n"),
+                fakeOptions(target, 2), clock);
+  const auto t0 = clock.now();
+  engine.start(t0);
+  // Steps of 10 ms of the engine's clock, each given real time for the due arrivals to go.
+  auto advanceTo = [&](std::chrono::milliseconds at) {
+    while (clock.now() < t0 + at) {
+      clock.advance(10ms);
+      std::this_thread::sleep_for(2ms);
+    }
+  };
+  advanceTo(1000ms);
+  CHECK(target.performs == 0); // no probe yet: no arrival
+  engine.setRate(100, t0 + 1s, t0 + 2s);
+  advanceTo(2500ms);
+  // k / 100 s after the start, k = 0..99, on 2 threads (even and odd k).
+  REQUIRE(eventually([&] { return target.performs == 100; }));
+  advanceTo(3000ms);
+  CHECK(target.performs == 100); // between probes: none
+  engine.setRate(50, t0 + 3s, t0 + 5s);
+  advanceTo(6000ms);
+  REQUIRE(eventually([&] { return target.performs == 200; }));
+  std::this_thread::sleep_for(20ms);
+  CHECK(target.performs == 200);
+  engine.halt();
+  engine.join();
+  common::StatsBook book;
+  engine.collect(book);
+  CHECK(book.total().requests == 200);
+  CHECK(book.total().dropped == 0);
+  CHECK(book.total().schedule_lag_us.count() == 200); // one lag sample per arrival
+}
+
+} // namespace
+} // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+// The load threads' CPU time over wall time, over 300 ms of an open-model run at `rate`.
+double busyAt(const std::string& rate) {
+  Target target;
+  target.respond = always(Answer{});
+  common::SteadyClock clock;
+  Engine engine(scenario("load: {rate: " + rate +
+                         ", duration: 10s}\n"
+                         "flows: [{name: f, steps: [{get: /a}]}]\n"),
+                fakeOptions(target, 1), clock);
+  engine.start(clock.now());
+  std::this_thread::sleep_for(100ms);
+  engine.loadBusy(); // from here
+  std::this_thread::sleep_for(300ms);
+  const double busy = engine.loadBusy();
+  engine.halt();
+  engine.join();
+  return busy;
+}
+
+TEST_CASE("loadBusy: a load thread that cannot keep up reads busy, an idle one does not",
+          "[engine][capacity]") {
+  const double idle = busyAt("10/s");
+  // Far more arrivals than a thread can start: it never waits (on a shared machine it gets
+  // what the scheduler gives it, still far more than an idle one).
+  const double flat_out = busyAt("10000000/s");
+  CHECK(idle < 0.1);
+  CHECK(flat_out > 0.25);
+  CHECK(flat_out > 3 * idle);
+}
+
+} // namespace
+} // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+TEST_CASE("capacity run: a rate no worker can keep, or no number, does not hang the engine",
+          "[engine][capacity]") {
+  Target target;
+  target.respond = always(Answer{});
+  common::SteadyClock clock;
+  Engine engine(scenario("capacity: {start: 10/s, probe: 2s, warmup: 0s, max_in_flight: 4}\n"
+                         "flows: [{name: f, steps: [{get: /a}]}]\n"),
+                fakeOptions(target, 1), clock);
+  const auto t0 = clock.now();
+  engine.start(t0);
+  engine.setRate(std::nan(""), t0, t0 + 50ms);
+  engine.setRate(1e300, t0 + 50ms, t0 + 60ms);
+  engine.setRate(100, t0 + 100ms, t0 + 200ms);
+  // The huge probe drops what it cannot start, yields, and ends; the next one runs on time.
+  REQUIRE(eventually([&] { return target.performs >= 10; }));
+  engine.halt();
+  REQUIRE(eventually([&] { return engine.finished(); }));
+  engine.join();
+  common::StatsBook book;
+  engine.collect(book);
+  CHECK(book.total().dropped > 0);
 }
 
 } // namespace

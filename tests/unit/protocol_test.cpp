@@ -251,6 +251,13 @@ TEST_CASE("every message kind survives encode and decode", "[protocol]") {
       [](wire::Envelope& e) { e.mutable_busy()->set_reason("serving master at 10.0.0.1"); },
       [](wire::Envelope& e) { e.mutable_refused()->set_reason("bad scenario"); },
       [](wire::Envelope& e) { e.mutable_error_tally()->set_errors(3); },
+      [](wire::Envelope& e) {
+        auto& r = *e.mutable_set_rate();
+        r.set_probe(4);
+        r.set_rate(187.5);
+        r.set_start_master_ns(3'000'000'000);
+        r.set_end_master_ns(5'000'000'000);
+      },
   };
   std::vector<int> kinds;
   for (const auto& f : fill) {

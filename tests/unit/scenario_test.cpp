@@ -1295,3 +1295,47 @@ flows:
   CHECK(s.flows[1].feeders.empty());
   CHECK(s.files.size() == 3);
 }
+
+TEST_CASE("capacity: replaces load: with an open-model run, and errors do not halt it",
+          "[scenario][capacity]") {
+  const std::string head = "name: c\ntarget: http://127.0.0.1:8080\n";
+  const std::string flows = "flows:\n  - steps: [{get: /}]\n";
+  const Scenario s = loadScenarioText(head +
+                                          "capacity:\n  start: 100/s\n  max: 5000/s\n  probe: "
+                                          "20s\n  warmup: 5s\n  resolution: 5%\n  confirm: 2\n"
+                                          "  slo: {p99: 200ms, error_rate: 0.1%}\n"
+                                          "  max_in_flight: 500\n  max_lag: 20ms\n" +
+                                          flows,
+                                      "c.yaml");
+  REQUIRE(s.capacity);
+  CHECK(s.capacity->start == 100);
+  CHECK(s.capacity->max == 5000);
+  CHECK(s.capacity->probe == std::chrono::seconds(20));
+  CHECK(s.capacity->warmup == std::chrono::seconds(5));
+  CHECK(s.capacity->resolution == Approx(0.05));
+  CHECK(s.capacity->confirm == 2);
+  CHECK(s.capacity->slo_p99 == std::chrono::milliseconds(200));
+  CHECK(s.capacity->slo_error_rate == Approx(0.001));
+  CHECK(s.capacity->max_lag == std::chrono::milliseconds(20));
+  CHECK(s.load.model == LoadSpec::Model::Open);
+  CHECK(s.load.max_in_flight == 500);
+  CHECK(s.load.total() > std::chrono::seconds(20 * 10));
+  CHECK(s.halt.on_error == HaltSpec::OnError::Never);
+
+  // halt.on_error written: the user's word stands (an error they mark fatal still halts).
+  const Scenario fatal = loadScenarioText(
+      head + "capacity: {start: 10/s}\nhalt: {on_error: first}\n" + flows, "f.yaml");
+  CHECK(fatal.halt.on_error == HaltSpec::OnError::First);
+
+  // --find-capacity: the default search, load: checked but unused.
+  LoadOptions options;
+  options.find_capacity = true;
+  const Scenario found =
+      loadScenarioText(head + "load: {users: 5, duration: 1s}\n" + flows, "l.yaml", options);
+  REQUIRE(found.capacity);
+  CHECK(found.capacity->start == 10);
+  CHECK(found.load.model == LoadSpec::Model::Open);
+  CHECK(loadError(head + flows).what() ==
+        std::string("inline.yaml:1:1: load: required key 'load' is missing (or capacity: for a "
+                    "capacity search)"));
+}
