@@ -106,7 +106,8 @@ public:
   SendLog::Count sendsFrom(common::SteadyTime from) const;
   std::optional<ErrorContext> firstError() const { return errors_handed_over_.first(); }
 
-  // Adds every thread's counters since the last call into `into` and clears them.
+  // Adds every thread's counters since the last call into `into` and clears them. One caller
+  // at a time; the load threads wait for it only as long as a pointer swap (StatsHandOff).
   void collect(common::StatsBook& into);
 
   const common::Scenario& scenario() const { return *scenario_; }
