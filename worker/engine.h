@@ -59,6 +59,7 @@ using common::ErrorContext;
 
 class WorkerThread;
 class Feeders;
+class JsonExpectations;
 
 class Engine {
 public:
@@ -155,7 +156,8 @@ private:
   // case-insensitively), so that no header goes out twice.
   std::unordered_map<const common::Step*, std::vector<size_t>> inherited_headers_;
 
-  std::unique_ptr<Feeders> feeders_; // the data feeders' cursors
+  std::unique_ptr<Feeders> feeders_;                          // the data feeders' cursors
+  std::unique_ptr<const JsonExpectations> json_expectations_; // expect.json values, parsed
   bool open_ = false;
   std::unique_ptr<common::LoadCurve> curve_; // this worker's: levels scaled by rate_share
   double flow_weight_total_ = 0;
