@@ -116,7 +116,7 @@ asio::awaitable<error_code> BeastConnection::open(const common::Endpoint& endpoi
     HostAnswerPtr answer = resolver_.fresh(endpoint.host);
     if (!answer) {
       if (!host_wait_)
-        host_wait_.emplace(io_);
+        host_wait_ = std::make_unique<HostWait>(io_);
       answer = co_await resolver_.resolve(endpoint.host, *host_wait_);
     }
     if (cancelled)

@@ -86,8 +86,8 @@ private:
   asio::io_context& io_;
   BeastTlsConfig& tls_config_;
   HostResolver& resolver_;
-  const TargetPolicy* allow_;         // --allow-target, or nullptr
-  std::optional<HostWait> host_wait_; // after the first host name
+  const TargetPolicy* allow_;           // --allow-target, or nullptr
+  std::unique_ptr<HostWait> host_wait_; // after the first host name (none for an address)
   TransportError error_ = TransportError::None;
   std::string detail_;
 };
