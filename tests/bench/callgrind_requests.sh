@@ -13,8 +13,9 @@
 # BUILD_DIR/bench/callgrind/ for callgrind_annotate.
 #
 # Environment: USERS [1000], ITERATIONS [30000], CACHE_SIM [unset; 1: also simulate the caches
-# (callgrind --cache-sim=yes) and print last-level data misses per request]. Not part of
-# `make test`.
+# (callgrind --cache-sim=yes) and print first- and last-level data misses per request],
+# SIM_LL [unset: this machine's; else size,associativity,line of the simulated last level].
+# Not part of `make test`.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +27,9 @@ ITERATIONS=${ITERATIONS:-30000}
 OUT="$BUILD_DIR/bench/callgrind"
 SIM=()
 [[ -n ${CACHE_SIM:-} ]] && SIM=(--cache-sim=yes)
+# A last-level cache of another size (size,associativity,line), e.g. 1048576,16,64: what is
+# left of a shared cache on a busy machine.
+[[ -n ${CACHE_SIM:-} && -n ${SIM_LL:-} ]] && SIM+=(--LL="$SIM_LL")
 
 die() { printf 'callgrind_requests: %s\n' "$*" >&2; exit 1; }
 for tool in valgrind callgrind_annotate /usr/sbin/nginx python3; do
