@@ -4,6 +4,7 @@
 #include <bit>
 #include <cmath>
 #include <limits>
+#include <new>
 
 namespace stampede::common {
 
@@ -46,7 +47,46 @@ int64_t midpointOf(size_t index, int64_t min_us, int64_t max_us) {
 
 } // namespace
 
-Histogram::Histogram() : counts_(kCounterCount, 0), min_us_(kInt64Max) {}
+Histogram::Histogram() : min_us_(kInt64Max) {}
+
+void Histogram::allocate() {
+  counts_.allocate();
+}
+
+void Histogram::Counters::allocate() {
+  data_ = static_cast<uint64_t*>(std::calloc(kCounterCount, sizeof(uint64_t)));
+  if (!data_)
+    throw std::bad_alloc();
+}
+
+Histogram::Counters::Counters(const Counters& other) {
+  if (other.data_) {
+    allocate();
+    std::copy(other.data_, other.data_ + kCounterCount, data_);
+  }
+}
+
+Histogram::Counters& Histogram::Counters::operator=(const Counters& other) {
+  if (this != &other)
+    *this = Counters(other);
+  return *this;
+}
+
+Histogram::Counters& Histogram::Counters::operator=(Counters&& other) noexcept {
+  if (this != &other) {
+    std::free(data_);
+    data_ = std::exchange(other.data_, nullptr);
+  }
+  return *this;
+}
+
+size_t Histogram::firstUsed() const noexcept {
+  return indexOf(min_us_);
+}
+
+size_t Histogram::lastUsed() const noexcept {
+  return indexOf(max_us_); // clamped: an overflowed max maps to the last counter
+}
 
 size_t Histogram::indexOf(int64_t value_us) noexcept {
   // Clamped, so any input maps to a valid counter; record() routes the clamped ones to overflow.
@@ -74,7 +114,9 @@ int64_t Histogram::highestEquivalent(size_t index) noexcept {
   return lowestEquivalent(index) + (int64_t{1} << shift) - 1;
 }
 
-void Histogram::record(int64_t value_us) noexcept {
+void Histogram::record(int64_t value_us) {
+  if (counts_.empty()) [[unlikely]]
+    allocate(); // first, so that a bad_alloc leaves *this as it was
   const int64_t v = std::max<int64_t>(value_us, 0);
   const bool over = v > kMaxTrackableUs;
   ++count_;
@@ -87,11 +129,16 @@ void Histogram::record(int64_t value_us) noexcept {
   counts_[indexOf(v)] += !over;
 }
 
-void Histogram::merge(const Histogram& other) noexcept {
+void Histogram::merge(const Histogram& other) {
   if (other.count_ == 0)
     return;
-  for (size_t i = 0; i < kCounterCount; ++i)
-    counts_[i] += other.counts_[i];
+  if (!other.counts_.empty()) {
+    if (counts_.empty())
+      allocate();
+    // Every counter other than zero lies between those of the exact min and max.
+    for (size_t i = other.firstUsed(), last = other.lastUsed(); i <= last; ++i)
+      counts_[i] += other.counts_[i];
+  }
   count_ += other.count_;
   overflow_ += other.overflow_;
   sum_us_ = int64_t(uint64_t(sum_us_) + uint64_t(other.sum_us_));
@@ -100,7 +147,10 @@ void Histogram::merge(const Histogram& other) noexcept {
 }
 
 void Histogram::reset() noexcept {
-  std::fill(counts_.begin(), counts_.end(), 0);
+  if (count_ == 0)
+    return; // untouched since the last reset
+  if (!counts_.empty())
+    std::fill(counts_.data() + firstUsed(), counts_.data() + lastUsed() + 1, uint64_t{0});
   count_ = 0;
   overflow_ = 0;
   min_us_ = kInt64Max;
@@ -121,7 +171,7 @@ int64_t Histogram::percentileUs(double percentile) const {
   if (rank == count_)
     return max_us_;
   uint64_t seen = 0;
-  for (size_t i = 0; i < kCounterCount; ++i) {
+  for (size_t i = 0; i < counts_.size(); ++i) {
     seen += counts_[i];
     if (seen >= rank)
       return midpointOf(i, min_us_, max_us_);
@@ -133,7 +183,7 @@ int64_t Histogram::percentileUs(double percentile) const {
 std::vector<int64_t> Histogram::encodeCounts() const {
   std::vector<int64_t> out;
   int64_t zero_run = 0;
-  for (size_t i = 0; i < kCounterCount; ++i) {
+  for (size_t i = 0; i < counts_.size(); ++i) {
     const uint64_t c = counts_[i];
     if (c == 0) {
       ++zero_run;
@@ -215,16 +265,20 @@ bool Histogram::validEncoded(uint32_t layout_id, std::span<const int64_t> counts
 }
 
 void Histogram::addEncoded(std::span<const int64_t> counts, uint64_t count, uint64_t overflow,
-                           int64_t min_us, int64_t max_us, int64_t sum_us) noexcept {
+                           int64_t min_us, int64_t max_us, int64_t sum_us) {
   if (count == 0)
     return;
-  size_t index = 0;
-  for (const int64_t entry : counts) {
-    if (entry < 0) {
-      index += size_t(uint64_t(0) - uint64_t(entry));
-      continue;
+  if (count > overflow) { // else every counter of the wire form is zero
+    if (counts_.empty())
+      allocate();
+    size_t index = 0;
+    for (const int64_t entry : counts) {
+      if (entry < 0) {
+        index += size_t(uint64_t(0) - uint64_t(entry));
+        continue;
+      }
+      counts_[index++] += uint64_t(entry);
     }
-    counts_[index++] += uint64_t(entry);
   }
   count_ += count;
   overflow_ += overflow;

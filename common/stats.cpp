@@ -47,6 +47,17 @@ void StatsBook::reset() {
     step.reset();
 }
 
+void StatsHandOff::collect(StatsBook& into) {
+  StatsBook* full;
+  {
+    std::lock_guard lock(mutex_);
+    full = filling_;
+    filling_ = filling_ == &books_[0] ? &books_[1] : &books_[0]; // reset by the last collect
+  }
+  into.merge(*full);
+  full->reset(); // only what was touched: see Histogram::reset
+}
+
 StepStats StatsBook::total() const {
   StepStats sum;
   for (const auto& step : steps)

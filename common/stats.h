@@ -1,11 +1,12 @@
-// Counters of one step (or of the whole run) and the book of every step's counters.
-// A load thread owns its book; the control thread merges books once a second.
+// Counters of one step (or of the whole run), the book of every step's counters, and the
+// hand-off of a load thread's book to the control thread, which collects it once a second.
 #pragma once
 
 #include "common/histogram.h"
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,28 @@ struct StatsBook {
   void merge(const StatsBook& other); // grows to fit
   void reset();
   StepStats total() const;
+};
+
+// A load thread's counters and their hand-off: the load thread writes one of two books under
+// a mutex; collect() swaps in the other (reset) one under that mutex and merges the full one
+// outside it. A write waits at most for a swap, never for a merge.
+class StatsHandOff {
+public:
+  explicit StatsHandOff(size_t step_count) : books_{StatsBook(step_count), StatsBook(step_count)} {}
+
+  // The load thread: `write(book)` under the mutex, on the book being filled.
+  template <class Write> void update(Write&& write) {
+    std::lock_guard lock(mutex_);
+    write(*filling_);
+  }
+  // The control thread (one caller at a time): adds the counters written since the last call
+  // into `into` and clears them.
+  void collect(StatsBook& into);
+
+private:
+  std::mutex mutex_;
+  StatsBook books_[2];
+  StatsBook* filling_ = &books_[0]; // guarded by mutex_; the other book is the collector's
 };
 
 } // namespace stampede::common

@@ -7,20 +7,20 @@
 // connection), and only the response is awaited. The common response (HTTP/1.1, Content-Length,
 // all in one read) is parsed in one pass and left in place (Http1ResponseParser); anything else
 // goes to basic_parser. No timer is armed per request: one timer per client sweeps the
-// deadlines of the requests in flight (Sweeper).
+// deadlines of the requests in flight (Sweeper). The connection under a session (resolve,
+// --allow-target, connect, TLS handshake) is worker/beast_connection.
+#include "worker/beast_connection.h"
 #include "worker/gzip_decoder.h"
-#include "worker/host_resolver.h"
 #include "worker/http1_parser.h"
 #include "worker/http_client.h"
-#include "worker/target_policy.h"
 
-#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <optional>
 
 namespace stampede::worker {
@@ -28,97 +28,19 @@ namespace {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
-using tcp = asio::ip::tcp;
 using beast::error_code;
 using SteadyClock = std::chrono::steady_clock;
 using namespace std::string_view_literals;
-// The io_context's own executor, not the type-erased any_io_executor: cheaper per operation.
-using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
-using TlsStream = asio::ssl::stream<Socket>;
 
 constexpr size_t kMaxReadBytes = 64 * 1024; // per read, as http::async_read
+// What a session's first read asks for (http::async_read asks for 512): the responses of a
+// load test are mostly small (a health check, an API's JSON), and the buffer grows, for good,
+// to what larger ones need. Each of thousands of virtual users holds one.
+constexpr size_t kMinReadBytes = 256;
 constexpr std::string_view kUserAgent = "stampede/" STAMPEDE_VERSION;
 // Timeouts are enforced to within a tenth of the shortest one, at most this late.
 constexpr std::chrono::milliseconds kMaxSweepPeriod{100};
 constexpr std::chrono::milliseconds kMinSweepPeriod{1};
-
-TransportError classify(const error_code& ec, bool connecting) {
-  if (ec == beast::error::timeout)
-    return TransportError::Timeout;
-  if (ec == http::error::body_limit)
-    return TransportError::BodyTooLarge;
-  if (ec == asio::error::operation_aborted)
-    return TransportError::Cancelled;
-  if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system)
-    return TransportError::GeneratorFdExhausted;
-  if (ec == asio::error::connection_refused)
-    return TransportError::ConnectRefused;
-  if (ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again ||
-      ec == asio::error::no_data)
-    return TransportError::Resolve;
-  if (ec.category() == asio::error::get_ssl_category() ||
-      ec.category() == asio::ssl::error::get_stream_category())
-    return TransportError::Tls;
-  if (ec.category() == error_code(http::error::end_of_stream).category() &&
-      ec != http::error::end_of_stream && ec != http::error::partial_message)
-    return TransportError::Protocol;
-  if (connecting)
-    return TransportError::Connect;
-  return TransportError::Reset;
-}
-
-// Endpoint::tls() without a strlen per call.
-bool isTls(const common::Endpoint& e) {
-  return std::string_view(e.scheme) == "https";
-}
-
-// The client's TLS settings (http.tls), shared by its sessions.
-struct TlsConfig {
-  explicit TlsConfig(const common::TlsSpec& spec);
-  asio::ssl::context context{asio::ssl::context::tls_client};
-  bool verify = true;
-  std::string error; // why the settings are unusable (a bad PEM): every TLS connection fails so
-};
-
-TlsConfig::TlsConfig(const common::TlsSpec& spec) : verify(spec.verify) {
-  // Outside a connection the errors are configuration ones: say which setting.
-  const char* what = "tls";
-  try {
-    if (!spec.verify) {
-      context.set_verify_mode(asio::ssl::verify_none);
-    } else {
-      context.set_verify_mode(asio::ssl::verify_peer);
-      // As curl's CURLOPT_CAINFO_BLOB: the given authorities replace the system's.
-      what = "tls.ca";
-      if (spec.ca_pem.empty())
-        context.set_default_verify_paths();
-      else
-        context.add_certificate_authority(asio::buffer(spec.ca_pem));
-    }
-    if (!spec.cert_pem.empty()) {
-      what = "tls.cert";
-      context.use_certificate_chain(asio::buffer(spec.cert_pem));
-      what = "tls.key";
-      const std::string& key = spec.key_pem.empty() ? spec.cert_pem : spec.key_pem;
-      context.use_private_key(asio::buffer(key), asio::ssl::context::pem);
-    }
-  } catch (const std::exception& e) {
-    error = std::string(what) + ": " + e.what();
-  }
-}
-
-// A TLS error in one line, with the reason the peer's certificate was refused if it was.
-std::string tlsDetail(const error_code& ec, TlsStream* stream) {
-  std::string detail = ec.message();
-  if (stream) {
-    long verify = SSL_get_verify_result(stream->native_handle());
-    if (verify != X509_V_OK) {
-      detail += ": ";
-      detail += X509_verify_cert_error_string(verify);
-    }
-  }
-  return detail;
-}
 
 class BeastSession;
 
@@ -190,10 +112,11 @@ private:
 
 class BeastSession final : public HttpSession {
 public:
-  BeastSession(asio::io_context& io, TlsConfig& tls, const common::HttpSpec& spec,
-               std::shared_ptr<Sweeper> sweeper, HostResolver& resolver, const TargetPolicy* allow)
-      : spec_(spec), sweeper_(std::move(sweeper)), io_(io), tls_config_(tls), resolver_(resolver),
-        allow_(allow) {
+  BeastSession(asio::io_context& io, BeastTlsConfig& tls, const common::HttpSpec& spec,
+               std::shared_ptr<Sweeper> sweeper, HostResolver& resolver, const TargetPolicy* allow,
+               std::string& scratch)
+      : spec_(spec), sweeper_(std::move(sweeper)), scratch_(scratch),
+        connection_(io, tls, resolver, allow) {
     slot_ = sweeper_->add(this);
   }
   ~BeastSession() override {
@@ -213,65 +136,36 @@ public:
   void expire() noexcept {
     if (in_flight_ && !cancelled_ && !timed_out_) {
       timed_out_ = true;
-      closeSocket();
-      if (host_wait_)
-        host_wait_->abort();
+      connection_.abort();
     }
   }
 
 private:
   friend class Sweeper;
-  bool sameEndpoint(const common::Endpoint& e) const {
-    return connected_ && e.port == port_ && e.host == host_ && isTls(e) == tls_;
-  }
-  Socket& lowest() { return tls_stream_ ? tls_stream_->next_layer() : *tcp_; }
-  // Aborts the operation in flight; the connection's state is unknown afterwards.
-  void closeSocket() noexcept {
-    error_code ignored;
-    if (tls_stream_)
-      tls_stream_->next_layer().close(ignored);
-    else if (tcp_)
-      tcp_->close(ignored);
-  }
   void closeConnection() noexcept;
   asio::awaitable<error_code> connect(const common::Endpoint& endpoint, bool& connect_phase);
-  void serialise(const HttpRequest& request);
-  // Sends what of out_ the socket takes without waiting (usually all of it) and returns how
-  // much; "would block" is not an error.
-  size_t trySend(error_code& ec);
+  // Writes the request into the start of `into` (grown as needed, never shrunk) and returns it.
+  std::string_view serialise(const HttpRequest& request, std::string& into) const;
 
   // Hot first, what every request touches, in as few cache lines as we can.
   const common::HttpSpec& spec_;
   std::shared_ptr<Sweeper> sweeper_;
   size_t slot_ = 0; // in sweeper_
-  bool connected_ = false;
   bool in_flight_ = false;
   bool cancelled_ = false;
   bool timed_out_ = false;
-  bool tls_ = false;
-  uint16_t port_ = 0;
-  std::optional<Socket> tcp_;
-  std::string host_;
+  // A plain request is serialised into the client's scratch string, which all its sessions
+  // share: nothing else runs on the thread between serialising and the direct send. Only
+  // what must outlive a co_await is kept here: a TLS request, or what the socket did not take.
+  std::string& scratch_;
   std::string out_;
   beast::flat_buffer buffer_;
   // A response the parser took in place stays in buffer_ until the next one is read: its body
   // and head are views of it, not copies. So does what closeConnection drops.
   size_t consumed_ = 0;
   Http1ResponseParser parser_{size_t(spec_.max_body)};
-
-  std::unique_ptr<GzipDecoder> gzip_;     // after the first gzip response
-  std::unique_ptr<TlsStream> tls_stream_; // TLS connections only
-  asio::io_context& io_;
-  TlsConfig& tls_config_;
-  // Connecting (cold: once per connection).
-  HostResolver& resolver_;
-  const TargetPolicy* allow_;            // --allow-target, or nullptr
-  std::optional<HostWait> host_wait_;    // after the first host name
-  std::vector<tcp::endpoint> addresses_; // where connect() may connect
-  // Why connect() failed when its error code does not say it all: a resolve error or an
-  // address outside --allow-target; None otherwise.
-  TransportError connect_error_ = TransportError::None;
-  std::string connect_detail_;
+  BeastConnection connection_;
+  std::unique_ptr<GzipDecoder> gzip_; // after the first gzip response
 };
 
 void Sweeper::remove(size_t slot) {
@@ -297,10 +191,7 @@ void Sweeper::tick() {
 }
 
 void BeastSession::closeConnection() noexcept {
-  closeSocket();
-  tls_stream_.reset();
-  tcp_.reset();
-  connected_ = false;
+  connection_.close();
   consumed_ = buffer_.size(); // dropped before the next read, not now (see consumed_)
 }
 
@@ -308,104 +199,19 @@ void BeastSession::cancel() noexcept {
   if (!in_flight_)
     return;
   cancelled_ = true;
-  closeSocket();
-  if (host_wait_)
-    host_wait_->abort();
+  connection_.abort();
 }
 
 asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoint,
                                                   bool& connect_phase) {
   closeConnection();
   connect_phase = true;
-  connect_error_ = TransportError::None;
   // One budget for resolve, connect and handshake, before the request's own.
   sweeper_->setDeadline(slot_, SteadyClock::now() + spec_.timeout);
-  error_code ec;
-  addresses_.clear();
-  auto address = asio::ip::make_address(endpoint.host, ec);
-  const bool address_given = !ec;
-  ec.clear();
-  if (address_given) {
-    addresses_.emplace_back(address, endpoint.port);
-  } else {
-    // Not asio's resolver: its lookups wait in line on one thread per io_context, and neither
-    // a deadline nor cancel() ends a getaddrinfo that hangs.
-    HostAnswerPtr answer = resolver_.fresh(endpoint.host);
-    if (!answer) {
-      if (!host_wait_)
-        host_wait_.emplace(io_);
-      answer = co_await resolver_.resolve(endpoint.host, *host_wait_);
-    }
-    if (cancelled_)
-      co_return asio::error::operation_aborted;
-    connect_error_ = TransportError::Resolve;
-    if (!answer) {
-      connect_detail_ = "no answer for " + endpoint.host + " within http.timeout (" +
-                        std::to_string(spec_.timeout.count() / 1000) + " ms)";
-      co_return asio::error::timed_out;
-    }
-    if (answer->addresses.empty()) {
-      connect_detail_ = endpoint.host + ": " + answer->error;
-      co_return asio::error::host_not_found;
-    }
-    connect_error_ = TransportError::None;
-    for (const auto& a : answer->addresses)
-      addresses_.emplace_back(a, endpoint.port);
-  }
-  if (allow_) {
-    // Only to addresses --allow-target allows: nothing is sent to the others.
-    std::optional<asio::ip::address> refused;
-    std::erase_if(addresses_, [&](const tcp::endpoint& e) {
-      if (allow_->allows(e.address()))
-        return false;
-      refused = e.address();
-      return true;
-    });
-    if (addresses_.empty()) {
-      connect_error_ = TransportError::TargetNotAllowed;
-      connect_detail_ = (address_given ? "" : endpoint.host + ": ") + allow_->refusal(*refused);
-      co_return asio::error::access_denied;
-    }
-  }
-  if (endpoint.tls()) {
-    if (!tls_config_.error.empty())
-      co_return asio::ssl::error::unspecified_system_error; // perform() says why
-    tls_stream_ = std::make_unique<TlsStream>(io_.get_executor(), tls_config_.context);
-    // SNI names a host, never an address (RFC 6066, 3).
-    if (!address_given &&
-        !SSL_set_tlsext_host_name(tls_stream_->native_handle(), endpoint.host.c_str()))
-      co_return error_code(static_cast<int>(::ERR_get_error()), asio::error::get_ssl_category());
-    if (tls_config_.verify)
-      tls_stream_->set_verify_callback(asio::ssl::host_name_verification(endpoint.host));
-  } else {
-    tcp_.emplace(io_.get_executor());
-  }
-  auto& socket = lowest();
-  if (addresses_.size() == 1)
-    co_await socket.async_connect(addresses_[0], asio::redirect_error(asio::use_awaitable, ec));
-  else
-    co_await asio::async_connect(socket, addresses_, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec)
-    co_return ec;
-  error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
-  // For the direct send (trySend), which must never block the thread; asynchronous
-  // operations are unaffected.
-  socket.non_blocking(true, ec);
-  if (ec)
-    co_return ec;
-  if (tls_stream_) {
-    co_await tls_stream_->async_handshake(asio::ssl::stream_base::client,
-                                          asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-      co_return ec;
-  }
-  connected_ = true;
-  host_ = endpoint.host;
-  port_ = endpoint.port;
-  tls_ = endpoint.tls();
-  connect_phase = false;
-  co_return error_code{};
+  const error_code ec = co_await connection_.open(endpoint, spec_.timeout, cancelled_);
+  if (!ec)
+    connect_phase = false;
+  co_return ec;
 }
 
 // `wanted` in lower case.
@@ -420,80 +226,78 @@ bool isHeader(std::string_view name, std::string_view wanted) {
   return true;
 }
 
-void BeastSession::serialise(const HttpRequest& request) {
+std::string_view BeastSession::serialise(const HttpRequest& request, std::string& into) const {
   const auto& endpoint = *request.endpoint;
   // The scenario's own Host, User-Agent or Accept-Encoding replaces ours: never send one twice.
   bool own_host = false;
   bool own_agent = false;
   bool own_encoding = false;
+  size_t headers_bytes = 0;
   if (request.headers) {
     for (const auto& header : *request.headers) {
       own_host = own_host || isHeader(header.first, "host");
       own_agent = own_agent || isHeader(header.first, "user-agent");
       own_encoding = own_encoding || isHeader(header.first, "accept-encoding");
+      headers_bytes += header.first.size() + header.second.size() + 4;
     }
   }
-  out_.clear();
-  out_.append(request.method);
-  out_.push_back(' ');
-  out_.append(request.target.empty() ? std::string_view("/") : request.target);
-  out_.append(" HTTP/1.1\r\n"sv);
+  // Room for the longest request these pieces make; the string only ever grows, so that the
+  // steady state neither allocates nor zero-fills, and the pieces are plain copies.
+  constexpr size_t kFixedBytes = 160; // every literal below, a port and a Content-Length
+  const size_t bound = request.method.size() + request.target.size() + endpoint.host.size() +
+                       kUserAgent.size() + headers_bytes + request.body.size() + kFixedBytes;
+  if (into.size() < bound)
+    into.resize(bound);
+  char* const begin = into.data();
+  char* p = begin;
+  const auto put = [&p](std::string_view piece) {
+    std::memcpy(p, piece.data(), piece.size());
+    p += piece.size();
+  };
+  put(request.method);
+  *p++ = ' ';
+  put(request.target.empty() ? "/"sv : request.target);
+  put(" HTTP/1.1\r\n"sv);
   if (!own_host) {
-    out_.append("Host: "sv);
+    put("Host: "sv);
     const bool v6 = endpoint.host.find(':') != std::string::npos;
     if (v6)
-      out_.push_back('[');
-    out_.append(endpoint.host);
+      *p++ = '[';
+    put(endpoint.host);
     if (v6)
-      out_.push_back(']');
-    if (endpoint.port != (isTls(endpoint) ? 443 : 80)) {
-      char port[8];
-      auto end = std::to_chars(port, port + sizeof port, endpoint.port).ptr;
-      out_.push_back(':');
-      out_.append(port, end);
+      *p++ = ']';
+    if (endpoint.port != (isTlsEndpoint(endpoint) ? 443 : 80)) {
+      *p++ = ':';
+      p = std::to_chars(p, p + 5, endpoint.port).ptr;
     }
-    out_.append("\r\n"sv);
+    put("\r\n"sv);
   }
   if (!own_agent) {
-    out_.append("User-Agent: "sv);
-    out_.append(kUserAgent);
-    out_.append("\r\n"sv);
+    put("User-Agent: "sv);
+    put(kUserAgent);
+    put("\r\n"sv);
   }
   if (!own_encoding)
-    out_.append("Accept-Encoding: gzip\r\n"sv);
+    put("Accept-Encoding: gzip\r\n"sv);
   if (request.headers) {
     for (const auto& [name, value] : *request.headers) {
-      out_.append(name);
-      out_.append(": "sv);
-      out_.append(value);
-      out_.append("\r\n"sv);
+      put(name);
+      put(": "sv);
+      put(value);
+      put("\r\n"sv);
     }
   }
   if (!request.body.empty() || request.method == "POST" || request.method == "PUT" ||
       request.method == "PATCH") {
-    char length[24];
-    auto end = std::to_chars(length, length + sizeof length, request.body.size()).ptr;
-    out_.append("Content-Length: "sv);
-    out_.append(length, end);
-    out_.append("\r\n"sv);
+    put("Content-Length: "sv);
+    p = std::to_chars(p, p + 20, request.body.size()).ptr;
+    put("\r\n"sv);
   }
   if (!spec_.keep_alive)
-    out_.append("Connection: close\r\n"sv);
-  out_.append("\r\n"sv);
-  out_.append(request.body);
-}
-
-size_t BeastSession::trySend(error_code& ec) {
-  size_t sent = 0;
-  while (sent < out_.size()) {
-    size_t n = tcp_->write_some(asio::buffer(out_.data() + sent, out_.size() - sent), ec);
-    sent += n;
-    if (ec)
-      break;
-  }
-  if (ec == asio::error::would_block || ec == asio::error::try_again)
-    ec.clear(); // the caller sends the rest asynchronously
-  return sent;
+    put("Connection: close\r\n"sv);
+  put("\r\n"sv);
+  put(request.body);
+  return {begin, size_t(p - begin)};
 }
 
 // One function on purpose: every nested coroutine costs a frame per request.
@@ -505,7 +309,6 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   out.bytes_out = 0;
   out.http_version = 11;
   out.detail.clear();
-  serialise(request);
   // Also forgets the last response (header()) should this request fail before its own. A retry
   // below starts from here too: it happens only when no byte of a response arrived.
   parser_.start(request.method == "HEAD", request.keep_body);
@@ -517,22 +320,26 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   error_code ec;
   bool connect_phase = false;
   for (int attempt = 0;; ++attempt) {
-    const bool reused = sameEndpoint(*request.endpoint);
+    const bool reused = connection_.connectedTo(*request.endpoint);
     bool got_bytes = false;
     if (!reused)
       ec = co_await connect(*request.endpoint, connect_phase);
     if (!ec) {
       sweeper_->setDeadline(slot_, SteadyClock::now() + request.timeout);
       // Send.
-      if (tls_stream_) {
-        out.bytes_out += co_await asio::async_write(*tls_stream_, asio::buffer(out_),
+      // Serialised only now, after any co_await of the connect (see scratch_).
+      if (BeastTlsStream* tls = connection_.tls()) {
+        const std::string_view wire = serialise(request, out_);
+        out.bytes_out += co_await asio::async_write(*tls, asio::buffer(wire),
                                                     asio::redirect_error(asio::use_awaitable, ec));
       } else {
-        size_t sent = trySend(ec);
-        if (!ec && sent < out_.size())
-          sent += co_await asio::async_write(*tcp_,
-                                             asio::buffer(out_.data() + sent, out_.size() - sent),
+        const std::string_view wire = serialise(request, scratch_);
+        size_t sent = connection_.trySend(wire, ec);
+        if (!ec && sent < wire.size()) {
+          out_.assign(wire.substr(sent));
+          sent += co_await asio::async_write(*connection_.tcp(), asio::buffer(out_),
                                              asio::redirect_error(asio::use_awaitable, ec));
+        }
         out.bytes_out += sent;
       }
     }
@@ -552,13 +359,14 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
           }
           buffer_.consume(used);
         }
-        auto space = buffer_.prepare(beast::read_size(buffer_, kMaxReadBytes));
+        auto space = buffer_.prepare(
+            std::clamp(buffer_.capacity() - buffer_.size(), kMinReadBytes, kMaxReadBytes));
         size_t n = 0;
-        if (tls_stream_)
-          n = co_await tls_stream_->async_read_some(space,
-                                                    asio::redirect_error(asio::use_awaitable, ec));
+        if (BeastTlsStream* tls = connection_.tls())
+          n = co_await tls->async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
         else
-          n = co_await tcp_->async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
+          n = co_await connection_.tcp()->async_read_some(
+              space, asio::redirect_error(asio::use_awaitable, ec));
         buffer_.commit(n);
         if (ec == asio::error::eof) {
           parser_.feedEof(ec);
@@ -588,22 +396,22 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
     out.error = TransportError::Cancelled;
     co_return;
   }
-  if (ec && connect_error_ != TransportError::None) {
-    out.error = connect_error_;
-    out.detail = connect_detail_;
+  if (ec && connection_.error() != TransportError::None) {
+    out.error = connection_.error();
+    out.detail = connection_.detail();
     closeConnection();
     co_return;
   }
   if (ec) {
-    out.error = classify(ec, connect_phase);
+    out.error = classifyBeastError(ec, connect_phase);
     if (out.error == TransportError::BodyTooLarge)
       out.detail = "body over http.max_body (" + std::to_string(spec_.max_body) + " bytes)";
     else if (out.error != TransportError::Tls)
       out.detail = ec.message();
-    else if (isTls(*request.endpoint) && !tls_config_.error.empty())
-      out.detail = tls_config_.error;
+    else if (isTlsEndpoint(*request.endpoint) && !connection_.tlsConfig().error.empty())
+      out.detail = connection_.tlsConfig().error;
     else
-      out.detail = tlsDetail(ec, tls_stream_.get());
+      out.detail = tlsDetail(ec, connection_.tls());
     closeConnection();
     co_return;
   }
@@ -638,16 +446,18 @@ public:
       : io_(io), spec_(spec), tls_(spec.tls), sweeper_(std::make_shared<Sweeper>(io, spec.timeout)),
         resolver_(io), allow_(std::move(allow)) {}
   std::unique_ptr<HttpSession> newSession() override {
-    return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_, resolver_, allow_.get());
+    return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_, resolver_, allow_.get(),
+                                          scratch_);
   }
 
 private:
   asio::io_context& io_;
   const common::HttpSpec& spec_;
-  TlsConfig tls_;
+  BeastTlsConfig tls_;
   std::shared_ptr<Sweeper> sweeper_;
   HostResolver resolver_;
   std::shared_ptr<const TargetPolicy> allow_;
+  std::string scratch_; // every plain request, serialised (BeastSession::scratch_)
 };
 
 } // namespace

@@ -4,6 +4,7 @@
 #include "worker/feeders.h"
 #include "worker/load_thread.h"
 #include "worker/request_render.h"
+#include "worker/response_judge.h"
 #include "worker/virtual_user.h"
 
 #include <algorithm>
@@ -44,6 +45,7 @@ Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions o
   for (const auto& flow : scenario_->flows)
     collectInherited(scenario_->http, flow.steps, inherited_headers_);
   feeders_ = std::make_unique<Feeders>(scenario_->data);
+  json_expectations_ = std::make_unique<const JsonExpectations>(*scenario_);
   flow_weight_total_ = 0;
   for (const auto& f : scenario_->flows)
     flow_weight_total_ += f.weight;

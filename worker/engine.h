@@ -59,6 +59,7 @@ using common::ErrorContext;
 
 class WorkerThread;
 class Feeders;
+class JsonExpectations;
 
 class Engine {
 public:
@@ -106,7 +107,8 @@ public:
   SendLog::Count sendsFrom(common::SteadyTime from) const;
   std::optional<ErrorContext> firstError() const { return errors_handed_over_.first(); }
 
-  // Adds every thread's counters since the last call into `into` and clears them.
+  // Adds every thread's counters since the last call into `into` and clears them. One caller
+  // at a time; the load threads wait for it only as long as a pointer swap (StatsHandOff).
   void collect(common::StatsBook& into);
 
   // Capacity runs (Scenario::capacity) only: from `from` to `to` this worker starts arrivals
@@ -165,7 +167,8 @@ private:
   // case-insensitively), so that no header goes out twice.
   std::unordered_map<const common::Step*, std::vector<size_t>> inherited_headers_;
 
-  std::unique_ptr<Feeders> feeders_; // the data feeders' cursors
+  std::unique_ptr<Feeders> feeders_;                          // the data feeders' cursors
+  std::unique_ptr<const JsonExpectations> json_expectations_; // expect.json values, parsed
   bool open_ = false;
   std::unique_ptr<common::LoadCurve> curve_; // this worker's: levels scaled by rate_share
   double flow_weight_total_ = 0;

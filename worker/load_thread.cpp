@@ -20,7 +20,7 @@ std::string describeException(std::exception_ptr error) {
 
 WorkerThread::WorkerThread(Engine& engine, int index)
     : engine_(engine), index_(index), rng_(std::random_device{}() ^ (uint64_t(index) << 32)),
-      book_(engine.scenario_->step_table.size()) {
+      stats_(engine.scenario_->step_table.size()) {
   const auto& http = engine.scenario_->http;
   const auto& allow = engine.options_.allow_target;
   if (engine.options_.client_factory)
@@ -154,19 +154,11 @@ void WorkerThread::onEscape(std::exception_ptr error) {
 }
 
 void WorkerThread::recordCancelled(size_t stats_index) {
-  std::lock_guard lock(stats_mutex_);
-  ++book_.steps[stats_index].cancelled;
+  stats_.update([&](common::StatsBook& book) { ++book.steps[stats_index].cancelled; });
 }
 
 void WorkerThread::recordDropped(size_t stats_index) {
-  std::lock_guard lock(stats_mutex_);
-  ++book_.steps[stats_index].dropped;
-}
-
-void WorkerThread::collect(common::StatsBook& into) {
-  std::lock_guard lock(stats_mutex_);
-  into.merge(book_);
-  book_.reset();
+  stats_.update([&](common::StatsBook& book) { ++book.steps[stats_index].dropped; });
 }
 
 } // namespace stampede::worker

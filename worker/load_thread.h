@@ -1,6 +1,6 @@
 // One load thread of the engine: its own io_context, HTTP client, stats book and virtual
-// users, as in wrk; nothing of it is shared while it sends, except its stats book, which the
-// control thread collects once a second under stats_mutex_. In the open model it also runs
+// users, as in wrk; nothing of it is shared while it sends, except its stats, which the
+// control thread collects once a second (common::StatsHandOff). In the open model it also runs
 // the arrivals: iterations started on the schedule t_k, on idle virtual users of its pool.
 // Every member is used on this thread only, except where said.
 #pragma once
@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -58,27 +57,28 @@ public:
   // Once per request: inline, one uncontended lock.
   void record(size_t stats_index, const HttpResponse& response, const Sample& sample,
               const std::string* error_kind) {
-    std::lock_guard lock(stats_mutex_);
-    auto& s = book_.steps[stats_index];
-    ++s.requests;
-    s.bytes_in += response.bytes_in;
-    s.bytes_out += response.bytes_out;
-    if (response.http_version == 20)
-      ++s.http2_responses;
-    s.latency_us.record(sample.latency_us);
-    if (sample.service_us >= 0)
-      s.service_us.record(sample.service_us);
-    if (sample.lag_us >= 0)
-      s.schedule_lag_us.record(sample.lag_us);
-    if (error_kind) {
-      ++s.errors;
-      ++s.errors_by_kind[*error_kind];
-    }
+    stats_.update([&](common::StatsBook& book) {
+      auto& s = book.steps[stats_index];
+      ++s.requests;
+      s.bytes_in += response.bytes_in;
+      s.bytes_out += response.bytes_out;
+      if (response.http_version == 20)
+        ++s.http2_responses;
+      s.latency_us.record(sample.latency_us);
+      if (sample.service_us >= 0)
+        s.service_us.record(sample.service_us);
+      if (sample.lag_us >= 0)
+        s.schedule_lag_us.record(sample.lag_us);
+      if (error_kind) {
+        ++s.errors;
+        ++s.errors_by_kind[*error_kind];
+      }
+    });
   }
   void recordCancelled(size_t stats_index);
   void recordDropped(size_t stats_index);
   // The control thread: adds this thread's counters into `into` and clears them.
-  void collect(common::StatsBook& into);
+  void collect(common::StatsBook& into) { stats_.collect(into); }
   // The completion of a coroutine this thread spawned: what escaped it, if anything, is an
   // error (the coroutine is gone; nothing it held is left waiting).
   void onEscape(std::exception_ptr error);
@@ -94,8 +94,7 @@ public:
   uint64_t in_flight_cap_ = 0;
   uint64_t in_flight_ = 0;
   EngineTimer arrival_timer_{io_};
-  std::mutex stats_mutex_; // taken by this thread per record, by the control thread once a second
-  common::StatsBook book_;
+  common::StatsHandOff stats_; // this thread writes per request, the control thread collects
   SendLog sends_; // every send's stamp, for the count after the first error (Engine::sendsFrom)
   std::thread thread_;
 };

@@ -264,7 +264,8 @@ bool VirtualUser::endRequest(const Flow& flow, const Step& step,
     kind = errorKindName(response.error);
     detail = response.detail;
   } else {
-    kind = judge(step, response, *session, service_us, slots, error_kind, detail);
+    kind = judge(step, *engine.json_expectations_, response, *session, service_us, slots,
+                 error_kind, detail);
   }
   if (kind != nullptr && kind != error_kind.c_str())
     error_kind.assign(kind);

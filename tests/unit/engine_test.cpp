@@ -434,6 +434,19 @@ TEST_CASE("every expect kind passes and fails with its own error kind", "[engine
   CHECK(judged("{json: {$.a.b: 42}}", Answer{.body = R"({"a": {"b": "42"}})"}) == "expect_json");
   CHECK(judged("{json: {$.a.b: 42}}", Answer{.body = R"({"a": {}})"}) == "expect_json");
   CHECK(judged("{json: {$.a.b: 42}}", Answer{.body = "not json"}) == "expect_json");
+  // Compared as the values' compact JSON text would be: 42 is not 42.0, nor 0.0 -0.0, nor true
+  // 1; numbers past int64 and escaped strings compare by value.
+  CHECK(judged("{json: {$.a: 42}}", Answer{.body = R"({"a": 42.0})"}) == "expect_json");
+  CHECK(judged("{json: {$.a: 0.5}}", Answer{.body = R"({"a": 5e-1})"}) == "");
+  CHECK(judged("{json: {$.a: 0.0}}", Answer{.body = R"({"a": -0.0})"}) == "expect_json");
+  CHECK(judged("{json: {$.a: 18446744073709551615}}",
+               Answer{.body = R"({"a": 18446744073709551615})"}) == "");
+  CHECK(judged("{json: {$.a: -1}}", Answer{.body = R"({"a": 18446744073709551615})"}) ==
+        "expect_json");
+  CHECK(judged("{json: {$.a: ok}}", Answer{.body = R"({"a": {"x": "ok"}})"}) == "expect_json");
+  CHECK(judged("{json: {$.a: null}}", Answer{.body = R"({"a": null})"}) == "");
+  CHECK(judged("{json: {$.a: true}}", Answer{.body = R"({"a": 1})"}) == "expect_json");
+  CHECK(judged("{json: {$.a: \"caf\u00e9\"}}", Answer{.body = R"({"a": "café"})"}) == "");
 
   CHECK(judged("{header: {Content-Type: json}}",
                Answer{.headers = {{"content-type", "application/json"}}}) == "");

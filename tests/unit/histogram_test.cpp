@@ -291,6 +291,50 @@ TEST_CASE("reset empties a histogram so it records afresh", "[histogram]") {
   REQUIRE(h.maxUs() == 10);
 }
 
+TEST_CASE("a histogram allocates its counters only when a value needs them", "[histogram]") {
+  Histogram h;
+  REQUIRE_FALSE(h.allocated());
+  h.merge(Histogram{});
+  h.reset();
+  REQUIRE_FALSE(h.allocated());
+  requireEmpty(h);
+  REQUIRE(h.percentileUs(50) == 0);
+
+  // Only overflowed values from the wire: nothing for the counters either, yet every figure
+  // is kept.
+  Histogram over;
+  over.record(70'000'000);
+  Histogram decoded;
+  REQUIRE(decoded.decode(Histogram::kLayoutId, over.encodeCounts(), over.count(), over.overflow(),
+                         over.minUs(), over.maxUs(), over.sumUs()));
+  REQUIRE_FALSE(decoded.allocated());
+  requireSameHistogram(decoded, over);
+  REQUIRE(decoded.percentileUs(50) == 70'000'000);
+
+  h.record(1'000);
+  REQUIRE(h.allocated());
+}
+
+TEST_CASE("reset clears every counter between min and max, whatever filled them", "[histogram]") {
+  // Counters filled by record, merge and addEncoded, spread over every bucket; after reset a
+  // single new value must be all the histogram holds.
+  Histogram h = histogramOf(uniformSamples());
+  Histogram wide;
+  wide.record(0);
+  wide.record(59'999'999);
+  h.merge(wide);
+  const Histogram encoded = histogramOf(exponentialSamples());
+  const auto counts = encoded.encodeCounts();
+  h.addEncoded(counts, encoded.count(), encoded.overflow(), encoded.minUs(), encoded.maxUs(),
+               encoded.sumUs());
+  h.reset();
+  requireEmpty(h);
+  h.record(3'000);
+  Histogram one;
+  one.record(3'000);
+  requireSameHistogram(h, one);
+}
+
 TEST_CASE("encode and decode round-trip a histogram exactly", "[histogram][wire]") {
   Histogram source;
   SECTION("empty") {}

@@ -351,6 +351,28 @@ TEST_CASE("every split of a response parses as the whole", "[http1_parser]") {
   }
 }
 
+TEST_CASE("every byte anywhere in a reason phrase or field value parses as basic_parser has it",
+          "[http1_parser]") {
+  // The one-pass path scans reason phrases and values 16 bytes a step (SSE2) and the rest one
+  // at a time: a byte it wrongly took as plain, or wrongly refused, at any offset in or past a
+  // step, would make the whole response parse otherwise than fed a byte at a time (which
+  // leaves it to basic_parser).
+  const std::string value(40, 'v');
+  for (int b = 0; b < 256; ++b) {
+    for (size_t at = 0; at < value.size(); ++at) {
+      std::string odd = value;
+      odd[at] = char(b);
+      for (const bool in_reason : {false, true}) {
+        const std::string wire =
+            in_reason ? "HTTP/1.1 200 " + odd + "\r\nContent-Length: 2\r\n\r\nok"
+                      : "HTTP/1.1 200 OK\r\nX-Odd: " + odd + "\r\nContent-Length: 2\r\n\r\nok";
+        INFO("byte " << b << " at " << at << (in_reason ? " of the reason" : " of the value"));
+        CHECK(parse(wire, {}, {}) == parse(wire, everyByte(wire), {}));
+      }
+    }
+  }
+}
+
 TEST_CASE("malformed responses are protocol errors", "[http1_parser]") {
   const std::vector<std::string> bad = {
       "HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",                        // status not a number

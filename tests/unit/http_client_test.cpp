@@ -1215,6 +1215,47 @@ TEST_CASE("200 sessions on one thread each complete 20 requests", "[http_client]
   });
 }
 
+TEST_CASE("sessions of one thread sending large bodies at once each deliver their own",
+          "[http_client]") {
+  // Bodies far over a socket's send buffer: each send is partial and finishes asynchronously
+  // while the other sessions serialise and send theirs on the same thread. No session's
+  // request may carry bytes of another's.
+  forEachEngine([](const Engine& engine) {
+    TestServer server;
+    asio::io_context io;
+    common::HttpSpec spec;
+    auto client = engine.make(io, spec, nullptr);
+    auto endpoint = endpointAt(server.port());
+    constexpr int kSessions = 6;
+    constexpr size_t kBodyBytes = 4 << 20;
+
+    std::vector<std::unique_ptr<HttpSession>> sessions;
+    std::vector<std::string> bodies;
+    for (int i = 0; i < kSessions; ++i) {
+      sessions.push_back(client->newSession());
+      bodies.emplace_back(kBodyBytes, char('a' + i));
+    }
+    int intact = 0;
+    int finished = runOnEach(
+        io, sessions,
+        [&](HttpSession& s) -> asio::awaitable<void> {
+          size_t index = 0;
+          while (sessions[index].get() != &s)
+            ++index;
+          HttpRequest request = get(endpoint, "/echo");
+          request.method = "POST";
+          request.body = bodies[index];
+          HttpResponse out;
+          co_await s.perform(request, out);
+          intact += out.error == TransportError::None && out.status == 200 &&
+                    out.body == bodies[index] && out.bytes_out > kBodyBytes;
+        },
+        60s);
+    CHECK(finished == kSessions);
+    CHECK(intact == kSessions);
+  });
+}
+
 TEST_CASE("header() finds the last response's first field of a name, in any case",
           "[http_client]") {
   forEachEngine([](const Engine& engine) {

@@ -2,7 +2,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <thread>
+
 using stampede::common::StatsBook;
+using stampede::common::StatsHandOff;
 using stampede::common::StepStats;
 
 namespace {
@@ -99,4 +103,55 @@ TEST_CASE("stats book reset keeps its steps but zeroes them", "[stats]") {
   REQUIRE(book.steps.size() == 2);
   requireZero(book.steps[0]);
   requireZero(book.steps[1]);
+}
+
+TEST_CASE("a closed-model book allocates no service or lag histogram", "[stats]") {
+  // A closed-model load thread records latencies only: the service and lag histograms, 139 KB
+  // of counters each, stay unallocated, in the book and in the spare one it swaps with.
+  StatsHandOff hand_off(2);
+  for (int i = 0; i < 100; ++i)
+    hand_off.update([&](StatsBook& book) { book.steps[1].latency_us.record(1'000 + i); });
+  StatsBook into;
+  hand_off.collect(into);
+  hand_off.collect(into);
+  REQUIRE(into.steps[1].latency_us.count() == 100);
+  REQUIRE(into.steps[1].latency_us.allocated());
+  REQUIRE_FALSE(into.steps[0].latency_us.allocated());
+  REQUIRE_FALSE(into.steps[1].service_us.allocated());
+  REQUIRE_FALSE(into.steps[1].schedule_lag_us.allocated());
+}
+
+TEST_CASE("stats hand-off delivers every count exactly once while the writer runs", "[stats]") {
+  // A writer records without pause while the collector swaps and merges books: nothing is lost
+  // or counted twice, and each collect hands over only what came since the last one.
+  constexpr uint64_t kWrites = 200'000;
+  StatsHandOff hand_off(1);
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (uint64_t i = 0; i < kWrites; ++i)
+      hand_off.update([&](StatsBook& book) {
+        ++book.steps[0].requests;
+        book.steps[0].latency_us.record(int64_t(i % 5'000));
+      });
+    done.store(true);
+  });
+  StatsBook total;
+  int collects = 0;
+  while (!done.load()) {
+    StatsBook delta;
+    hand_off.collect(delta);
+    REQUIRE(delta.steps.size() == 1);
+    REQUIRE(delta.steps[0].requests == delta.steps[0].latency_us.count());
+    total.merge(delta);
+    ++collects;
+  }
+  writer.join();
+  hand_off.collect(total);
+  REQUIRE(collects > 0);
+  REQUIRE(total.steps[0].requests == kWrites);
+  REQUIRE(total.steps[0].latency_us.count() == kWrites);
+  REQUIRE(total.steps[0].latency_us.maxUs() == 4'999);
+  StatsBook after;
+  hand_off.collect(after);
+  requireZero(after.steps[0]);
 }
