@@ -10,13 +10,16 @@ build_packages=(
   libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler
   libcurl4-openssl-dev libssl-dev
+  libnghttp2-dev
   libyaml-cpp-dev libfmt-dev nlohmann-json3-dev
   catch2
 )
 # Test and demo: the real nginx the tests and demo load, python3 for report checks,
 # python3-yaml with python3-jsonschema for the scenario schema test (tests/e2e/test_schema.py),
-# and the openssl tool that makes tests/e2e/test_http2.py its certificate.
-test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl)
+# the openssl tool that makes tests/e2e/test_http2.py its certificate, and nghttp2-client for
+# h2load, the reference tests/bench/h2.sh compares the HTTP/2 engine with.
+test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl
+  nghttp2-client)
 # Fuzzing only (`make fuzz`, which runs `install-deps.sh --fuzz`): clang with libFuzzer and the
 # sanitizer runtimes (libclang-rt-14-dev holds libclang_rt.fuzzer). The normal build uses g++.
 fuzz_packages=()
