@@ -28,6 +28,7 @@ using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 using TlsStream = asio::ssl::stream<Socket>;
 
 constexpr size_t kReadBytes = 16 * 1024; // per read: one TLS record, a DATA frame
+constexpr int kMaxReadsPerTurn = 16;     // reads without waiting after one that waited
 
 bool isTls(const common::Endpoint& e) {
   return std::string_view(e.scheme) == "https";
@@ -193,9 +194,14 @@ private:
     if (flush_posted_)
       return;
     flush_posted_ = true;
-    asio::post(shared_.io, [self = shared_from_this()] {
-      self->flush_posted_ = false;
-      self->flush();
+    // Twice: the second runs after the reads the reactor finds ready meanwhile, whose streams'
+    // next requests go out in the same write.
+    asio::post(shared_.io, [self = shared_from_this()]() mutable {
+      auto& io = self->shared_.io;
+      asio::post(io, [self = std::move(self)] {
+        self->flush_posted_ = false;
+        self->flush();
+      });
     });
   }
 
@@ -269,11 +275,29 @@ private:
                                                          : "connection lost: " + ec.message());
       return;
     }
-    const bool ok = proto_.receive(in_.get(), n);
+    bool ok = proto_.receive(in_.get(), n);
+    // Whatever else is ready now, without waiting: over TLS a read returns one record, often
+    // one response; the streams those wake then send their next requests in one write.
+    // (Not while a TLS write is in flight: the TLS stream's state is the write's then. Over
+    // TCP only after a full buffer: a shorter read took all there was.)
+    error_code more;
+    const bool drain = tls_stream_ ? !writing_ : n == kReadBytes;
+    for (int i = 0; drain && ok && i < kMaxReadsPerTurn; ++i) {
+      n = tls_stream_ ? tls_stream_->read_some(asio::buffer(in_.get(), kReadBytes), more)
+                      : tcp_->read_some(asio::buffer(in_.get(), kReadBytes), more);
+      if (more)
+        break;
+      ok = proto_.receive(in_.get(), n);
+    }
     wake();
     if (!ok) {
       state_ = State::Closed;
       closeSocket();
+      return;
+    }
+    if (more && more != asio::error::would_block && more != asio::error::try_again) {
+      lost(TransportError::Reset, more == asio::error::eof ? "the server closed the connection"
+                                                           : "connection lost: " + more.message());
       return;
     }
     flush();
