@@ -209,12 +209,12 @@ private:
     if (state_ != State::Open || writing_)
       return;
     proto_.send(out_);
+    wake(); // requests nghttp2 could not send (after GOAWAY) closed just now
     if (proto_.finished() && proto_.goingAway() && proto_.openStreams() == 0 && out_.empty()) {
       state_ = State::Closed;
       closeSocket();
       return;
     }
-    wake(); // a send failure fails streams
     if (out_.empty())
       return;
     if (!tls_stream_) {

@@ -6,6 +6,7 @@ bodies nginx sent; with 10 streams per connection nginx saw users / 10 connectio
 scenario through the HTTP/1.1 engine gives the same totals and checks."""
 
 import collections
+import json
 import os
 import sys
 import unittest
@@ -29,13 +30,14 @@ FLOW = {"name": "shop", "steps": [
 ]}
 
 
-def nginx_h2(cert, key):
+def nginx_h2(cert, key, extra=()):
     return lib.nginx(
         listen={"tls": "ssl http2", "h2c": "http2", "h1": ""},
         server_lines=(f"ssl_certificate {cert};", f"ssl_certificate_key {key};",
                       "location = /products.json { gzip on; gzip_types application/json; "
                       "gzip_min_length 1; }",
-                      "location = /old { return 302 /products.json; }"),
+                      "location = /old { return 302 /products.json; }",
+                      "location = /drop { return 444; }", *extra),
         log_format=LOG_FORMAT)
 
 
@@ -116,6 +118,33 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
         with nginx_h2(self.cert, self.key) as server:
             _, entries = self.check_h2_run(server, server.url_for("h2c"), "single", users=users)
             self.assertEqual(len({e[1] for e in entries}), users)
+
+    def test_graceful_goaway_every_50_requests_is_no_error(self):
+        """nginx ends each connection after 50 requests with GOAWAY (NO_ERROR): the streams it
+        left out go again on a new connection, and nothing is lost or counted twice."""
+        with nginx_h2(self.cert, self.key, extra=("keepalive_requests 50;",)) as server:
+            _, entries = self.check_h2_run(server, server.url_for("tls", "https"), "goaway",
+                                           users=20, streams=10)
+            # 800 requests at 50 a connection: nginx opened at least 16.
+            self.assertGreaterEqual(len({e[1] for e in entries}), ITERATIONS * 4 // 50)
+
+    def test_a_stream_reset_by_the_server_halts_with_its_kind_and_code(self):
+        """nginx's `return 444` resets the stream over HTTP/2: the first error is stream_reset,
+        its detail names the code, and the run halts."""
+        with nginx_h2(self.cert, self.key) as server:
+            content = scenario(server.url_for("h2c"), self.cert, 2)
+            content["flows"] = [{"name": "drop", "steps": [{"get": "/drop", "name": "drop"}]}]
+            out_dir = os.path.join(self.tmp, "out-drop")
+            path = lib.write_scenario(self.tmp, content, name="drop.yaml")
+            rc, out, err = lib.run_master(["--out", out_dir, path], timeout=60)
+            context = lib.describe(rc, out, err)
+            lib.assert_no_crash(self, err, context)
+            self.assertNotEqual(rc, 0, context)
+            report = lib.load_report(out_dir)
+            self.assertEqual(report["outcome"], "halted", context)
+            first = report["first_error"]
+            self.assertEqual(first.get("error_kind") or first.get("kind"), "stream_reset", first)
+            self.assertIn("RST_STREAM", json.dumps(first), first)
 
     def test_same_totals_and_checks_as_http1(self):
         with nginx_h2(self.cert, self.key) as server:
