@@ -444,18 +444,9 @@ class H2Session final : public HttpSession {
 public:
   H2Session(H2Client& client, size_t group);
   asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override;
-  HeaderList lastResponseHeaders() const override { return stream_.headers; }
+  HeaderList lastResponseHeaders() const override { return stream_.headerList(); }
   std::optional<std::string_view> header(std::string_view name) const override {
-    for (const auto& [n, v] : stream_.headers) {
-      if (n.size() != name.size())
-        continue;
-      bool same = true;
-      for (size_t i = 0; i < n.size() && same; ++i)
-        same = n[i] == (name[i] >= 'A' && name[i] <= 'Z' ? char(name[i] - 'A' + 'a') : name[i]);
-      if (same)
-        return std::string_view(v);
-    }
-    return std::nullopt;
+    return stream_.field(name);
   }
   void cancel() noexcept override {
     if (!in_flight_)

@@ -45,6 +45,22 @@ nghttp2_nv field(std::string_view name, std::string_view value) {
 
 } // namespace
 
+std::optional<std::string_view> H2Stream::field(std::string_view name) const {
+  for (const Field& f : fields) {
+    if (f.name_size == name.size() && equalsLower(name, {field_text.data() + f.name, f.name_size}))
+      return std::string_view(field_text.data() + f.value, f.value_size);
+  }
+  return std::nullopt;
+}
+
+HeaderList H2Stream::headerList() const {
+  HeaderList out;
+  for (const Field& f : fields)
+    out.emplace_back(field_text.substr(f.name, f.name_size),
+                     field_text.substr(f.value, f.value_size));
+  return out;
+}
+
 // nghttp2's callbacks: no exception crosses them (the C library would be left inconsistent).
 struct H2Callbacks {
   static H2Protocol& self(void* user) { return *static_cast<H2Protocol*>(user); }
@@ -73,7 +89,7 @@ struct H2Callbacks {
       // An informational response (1xx) is followed by the real one: forget its fields.
       if (H2Stream* s = p.find(frame->hd.stream_id); s && s->status >= 100 && s->status < 200) {
         s->status = 0;
-        s->headers.clear();
+        s->clearFields();
       }
     }
     return 0;
@@ -93,7 +109,10 @@ struct H2Callbacks {
         std::from_chars(v.data(), v.data() + v.size(), status);
         s->status = status;
       } else if (!n.empty() && n[0] != ':') {
-        s->headers.emplace_back(n, v);
+        const auto at = uint32_t(s->field_text.size());
+        s->field_text.append(n);
+        s->field_text.append(v);
+        s->fields.push_back({at, uint32_t(n.size()), at + uint32_t(n.size()), uint32_t(v.size())});
         if (n == "content-encoding" && v.find("gzip") != std::string_view::npos)
           s->gzip = true;
       }
@@ -221,7 +240,7 @@ bool H2Protocol::submit(H2Stream& stream, std::string_view method, std::string_v
   stream.id = -1;
   stream.closed = false;
   stream.status = 0;
-  stream.headers.clear();
+  stream.clearFields();
   stream.body.clear();
   stream.gzip = false;
   stream.bytes_in = 0;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -31,12 +32,25 @@ struct H2Stream {
   int32_t id = -1; // -1: not submitted, or closed
   bool closed = false;
   int status = 0;
-  HeaderList headers;     // response fields, names in lower case as HTTP/2 sends them
-  std::string body;       // as received (gzip not decoded)
-  bool gzip = false;      // content-encoding: gzip
-  uint64_t bytes_in = 0;  // frame headers and payloads of this stream's frames received
-  uint64_t bytes_out = 0; // the same, sent
-  bool got_frame = false; // a frame of the response arrived
+  // Response fields, names in lower case as HTTP/2 sends them, back to back in one buffer that
+  // keeps its capacity from response to response (no allocation per field).
+  struct Field {
+    uint32_t name, name_size, value, value_size; // offsets into field_text
+  };
+  std::string field_text;
+  std::vector<Field> fields;
+  void clearFields() {
+    field_text.clear();
+    fields.clear();
+  }
+  // The first field of that name (case-insensitive), as header() wants it.
+  std::optional<std::string_view> field(std::string_view name) const;
+  HeaderList headerList() const; // cold: error reports
+  std::string body;              // as received (gzip not decoded)
+  bool gzip = false;             // content-encoding: gzip
+  uint64_t bytes_in = 0;         // frame headers and payloads of this stream's frames received
+  uint64_t bytes_out = 0;        // the same, sent
+  bool got_frame = false;        // a frame of the response arrived
   // Never processed by the server (above a GOAWAY's last stream id): safe to send again.
   bool unprocessed = false;
   TransportError error = TransportError::None;
