@@ -214,7 +214,17 @@ H2Protocol::H2Protocol(const H2Settings& settings) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, H2Callbacks::onData);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, H2Callbacks::onStreamClose);
   nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, H2Callbacks::onFrameNotSend);
-  const int rv = nghttp2_session_client_new(&session_, callbacks, this);
+  nghttp2_option* option = nullptr;
+  if (nghttp2_option_new(&option) != 0) {
+    nghttp2_session_callbacks_del(callbacks);
+    throw std::bad_alloc();
+  }
+  // One stream until the server's first SETTINGS says how many it takes: a server that allows
+  // fewer than we would send at once refuses the rest (REFUSED_STREAM). nghttp2 replaces this
+  // with the server's figure, or with no limit when it gives none.
+  nghttp2_option_set_peer_max_concurrent_streams(option, 1);
+  const int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
+  nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0)
     throw std::bad_alloc();

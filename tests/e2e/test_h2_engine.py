@@ -119,6 +119,15 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
             _, entries = self.check_h2_run(server, server.url_for("h2c"), "single", users=users)
             self.assertEqual(len({e[1] for e in entries}), users)
 
+    def test_streams_beyond_the_servers_max_concurrent_streams_wait(self):
+        """nginx allows 4 concurrent streams a connection (SETTINGS_MAX_CONCURRENT_STREAMS) and
+        refuses a fifth with RST_STREAM REFUSED_STREAM: 10 users on a connection must keep to 4."""
+        users = 20
+        with nginx_h2(self.cert, self.key, extra=("http2_max_concurrent_streams 4;",)) as server:
+            _, entries = self.check_h2_run(server, server.url_for("h2c"), "max-streams",
+                                           users=users, streams=10)
+            self.assertEqual(len({e[1] for e in entries}), users // 10)
+
     def test_graceful_goaway_every_50_requests_is_no_error(self):
         """nginx ends each connection after 50 requests with GOAWAY (NO_ERROR): the streams it
         left out go again on a new connection, and nothing is lost or counted twice."""

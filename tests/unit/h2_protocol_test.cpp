@@ -318,3 +318,29 @@ TEST_CASE("h2: forget() resets the stream and nothing more lands in it", "[h2]")
 
 } // namespace
 } // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+TEST_CASE("h2: requests made before the server's SETTINGS wait for its limit", "[h2]") {
+  // Without the wait, nghttp2 sends up to 100 at once and the server refuses the third.
+  H2Protocol client(H2Settings{});
+  Server server({{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 2}});
+  std::vector<std::unique_ptr<H2Stream>> streams;
+  for (int i = 0; i < 5; ++i)
+    submitGet(client, streams);
+  for (int round = 0; round < 10; ++round) {
+    pump(client, server);
+    server.answerAll("x");
+  }
+  pump(client, server);
+  CHECK(server.max_open_ <= 2);
+  for (auto& s : streams) {
+    CHECK(s->closed);
+    INFO(s->detail);
+    CHECK(s->error == TransportError::None);
+  }
+}
+
+} // namespace
+} // namespace stampede::worker
