@@ -452,8 +452,13 @@ HttpSpec Loader::http(const Field& f) {
       spec.h2.window = uint32_t(*bytes);
     }
   }
-  if (const Field* keep_alive = fields.find("keep_alive"))
+  if (const Field* keep_alive = fields.find("keep_alive")) {
     spec.keep_alive = boolean(*keep_alive, "http.keep_alive");
+    if (!spec.keep_alive && spec.engine == HttpSpec::Engine::Nghttp2)
+      fail(*keep_alive, "http.keep_alive",
+           "false is for HTTP/1.1; the nghttp2 engine keeps its HTTP/2 connections (use engine: "
+           "curl for a connection per request)");
+  }
   if (const Field* follow = fields.find("follow_redirects"))
     spec.follow_redirects = boolean(*follow, "http.follow_redirects");
   if (const Field* max_body = fields.find("max_body")) {
