@@ -183,10 +183,17 @@ struct TlsSpec {
 
 constexpr uint64_t kDefaultMaxBody = 64 * 1024 * 1024; // http.max_body
 
+// http.h2: the nghttp2 engine's settings (HTTP/2 only).
+struct H2Spec {
+  uint32_t streams_per_connection = 1; // virtual users sharing one connection, as streams
+  uint32_t window = 1 << 20; // bytes: each stream's receive window (SETTINGS_INITIAL_WINDOW_SIZE)
+};
+constexpr uint32_t kMaxStreamsPerConnection = 1000;
+
 struct HttpSpec {
-  enum class Engine { Beast, Curl };
+  enum class Engine { Beast, Curl, Nghttp2 };
   enum class Version { Http1, Http2 };
-  Engine engine = Engine::Beast; // version "2" selects curl unless engine is written
+  Engine engine = Engine::Beast; // version "2" selects nghttp2 unless engine is written
   Version version = Version::Http1;
   microseconds timeout{std::chrono::seconds(5)};
   bool keep_alive = true;
@@ -197,6 +204,7 @@ struct HttpSpec {
   uint64_t max_body = kDefaultMaxBody;
   TlsSpec tls;
   std::vector<std::pair<std::string, std::string>> headers; // sent with every request
+  H2Spec h2;
 };
 constexpr int kMaxRedirects = 10;
 

@@ -399,7 +399,7 @@ std::vector<std::pair<std::string, Template>> Loader::headerMap(const Field& f,
 HttpSpec Loader::http(const Field& f) {
   const Fields fields = mapping(f, "http",
                                 {"timeout", "version", "engine", "keep_alive", "follow_redirects",
-                                 "max_body", "headers", "tls"});
+                                 "max_body", "headers", "tls", "h2"});
   HttpSpec spec;
   if (const Field* timeout = fields.find("timeout"))
     spec.timeout = duration(*timeout, "http.timeout", true);
@@ -414,17 +414,51 @@ HttpSpec Loader::http(const Field& f) {
   }
   const Field* engine = fields.find("engine");
   if (engine) {
-    spec.engine = choice<HttpSpec::Engine>(
-        *engine, "http.engine",
-        {{"beast", HttpSpec::Engine::Beast}, {"curl", HttpSpec::Engine::Curl}});
+    spec.engine = choice<HttpSpec::Engine>(*engine, "http.engine",
+                                           {{"beast", HttpSpec::Engine::Beast},
+                                            {"curl", HttpSpec::Engine::Curl},
+                                            {"nghttp2", HttpSpec::Engine::Nghttp2}});
   }
   if (spec.version == HttpSpec::Version::Http2) {
     if (engine && spec.engine == HttpSpec::Engine::Beast)
-      fail(*engine, "http.engine", "beast speaks HTTP/1.1 only; use engine: curl for version 2");
-    spec.engine = HttpSpec::Engine::Curl;
+      fail(*engine, "http.engine",
+           "beast speaks HTTP/1.1 only; use engine: nghttp2 (the default) or curl for version 2");
+    if (!engine)
+      spec.engine = HttpSpec::Engine::Nghttp2;
+  } else if (engine && spec.engine == HttpSpec::Engine::Nghttp2) {
+    fail(*engine, "http.engine", "nghttp2 speaks HTTP/2 only; add version: \"2\"");
   }
-  if (const Field* keep_alive = fields.find("keep_alive"))
+  if (const Field* h2 = fields.find("h2")) {
+    const Fields h2_fields = mapping(*h2, "http.h2", {"streams_per_connection", "window"});
+    if (spec.engine != HttpSpec::Engine::Nghttp2)
+      fail(h2->key.Mark(), "http.h2",
+           "needs the nghttp2 engine (version: \"2\" without engine: curl)");
+    if (const Field* streams = h2_fields.find("streams_per_connection")) {
+      const uint64_t n = positiveCount(*streams, "http.h2.streams_per_connection");
+      if (n < 1 || n > kMaxStreamsPerConnection)
+        fail(*streams, "http.h2.streams_per_connection",
+             "expected 1 to " + std::to_string(kMaxStreamsPerConnection) + ", got " +
+                 std::to_string(n));
+      spec.h2.streams_per_connection = uint32_t(n);
+    }
+    if (const Field* window = h2_fields.find("window")) {
+      const auto bytes =
+          window->value.IsScalar() ? parseByteSize(window->value.Scalar()) : std::nullopt;
+      // RFC 9113, 6.9.2: a window is at most 2^31 - 1 bytes.
+      if (!bytes || *bytes < 1024 || *bytes > 0x7fffffff)
+        fail(markOf(*window), "http.h2.window",
+             "expected a size from 1KiB to 2GiB - 1 byte (such as 1MiB), got " +
+                 describe(window->value));
+      spec.h2.window = uint32_t(*bytes);
+    }
+  }
+  if (const Field* keep_alive = fields.find("keep_alive")) {
     spec.keep_alive = boolean(*keep_alive, "http.keep_alive");
+    if (!spec.keep_alive && spec.engine == HttpSpec::Engine::Nghttp2)
+      fail(*keep_alive, "http.keep_alive",
+           "false is for HTTP/1.1; the nghttp2 engine keeps its HTTP/2 connections (use engine: "
+           "curl for a connection per request)");
+  }
   if (const Field* follow = fields.find("follow_redirects"))
     spec.follow_redirects = boolean(*follow, "http.follow_redirects");
   if (const Field* max_body = fields.find("max_body")) {

@@ -10,6 +10,7 @@ build_packages=(
   libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler
   libcurl4-openssl-dev libssl-dev
+  libnghttp2-dev
   libyaml-cpp-dev libfmt-dev nlohmann-json3-dev
   catch2
   # Chart.js, compiled into the master for report.html (master/CMakeLists.txt)
@@ -19,9 +20,10 @@ build_packages=(
 # python3-yaml with python3-jsonschema for the scenario schema test (tests/e2e/test_schema.py),
 # the openssl tool that makes tests/e2e/test_http2.py its certificate, xmllint for junit.xml
 # against tests/junit.xsd, headless chromium that loads report.html (tests/e2e/test_report_html.py),
-# and a real prometheus that scrapes --metrics-listen (tests/e2e/test_metrics.py).
+# a real prometheus that scrapes --metrics-listen (tests/e2e/test_metrics.py), and
+# nghttp2-client for h2load, the reference tests/bench/h2.sh compares the HTTP/2 engine with.
 test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl
-  libxml2-utils chromium prometheus)
+  libxml2-utils chromium prometheus nghttp2-client)
 # Fuzzing only (`make fuzz`, which runs `install-deps.sh --fuzz`): clang with libFuzzer and the
 # sanitizer runtimes (libclang-rt-14-dev holds libclang_rt.fuzzer). The normal build uses g++.
 fuzz_packages=()

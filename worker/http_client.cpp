@@ -28,6 +28,12 @@ const char* errorKindName(TransportError e) {
     return "generator_fd_exhausted";
   case TransportError::TargetNotAllowed:
     return "target_not_allowed";
+  case TransportError::StreamReset:
+    return "stream_reset";
+  case TransportError::RefusedStream:
+    return "refused_stream";
+  case TransportError::GoAway:
+    return "goaway";
   }
   return "unknown";
 }

@@ -36,6 +36,12 @@ enum class TransportError {
   GeneratorFdExhausted,
   // "target_not_allowed": every address of the host is outside worker --allow-target
   TargetNotAllowed,
+  // HTTP/2 (the nghttp2 engine): "stream_reset", the server reset the stream (RST_STREAM, its
+  // code in the detail); "refused_stream", RST_STREAM REFUSED_STREAM; "goaway", the server
+  // sent GOAWAY with an error code while the request was in flight.
+  StreamReset,
+  RefusedStream,
+  GoAway,
 };
 const char* errorKindName(TransportError e);
 
@@ -98,6 +104,10 @@ class TargetPolicy;
 // address it allows; nothing is sent elsewhere. Checked once per new connection.
 std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
                                             std::shared_ptr<const TargetPolicy> allow = nullptr);
+// HTTP/2 on libnghttp2 (worker/h2_client.cpp): http.h2.streams_per_connection sessions share
+// one connection as concurrent streams.
+std::unique_ptr<HttpClient> makeH2Client(asio::io_context& io, const common::HttpSpec& spec,
+                                         std::shared_ptr<const TargetPolicy> allow = nullptr);
 std::unique_ptr<HttpClient> makeCurlClient(asio::io_context& io, const common::HttpSpec& spec,
                                            std::shared_ptr<const TargetPolicy> allow = nullptr);
 

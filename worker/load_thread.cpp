@@ -27,6 +27,8 @@ WorkerThread::WorkerThread(Engine& engine, int index)
     client_ = engine.options_.client_factory(io_, http);
   else if (http.engine == common::HttpSpec::Engine::Curl)
     client_ = makeCurlClient(io_, http, allow);
+  else if (http.engine == common::HttpSpec::Engine::Nghttp2)
+    client_ = makeH2Client(io_, http, allow);
   else
     client_ = makeBeastClient(io_, http, allow);
 }

@@ -1218,13 +1218,15 @@ TEST_CASE("expect.json values are compact JSON; expect.header is name and text",
   CHECK(e.status.empty());
 }
 
-TEST_CASE("http options: version 2 picks curl, redirects, TLS without files", "[scenario][http]") {
+TEST_CASE("http options: version 2 picks nghttp2, redirects, TLS without files",
+          "[scenario][http]") {
   const Scenario s = loadScenarioText(
       withFlows("  - steps: [{get: /}]\n",
                 "http: {version: \"2\", follow_redirects: true, tls: {verify: false}}\n"),
       "h.yaml");
   CHECK(s.http.version == HttpSpec::Version::Http2);
-  CHECK(s.http.engine == HttpSpec::Engine::Curl);
+  CHECK(s.http.engine == HttpSpec::Engine::Nghttp2);
+  CHECK(s.http.h2.streams_per_connection == 1);
   CHECK(s.http.follow_redirects);
   CHECK_FALSE(s.http.tls.verify);
   CHECK(s.http.tls.ca_pem.empty());
@@ -1233,6 +1235,14 @@ TEST_CASE("http options: version 2 picks curl, redirects, TLS without files", "[
   const Scenario curl = loadScenarioText(
       withFlows("  - steps: [{get: /}]\n", "http: {version: 2, engine: curl}\n"), "h.yaml");
   CHECK(curl.http.engine == HttpSpec::Engine::Curl);
+
+  const Scenario h2 = loadScenarioText(
+      withFlows("  - steps: [{get: /}]\n",
+                "http: {version: \"2\", h2: {streams_per_connection: 10, window: 64KiB}}\n"),
+      "h.yaml");
+  CHECK(h2.http.engine == HttpSpec::Engine::Nghttp2);
+  CHECK(h2.http.h2.streams_per_connection == 10);
+  CHECK(h2.http.h2.window == 64 * 1024);
   CHECK(curl.http.version == HttpSpec::Version::Http2);
 }
 

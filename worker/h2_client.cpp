@@ -1,0 +1,622 @@
+// HTTP/2 on libnghttp2 (`http.version: "2"`): TLS with ALPN h2 through asio::ssl, or h2c with
+// prior knowledge. http.h2.streams_per_connection sessions (virtual users) share one connection,
+// each request a stream of it; nghttp2 holds back streams over the server's
+// SETTINGS_MAX_CONCURRENT_STREAMS until one closes.
+//
+// A connection (H2Connection) reads only while a stream is open, so that an idle client leaves
+// its io_context out of work, as the other engines do. Bytes go out in one write per turn of the
+// io_context: sessions that submit in the same turn share it. A session waits for its stream
+// on a timer that is also its deadline: the stream's close cancels it.
+#include "worker/gzip_decoder.h"
+#include "worker/h2_protocol.h"
+#include "worker/host_resolver.h"
+#include "worker/http_client.h"
+#include "worker/target_policy.h"
+
+#include <boost/asio/ssl.hpp>
+
+#include <algorithm>
+#include <charconv>
+
+namespace stampede::worker {
+namespace {
+
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+using SteadyClock = std::chrono::steady_clock;
+using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
+using TlsStream = asio::ssl::stream<Socket>;
+
+constexpr size_t kReadBytes = 16 * 1024; // per read: one TLS record, a DATA frame
+constexpr int kMaxReadsPerTurn = 16;     // reads without waiting after one that waited
+
+bool isTls(const common::Endpoint& e) {
+  return std::string_view(e.scheme) == "https";
+}
+
+// The client's TLS settings (http.tls) with ALPN h2, shared by its connections.
+struct TlsConfig {
+  explicit TlsConfig(const common::TlsSpec& spec) : verify(spec.verify) {
+    const char* what = "tls";
+    try {
+      if (!spec.verify) {
+        context.set_verify_mode(asio::ssl::verify_none);
+      } else {
+        context.set_verify_mode(asio::ssl::verify_peer);
+        what = "tls.ca";
+        if (spec.ca_pem.empty())
+          context.set_default_verify_paths();
+        else
+          context.add_certificate_authority(asio::buffer(spec.ca_pem));
+      }
+      if (!spec.cert_pem.empty()) {
+        what = "tls.cert";
+        context.use_certificate_chain(asio::buffer(spec.cert_pem));
+        what = "tls.key";
+        const std::string& key = spec.key_pem.empty() ? spec.cert_pem : spec.key_pem;
+        context.use_private_key(asio::buffer(key), asio::ssl::context::pem);
+      }
+      static const unsigned char kAlpn[] = {2, 'h', '2'};
+      SSL_CTX_set_alpn_protos(context.native_handle(), kAlpn, sizeof kAlpn);
+    } catch (const std::exception& e) {
+      error = std::string(what) + ": " + e.what();
+    }
+  }
+  asio::ssl::context context{asio::ssl::context::tls_client};
+  bool verify = true;
+  std::string error; // why the settings are unusable: every TLS connection fails so
+};
+
+// What a connection needs of its client; outlives no load thread.
+struct H2Shared {
+  H2Shared(asio::io_context& io, const common::HttpSpec& spec,
+           std::shared_ptr<const TargetPolicy> allow)
+      : io(io), spec(spec), tls(spec.tls), resolver(io), allow(std::move(allow)) {
+    settings.window = spec.h2.window;
+    settings.streams = spec.h2.streams_per_connection;
+  }
+  asio::io_context& io;
+  const common::HttpSpec& spec;
+  TlsConfig tls;
+  HostResolver resolver;
+  std::shared_ptr<const TargetPolicy> allow;
+  H2Settings settings;
+};
+
+TransportError classifyConnect(const error_code& ec) {
+  if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system)
+    return TransportError::GeneratorFdExhausted;
+  if (ec == asio::error::connection_refused)
+    return TransportError::ConnectRefused;
+  if (ec.category() == asio::error::get_ssl_category() ||
+      ec.category() == asio::ssl::error::get_stream_category())
+    return TransportError::Tls;
+  return TransportError::Connect;
+}
+
+// One HTTP/2 connection and its streams.
+class H2Connection : public std::enable_shared_from_this<H2Connection> {
+public:
+  H2Connection(H2Shared& shared, const common::Endpoint& endpoint)
+      : shared_(shared), proto_(shared.settings), connect_timer_(shared.io), host_(endpoint.host),
+        port_(endpoint.port), tls_(isTls(endpoint)) {
+    authority_ = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
+    if (port_ != (tls_ ? 443 : 80))
+      authority_ += ":" + std::to_string(port_);
+  }
+  ~H2Connection() { closeSocket(); }
+
+  void start() { asio::co_spawn(shared_.io, connect(shared_from_this()), asio::detached); }
+  // New streams may go here (to this endpoint).
+  bool alive() const { return state_ != State::Closed && !proto_.goingAway(); }
+  bool usable(const common::Endpoint& e) const {
+    return alive() && e.port == port_ && e.host == host_ && isTls(e) == tls_;
+  }
+  bool connecting() const { return state_ == State::Connecting; }
+  // Some stream completed here before: a failure before any byte of the next one may be the
+  // server closing an idle connection.
+  bool reused() const { return completed_ > 0; }
+
+  // Starts a request; its result lands in `stream` (on_closed is called).
+  void submit(H2Stream& stream, const HttpRequest& request, bool own_agent, bool own_encoding) {
+    const bool ok =
+        proto_.submit(stream, request.method, tls_ ? "https" : "http", authority_, request.target,
+                      request.headers, request.body, !own_agent, !own_encoding);
+    if (!ok) {
+      if (stream.on_closed)
+        stream.on_closed();
+      return;
+    }
+    if (state_ == State::Open) {
+      scheduleFlush();
+      startRead();
+    }
+  }
+  // The stream is not wanted any more (timeout, cancel).
+  void forget(H2Stream& stream) noexcept {
+    proto_.forget(stream);
+    if (proto_.openStreams() == 0 && (state_ == State::Connecting || reading_)) {
+      // Nothing else waits here: do not leave a read or a connect pending (the run's end waits
+      // for the io_context to run out of work).
+      state_ = State::Closed;
+      closeSocket();
+    } else if (state_ == State::Open) {
+      scheduleFlush();
+    }
+  }
+
+private:
+  enum class State { Connecting, Open, Closed };
+
+  Socket& lowest() { return tls_stream_ ? tls_stream_->next_layer() : *tcp_; }
+  void closeSocket() noexcept {
+    error_code ignored;
+    if (tls_stream_)
+      tls_stream_->next_layer().close(ignored);
+    else if (tcp_)
+      tcp_->close(ignored);
+    if (host_wait_)
+      host_wait_->abort();
+  }
+
+  // The connection failed or ended: its streams fail so.
+  void lost(TransportError error, const std::string& detail) {
+    state_ = State::Closed;
+    closeSocket();
+    connect_timer_.cancel();
+    proto_.fail(error, detail);
+    wake();
+  }
+
+  void wake() {
+    auto& closed = proto_.closed();
+    if (closed.empty())
+      return;
+    // on_closed only sets flags and cancels a timer; nothing it does reaches this list.
+    for (H2Stream* stream : closed) {
+      if (stream->error == TransportError::None)
+        ++completed_;
+      if (stream->on_closed)
+        stream->on_closed();
+    }
+    closed.clear();
+  }
+
+  asio::awaitable<void> connect(std::shared_ptr<H2Connection> self);
+  // Why connect() failed: the error kind and detail, or None.
+  asio::awaitable<std::pair<TransportError, std::string>> open();
+
+  void scheduleFlush() {
+    if (shared_.settings.streams <= 1) {
+      flush();
+      return;
+    }
+    if (flush_posted_)
+      return;
+    flush_posted_ = true;
+    // Twice: the second runs after the reads the reactor finds ready meanwhile, whose streams'
+    // next requests go out in the same write.
+    asio::post(shared_.io, [self = shared_from_this()]() mutable {
+      auto& io = self->shared_.io;
+      asio::post(io, [self = std::move(self)] {
+        self->flush_posted_ = false;
+        self->flush();
+      });
+    });
+  }
+
+  void flush() {
+    if (state_ != State::Open || writing_)
+      return;
+    proto_.send(out_);
+    wake(); // requests nghttp2 could not send (after GOAWAY) closed just now
+    if (proto_.finished() && proto_.goingAway() && proto_.openStreams() == 0 && out_.empty()) {
+      state_ = State::Closed;
+      closeSocket();
+      return;
+    }
+    if (out_.empty())
+      return;
+    if (!tls_stream_) {
+      // The socket buffer is usually empty: send without waiting.
+      error_code ec;
+      size_t sent = 0;
+      while (sent < out_.size()) {
+        sent += tcp_->write_some(asio::buffer(out_.data() + sent, out_.size() - sent), ec);
+        if (ec)
+          break;
+      }
+      out_.erase(0, sent);
+      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        lost(TransportError::Reset, "connection lost: " + ec.message());
+        return;
+      }
+      if (out_.empty())
+        return;
+    }
+    writing_ = true;
+    auto done = [self = shared_from_this()](const error_code& ec, size_t) {
+      self->writing_ = false;
+      if (ec) {
+        if (self->state_ != State::Closed)
+          self->lost(TransportError::Reset, "connection lost: " + ec.message());
+        return;
+      }
+      self->out_.clear();
+      self->flush();
+    };
+    if (tls_stream_)
+      asio::async_write(*tls_stream_, asio::buffer(out_), std::move(done));
+    else
+      asio::async_write(*tcp_, asio::buffer(out_), std::move(done));
+  }
+
+  void startRead() {
+    if (reading_ || state_ != State::Open || proto_.openStreams() == 0)
+      return;
+    reading_ = true;
+    if (!in_)
+      in_ = std::make_unique<uint8_t[]>(kReadBytes);
+    auto done = [self = shared_from_this()](const error_code& ec, size_t n) {
+      self->onRead(ec, n);
+    };
+    if (tls_stream_)
+      tls_stream_->async_read_some(asio::buffer(in_.get(), kReadBytes), std::move(done));
+    else
+      tcp_->async_read_some(asio::buffer(in_.get(), kReadBytes), std::move(done));
+  }
+
+  void onRead(const error_code& ec, size_t n) {
+    reading_ = false;
+    if (state_ == State::Closed)
+      return;
+    if (ec) {
+      lost(TransportError::Reset, ec == asio::error::eof ? "the server closed the connection"
+                                                         : "connection lost: " + ec.message());
+      return;
+    }
+    bool ok = proto_.receive(in_.get(), n);
+    // Whatever else is ready now, without waiting: over TLS a read returns one record, often
+    // one response; the streams those wake then send their next requests in one write.
+    // (Not while a TLS write is in flight: the TLS stream's state is the write's then. Over
+    // TCP only after a full buffer: a shorter read took all there was.)
+    error_code more;
+    const bool drain = tls_stream_ ? !writing_ : n == kReadBytes;
+    for (int i = 0; drain && ok && i < kMaxReadsPerTurn; ++i) {
+      n = tls_stream_ ? tls_stream_->read_some(asio::buffer(in_.get(), kReadBytes), more)
+                      : tcp_->read_some(asio::buffer(in_.get(), kReadBytes), more);
+      if (more)
+        break;
+      ok = proto_.receive(in_.get(), n);
+    }
+    wake();
+    if (!ok) {
+      state_ = State::Closed;
+      closeSocket();
+      return;
+    }
+    if (more && more != asio::error::would_block && more != asio::error::try_again) {
+      lost(TransportError::Reset, more == asio::error::eof ? "the server closed the connection"
+                                                           : "connection lost: " + more.message());
+      return;
+    }
+    flush();
+    if (proto_.openStreams() > 0)
+      startRead();
+    else if (proto_.goingAway() && !writing_) {
+      state_ = State::Closed;
+      closeSocket();
+    }
+  }
+
+  H2Shared& shared_;
+  H2Protocol proto_;
+  State state_ = State::Connecting;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool flush_posted_ = false;
+  bool timed_out_ = false; // the connect deadline passed
+  uint64_t completed_ = 0;
+  std::string out_;
+  std::unique_ptr<uint8_t[]> in_;
+  std::optional<Socket> tcp_;
+  std::unique_ptr<TlsStream> tls_stream_;
+  asio::steady_timer connect_timer_;
+  std::optional<HostWait> host_wait_;
+  std::string host_;
+  uint16_t port_;
+  bool tls_;
+  std::string authority_;
+};
+
+asio::awaitable<void> H2Connection::connect(std::shared_ptr<H2Connection> self) {
+  // One budget for resolve, connect and handshake, as on the other engines.
+  connect_timer_.expires_after(shared_.spec.timeout);
+  connect_timer_.async_wait([this, self](const error_code& ec) {
+    if (!ec && state_ == State::Connecting) {
+      timed_out_ = true;
+      closeSocket();
+    }
+  });
+  auto [error, detail] = co_await open();
+  connect_timer_.cancel();
+  if (state_ == State::Closed)
+    co_return; // nobody waits any more
+  if (error != TransportError::None) {
+    lost(error, detail);
+    co_return;
+  }
+  state_ = State::Open;
+  flush();
+  startRead();
+}
+
+asio::awaitable<std::pair<TransportError, std::string>> H2Connection::open() {
+  using Result = std::pair<TransportError, std::string>;
+  auto timeout = [&]() -> Result {
+    return {TransportError::Timeout, "no connection within http.timeout (" +
+                                         std::to_string(shared_.spec.timeout.count() / 1000) +
+                                         " ms)"};
+  };
+  std::vector<tcp::endpoint> addresses;
+  error_code ec;
+  auto address = asio::ip::make_address(host_, ec);
+  const bool address_given = !ec;
+  if (address_given) {
+    addresses.emplace_back(address, port_);
+  } else {
+    HostAnswerPtr answer = shared_.resolver.fresh(host_);
+    if (!answer) {
+      host_wait_.emplace(shared_.io);
+      answer = co_await shared_.resolver.resolve(host_, *host_wait_,
+                                                 SteadyClock::now() + shared_.spec.timeout);
+    }
+    if (state_ == State::Closed)
+      co_return Result{TransportError::Cancelled, ""};
+    if (!answer)
+      co_return Result{TransportError::Resolve,
+                       "no answer for " + host_ + " within http.timeout (" +
+                           std::to_string(shared_.spec.timeout.count() / 1000) + " ms)"};
+    if (answer->addresses.empty())
+      co_return Result{TransportError::Resolve, host_ + ": " + answer->error};
+    for (const auto& a : answer->addresses)
+      addresses.emplace_back(a, port_);
+  }
+  if (shared_.allow) {
+    // Only to addresses --allow-target allows: nothing is sent to the others.
+    std::optional<asio::ip::address> refused;
+    std::erase_if(addresses, [&](const tcp::endpoint& e) {
+      if (shared_.allow->allows(e.address()))
+        return false;
+      refused = e.address();
+      return true;
+    });
+    if (addresses.empty())
+      co_return Result{TransportError::TargetNotAllowed,
+                       (address_given ? "" : host_ + ": ") + shared_.allow->refusal(*refused)};
+  }
+  if (tls_) {
+    if (!shared_.tls.error.empty())
+      co_return Result{TransportError::Tls, shared_.tls.error};
+    tls_stream_ = std::make_unique<TlsStream>(shared_.io.get_executor(), shared_.tls.context);
+    // SNI names a host, never an address (RFC 6066, 3).
+    if (!address_given)
+      SSL_set_tlsext_host_name(tls_stream_->native_handle(), host_.c_str());
+    if (shared_.tls.verify)
+      tls_stream_->set_verify_callback(asio::ssl::host_name_verification(host_));
+  } else {
+    tcp_.emplace(shared_.io.get_executor());
+  }
+  auto& socket = lowest();
+  co_await asio::async_connect(socket, addresses, asio::redirect_error(asio::use_awaitable, ec));
+  if (timed_out_)
+    co_return timeout();
+  if (ec)
+    co_return Result{classifyConnect(ec), ec.message()};
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  socket.non_blocking(true, ignored);
+  if (tls_stream_) {
+    co_await tls_stream_->async_handshake(asio::ssl::stream_base::client,
+                                          asio::redirect_error(asio::use_awaitable, ec));
+    if (timed_out_)
+      co_return timeout();
+    if (ec) {
+      std::string detail = ec.message();
+      const long verify = SSL_get_verify_result(tls_stream_->native_handle());
+      if (verify != X509_V_OK)
+        detail += std::string(": ") + X509_verify_cert_error_string(verify);
+      co_return Result{state_ == State::Closed ? TransportError::Cancelled : TransportError::Tls,
+                       detail};
+    }
+    const unsigned char* alpn = nullptr;
+    unsigned int alpn_length = 0;
+    SSL_get0_alpn_selected(tls_stream_->native_handle(), &alpn, &alpn_length);
+    if (std::string_view(reinterpret_cast<const char*>(alpn), alpn_length) != "h2")
+      co_return Result{TransportError::Protocol, "the server did not choose h2 by ALPN"};
+  }
+  co_return Result{TransportError::None, ""};
+}
+
+class H2Client;
+
+class H2Session final : public HttpSession {
+public:
+  H2Session(H2Client& client, size_t group);
+  asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override;
+  HeaderList lastResponseHeaders() const override { return stream_.headerList(); }
+  std::optional<std::string_view> header(std::string_view name) const override {
+    return stream_.field(name);
+  }
+  void cancel() noexcept override {
+    if (!in_flight_)
+      return;
+    cancelled_ = true;
+    timer_.cancel();
+  }
+  ~H2Session() override {
+    if (in_flight_ && connection_)
+      connection_->forget(stream_);
+  }
+
+private:
+  H2Client& client_;
+  size_t group_;
+  H2Stream stream_;
+  asio::steady_timer timer_;
+  std::shared_ptr<H2Connection> connection_;
+  std::unique_ptr<GzipDecoder> gzip_;
+  bool in_flight_ = false;
+  bool done_ = false;
+  bool cancelled_ = false;
+};
+
+class H2Client final : public HttpClient {
+public:
+  H2Client(asio::io_context& io, const common::HttpSpec& spec,
+           std::shared_ptr<const TargetPolicy> allow)
+      : shared_(io, spec, std::move(allow)) {}
+  std::unique_ptr<HttpSession> newSession() override {
+    const size_t group =
+        sessions_++ / std::max<uint32_t>(1, shared_.spec.h2.streams_per_connection);
+    if (group >= groups_.size())
+      groups_.resize(group + 1);
+    return std::make_unique<H2Session>(*this, group);
+  }
+  // A connection of the group to that endpoint that takes new streams: a live one, else a new
+  // one.
+  std::shared_ptr<H2Connection> connectionFor(size_t group, const common::Endpoint& endpoint) {
+    auto& connections = groups_[group];
+    std::erase_if(connections, [](const auto& c) { return !c->alive(); });
+    for (auto& c : connections)
+      if (c->usable(endpoint))
+        return c;
+    auto c = std::make_shared<H2Connection>(shared_, endpoint);
+    c->start();
+    connections.push_back(c);
+    return c;
+  }
+  H2Shared& shared() { return shared_; }
+
+private:
+  H2Shared shared_;
+  size_t sessions_ = 0;
+  std::vector<std::vector<std::shared_ptr<H2Connection>>> groups_;
+};
+
+H2Session::H2Session(H2Client& client, size_t group)
+    : client_(client), group_(group), timer_(client.shared().io) {
+  stream_.max_body = client.shared().spec.max_body;
+  stream_.on_closed = [this] {
+    done_ = true;
+    timer_.cancel();
+  };
+}
+
+bool hasHeader(const HeaderList* headers, std::string_view wanted) {
+  if (!headers)
+    return false;
+  for (const auto& [name, value] : *headers) {
+    if (name.size() != wanted.size())
+      continue;
+    bool same = true;
+    for (size_t i = 0; i < name.size() && same; ++i) {
+      const char c = name[i];
+      same = (c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c) == wanted[i];
+    }
+    if (same)
+      return true;
+  }
+  return false;
+}
+
+asio::awaitable<void> H2Session::perform(const HttpRequest& request, HttpResponse& out) {
+  out.error = TransportError::None;
+  out.status = 0;
+  out.body = {};
+  out.bytes_in = 0;
+  out.bytes_out = 0;
+  out.http_version = 20;
+  out.detail.clear();
+  const auto& spec = client_.shared().spec;
+  const bool own_agent = hasHeader(request.headers, "user-agent");
+  const bool own_encoding = hasHeader(request.headers, "accept-encoding");
+  in_flight_ = true;
+  cancelled_ = false;
+  bool timed_out = false;
+  stream_.keep_body = request.keep_body;
+  for (int attempt = 0;; ++attempt) {
+    connection_ = client_.connectionFor(group_, *request.endpoint);
+    const bool reused = connection_->reused();
+    auto deadline = SteadyClock::now() + request.timeout;
+    if (connection_->connecting())
+      deadline += spec.timeout; // the connection's own budget comes first
+    done_ = false;
+    connection_->submit(stream_, request, own_agent, own_encoding);
+    while (!done_ && !cancelled_) {
+      timer_.expires_at(deadline);
+      error_code ec;
+      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (!done_ && !cancelled_ && SteadyClock::now() >= deadline) {
+        timed_out = true;
+        break;
+      }
+    }
+    if (!done_) {
+      connection_->forget(stream_);
+      break;
+    }
+    // A request the server never took (left out by GOAWAY), or a reused connection that died
+    // before any byte of the answer: once more on a fresh connection, as the other engines do.
+    if (attempt == 0 && stream_.error != TransportError::None &&
+        (stream_.unprocessed ||
+         (reused && !stream_.got_frame && stream_.error == TransportError::Reset)))
+      continue;
+    break;
+  }
+  in_flight_ = false;
+  connection_.reset();
+  if (cancelled_) {
+    out.error = TransportError::Cancelled;
+    co_return;
+  }
+  if (timed_out) {
+    out.error = TransportError::Timeout;
+    out.detail = "no response within the timeout (" +
+                 std::to_string(request.timeout.count() / 1000) + " ms)";
+    co_return;
+  }
+  out.bytes_in = stream_.bytes_in;
+  out.bytes_out = stream_.bytes_out;
+  if (stream_.error != TransportError::None) {
+    out.error = stream_.error;
+    out.detail = stream_.detail;
+    co_return;
+  }
+  out.status = stream_.status;
+  out.body = stream_.body;
+  if (stream_.gzip && !out.body.empty()) {
+    if (!gzip_)
+      gzip_ = std::make_unique<GzipDecoder>();
+    if (!request.keep_body) {
+      gzip_->decodePrefix(stream_.body, kBodyExcerptBytes, out.body);
+    } else if (const char* error = gzip_->decode(stream_.body, spec.max_body, out.body)) {
+      const bool too_large = error == GzipDecoder::kTooLarge;
+      out.error = too_large ? TransportError::BodyTooLarge : TransportError::Protocol;
+      out.status = 0;
+      out.body = {};
+      out.detail = too_large ? "decoded body over http.max_body (" + std::to_string(spec.max_body) +
+                                   " bytes)"
+                             : std::string("gzip body: ") + error;
+    }
+  }
+}
+
+} // namespace
+
+std::unique_ptr<HttpClient> makeH2Client(asio::io_context& io, const common::HttpSpec& spec,
+                                         std::shared_ptr<const TargetPolicy> allow) {
+  return std::make_unique<H2Client>(io, spec, std::move(allow));
+}
+
+} // namespace stampede::worker

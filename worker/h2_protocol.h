@@ -1,0 +1,124 @@
+// The HTTP/2 client side of one connection on libnghttp2, without I/O: bytes from the server go
+// in (receive()), bytes for the server come out (send()), and requests become streams whose
+// results (status, headers, body, bytes on the wire, or an error kind) land in H2Stream. The
+// Asio engine (h2_client.cpp) moves the bytes; unit tests move them to an nghttp2 server session
+// in memory. Used on one load thread.
+#pragma once
+
+#include "worker/http_client.h"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+struct nghttp2_session;
+
+namespace stampede::worker {
+
+class H2Protocol;
+
+// One request and what became of it. Owned by the caller (a session), reused request after
+// request; between submit() and its close, H2Protocol writes into it.
+struct H2Stream {
+  // Set by the caller before submit().
+  bool keep_body = true; // else only the first kBodyExcerptBytes of the body are kept
+  size_t max_body = 0;   // with keep_body: a longer body fails with BodyTooLarge
+
+  // Results, reset by submit().
+  int32_t id = -1; // -1: not submitted, or closed
+  bool closed = false;
+  int status = 0;
+  // Response fields, names in lower case as HTTP/2 sends them, back to back in one buffer that
+  // keeps its capacity from response to response (no allocation per field).
+  struct Field {
+    uint32_t name, name_size, value, value_size; // offsets into field_text
+  };
+  std::string field_text;
+  std::vector<Field> fields;
+  void clearFields() {
+    field_text.clear();
+    fields.clear();
+  }
+  // The first field of that name (case-insensitive), as header() wants it.
+  std::optional<std::string_view> field(std::string_view name) const;
+  HeaderList headerList() const; // cold: error reports
+  std::string body;              // as received (gzip not decoded)
+  bool gzip = false;             // content-encoding: gzip
+  uint64_t bytes_in = 0;         // frame headers and payloads of this stream's frames received
+  uint64_t bytes_out = 0;        // the same, sent
+  bool got_frame = false;        // a frame of the response arrived
+  // Never processed by the server (above a GOAWAY's last stream id): safe to send again.
+  bool unprocessed = false;
+  TransportError error = TransportError::None;
+  std::string detail;
+
+  // Request body, sent from this view (valid until the stream closes).
+  std::string_view body_out;
+  size_t body_sent = 0;
+  H2Protocol* owner = nullptr;
+  // Called once the stream closes, by whoever drains H2Protocol::closed() (never from inside
+  // nghttp2).
+  std::function<void()> on_closed;
+};
+
+struct H2Settings {
+  uint32_t window = 1 << 20; // bytes: each stream's receive window (http.h2.window)
+  uint32_t streams = 1;      // streams this connection carries at most (for its own window)
+};
+
+class H2Protocol {
+public:
+  explicit H2Protocol(const H2Settings& settings);
+  ~H2Protocol();
+  H2Protocol(const H2Protocol&) = delete;
+  H2Protocol& operator=(const H2Protocol&) = delete;
+
+  // Queues a request. `authority` is host[:port]; `headers` are sent as given, names lowered;
+  // connection-specific ones (Host, Connection...) are dropped. Returns false with
+  // stream.error set when nghttp2 refuses it (the connection is going away).
+  bool submit(H2Stream& stream, std::string_view method, std::string_view scheme,
+              std::string_view authority, std::string_view path, const HeaderList* headers,
+              std::string_view body, bool default_agent, bool default_encoding);
+  // Feeds bytes received. False on a connection error: every open stream has failed then.
+  bool receive(const uint8_t* data, size_t size);
+  // Appends the bytes nghttp2 has to send to `out`.
+  void send(std::string& out);
+  // The stream is no longer wanted (timeout, cancel): RST_STREAM CANCEL is queued and nothing
+  // more is written into it.
+  void forget(H2Stream& stream) noexcept;
+  // The connection is gone (or never came): every open stream fails with `error`.
+  void fail(TransportError error, const std::string& detail) noexcept;
+
+  // Streams closed since the last call, in order; the caller wakes their owners.
+  std::vector<H2Stream*>& closed() { return closed_; }
+  size_t openStreams() const { return open_.size(); }
+  // GOAWAY received, or a connection error: no new stream may start here.
+  bool goingAway() const { return going_away_ || broken_; }
+  // Neither side has anything more to say (after GOAWAY, or a fatal error).
+  bool finished() const;
+
+private:
+  friend struct H2Callbacks;
+  H2Stream* find(int32_t id) const {
+    for (const auto& [open_id, stream] : open_)
+      if (open_id == id)
+        return stream;
+    return nullptr;
+  }
+  void close(H2Stream& stream) noexcept;
+
+  nghttp2_session* session_ = nullptr;
+  std::vector<std::pair<int32_t, H2Stream*>> open_;
+  std::vector<H2Stream*> closed_;
+  bool going_away_ = false;
+  bool broken_ = false;
+  uint32_t goaway_code_ = 0;
+  int32_t goaway_last_id_ = 0;
+  std::string lowered_; // header names in lower case, for one submit()
+};
+
+} // namespace stampede::worker
