@@ -9,7 +9,7 @@ build_packages=(
   libboost1.74-dev libboost-program-options1.74-dev
   libzmq3-dev cppzmq-dev
   libprotobuf-dev protobuf-compiler
-  libcurl4-openssl-dev libssl-dev
+  libcurl4-openssl-dev libssl-dev zlib1g-dev
   libnghttp2-dev
   libyaml-cpp-dev libfmt-dev nlohmann-json3-dev
   catch2

@@ -1,15 +1,10 @@
 #include "worker/gzip_decoder.h"
 
-#include <boost/crc.hpp>
-
 #include <algorithm>
 #include <cstdint>
 
 namespace stampede::worker {
 namespace {
-
-namespace beast = boost::beast;
-using beast::error_code;
 
 uint32_t littleEndian32(const char* p) {
   auto b = [p](int i) { return uint32_t(static_cast<uint8_t>(p[i])); };
@@ -38,37 +33,37 @@ const char* GzipDecoder::decode(std::string_view in, size_t limit, std::string_v
       return error;
 
     const size_t member_begin = produced;
-    inflate_.reset();
-    beast::zlib::z_params zs;
-    zs.next_in = in.data() + p;
-    zs.avail_in = in.size() - p;
+    z_stream& zs = stream();
+    inflateReset(&zs);
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + p));
+    zs.avail_in = uInt(std::min<size_t>(in.size() - p, UINT32_MAX));
     for (;;) {
       if (produced == buffer_.size()) {
         if (buffer_.size() > limit)
           return kTooLarge;
         buffer_.resize(std::min(std::max<size_t>(buffer_.size() * 2, 16 * 1024), limit + 1));
       }
-      zs.next_out = buffer_.data() + produced;
-      zs.avail_out = buffer_.size() - produced;
-      error_code ec;
-      inflate_.write(zs, beast::zlib::Flush::none, ec);
-      produced = buffer_.size() - zs.avail_out;
-      if (ec == beast::zlib::error::end_of_stream)
+      zs.next_out = reinterpret_cast<Bytef*>(buffer_.data() + produced);
+      zs.avail_out = uInt(std::min<size_t>(buffer_.size() - produced, UINT32_MAX));
+      const int rc = inflate(&zs, Z_NO_FLUSH);
+      produced = size_t(reinterpret_cast<char*>(zs.next_out) - buffer_.data());
+      if (rc == Z_STREAM_END)
         break;
-      if (ec == beast::zlib::error::need_buffers && zs.avail_out != 0)
+      if (rc == Z_BUF_ERROR && zs.avail_out != 0)
         return "truncated gzip data";
-      if (ec && ec != beast::zlib::error::need_buffers)
+      if (rc != Z_OK && rc != Z_BUF_ERROR)
         return "corrupt gzip data";
     }
     if (produced > limit)
       return kTooLarge;
-    p = in.size() - zs.avail_in;
+    p = size_t(reinterpret_cast<const char*>(zs.next_in) - in.data());
     // The trailer: CRC-32 and length (mod 2^32) of what this member decodes to.
     if (in.size() - p < 8)
       return "truncated gzip trailer";
-    boost::crc_32_type crc;
-    crc.process_bytes(buffer_.data() + member_begin, produced - member_begin);
-    if (crc.checksum() != littleEndian32(in.data() + p) ||
+    const auto* decoded = reinterpret_cast<const Bytef*>(buffer_.data() + member_begin);
+    const uint32_t crc =
+        uint32_t(crc32_z(crc32_z(0, nullptr, 0), decoded, produced - member_begin));
+    if (crc != littleEndian32(in.data() + p) ||
         uint32_t(produced - member_begin) != littleEndian32(in.data() + p + 4))
       return "gzip checksum mismatch";
     pos = p + 8;
@@ -121,16 +116,32 @@ void GzipDecoder::decodePrefix(std::string_view in, size_t limit, std::string_vi
     return;
   if (buffer_.size() < limit)
     buffer_.resize(limit);
-  inflate_.reset();
-  beast::zlib::z_params zs;
-  zs.next_in = in.data() + p;
-  zs.avail_in = in.size() - p;
-  zs.next_out = buffer_.data();
-  zs.avail_out = limit;
-  error_code ec;
+  z_stream& zs = stream();
+  inflateReset(&zs);
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data() + p));
+  zs.avail_in = uInt(std::min<size_t>(in.size() - p, UINT32_MAX));
+  zs.next_out = reinterpret_cast<Bytef*>(buffer_.data());
+  zs.avail_out = uInt(std::min<size_t>(limit, UINT32_MAX));
   // One call: it stops where the input or the output runs out, or at an error.
-  inflate_.write(zs, beast::zlib::Flush::none, ec);
-  out = std::string_view(buffer_.data(), limit - zs.avail_out);
+  inflate(&zs, Z_NO_FLUSH);
+  out = std::string_view(buffer_.data(),
+                         size_t(reinterpret_cast<char*>(zs.next_out) - buffer_.data()));
+}
+
+z_stream& GzipDecoder::stream() {
+  if (!stream_) {
+    stream_ = std::make_unique<z_stream>();
+    // Raw deflate (negative window bits): the gzip header and trailer are read here, so that
+    // every member's checks say which part is wrong. zlib's own memory functions.
+    if (inflateInit2(stream_.get(), -MAX_WBITS) != Z_OK)
+      throw std::bad_alloc();
+  }
+  return *stream_;
+}
+
+GzipDecoder::~GzipDecoder() {
+  if (stream_)
+    inflateEnd(stream_.get());
 }
 
 } // namespace stampede::worker
