@@ -193,7 +193,10 @@ json buildReport(const RunResult& r) {
   }
   json workers = json::array();
   auto orNull = [](const auto& v) { return v ? json(*v) : json(nullptr); };
-  for (const auto& w : r.workers)
+  for (const auto& w : r.workers) {
+    json events = json::array();
+    for (const auto& [at_s, what] : w.events)
+      events.push_back({{"at_s", at_s}, {"event", what}});
     workers.push_back(
         {{"id", w.id},
          {"address", w.address},
@@ -217,7 +220,9 @@ json buildReport(const RunResult& r) {
          {"p99_ms", orNull(w.p99_ms)},
          {"schedule_lag_p99_ms", orNull(w.schedule_lag_p99_ms)},
          {"error_rate", orNull(w.error_rate)},
-         {"divergent", w.divergent.empty() ? json(nullptr) : json(w.divergent)}});
+         {"divergent", w.divergent.empty() ? json(nullptr) : json(w.divergent)},
+         {"events", std::move(events)}});
+  }
   report["workers"] = std::move(workers);
   json thresholds = json::array();
   for (const auto& t : r.thresholds)

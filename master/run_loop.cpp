@@ -105,7 +105,7 @@ RunLoop::RunLoop(RunContext& run, RunResult& result)
       // Rows wait this long for a worker that went silent, so that its Stats, when they come,
       // still land in their own rows; longer than that it is lost.
       rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), policy_(run.scenario.halt),
-      judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval) {
+      rejoin_(run), judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval) {
   timeseries_.recordInto(result.series);
 }
 
@@ -161,6 +161,8 @@ void RunLoop::checkErrorCount() {
 }
 
 void RunLoop::onMessage(WorkerLink& link, const wire::Envelope& e) {
+  if (rejoin_.onMessage(link, e, run_.clock.now()))
+    return;
   switch (e.body_case()) {
   case wire::Envelope::kError: {
     auto context = common::errorFromWire(e.error().context());
@@ -235,6 +237,7 @@ void RunLoop::checkSilent(SteadyTime now) {
       halt.mutable_halt()->set_reason(wire::HALT_REASON_LOST);
       run_.cluster.send(*link, halt);
       sendHalt(policy_.onWorkerLost(seconds(now - run_.t0)), now);
+      rejoin_.onLost(*link, now);
     }
   }
 }
@@ -276,7 +279,8 @@ void RunLoop::tick(SteadyTime now) {
 
 bool RunLoop::running() const {
   return std::any_of(run_.joined.begin(), run_.joined.end(),
-                     [](auto* l) { return l->state == LinkState::Running; });
+                     [](auto* l) { return l->state == LinkState::Running; }) ||
+         (!stop_sent_ && !policy_.halt() && rejoin_.waiting(run_.clock.now()));
 }
 
 void RunLoop::run() {
@@ -298,6 +302,8 @@ void RunLoop::run() {
       stop_sent_ = true;
     }
     checkSilent(now);
+    if (!stop_sent_ && !policy_.halt())
+      rejoin_.probe(now);
     if (now >= next_tick_)
       tick(now);
   }
