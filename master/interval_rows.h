@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace stampede::master {
@@ -32,6 +33,11 @@ struct IntervalRow {
   // It came after its second's row was written: an addendum to that row (same elapsed_s),
   // not a second of its own.
   bool late = false;
+  // Filled in by the run loop as the row is written: the workers in the run at the row's end
+  // (all that started, but those lost and not joined again by then), and the workers that left
+  // or joined the run within the row's second ("lost H:P", "joined H:P", `;` between).
+  uint32_t workers = 0;
+  std::string events;
 };
 
 class IntervalRows {

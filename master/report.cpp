@@ -350,7 +350,7 @@ std::string Timeseries::open(const std::string& dir) {
     return fmt::format("{}: cannot write: {}", path_, std::strerror(errno));
   std::setvbuf(file_, nullptr, _IONBF, 0);
   return write("elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
-               "bytes_in,bytes_out,dropped,late\n");
+               "bytes_in,bytes_out,dropped,late,workers,events\n");
 }
 
 void Timeseries::record(const IntervalRow& row) {
@@ -395,12 +395,12 @@ std::string Timeseries::append(const IntervalRow& row) {
   if (!file_)
     return "";
   const auto& h = row.latency_us;
-  return write(fmt::format("{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{},{}\n",
-                           row.elapsed_s, row.users, row.requests,
-                           row.length_s > 0 ? double(row.requests) / row.length_s : 0.0, row.errors,
-                           errors_total_, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
-                           ms(h.percentileUs(99)), ms(h.maxUs()), row.bytes_in, row.bytes_out,
-                           row.dropped, row.late ? 1 : 0));
+  return write(fmt::format(
+      "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{},{},{},{}\n", row.elapsed_s,
+      row.users, row.requests, row.length_s > 0 ? double(row.requests) / row.length_s : 0.0,
+      row.errors, errors_total_, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
+      ms(h.percentileUs(99)), ms(h.maxUs()), row.bytes_in, row.bytes_out, row.dropped,
+      row.late ? 1 : 0, row.workers, row.events));
 }
 
 } // namespace stampede::master

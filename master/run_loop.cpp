@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <string_view>
 
 namespace stampede::master {
 namespace {
@@ -97,6 +98,21 @@ void noteLeft(WorkerLink& link, double at_s) {
   fmt::print(stderr, "\n{}: left the run: {}\n", workerLabel(link), link.why);
 }
 
+// A timeseries row's workers in the run at its end (all that started, but those lost and not
+// joined again by then), and who left or joined within its second.
+void noteMembership(const RunContext& run, IntervalRow& row) {
+  for (const auto* link : run.joined) {
+    bool member = true;
+    for (const auto& event : link->events)
+      if (event.at_s <= row.elapsed_s)
+        member = std::string_view(event.what) != "lost";
+    row.workers += member ? 1 : 0;
+    for (const auto& event : link->events)
+      if (event.at_s > row.elapsed_s - row.length_s && event.at_s <= row.elapsed_s)
+        row.events += fmt::format("{}{} {}", row.events.empty() ? "" : ";", event.what, link->name);
+  }
+}
+
 } // namespace
 
 RunLoop::RunLoop(RunContext& run, RunResult& result)
@@ -115,7 +131,10 @@ void RunLoop::warn(std::string text) {
   result_.warnings.push_back(std::move(text));
 }
 
-void RunLoop::writeRows(const std::vector<IntervalRow>& finished) {
+void RunLoop::writeRows(std::vector<IntervalRow> finished) {
+  for (auto& row : finished)
+    if (!row.late)
+      noteMembership(run_, row);
   for (const auto& row : finished)
     if (auto error = timeseries_.append(row); !error.empty() && !outputs_failed_) {
       outputs_failed_ = true;

@@ -61,7 +61,7 @@ private:
   bool running() const;
   void sendHalt(Decision decision, common::SteadyTime now);
   void warn(std::string text);
-  void writeRows(const std::vector<IntervalRow>& finished);
+  void writeRows(std::vector<IntervalRow> finished);
 
   RunContext& run_;
   RunResult& result_;

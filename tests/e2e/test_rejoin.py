@@ -5,6 +5,7 @@ run's clock: nginx's per-second count returns to the scenario's rate, the report
 records the leave and the join, and the totals stay exact against nginx (the killed process's
 requests after its last Stats aside, which died with it and are estimated)."""
 
+import csv
 import os
 import signal
 import sys
@@ -18,6 +19,13 @@ RATE = 240           # requests per second, cluster-wide
 DURATION_S = 14
 KILL_AFTER_S = 3.5   # after the master started (the load starts ~0.5 s later)
 HEARTBEAT_TIMEOUT_S = 2
+# Restarted after the master declared it lost: the master must have kept probing it.
+RESTART_AFTER_KILL_S = HEARTBEAT_TIMEOUT_S + 1.5
+
+
+def t0_wall(entries):
+    """The run's start on the wall clock: nginx's first request."""
+    return min(e.time for e in entries)
 
 
 class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
@@ -45,6 +53,8 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
                 victim.kill(signal.SIGKILL)
                 victim.proc.wait()
                 killed_at = time.time()
+                time.sleep(RESTART_AFTER_KILL_S)
+                restarted_at = time.time()
                 # The same port: the master still dials it.
                 log = os.path.join(ws.dir, "worker1-restarted.log")
                 restarted = lib.start_worker_process(
@@ -69,16 +79,34 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual([e["event"] for e in events], ["lost", "joined"], context)
         lost_at, joined_at = events[0]["at_s"], events[1]["at_s"]
         self.assertLess(lost_at, joined_at, context)
-        self.assertLess(joined_at - lost_at, 4.0, "rejoined within a few seconds\n" + context)
+        self.assertLess(joined_at - lost_at, RESTART_AFTER_KILL_S + 2.5, context)
         self.assertEqual(rejoined["state"], "done", context)
+        self.assertGreater(joined_at, restarted_at - t0_wall(entries), context)
+        self.assertLess(joined_at, restarted_at - t0_wall(entries) + 3.0,
+                        "rejoined within a few seconds of its restart\n" + context)
         for address, w in workers.items():
             if address != victim.address:
                 self.assertEqual(w["events"], [], context)
         self.assertIn("rejoined the run", err, context)
 
+        # timeseries.csv: the row of each second says who left and who joined in it, and how
+        # many workers ran.
+        with open(os.path.join(out_dir, "timeseries.csv")) as f:
+            rows = [r for r in csv.DictReader(f) if r["late"] == "0"]
+        marked = [(float(r["elapsed_s"]), e) for r in rows for e in r["events"].split(";") if e]
+        self.assertEqual([e for _, e in marked],
+                         [f"lost {victim.address}", f"joined {victim.address}"], context)
+        self.assertAlmostEqual(marked[0][0], lost_at, delta=1.0, msg=context)
+        self.assertAlmostEqual(marked[1][0], joined_at, delta=1.0, msg=context)
+        in_run = {round(float(r["elapsed_s"])): int(r["workers"]) for r in rows}
+        self.assertEqual(in_run[1], 3, context)
+        self.assertEqual(in_run[int(lost_at) + 1], 2, context)
+        self.assertEqual(in_run[int(joined_at) + 1], 3, context)
+        self.assertEqual(int(rows[-1]["workers"]), 3, context)
+
         # nginx's per-second count: full rate before the kill, two thirds while it is lost,
         # full rate again after the join. Time 0 is nginx's first request (the run's t0).
-        t0 = min(e.time for e in entries)
+        t0 = t0_wall(entries)
         per_second = [0] * (DURATION_S + 2)
         for e in entries:
             per_second[min(int(e.time - t0), DURATION_S + 1)] += 1
