@@ -26,8 +26,8 @@ constexpr auto kMinRemaining = 2s;
 
 Rejoiner::Rejoiner(RunContext& run)
     : run_(run),
-      enabled_(run.scenario.halt.on_worker_lost == common::HaltSpec::OnWorkerLost::Rejoin &&
-               run.cli.listen.empty()) {}
+      enabled_(run.scenario.halt.on_worker_lost == common::HaltSpec::OnWorkerLost::Rejoin),
+      reverse_(!run.cli.listen.empty()) {}
 
 bool Rejoiner::tooLate(SteadyTime now) const {
   return now + kMinRemaining >= run_.end_at;
@@ -37,6 +37,10 @@ void Rejoiner::onLost(WorkerLink& link, SteadyTime now) {
   link.events.push_back({seconds(now - run_.t0), "lost"});
   if (!enabled_)
     return;
+  if (reverse_) {
+    vacant_.push_back(&link);
+    return;
+  }
   // A restarted worker numbers its messages from 1 again.
   link.filter.reset();
   link.samples.clear();
@@ -78,7 +82,20 @@ void Rejoiner::probe(SteadyTime now) {
 }
 
 bool Rejoiner::waiting(SteadyTime now) const {
-  return !attempts_.empty() && !tooLate(now);
+  return (!attempts_.empty() || !vacant_.empty()) && !tooLate(now);
+}
+
+void Rejoiner::admit(WorkerLink& link, SteadyTime now) {
+  WorkerLink& place = *vacant_.front();
+  vacant_.erase(vacant_.begin());
+  link.index = place.index;
+  link.users = place.users;
+  fmt::print(stderr, "\n{}: dialled in mid-run: takes the place of {}\n", workerLabel(link),
+             workerLabel(place));
+  attempts_[&link] = Attempt{.next_probe = now + kProbeInterval};
+  link.state = LinkState::Lost; // until it has answered our probes and is Ready
+  link.why = fmt::format("dialled in mid-run in the place of {}; not ready yet", place.name);
+  sendProbe(link, now);
 }
 
 void Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
@@ -89,7 +106,7 @@ void Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
   wire::Envelope welcome;
   auto* w = welcome.mutable_welcome();
   w->set_worker_index(link.index);
-  w->set_worker_count(static_cast<uint32_t>(run_.joined.size()));
+  w->set_worker_count(static_cast<uint32_t>(run_.plans.size()));
   w->set_clock_offset_ns(link.clock_offset_ns);
   w->set_heartbeat_timeout_ms(static_cast<uint32_t>(run_.cli.heartbeat_timeout.count()));
   run_.cluster.send(link, welcome);
@@ -113,6 +130,8 @@ void Rejoiner::startRejoined(WorkerLink& link, SteadyTime now) {
   link.why.clear();
   link.last_heard = now;
   link.final_received = false;
+  if (std::find(run_.joined.begin(), run_.joined.end(), &link) == run_.joined.end())
+    run_.joined.push_back(&link); // a new worker in a lost one's place (reverse mode)
   const double at_s = seconds(join_at - run_.t0);
   link.events.push_back({at_s, "joined"});
   fmt::print(stderr, "\n{}: rejoined the run at {:.1f}s with its share ({} users)\n",
@@ -121,8 +140,15 @@ void Rejoiner::startRejoined(WorkerLink& link, SteadyTime now) {
 
 bool Rejoiner::onMessage(WorkerLink& link, const wire::Envelope& e, SteadyTime now) {
   auto it = attempts_.find(&link);
-  if (it == attempts_.end())
+  if (it == attempts_.end()) {
+    // Reverse mode: a worker announcing itself mid-run (Hello without our probe's time).
+    if (reverse_ && link.state == LinkState::Connecting && e.has_hello() &&
+        e.hello().master_ns() == 0 && !vacant_.empty() && !tooLate(now)) {
+      admit(link, now);
+      return true;
+    }
     return false;
+  }
   Attempt& attempt = it->second;
   if (link.state == LinkState::Lost && e.has_hello()) {
     const auto& hello = e.hello();

@@ -102,7 +102,8 @@ void noteLeft(WorkerLink& link, double at_s) {
 // joined again by then), and who left or joined within its second.
 void noteMembership(const RunContext& run, IntervalRow& row) {
   for (const auto* link : run.joined) {
-    bool member = true;
+    // A worker that dialled in mid-run (reverse mode) was not in the run before it joined.
+    bool member = link->events.empty() || std::string_view(link->events.front().what) != "joined";
     for (const auto& event : link->events)
       if (event.at_s <= row.elapsed_s)
         member = std::string_view(event.what) != "lost";

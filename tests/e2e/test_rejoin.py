@@ -104,6 +104,11 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(in_run[int(joined_at) + 1], 3, context)
         self.assertEqual(int(rows[-1]["workers"]), 3, context)
 
+        self.assert_load_returns_and_totals_hold(entries, report, killed_at, lost_at, joined_at,
+                                                 rejoined["unreported_requests_estimate"], context)
+
+    def assert_load_returns_and_totals_hold(self, entries, report, killed_at, lost_at, joined_at,
+                                            est, context):
         # nginx's per-second count: full rate before the kill, two thirds while it is lost,
         # full rate again after the join. Time 0 is nginx's first request (the run's t0).
         t0 = t0_wall(entries)
@@ -125,13 +130,70 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
         # Totals: every request the cluster reported reached nginx; what nginx has beyond them
         # is the killed process's requests after its last Stats, inside the estimate's range.
         total = report["totals"]["requests"]
-        est = rejoined["unreported_requests_estimate"]
         print(f"  nginx {len(entries)}, report {total}, estimated unreported {est}")
         self.assertLessEqual(total, len(entries), context)
         self.assertGreaterEqual(len(entries) - total, 0, context)
         self.assertLessEqual(len(entries) - total, (est["high"] if est else 0) + 2, context)
         self.assertGreaterEqual(len(entries) - total, (est["low"] if est else 0) - 2, context)
 
+
+    def test_reverse_mode_a_new_worker_dialling_in_takes_the_lost_ones_place(self):
+        endpoint = f"tcp://{lib.LOOPBACK}:{lib.free_port()}"
+        with lib.nginx() as server, lib.dialling_workers(3, endpoint) as ws:
+            path = lib.write_scenario(self.tmp, f"""\
+                name: e2e-rejoin-reverse
+                target: {server.url}
+                load: {{rate: {RATE}/s, duration: {DURATION_S}s}}
+                halt: {{on_worker_lost: rejoin}}
+                flows:
+                  - name: main
+                    steps:
+                      - get: /
+                        name: main
+                """)
+            out_dir = os.path.join(self.tmp, "out")
+            proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out",
+                                     out_dir, "--quiet", "--heartbeat-timeout",
+                                     f"{HEARTBEAT_TIMEOUT_S}s", path], self.tmp)
+            try:
+                time.sleep(KILL_AFTER_S)
+                self.assertIsNone(proc.poll(), "the master ended before the kill")
+                ws[1].kill(signal.SIGKILL)
+                ws[1].proc.wait()
+                killed_at = time.time()
+                time.sleep(RESTART_AFTER_KILL_S)
+                log = os.path.join(ws.dir, "worker-new.log")
+                new = lib.start_worker_process(["--master", endpoint, "--threads", 1], log)
+                ws.daemons.append(lib.WorkerDaemon(new, None, log))
+                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            lib.wait_access_log_stable(server.access_log)
+            entries = lib.parse_access_log(server.access_log)
+        self.assertEqual(rc, 0, context)
+        report = lib.load_report(out_dir)
+        context += f"\nworkers: {report['workers']}"
+        by_events = {tuple(e["event"] for e in w["events"]): w for w in report["workers"]}
+        self.assertEqual(sorted(by_events), [(), ("joined",), ("lost",)], context)
+        lost, new = by_events[("lost",)], by_events[("joined",)]
+        self.assertEqual(lost["state"], "lost", context)
+        self.assertEqual(new["state"], "done", context)
+        self.assertEqual(new["id"], lost["id"], "the new worker has the lost one's place\n" + context)
+        self.assertGreater(new["requests"], 0, context)
+        self.assertEqual(len(report["workers"]), 4, context)
+        lost_at, joined_at = lost["events"][0]["at_s"], new["events"][0]["at_s"]
+        self.assertLess(joined_at - lost_at, RESTART_AFTER_KILL_S + 2.5, context)
+        self.assertIn("takes the place of", err, context)
+        with open(os.path.join(out_dir, "timeseries.csv")) as f:
+            rows = [r for r in csv.DictReader(f) if r["late"] == "0"]
+        in_run = {round(float(r["elapsed_s"])): int(r["workers"]) for r in rows}
+        self.assertEqual(in_run[int(lost_at) + 1], 2, context)
+        self.assertEqual(in_run[int(joined_at) + 1], 3, context)
+        self.assert_load_returns_and_totals_hold(entries, report, killed_at, lost_at, joined_at,
+                                                 lost["unreported_requests_estimate"], context)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
