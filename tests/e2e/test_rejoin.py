@@ -127,6 +127,10 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
             self.assertLessEqual(count, 1.1 * RATE, context)
         for count in gap:
             self.assertLessEqual(count, 0.8 * RATE, context)
+        # No second over the rate: the joining worker does not catch up on arrivals that were
+        # the lost one's.
+        for count in per_second:
+            self.assertLessEqual(count, 1.1 * RATE, context)
         # Totals: every request the cluster reported reached nginx; what nginx has beyond them
         # is the killed process's requests after its last Stats, inside the estimate's range.
         total = report["totals"]["requests"]
