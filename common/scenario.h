@@ -147,7 +147,9 @@ constexpr int kMaxUsersPerWorker = 100000;
 
 struct HaltSpec {
   enum class OnError { First, Never, Count, Rate };
-  enum class OnWorkerLost { Halt, Continue };
+  // Rejoin: as Continue, and the master probes the lost worker and gives it its share back when
+  // it answers again (master/rejoin.h).
+  enum class OnWorkerLost { Halt, Continue, Rejoin };
   OnError on_error = OnError::First;
   uint64_t error_count = 0;     // Count: halt at this many errors cluster-wide
   double error_rate = 0;        // Rate: halt when errors/requests over the window reach this

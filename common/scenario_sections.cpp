@@ -178,10 +178,12 @@ HaltSpec Loader::halt(const Field& f) const {
       spec.on_worker_lost = HaltSpec::OnWorkerLost::Halt;
     else if (value == "continue")
       spec.on_worker_lost = HaltSpec::OnWorkerLost::Continue;
+    else if (value == "rejoin")
+      spec.on_worker_lost = HaltSpec::OnWorkerLost::Rejoin;
     else
       fail(*lost, "halt.on_worker_lost",
-           "expected halt or continue, got " + quoteValue(value) +
-               didYouMean(value, {"halt", "continue"}));
+           "expected halt, continue or rejoin, got " + quoteValue(value) +
+               didYouMean(value, {"halt", "continue", "rejoin"}));
   }
   if (const Field* list = fields.find("thresholds"))
     spec.thresholds = thresholds(*list);

@@ -71,6 +71,13 @@ struct WorkerLink {
   std::optional<uint64_t> sent_after_first_error;
   bool sent_count_complete = true;
   std::optional<common::SteadyTime> last_send;
+  // Each time it left the run (lost) and joined it again (on_worker_lost: rejoin), in seconds
+  // from the run's start.
+  struct Event {
+    double at_s = 0;
+    const char* what = ""; // "lost" | "joined"
+  };
+  std::vector<Event> events;
 };
 
 // The master's keys: with a secret, every control socket is a CURVE server; with allowed

@@ -49,7 +49,8 @@ public:
   // on_error {rate, window} reached: the observed rate.
   [[nodiscard]] Decision onErrorRate(double rate, double at_s);
   // A worker went silent past --heartbeat-timeout: halts under on_worker_lost: halt; under
-  // continue the run goes on, exits 0, and the report tells.
+  // continue and rejoin the run goes on, exits 0, and the report tells (under rejoin,
+  // master/rejoin.h may bring the worker back).
   [[nodiscard]] Decision onWorkerLost(double at_s);
   // A worker stopped by its operator, its figures complete: never halts the run.
   [[nodiscard]] Decision onWorkerLeft();

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 namespace stampede::master {
@@ -33,6 +34,11 @@ struct IntervalRow {
   // not a second of its own.
   bool late = false;
   uint32_t probe = 0; // a capacity run: the probe this second belongs to (0: none)
+  // Filled in by the run loop as the row is written: the workers in the run at the row's end
+  // (all that started, but those lost and not joined again by then), and the workers that left
+  // or joined the run within the row's second ("lost H:P", "joined H:P", `;` between).
+  uint32_t workers = 0;
+  std::string events;
 };
 
 class IntervalRows {

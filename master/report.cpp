@@ -207,7 +207,10 @@ json buildReport(const RunResult& r) {
   }
   json workers = json::array();
   auto orNull = [](const auto& v) { return v ? json(*v) : json(nullptr); };
-  for (const auto& w : r.workers)
+  for (const auto& w : r.workers) {
+    json events = json::array();
+    for (const auto& [at_s, what] : w.events)
+      events.push_back({{"at_s", at_s}, {"event", what}});
     workers.push_back(
         {{"id", w.id},
          {"address", w.address},
@@ -231,7 +234,9 @@ json buildReport(const RunResult& r) {
          {"p99_ms", orNull(w.p99_ms)},
          {"schedule_lag_p99_ms", orNull(w.schedule_lag_p99_ms)},
          {"error_rate", orNull(w.error_rate)},
-         {"divergent", w.divergent.empty() ? json(nullptr) : json(w.divergent)}});
+         {"divergent", w.divergent.empty() ? json(nullptr) : json(w.divergent)},
+         {"events", std::move(events)}});
+  }
   report["workers"] = std::move(workers);
   json thresholds = json::array();
   for (const auto& t : r.thresholds)
@@ -346,7 +351,7 @@ std::string Timeseries::open(const std::string& dir) {
     return fmt::format("{}: cannot write: {}", path_, std::strerror(errno));
   std::setvbuf(file_, nullptr, _IONBF, 0);
   return write("elapsed_s,users,requests,rps,errors,errors_total,p50_ms,p90_ms,p99_ms,max_ms,"
-               "bytes_in,bytes_out,dropped,late,probe\n");
+               "bytes_in,bytes_out,dropped,late,probe,workers,events\n");
 }
 
 void Timeseries::record(const IntervalRow& row) {
@@ -391,12 +396,12 @@ std::string Timeseries::append(const IntervalRow& row) {
   if (!file_)
     return "";
   const auto& h = row.latency_us;
-  return write(fmt::format("{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{},{},{}\n",
-                           row.elapsed_s, row.users, row.requests,
-                           row.length_s > 0 ? double(row.requests) / row.length_s : 0.0, row.errors,
-                           errors_total_, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
-                           ms(h.percentileUs(99)), ms(h.maxUs()), row.bytes_in, row.bytes_out,
-                           row.dropped, row.late ? 1 : 0, row.probe));
+  return write(fmt::format(
+      "{:.3f},{},{},{:.1f},{},{},{:.3f},{:.3f},{:.3f},{:.3f},{},{},{},{},{},{},{}\n", row.elapsed_s,
+      row.users, row.requests, row.length_s > 0 ? double(row.requests) / row.length_s : 0.0,
+      row.errors, errors_total_, ms(h.percentileUs(50)), ms(h.percentileUs(90)),
+      ms(h.percentileUs(99)), ms(h.maxUs()), row.bytes_in, row.bytes_out, row.dropped,
+      row.late ? 1 : 0, row.probe, row.workers, row.events));
 }
 
 } // namespace stampede::master

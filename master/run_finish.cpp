@@ -45,6 +45,8 @@ void addWorkers(const RunContext& run, const std::map<const WorkerLink*, LostWor
       result.unreported_estimate += it->second.estimate.value_or(0);
     }
     w.clock_error_ms = clockErrorMs(link);
+    for (const auto& event : link.events)
+      w.events.emplace_back(event.at_s, event.what);
     const auto& halt = result.halt;
     if (halt && halt->error_at && link.sent_after_first_error) {
       w.requests_sent_after_first_error = link.sent_after_first_error;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <string_view>
 
 namespace stampede::master {
 namespace {
@@ -98,6 +99,22 @@ void noteLeft(WorkerLink& link, double at_s) {
   fmt::print(stderr, "\n{}: left the run: {}\n", workerLabel(link), link.why);
 }
 
+// A timeseries row's workers in the run at its end (all that started, but those lost and not
+// joined again by then), and who left or joined within its second.
+void noteMembership(const RunContext& run, IntervalRow& row) {
+  for (const auto* link : run.joined) {
+    // A worker that dialled in mid-run (reverse mode) was not in the run before it joined.
+    bool member = link->events.empty() || std::string_view(link->events.front().what) != "joined";
+    for (const auto& event : link->events)
+      if (event.at_s <= row.elapsed_s)
+        member = std::string_view(event.what) != "lost";
+    row.workers += member ? 1 : 0;
+    for (const auto& event : link->events)
+      if (event.at_s > row.elapsed_s - row.length_s && event.at_s <= row.elapsed_s)
+        row.events += fmt::format("{}{} {}", row.events.empty() ? "" : ";", event.what, link->name);
+  }
+}
+
 } // namespace
 
 RunLoop::RunLoop(RunContext& run, RunResult& result)
@@ -106,7 +123,7 @@ RunLoop::RunLoop(RunContext& run, RunResult& result)
       // Rows wait this long for a worker that went silent, so that its Stats, when they come,
       // still land in their own rows; longer than that it is lost.
       rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), policy_(run.scenario.halt),
-      judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval) {
+      rejoin_(run), judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval) {
   timeseries_.recordInto(result.series);
 }
 
@@ -120,6 +137,8 @@ void RunLoop::writeRows(std::vector<IntervalRow> finished) {
   for (auto& row : finished) {
     if (run_.capacity)
       row.probe = run_.capacity->probeOfSecond(row.second);
+    if (!row.late)
+      noteMembership(run_, row);
     if (auto error = timeseries_.append(row); !error.empty() && !outputs_failed_) {
       outputs_failed_ = true;
       warn(fmt::format("{}; timeseries.csv is incomplete from {:.0f}s on", error, row.elapsed_s));
@@ -165,6 +184,8 @@ void RunLoop::checkErrorCount() {
 }
 
 void RunLoop::onMessage(WorkerLink& link, const wire::Envelope& e) {
+  if (rejoin_.onMessage(link, e, run_.clock.now()))
+    return;
   switch (e.body_case()) {
   case wire::Envelope::kError: {
     auto context = common::errorFromWire(e.error().context());
@@ -244,6 +265,7 @@ void RunLoop::checkSilent(SteadyTime now) {
       halt.mutable_halt()->set_reason(wire::HALT_REASON_LOST);
       run_.cluster.send(*link, halt);
       sendHalt(policy_.onWorkerLost(seconds(now - run_.t0)), now);
+      rejoin_.onLost(*link, now);
     }
   }
 }
@@ -285,7 +307,8 @@ void RunLoop::tick(SteadyTime now) {
 
 bool RunLoop::running() const {
   return std::any_of(run_.joined.begin(), run_.joined.end(),
-                     [](auto* l) { return l->state == LinkState::Running; });
+                     [](auto* l) { return l->state == LinkState::Running; }) ||
+         (!stop_sent_ && !policy_.halt() && rejoin_.waiting(run_.clock.now()));
 }
 
 void RunLoop::run() {
@@ -309,6 +332,8 @@ void RunLoop::run() {
     checkSilent(now);
     if (run_.capacity && !policy_.halt())
       run_.capacity->poll(now); // may end the run: end_at
+    if (!stop_sent_ && !policy_.halt())
+      rejoin_.probe(now);
     if (now >= next_tick_)
       tick(now);
   }

@@ -7,6 +7,7 @@
 #include "master/halt_policy.h"
 #include "master/interval_rows.h"
 #include "master/progress.h"
+#include "master/rejoin.h"
 #include "master/report.h"
 #include "master/run_context.h"
 #include "master/run_result.h"
@@ -69,6 +70,7 @@ private:
   Timeseries timeseries_;
   bool outputs_failed_ = false;
   std::map<const WorkerLink*, LostWorker> lost_workers_;
+  Rejoiner rejoin_;
   bool stop_sent_ = false;
   HaltPolicy policy_;
   std::optional<common::SteadyTime> halt_sent_at_;

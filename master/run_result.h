@@ -91,6 +91,9 @@ struct WorkerResult {
   std::optional<double> schedule_lag_p99_ms;
   std::optional<double> error_rate;
   std::string divergent;
+  // Each time it left the run (lost) and joined it again (on_worker_lost: rejoin): seconds
+  // into the run, "lost" or "joined".
+  std::vector<std::pair<double, std::string>> events;
 };
 
 // One row of timeseries.csv, its figures as written there (ms), plus the open model's service

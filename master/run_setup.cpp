@@ -70,8 +70,8 @@ std::optional<int> checkHandshake(Cluster& cluster, const CliOptions& cli) {
   return std::nullopt;
 }
 
-// The Prepare envelope for one worker's share: the scenario, its overrides and env() values,
-// and the data files cut to that worker.
+} // namespace
+
 wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cli,
                           const WorkerPlan& plan, const std::vector<uint32_t>& cluster_users) {
   wire::Envelope prepare;
@@ -93,6 +93,8 @@ wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cl
     (*p->mutable_files())[name] = content;
   return prepare;
 }
+
+namespace {
 
 // Room for the envelope's own fields (protocol, run id, sequence) around the Prepare.
 constexpr size_t kEnvelopeOverheadBytes = 64;

@@ -322,8 +322,11 @@ void WorkerDaemon::Session::handleStart(const wire::Start& start) {
     return;
   }
   const SteadyTime t0 = common::fromSteadyNs(start.start_master_ns() + offset_ns_);
+  std::optional<SteadyTime> join_at;
+  if (start.join_master_ns() > start.start_master_ns())
+    join_at = common::fromSteadyNs(start.join_master_ns() + offset_ns_);
   try {
-    engine_->start(t0);
+    engine_->start(t0, join_at);
   } catch (const std::exception& e) {
     failStart(e.what());
     return;
@@ -331,6 +334,9 @@ void WorkerDaemon::Session::handleStart(const wire::Start& start) {
   state_ = State::Running;
   // Deltas cut on whole intervals from t0: each Stats is one row of the master's timeseries.
   next_stats_ = t0 + common::kStatsInterval;
+  // Rejoining a run in progress: the first cut is the next whole interval from t0.
+  while (join_at && next_stats_ <= *join_at)
+    next_stats_ += common::kStatsInterval;
   ++counters_.runs;
 }
 

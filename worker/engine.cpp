@@ -87,8 +87,9 @@ bool Engine::takeIteration() {
   return iterations_left_.fetch_sub(1, std::memory_order_relaxed) > 0;
 }
 
-void Engine::start(common::SteadyTime t0) {
+void Engine::start(common::SteadyTime t0, std::optional<common::SteadyTime> join_at) {
   t0_ = t0;
+  join_at_ = std::max(t0, join_at.value_or(t0));
   end_ = t0 + curve_->total();
   if (!open_) {
     const auto& mine = *options_.cluster_users;

@@ -89,7 +89,9 @@ public:
   void setFinishedListener(std::function<void()> listener);
 
   // Starts the threads; the load curve (LoadSpec::stages) begins at t0 and ends at endTime().
-  void start(common::SteadyTime t0);
+  // A worker rejoining a run in progress passes the run's t0 and when it joins: open-model
+  // arrivals due before `join_at` are skipped, closed users due before it start at once.
+  void start(common::SteadyTime t0, std::optional<common::SteadyTime> join_at = std::nullopt);
   // Stops starting requests at once and cancels those in flight (counted as cancelled).
   void halt() noexcept;
   // End of run: stops starting requests; those in flight complete (bounded by http.timeout).
@@ -155,6 +157,7 @@ private:
   // clock itself, without a virtual call.
   const common::Clock* timer_clock_ = nullptr;
   common::SteadyTime t0_{};
+  common::SteadyTime join_at_{}; // t0_, or later for a worker that rejoined the run
   common::SteadyTime end_{};
   std::vector<std::unique_ptr<WorkerThread>> threads_;
   std::function<void(const ErrorContext&)> error_listener_;

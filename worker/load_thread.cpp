@@ -52,6 +52,8 @@ asio::awaitable<void> WorkerThread::arrivals() {
     const common::SteadyTime at = e.t0_ + *offset;
     if (at >= e.end_ || e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
       break;
+    if (at < e.join_at_)
+      continue; // before this worker rejoined the run: the lost worker's, not ours to catch up
     if (e.clock_.now() < at) {
       arrival_timer_.expires_at(std::chrono::steady_clock::time_point(at));
       boost::system::error_code ec;

@@ -149,6 +149,13 @@ TEST_CASE("a lost worker under on_worker_lost: continue goes on and exits 0", "[
   CHECK(policy.verdict(false, false).exit_code == 0);
 }
 
+TEST_CASE("a lost worker under on_worker_lost: rejoin goes on and exits 0", "[halt_policy]") {
+  HaltPolicy policy(spec(OnError::First, OnWorkerLost::Rejoin));
+  CHECK(policy.onWorkerLost(2) == Decision::Continue);
+  CHECK_FALSE(policy.halt());
+  CHECK(policy.verdict(false, false).exit_code == 0);
+}
+
 TEST_CASE("a worker that left never halts the run", "[halt_policy]") {
   HaltPolicy policy(spec(OnError::First, OnWorkerLost::Halt));
   CHECK(policy.onWorkerLeft() == Decision::Continue);

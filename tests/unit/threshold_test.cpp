@@ -100,6 +100,8 @@ TEST_CASE("halt policies load: count, rate with window, on_worker_lost", "[thres
   CHECK(rate.halt.error_window == std::chrono::seconds(30));
   CHECK_THROWS_AS(scenarioWith("  on_error: {rate: 2}\n"), common::ConfigError);
   CHECK_THROWS_AS(scenarioWith("  on_error: {count: 0}\n"), common::ConfigError);
+  CHECK(scenarioWith("  on_worker_lost: rejoin\n").halt.on_worker_lost ==
+        common::HaltSpec::OnWorkerLost::Rejoin);
 }
 
 TEST_CASE("an abort threshold is breached by the merged figures of its step only", "[threshold]") {

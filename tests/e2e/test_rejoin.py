@@ -1,0 +1,203 @@
+"""End to end, workers that rejoin a running test (issue 15): under `on_worker_lost: rejoin`
+three workers share an open-model load; one is SIGKILLed mid-run and restarted on the same port.
+The master, which keeps probing the worker it lost, gives it its share back with a Start on the
+run's clock: nginx's per-second count returns to the scenario's rate, the report's workers[]
+records the leave and the join, and the totals stay exact against nginx (the killed process's
+requests after its last Stats aside, which died with it and are estimated)."""
+
+import csv
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import stampede_testlib as lib  # noqa: E402
+
+RATE = 240           # requests per second, cluster-wide
+DURATION_S = 14
+KILL_AFTER_S = 3.5   # after the master started (the load starts ~0.5 s later)
+HEARTBEAT_TIMEOUT_S = 2
+# Restarted after the master declared it lost: the master must have kept probing it.
+RESTART_AFTER_KILL_S = HEARTBEAT_TIMEOUT_S + 1.5
+
+
+def t0_wall(entries):
+    """The run's start on the wall clock: nginx's first request."""
+    return min(e.time for e in entries)
+
+
+class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
+    def test_a_killed_worker_restarted_on_its_port_rejoins_and_the_load_returns(self):
+        with lib.nginx() as server, lib.workers(3) as ws:
+            path = lib.write_scenario(self.tmp, f"""\
+                name: e2e-rejoin
+                target: {server.url}
+                load: {{rate: {RATE}/s, duration: {DURATION_S}s}}
+                halt: {{on_worker_lost: rejoin}}
+                flows:
+                  - name: main
+                    steps:
+                      - get: /
+                        name: main
+                """)
+            out_dir = os.path.join(self.tmp, "out")
+            proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir, "--quiet",
+                                     "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s", path],
+                                    self.tmp)
+            try:
+                time.sleep(KILL_AFTER_S)
+                self.assertIsNone(proc.poll(), "the master ended before the kill")
+                victim = ws[1]
+                victim.kill(signal.SIGKILL)
+                victim.proc.wait()
+                killed_at = time.time()
+                time.sleep(RESTART_AFTER_KILL_S)
+                restarted_at = time.time()
+                # The same port: the master still dials it.
+                log = os.path.join(ws.dir, "worker1-restarted.log")
+                restarted = lib.start_worker_process(
+                    ["--listen", f"tcp://{lib.LOOPBACK}:{victim.port}", "--threads", 1], log)
+                ws.daemons[1] = lib.WorkerDaemon(restarted, victim.port, log)
+                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            lib.wait_access_log_stable(server.access_log)
+            entries = lib.parse_access_log(server.access_log)
+        self.assertEqual(rc, 0, context)
+        report = lib.load_report(out_dir)
+        workers = {w["address"]: w for w in report["workers"]}
+        rejoined = workers[victim.address]
+        context += f"\nworkers: {report['workers']}"
+
+        # workers[]: the leave and the join, in order, with their times; it ran to the end.
+        events = rejoined["events"]
+        self.assertEqual([e["event"] for e in events], ["lost", "joined"], context)
+        lost_at, joined_at = events[0]["at_s"], events[1]["at_s"]
+        self.assertLess(lost_at, joined_at, context)
+        self.assertLess(joined_at - lost_at, RESTART_AFTER_KILL_S + 2.5, context)
+        self.assertEqual(rejoined["state"], "done", context)
+        self.assertGreater(joined_at, restarted_at - t0_wall(entries), context)
+        self.assertLess(joined_at, restarted_at - t0_wall(entries) + 3.0,
+                        "rejoined within a few seconds of its restart\n" + context)
+        for address, w in workers.items():
+            if address != victim.address:
+                self.assertEqual(w["events"], [], context)
+        self.assertIn("rejoined the run", err, context)
+
+        # timeseries.csv: the row of each second says who left and who joined in it, and how
+        # many workers ran.
+        with open(os.path.join(out_dir, "timeseries.csv")) as f:
+            rows = [r for r in csv.DictReader(f) if r["late"] == "0"]
+        marked = [(float(r["elapsed_s"]), e) for r in rows for e in r["events"].split(";") if e]
+        self.assertEqual([e for _, e in marked],
+                         [f"lost {victim.address}", f"joined {victim.address}"], context)
+        self.assertAlmostEqual(marked[0][0], lost_at, delta=1.0, msg=context)
+        self.assertAlmostEqual(marked[1][0], joined_at, delta=1.0, msg=context)
+        in_run = {round(float(r["elapsed_s"])): int(r["workers"]) for r in rows}
+        self.assertEqual(in_run[1], 3, context)
+        self.assertEqual(in_run[int(lost_at) + 1], 2, context)
+        self.assertEqual(in_run[int(joined_at) + 1], 3, context)
+        self.assertEqual(int(rows[-1]["workers"]), 3, context)
+
+        self.assert_load_returns_and_totals_hold(entries, report, killed_at, lost_at, joined_at,
+                                                 rejoined["unreported_requests_estimate"], context)
+
+    def assert_load_returns_and_totals_hold(self, entries, report, killed_at, lost_at, joined_at,
+                                            est, context):
+        # nginx's per-second count: full rate before the kill, two thirds while it is lost,
+        # full rate again after the join. Time 0 is nginx's first request (the run's t0).
+        t0 = t0_wall(entries)
+        per_second = [0] * (DURATION_S + 2)
+        for e in entries:
+            per_second[min(int(e.time - t0), DURATION_S + 1)] += 1
+        before = per_second[1:int(killed_at - t0)]
+        gap = per_second[int(killed_at - t0) + 1:int(joined_at)]
+        after = per_second[int(joined_at) + 1:DURATION_S - 1]
+        print(f"\n  nginx per second: {per_second}; lost at {lost_at:.1f}s, joined at "
+              f"{joined_at:.1f}s")
+        context += f"\nper second {per_second}, lost {lost_at}, joined {joined_at}"
+        self.assertTrue(before and gap and after, context)
+        for count in before + after:
+            self.assertGreaterEqual(count, 0.9 * RATE, context)
+            self.assertLessEqual(count, 1.1 * RATE, context)
+        for count in gap:
+            self.assertLessEqual(count, 0.8 * RATE, context)
+        # No second over the rate: the joining worker does not catch up on arrivals that were
+        # the lost one's.
+        for count in per_second:
+            self.assertLessEqual(count, 1.1 * RATE, context)
+        # Totals: every request the cluster reported reached nginx; what nginx has beyond them
+        # is the killed process's requests after its last Stats, inside the estimate's range.
+        total = report["totals"]["requests"]
+        print(f"  nginx {len(entries)}, report {total}, estimated unreported {est}")
+        self.assertLessEqual(total, len(entries), context)
+        self.assertGreaterEqual(len(entries) - total, 0, context)
+        self.assertLessEqual(len(entries) - total, (est["high"] if est else 0) + 2, context)
+        self.assertGreaterEqual(len(entries) - total, (est["low"] if est else 0) - 2, context)
+
+
+    def test_reverse_mode_a_new_worker_dialling_in_takes_the_lost_ones_place(self):
+        endpoint = f"tcp://{lib.LOOPBACK}:{lib.free_port()}"
+        with lib.nginx() as server, lib.dialling_workers(3, endpoint) as ws:
+            path = lib.write_scenario(self.tmp, f"""\
+                name: e2e-rejoin-reverse
+                target: {server.url}
+                load: {{rate: {RATE}/s, duration: {DURATION_S}s}}
+                halt: {{on_worker_lost: rejoin}}
+                flows:
+                  - name: main
+                    steps:
+                      - get: /
+                        name: main
+                """)
+            out_dir = os.path.join(self.tmp, "out")
+            proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out",
+                                     out_dir, "--quiet", "--heartbeat-timeout",
+                                     f"{HEARTBEAT_TIMEOUT_S}s", path], self.tmp)
+            try:
+                time.sleep(KILL_AFTER_S)
+                self.assertIsNone(proc.poll(), "the master ended before the kill")
+                ws[1].kill(signal.SIGKILL)
+                ws[1].proc.wait()
+                killed_at = time.time()
+                time.sleep(RESTART_AFTER_KILL_S)
+                log = os.path.join(ws.dir, "worker-new.log")
+                new = lib.start_worker_process(["--master", endpoint, "--threads", 1], log)
+                ws.daemons.append(lib.WorkerDaemon(new, None, log))
+                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            lib.wait_access_log_stable(server.access_log)
+            entries = lib.parse_access_log(server.access_log)
+        self.assertEqual(rc, 0, context)
+        report = lib.load_report(out_dir)
+        context += f"\nworkers: {report['workers']}"
+        by_events = {tuple(e["event"] for e in w["events"]): w for w in report["workers"]}
+        self.assertEqual(sorted(by_events), [(), ("joined",), ("lost",)], context)
+        lost, new = by_events[("lost",)], by_events[("joined",)]
+        self.assertEqual(lost["state"], "lost", context)
+        self.assertEqual(new["state"], "done", context)
+        self.assertEqual(new["id"], lost["id"], "the new worker has the lost one's place\n" + context)
+        self.assertGreater(new["requests"], 0, context)
+        self.assertEqual(len(report["workers"]), 4, context)
+        lost_at, joined_at = lost["events"][0]["at_s"], new["events"][0]["at_s"]
+        self.assertLess(joined_at - lost_at, RESTART_AFTER_KILL_S + 2.5, context)
+        self.assertIn("takes the place of", err, context)
+        with open(os.path.join(out_dir, "timeseries.csv")) as f:
+            rows = [r for r in csv.DictReader(f) if r["late"] == "0"]
+        in_run = {round(float(r["elapsed_s"])): int(r["workers"]) for r in rows}
+        self.assertEqual(in_run[int(lost_at) + 1], 2, context)
+        self.assertEqual(in_run[int(joined_at) + 1], 3, context)
+        self.assert_load_returns_and_totals_hold(entries, report, killed_at, lost_at, joined_at,
+                                                 lost["unreported_requests_estimate"], context)
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
