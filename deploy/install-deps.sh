@@ -16,7 +16,10 @@ build_packages=(
 # Test and demo: the real nginx the tests and demo load, python3 for report checks,
 # python3-yaml with python3-jsonschema for the scenario schema test (tests/e2e/test_schema.py),
 # and the openssl tool that makes tests/e2e/test_http2.py its certificate.
-test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl)
+# activemq (a JMS broker speaking STOMP) and python3-stomp: the messaging tests (tests/e2e/broker.py,
+# tests/e2e/test_messaging.py) start their own broker and check it with an independent client.
+test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl activemq
+  python3-stomp)
 # Fuzzing only (`make fuzz`, which runs `install-deps.sh --fuzz`): clang with libFuzzer and the
 # sanitizer runtimes (libclang-rt-14-dev holds libclang_rt.fuzzer). The normal build uses g++.
 fuzz_packages=()
