@@ -17,8 +17,9 @@ Scenario Loader::load(YAML::Node root) {
   }
   s.overrides = options_.overrides;
 
-  const Fields top =
-      checkKeys(root, "", {"name", "target", "load", "halt", "http", "variables", "data", "flows"});
+  const Fields top = checkKeys(
+      root, "",
+      {"name", "target", "load", "halt", "http", "messaging", "variables", "data", "flows"});
   requireKeys(root, "", top, {"name", "target", "load", "flows"});
 
   s.name = string(*top.find("name"), "name");
@@ -36,7 +37,11 @@ Scenario Loader::load(YAML::Node root) {
   scanCaptures(top.find("flows")->value);
   if (const Field* f = top.find("http"))
     s.http = http(*f);
+  if (const Field* f = top.find("messaging"))
+    messaging_ = messaging(*f);
+  s.messaging = messaging_;
   s.flows = flows(*top.find("flows"));
+  pinFlows(s.flows, s.load, *top.find("flows"));
   // After the flows: thresholds may name steps.
   if (const Field* f = top.find("halt"))
     s.halt = halt(*f);

@@ -50,6 +50,8 @@ json countsJson(const common::StepStats& s, double duration_s, bool open) {
   // Closed model: service time is the latency; there is no schedule to lag behind.
   counts["service_ms"] = latencyJson(open ? s.service_us : s.latency_us);
   counts["schedule_lag_ms"] = open ? latencyJson(s.schedule_lag_us) : json(nullptr);
+  if (!s.counters.empty())
+    counts["counters"] = s.counters; // messaging: redelivered, stale, reconnects
   return counts;
 }
 

@@ -490,6 +490,7 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     options.iterations = prepare.iterations();
     options.master_alive_until_ns = &master_alive_until_ns_;
     options.allow_target = allow_target;
+    options.clock_offset_ns = offset_ns_;
     scenario_ = scenario;
     engine_ = std::make_unique<Engine>(scenario_, options, clock_);
     // The engine keeps the errors (the first one write-once) until periodic() takes them.

@@ -130,6 +130,8 @@ void WorkerThread::cancelAll(bool cancel_requests) {
     user->timer.cancel();
     if (cancel_requests && user->session)
       user->session->cancel();
+    if (cancel_requests && user->messaging)
+      user->messaging->cancel();
   }
 }
 
@@ -156,6 +158,11 @@ void WorkerThread::onEscape(std::exception_ptr error) {
 void WorkerThread::recordCancelled(size_t stats_index) {
   std::lock_guard lock(stats_mutex_);
   ++book_.steps[stats_index].cancelled;
+}
+
+void WorkerThread::recordCount(size_t stats_index, const char* name, uint64_t n) {
+  std::lock_guard lock(stats_mutex_);
+  book_.steps[stats_index].counters[name] += n;
 }
 
 void WorkerThread::recordDropped(size_t stats_index) {
