@@ -109,8 +109,13 @@ MessagingSpec Loader::messaging(const Field& f) {
       fail(*p, "messaging.password", "expected a string, got " + describe(p->value));
     spec.password = compileScalar(p->value, "messaging.password");
   }
-  if (const Field* h = fields.find("heartbeat"))
+  if (const Field* h = fields.find("heartbeat")) {
     spec.heartbeat = duration(*h, "messaging.heartbeat", false);
+    if (spec.heartbeat.count() > 0)
+      fail(*h, "messaging.heartbeat",
+           "heart-beating is not supported yet (the STOMP driver sends heart-beat:0,0); write 0s "
+           "or leave it out");
+  }
   return spec;
 }
 

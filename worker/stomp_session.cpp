@@ -177,9 +177,15 @@ public:
     for (const auto& s : subs_) {
       if (!unsubscribe || s.request.durable.empty())
         continue;
+      // ActiveMQ removes a durable subscription only once its consumer is closed: first by
+      // id, then by name.
       out_frame_.command = "UNSUBSCRIBE";
-      out_frame_.headers = {{"id", s.id}, {"activemq.subscriptionName", s.request.durable}};
+      out_frame_.headers = {{"id", s.id}};
       out_frame_.body.clear();
+      const bool closed = co_await write(out_frame_, deadline);
+      if (!closed)
+        co_return;
+      out_frame_.headers = {{"id", s.id}, {"activemq.subscriptionName", s.request.durable}};
       const bool written = co_await write(out_frame_, deadline);
       if (!written)
         co_return;

@@ -1,0 +1,180 @@
+"""End to end, messaging (issue 17): virtual users publish and subscribe over STOMP 1.2 against
+a real Debian ActiveMQ started by the test (tests/e2e/broker.py). Counts are checked against
+an independent client (Debian's python3-stomp, run as /usr/bin/python3) that holds its own
+durable subscription on the same topic."""
+
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import broker  # noqa: E402
+import stampede_testlib as lib  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def stomp_check(port, client_id, sub, topic, mode, *args):
+    """Runs tests/e2e/stomp_check.py: {"messages": [...], "errors": [...]}."""
+    out = subprocess.run([SYSTEM_PYTHON, os.path.join(HERE, "stomp_check.py"), str(port),
+                          client_id, sub, topic, mode, *map(str, args)],
+                         capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise AssertionError(f"stomp_check failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def scenario(url, subscribers, publishers, per_publisher, topic="orders", client_id="c-{{vu}}",
+             on_end="keep", receive=None, timeout="10s", duration="4s", reconnect=""):
+    receive = receive if receive is not None else publishers * per_publisher
+    return f"""
+        name: messaging
+        target: http://127.0.0.1:9
+        load: {{users: {subscribers + publishers}, duration: {duration}}}
+        messaging:
+          protocol: stomp
+          urls: [{url}]
+          client_id: "{client_id}"
+          {reconnect}
+        flows:
+          - name: subscriber
+            users: {subscribers}
+            steps:
+              - subscribe: {{from: "topic://{topic}", durable: "sub-{{{{vu}}}}", ack: client,
+                             receive: {receive}, timeout: {timeout}, on_end: {on_end},
+                             expect: {{body_contains: "order"}}}}
+              - think: 600s
+          - name: publisher
+            users: {publishers}
+            steps:
+              - think: 1500ms
+              - loop: {per_publisher}
+                steps:
+                  - publish: {{to: "topic://{topic}", body: "order {{{{iteration}}}} of {{{{vu}}}}",
+                               properties: {{region: eu}}, confirm: true, timeout: 5s}}
+              - think: 600s
+        """
+
+
+def steps_by_method(report):
+    return {s["method"]: s for s in report["steps"]}
+
+
+@unittest.skipUnless(broker.available() and os.path.exists(SYSTEM_PYTHON),
+                     "needs Debian's activemq and python3-stomp (deploy/install-deps.sh)")
+class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
+    def out(self, name="out"):
+        return os.path.join(self.tmp, name)
+
+    def test_round_trip_on_two_workers_every_message_once_per_subscriber(self):
+        with broker.Broker() as b, lib.workers(2) as ws:
+            print(f"\n  activemq started in {b.started_in_s:.1f}s")
+            # The independent client's durable subscription exists before anything is sent.
+            stomp_check(b.port, "pycheck", "pycheck", "orders", "create")
+            path = lib.write_scenario(self.tmp, scenario(b.url, 2, 2, 10))
+            rc, out, err = lib.run_master(
+                ["--workers", ws.hosts_file, "--out", self.out(), "--quiet", path], timeout=60)
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            seen = stomp_check(b.port, "pycheck", "pycheck", "orders", "drain", 1.5)
+        self.assertEqual(rc, 0, context)
+        report = lib.load_report(self.out())
+        self.assertEqual(report["outcome"], "passed", report)
+        steps = steps_by_method(report)
+        pub, sub = steps["PUBLISH"], steps["SUBSCRIBE"]
+        self.assertEqual(pub["requests"], 20, pub)
+        self.assertEqual(pub["errors"], 0, pub)
+        # Each of the 2 durable subscribers got each of the 20 messages exactly once: a
+        # duplicate or a gap would be an error (message_duplicate / message_lost), a missing one
+        # receive_timeout.
+        self.assertEqual(sub["requests"], 40, sub)
+        self.assertEqual(sub["errors"], 0, sub)
+        self.assertGreater(sub["latency_ms"]["max"], 0, sub)
+        self.assertLess(sub["latency_ms"]["p50"], 1000, sub)
+        # The independent client saw the same 20 messages, stamped, from producers on both
+        # workers (so every client id was unique across the cluster: the broker refuses a
+        # second connection with an id in use).
+        msgs = seen["messages"]
+        self.assertEqual(seen["errors"], [], seen)
+        keys = [(m["headers"]["stampede_src"], int(m["headers"]["stampede_seq"])) for m in msgs]
+        self.assertEqual(len(keys), 20, keys)
+        self.assertEqual(len(set(keys)), 20, keys)
+        srcs = {src for src, _ in keys}
+        self.assertEqual({s.split(".")[0] for s in srcs}, {"0", "1"}, srcs)
+        for src in srcs:
+            self.assertEqual(sorted(seq for s, seq in keys if s == src), list(range(1, 11)), keys)
+        for m in msgs:
+            self.assertTrue(m["body"].startswith("order "), m)
+            self.assertEqual(m["headers"]["region"], "eu", m)
+            self.assertLessEqual(int(m["headers"]["stampede_t_sched"]),
+                                 int(m["headers"]["stampede_t_sent"]), m)
+        print(f"  e2e latency p50 {sub['latency_ms']['p50']} ms, max {sub['latency_ms']['max']} ms;"
+              f" publish (send->receipt) p50 {pub['latency_ms']['p50']} ms")
+
+    def test_client_id_clash_is_client_id_in_use(self):
+        with broker.Broker() as b:
+            text = f"""
+                name: clash
+                target: http://127.0.0.1:9
+                load: {{users: 2, duration: 3s}}
+                messaging:
+                  urls: [{b.url}]
+                  client_id: same
+                  reconnect: {{delay: 100ms, budget: 1s}}
+                flows:
+                  - steps:
+                      - subscribe: {{from: "topic://orders", receive: 1, timeout: 3s}}
+                """
+            rc, out, err, context = lib.run_local(self.tmp, text, self.out(), timeout=60)
+        report = lib.load_report(self.out())
+        self.assertNotEqual(rc, 0, context)
+        self.assertEqual(report["outcome"], "halted", report)
+        self.assertEqual(report["halt"]["reason"], "first_error", report["halt"])
+        self.assertEqual(report["halt"]["error_kind"], "client_id_in_use", report["halt"])
+        first = report["first_error"]
+        self.assertIn("client id 'same' is in use", first["detail"], first)
+        # Retried within the budget (1 s) before it counted.
+        self.assertGreaterEqual(report["halt"]["at_s"], 0.5, report["halt"])
+
+    def test_durable_backlog_is_delivered_later_as_stale_and_unsubscribe_removes_it(self):
+        with broker.Broker() as b:
+            def run(text, name):
+                rc, out, err, context = lib.run_local(self.tmp, text, self.out(name), timeout=60,
+                                                      name=name + ".yaml")
+                self.assertEqual(rc, 0, context)
+                return steps_by_method(lib.load_report(self.out(name)))
+
+            # Run 1: user 0 subscribes durably (client c-0, subscription sub-0) and keeps it.
+            run(scenario(b.url, 1, 1, 5), "first")
+            # Run 2: only a publisher (user 0, now c-0 publishing): 5 messages wait in sub-0.
+            publisher_only = f"""
+                name: backlog
+                target: http://127.0.0.1:9
+                load: {{users: 1, duration: 2s}}
+                messaging: {{urls: [{b.url}], client_id: "c-{{{{vu}}}}"}}
+                flows:
+                  - steps:
+                      - loop: 5
+                        steps:
+                          - publish: {{to: "topic://orders", body: "order backlog"}}
+                      - think: 600s
+                """
+            pub = run(publisher_only, "backlog")["PUBLISH"]
+            self.assertEqual(pub["requests"], 5, pub)
+            # Run 3: user 0 comes back to sub-0: the 5 of run 2 arrive first, counted as stale
+            # (another run's), then the 5 of its own run; then it unsubscribes.
+            third = run(scenario(b.url, 1, 1, 5, on_end="unsubscribe"), "third")["SUBSCRIBE"]
+            self.assertEqual(third["requests"], 5, third)
+            self.assertEqual(third["errors"], 0, third)
+            self.assertEqual(third.get("counters", {}).get("stale"), 5, third)
+            # Run 4: more published; sub-0 no longer exists, so a client that takes its name
+            # now starts from nothing.
+            run(publisher_only, "after")
+            seen = stomp_check(b.port, "c-0", "sub-0", "orders", "drain", 1.5)
+        self.assertEqual(seen["messages"], [], seen)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
