@@ -1,6 +1,7 @@
 #include "master/report.h"
 
 #include "common/protocol.h"
+#include "master/report_messaging.h"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -148,6 +149,7 @@ json buildReport(const RunResult& r) {
     json step = countsJson(r.book.steps[i], r.duration_s, open);
     step["name"] = r.scenario->step_table[i].name;
     step["method"] = r.scenario->step_table[i].method;
+    addMessagingFigures(step, r.book.steps[i], r.scenario->step_table[i].method, open);
     steps.push_back(std::move(step));
   }
   report["steps"] = std::move(steps);
