@@ -232,6 +232,24 @@ private:
     inbox_.push_back(std::move(m));
   }
 
+  // Whether the broker closed the connection while this session was not reading (a crash, a
+  // failover): then the next message must go to a new connection, not into a dead one, where
+  // it would be in doubt. One non-blocking read; bytes it finds are kept for the parser.
+  bool peerClosed() {
+    error_code ec;
+    socket_.non_blocking(true, ec);
+    const size_t n = socket_.read_some(asio::buffer(chunk_), ec);
+    error_code ignored;
+    socket_.non_blocking(false, ignored);
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+      return false;
+    if (!ec) {
+      rbuf_.append(chunk_.data(), n);
+      return false;
+    }
+    return true;
+  }
+
   void closeSocket() {
     error_code ignored;
     socket_.close(ignored);
@@ -430,8 +448,9 @@ private:
   asio::awaitable<MsgResult> ensureConnected() {
     if (cancelled_)
       co_return MsgResult{MsgError::Cancelled, {}};
-    if (connected_)
+    if (connected_ && !peerClosed())
       co_return MsgResult{};
+    markLost();
     const auto& policy = settings_.reconnect;
     const bool lost = ever_connected_;
     const auto start = Clock::now();

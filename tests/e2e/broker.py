@@ -19,7 +19,7 @@ _CONFIG = """<beans xmlns="http://www.springframework.org/schema/beans"
     http://activemq.apache.org/schema/core/activemq-core.xsd">
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="{name}"
           dataDirectory="{data}" useJmx="false" advisorySupport="false" persistent="true">
-    <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
+    <persistenceAdapter>{store}</persistenceAdapter>
     <transportConnectors>
       <transportConnector name="stomp" uri="stomp://127.0.0.1:{port}"/>
     </transportConnectors>
@@ -38,24 +38,36 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Broker:
-    """with Broker() as b: b.port, b.url ("tcp://127.0.0.1:PORT")."""
+# A store that two brokers share, as a master and a standby: the first to lock it serves; the
+# other opens no port until the lock is free, trying every second.
+_SHARED_STORE = ('<kahaDB directory="{path}" lockKeepAlivePeriod="0"><locker>'
+                 '<shared-file-locker lockAcquireSleepInterval="1000"/></locker></kahaDB>')
 
-    def __init__(self, name="fx"):
+
+class Broker:
+    """with Broker() as b: b.port, b.url ("tcp://127.0.0.1:PORT").
+
+    shared_store: a KahaDB directory shared with another Broker (a failover pair); then
+    start(wait=False) starts a standby without waiting for its port."""
+
+    def __init__(self, name="fx", shared_store=None):
         self.name = name
+        self.shared_store = shared_store
         self.dir = tempfile.mkdtemp(prefix="stampede-amq-")
         self.port = free_port()
         self.url = "tcp://127.0.0.1:%d" % self.port
         self.proc = None
         self.started_in_s = None
 
-    def start(self, timeout=60):
+    def start(self, timeout=60, wait=True):
         conf = os.path.join(self.dir, "conf")
         data = os.path.join(self.dir, "data")
         os.makedirs(conf)
         os.makedirs(data)
         with open(os.path.join(conf, "activemq.xml"), "w") as f:
-            f.write(_CONFIG.format(name=self.name, data=data, port=self.port))
+            store = (_SHARED_STORE.format(path=self.shared_store) if self.shared_store
+                     else '<kahaDB directory="%s/kahadb"/>' % data)
+            f.write(_CONFIG.format(name=self.name, data=data, port=self.port, store=store))
         self.log = open(os.path.join(self.dir, "broker.log"), "wb")
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
@@ -65,6 +77,12 @@ class Broker:
              "-Djava.io.tmpdir=" + data,
              "-jar", ACTIVEMQ_JAR, "start", "xbean:file:" + os.path.join(conf, "activemq.xml")],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        if not wait:
+            return self
+        return self.wait_port(timeout, t0)
+
+    def wait_port(self, timeout=60, t0=None):
+        t0 = t0 if t0 is not None else time.monotonic()
         deadline = t0 + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -84,6 +102,12 @@ class Broker:
                 return f.read()[-2000:].decode(errors="replace")
         except OSError:
             return ""
+
+    def kill(self):
+        """SIGKILL by PID: a crash, for failover."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
