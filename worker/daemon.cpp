@@ -25,6 +25,22 @@ using common::SteadyTime;
 
 namespace {
 
+// A clock this far from the steady clock (tests: another host's clock).
+class SkewedClock final : public common::Clock {
+public:
+  explicit SkewedClock(std::chrono::milliseconds skew) : skew_(skew) {}
+  common::SteadyTime now() const override { return std::chrono::steady_clock::now() + skew_; }
+
+private:
+  std::chrono::milliseconds skew_;
+};
+
+std::unique_ptr<common::Clock> makeDaemonClock(std::chrono::milliseconds skew) {
+  if (skew.count() == 0)
+    return std::make_unique<common::SteadyClock>();
+  return std::make_unique<SkewedClock>(skew);
+}
+
 std::string peerName(const std::string& id) {
   std::string out;
   for (unsigned char c : id)
@@ -97,7 +113,9 @@ private:
   zmq::context_t& context_;
   DaemonOptions options_;
   DaemonCounters& counters_;
-  common::SteadyClock clock_;
+  // The steady clock itself unless a test skews it (DaemonOptions::test_clock_skew).
+  std::unique_ptr<common::Clock> clock_storage_ = makeDaemonClock(options_.test_clock_skew);
+  const common::Clock& clock_ = *clock_storage_;
   zmq::socket_t socket_;
   bool router_ = false;
   int wake_fd_ = -1;

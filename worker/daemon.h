@@ -27,6 +27,9 @@ struct DaemonOptions {
   std::string master_public_key; // Z85: speak CURVE, and only to the holder of this key
   std::string secret_key;        // Z85: our own key (an ephemeral pair when empty)
   std::string allow_target;      // --allow-target list; empty: any target
+  // Testing only (--test-clock-skew): this daemon's clock runs this far from the steady clock,
+  // as another host's would, so that tests can check what the clock offsets correct.
+  std::chrono::milliseconds test_clock_skew{0};
 };
 
 // Counters an operator (and the tests) can read to see what the daemon dropped.

@@ -270,5 +270,31 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(report["halt"]["error_kind"], "reconnect_exhausted", report["halt"])
         self.assertLess(report["halt"]["at_s"], 5, report["halt"])
 
+    def test_end_to_end_latency_holds_across_workers_with_skewed_clocks(self):
+        # Worker 0's clock runs 400 ms ahead, worker 1's 300 ms behind: stamps compared raw
+        # would be 700 ms off. The master's offsets (measured at the handshake) put every stamp
+        # on its clock, so loopback latency stays a few ms.
+        with broker.Broker() as b, \
+                lib.workers(1, extra_args=["--test-clock-skew", "400"]) as w0, \
+                lib.workers(1, extra_args=["--test-clock-skew", "-300"]) as w1:
+            hosts = os.path.join(self.tmp, "hosts.txt")
+            with open(hosts, "w") as f:
+                f.write(f"{w0.addresses()[0]}\n{w1.addresses()[0]}\n")
+            path = lib.write_scenario(self.tmp, scenario(b.url, 2, 2, 10))
+            rc, out, err = lib.run_master(
+                ["--workers", hosts, "--out", self.out(), "--quiet", path], timeout=60)
+            context = lib.describe(rc, out, err) + "\n" + w0.stderr() + w1.stderr()
+        self.assertEqual(rc, 0, context)
+        report = lib.load_report(self.out())
+        offsets = sorted(round(w["clock_offset_ms"]) for w in report["workers"])
+        self.assertEqual(len(offsets), 2, report["workers"])
+        self.assertAlmostEqual(offsets[0], -300, delta=50)
+        self.assertAlmostEqual(offsets[1], 400, delta=50)
+        sub = steps_by_method(report)["SUBSCRIBE"]["messaging"]
+        self.assertEqual(sub["consumed"], 40, sub)
+        for key in ("e2e_from_scheduled_ms", "e2e_from_sent_ms"):
+            self.assertGreater(sub[key]["min"], 0, sub)
+            self.assertLess(sub[key]["max"], 250, sub)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
