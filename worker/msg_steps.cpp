@@ -149,6 +149,11 @@ asio::awaitable<bool> VirtualUser::subscribeStep(const Flow& flow, const Step& s
     const auto done = engine.clock_.now();
     countReconnects(*this, step);
     if (!result.ok()) {
+      // The run ended while this user waited: what did not come is not an error.
+      if (result.error == MsgError::ReceiveTimeout && engine.stopping()) {
+        thread.recordCancelled(step.stats_index);
+        co_return false;
+      }
       if (result.error == MsgError::ReceiveTimeout)
         result.detail = "received " + std::to_string(received) + " of " +
                         std::to_string(spec.receive) + " messages from " + where + " within " +
