@@ -145,11 +145,15 @@ json buildReport(const RunResult& r) {
   // Lost workers' requests after their last Stats: estimated, never in `totals`.
   report["unreported_requests_estimate"] = r.unreported_estimate;
   json steps = json::array();
+  std::vector<double> clock_error_ms;
+  for (const auto& w : r.workers)
+    clock_error_ms.push_back(w.clock_error_ms);
   for (size_t i = 0; i < r.book.steps.size(); ++i) {
     json step = countsJson(r.book.steps[i], r.duration_s, open);
     step["name"] = r.scenario->step_table[i].name;
     step["method"] = r.scenario->step_table[i].method;
-    addMessagingFigures(step, r.book.steps[i], r.scenario->step_table[i].method, open);
+    addMessagingFigures(step, r.book.steps[i], r.scenario->step_table[i].method, open,
+                        clock_error_ms);
     steps.push_back(std::move(step));
   }
   report["steps"] = std::move(steps);

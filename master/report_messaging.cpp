@@ -1,5 +1,7 @@
 #include "master/report_messaging.h"
 
+#include <algorithm>
+
 namespace stampede::master {
 namespace {
 
@@ -20,8 +22,8 @@ uint64_t counter(const common::StepStats& s, const char* name) {
 
 } // namespace
 
-void addMessagingFigures(json& step, const common::StepStats& s, std::string_view method,
-                         bool open) {
+void addMessagingFigures(json& step, const common::StepStats& s, std::string_view method, bool open,
+                         const std::vector<double>& clock_error_ms) {
   if (method != "PUBLISH" && method != "SUBSCRIBE")
     return;
   step["protocols"] = json{{"STOMP 1.2", s.requests}};
@@ -40,6 +42,13 @@ void addMessagingFigures(json& step, const common::StepStats& s, std::string_vie
     m["e2e_from_sent_ms"] = percentilesMs(s.service_us);
     m["redelivered"] = counter(s, "redelivered");
     m["stale"] = counter(s, "stale");
+    // Stamps and receipt times are put on the master's clock with each worker's offset, each
+    // right to within its bound; a pair of workers adds two. One worker: its bound twice
+    // (an upper bound; same-worker pairs are in fact exact).
+    std::vector<double> bounds = clock_error_ms;
+    std::sort(bounds.rbegin(), bounds.rend());
+    m["clock_error_bound_ms"] =
+        bounds.empty() ? 0.0 : bounds[0] + (bounds.size() > 1 ? bounds[1] : bounds[0]);
   }
   m["reconnects"] = counter(s, "reconnects");
   step["messaging"] = std::move(m);

@@ -132,6 +132,8 @@ void WorkerThread::cancelAll(bool cancel_requests) {
       user->session->cancel();
     if (cancel_requests && user->messaging)
       user->messaging->cancel();
+    else if (user->messaging)
+      user->messaging->stopRetrying();
   }
 }
 

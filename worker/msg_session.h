@@ -90,6 +90,9 @@ public:
   virtual asio::awaitable<void> close(bool unsubscribe) = 0;
   // Aborts the operation in flight (it completes with Cancelled) and every later one.
   virtual void cancel() noexcept = 0;
+  // The run is ending: a wait between reconnect rounds ends now and no new round starts
+  // (the operation completes with Cancelled); operations on a live connection go on.
+  virtual void stopRetrying() noexcept = 0;
   // Connections re-established after a loss, within the budget.
   virtual uint64_t reconnects() const = 0;
   // Which broker of the list the session is on, for error reports.

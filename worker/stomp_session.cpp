@@ -212,6 +212,11 @@ public:
     delay_timer_.cancel();
   }
 
+  void stopRetrying() noexcept override {
+    stop_retrying_ = true;
+    delay_timer_.cancel();
+  }
+
   uint64_t reconnects() const override { return reconnects_; }
 
   std::string describePeer() const override {
@@ -474,6 +479,13 @@ private:
             co_return r;
         co_return MsgResult{};
       }
+      // The first connection: a refusal from every broker is final at once (a reconnect
+      // policy is for a broker lost mid-run); a client id in use is retried, since a
+      // half-open old connection may hold it until the broker notices.
+      if (!lost && last.error == MsgError::ConnectRefused)
+        break;
+      if (stop_retrying_)
+        co_return MsgResult{MsgError::Cancelled, {}};
       if (policy.attempts > 0 && round + 1 >= policy.attempts)
         break;
       if (Clock::now() + delay >= budget_end)
@@ -481,7 +493,7 @@ private:
       delay_timer_.expires_after(delay);
       error_code ec;
       co_await delay_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (cancelled_)
+      if (cancelled_ || stop_retrying_)
         co_return MsgResult{MsgError::Cancelled, {}};
       delay = std::min(policy.max_delay,
                        microseconds(int64_t(double(delay.count()) * policy.multiplier)));
@@ -518,6 +530,7 @@ private:
   bool ever_connected_ = false;
   bool timed_out_ = false;
   bool cancelled_ = false;
+  bool stop_retrying_ = false;
 };
 
 } // namespace

@@ -230,6 +230,7 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
             # The publisher was waiting for a receipt when the broker died: that message is in
             # doubt, and said so; nothing else may go wrong.
             self.assertEqual(report["halt"]["error_kind"], "send_in_doubt", context)
+            print(f"  halted with send_in_doubt: {report['first_error']['detail']}")
             return
         self.assertEqual(rc, 0, context)
         self.assertGreaterEqual(sub["messaging"]["reconnects"], 1, sub)
@@ -295,6 +296,12 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
         for key in ("e2e_from_scheduled_ms", "e2e_from_sent_ms"):
             self.assertGreater(sub[key]["min"], 0, sub)
             self.assertLess(sub[key]["max"], 250, sub)
+        bound = sub["clock_error_bound_ms"]
+        errors = sorted(w["clock_error_ms"] for w in report["workers"])
+        self.assertAlmostEqual(bound, errors[0] + errors[1], places=6)
+        self.assertGreater(bound, 0, sub)
+        print(f"\n  offsets {offsets} ms; e2e p50 {sub['e2e_from_sent_ms']['p50']} ms, "
+              f"error bound {bound:.3f} ms")
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
