@@ -90,8 +90,9 @@ public:
   virtual asio::awaitable<void> close(bool unsubscribe) = 0;
   // Aborts the operation in flight (it completes with Cancelled) and every later one.
   virtual void cancel() noexcept = 0;
-  // The run is ending: a wait between reconnect rounds ends now and no new round starts
-  // (the operation completes with Cancelled); operations on a live connection go on.
+  // The run is ending: a wait between reconnect rounds or for a message ends now (the
+  // operation completes with Cancelled) and no new one starts; a publish waiting for its
+  // receipt goes on.
   virtual void stopRetrying() noexcept = 0;
   // Connections re-established after a loss, within the budget.
   virtual uint64_t reconnects() const = 0;

@@ -123,9 +123,16 @@ public:
         inbox_.pop_front();
         co_return MsgResult{};
       }
+      // The run is over: waiting for more is not a request in flight.
+      if (stop_retrying_)
+        co_return MsgResult{MsgError::Cancelled, {}};
       if (auto r = co_await ensureConnected(); !r.ok())
         co_return r;
+      receiving_ = true;
       const Read read = co_await readFrame(in_frame_, deadline);
+      receiving_ = false;
+      if (stop_retrying_ && read != Read::Frame)
+        co_return MsgResult{MsgError::Cancelled, {}};
       switch (read) {
       case Read::Frame:
         if (in_frame_.command == "MESSAGE") {
@@ -215,6 +222,10 @@ public:
   void stopRetrying() noexcept override {
     stop_retrying_ = true;
     delay_timer_.cancel();
+    if (receiving_) { // ends the wait; the connection stays up for close()
+      error_code ignored;
+      socket_.cancel(ignored);
+    }
   }
 
   uint64_t reconnects() const override { return reconnects_; }
@@ -531,6 +542,7 @@ private:
   bool timed_out_ = false;
   bool cancelled_ = false;
   bool stop_retrying_ = false;
+  bool receiving_ = false; // receive() waits in readFrame
 };
 
 } // namespace

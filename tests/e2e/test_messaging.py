@@ -303,5 +303,24 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
         print(f"\n  offsets {offsets} ms; e2e p50 {sub['e2e_from_sent_ms']['p50']} ms, "
               f"error bound {bound:.3f} ms")
 
+    def test_waiting_subscribers_end_with_the_run_not_at_their_timeout(self):
+        with broker.Broker() as b:
+            text = f"""
+                name: idle
+                target: http://127.0.0.1:9
+                load: {{users: 3, duration: 2s}}
+                messaging: {{urls: [{b.url}], client_id: "i-{{{{vu}}}}"}}
+                flows:
+                  - steps:
+                      - subscribe: {{from: "topic://nothing", receive: 1, timeout: 60s}}
+                """
+            started = time.monotonic()
+            rc, out, err, context = lib.run_local(self.tmp, text, self.out(), timeout=90)
+            elapsed = time.monotonic() - started
+        self.assertEqual(rc, 0, context)
+        self.assertLess(elapsed, 10, context)
+        sub = steps_by_method(lib.load_report(self.out()))["SUBSCRIBE"]
+        self.assertEqual((sub["requests"], sub["errors"], sub["cancelled"]), (0, 0, 3), sub)
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
