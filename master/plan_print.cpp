@@ -34,8 +34,11 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
   for (const auto& flow : scenario.flows)
     total_weight += flow.weight;
   for (const auto& flow : scenario.flows)
-    fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + printable(flow.name) + "\"",
-               flow.weight, 100 * flow.weight / total_weight);
+    if (flow.users > 0) // pinned: its own users, not picked by weight
+      fmt::print("  flow {:<24} users {}\n", "\"" + printable(flow.name) + "\"", flow.users);
+    else
+      fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + printable(flow.name) + "\"",
+                 flow.weight, 100 * flow.weight / total_weight);
   for (const auto& feeder : scenario.data)
     fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
                printable(feeder.file),
