@@ -225,6 +225,9 @@ struct Scenario {
   HaltSpec halt;
   HttpSpec http;
   std::optional<MessagingSpec> messaging; // `messaging:`, for publish and subscribe steps
+  // What the loader found suspicious but valid (a client id every user shares): printed by
+  // --dry-run and written to the report's warnings.
+  std::vector<std::string> warnings;
   std::map<std::string, std::string> variables;
   std::map<std::string, std::string> env; // every env() value read, shipped to workers
   std::vector<Feeder> data;

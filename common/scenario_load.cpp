@@ -42,6 +42,8 @@ Scenario Loader::load(YAML::Node root) {
   s.messaging = messaging_;
   s.flows = flows(*top.find("flows"));
   pinFlows(s.flows, s.load, *top.find("flows"));
+  if (s.messaging)
+    s.warnings = messagingWarnings(*s.messaging, s.load);
   // After the flows: thresholds may name steps.
   if (const Field* f = top.find("halt"))
     s.halt = halt(*f);

@@ -349,6 +349,8 @@ private:
   void addStatsRow(Step& s, const std::string& key, const std::string& method);
   // `users:` on flows: all or none, closed model, adding up to load.users.
   void pinFlows(std::vector<Flow>& flows, const LoadSpec& load, const Field& flows_field) const;
+  static std::vector<std::string> messagingWarnings(const MessagingSpec& spec,
+                                                    const LoadSpec& load);
 
   // ------------------------------------------------------------------------------------------
   // Flows and steps

@@ -231,6 +231,19 @@ void Loader::subscribeStep(Step& s, const Field& action, const Fields& fields,
   addStatsRow(s, key, "SUBSCRIBE");
 }
 
+std::vector<std::string> Loader::messagingWarnings(const MessagingSpec& spec,
+                                                   const LoadSpec& load) {
+  std::vector<std::string> out;
+  static const std::regex kVu(R"(\{\{\s*vu\s*\}\})");
+  const std::string& id = spec.client_id.source();
+  const bool many = load.model == LoadSpec::Model::Open || load.peak() > 1;
+  if (!id.empty() && many && !std::regex_search(id, kVu))
+    out.push_back("messaging.client_id " + quoteValue(id) +
+                  " has no {{vu}}: virtual users may share one client id, and the broker "
+                  "refuses a second connection with it (client_id_in_use)");
+  return out;
+}
+
 void Loader::pinFlows(std::vector<Flow>& flows, const LoadSpec& load,
                       const Field& flows_field) const {
   const size_t pinned =

@@ -43,6 +43,8 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
     fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
                printable(feeder.file),
                feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
+  for (const auto& warning : scenario.warnings)
+    fmt::print("  WARNING: {}\n", printable(warning));
   fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads", "weight",
              open ? "rate/s" : "users", open ? "in flight" : "", "offset ms");
   if (load.iterations > 0)

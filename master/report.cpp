@@ -140,6 +140,8 @@ json buildReport(const RunResult& r) {
                                      w.id, w.address, w.why));
   for (const auto& warning : r.warnings)
     warnings.push_back(warning);
+  for (const auto& warning : r.scenario->warnings)
+    warnings.push_back(warning);
   report["saturated"] = open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs;
   report["warnings"] = std::move(warnings);
   // Lost workers' requests after their last Stats: estimated, never in `totals`.

@@ -84,6 +84,7 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(rc, 0, context)
         report = lib.load_report(self.out())
         self.assertEqual(report["outcome"], "passed", report)
+        self.assertEqual(report["warnings"], [], report)
         steps = steps_by_method(report)
         pub, sub = steps["PUBLISH"], steps["SUBSCRIBE"]
         self.assertEqual(pub["requests"], 20, pub)
@@ -146,6 +147,7 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(report["halt"]["error_kind"], "client_id_in_use", report["halt"])
         first = report["first_error"]
         self.assertIn("client id 'same' is in use", first["detail"], first)
+        self.assertTrue(any("has no {{vu}}" in w for w in report["warnings"]), report["warnings"])
         # Retried within the budget (1 s) before it counted.
         self.assertGreaterEqual(report["halt"]["at_s"], 0.5, report["halt"])
 
