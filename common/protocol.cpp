@@ -31,7 +31,9 @@ bool isIdle(const StepStats& s) {
       s.schedule_lag_us.count())
     return false;
   return std::all_of(s.errors_by_kind.begin(), s.errors_by_kind.end(),
-                     [](const auto& kind) { return kind.second == 0; });
+                     [](const auto& kind) { return kind.second == 0; }) &&
+         std::all_of(s.counters.begin(), s.counters.end(),
+                     [](const auto& c) { return c.second == 0; });
 }
 
 std::span<const int64_t> countsOf(const wire::Histogram& in) {
@@ -98,6 +100,9 @@ void statsToWire(const StatsBook& book, wire::Stats& out) {
       if (n > 0)
         (*w.mutable_errors_by_kind())[kind] = n;
     w.set_http2_responses(s.http2_responses);
+    for (const auto& [name, n] : s.counters)
+      if (n > 0)
+        (*w.mutable_counters())[name] = n;
     if (s.latency_us.count() > 0)
       histogramToWire(s.latency_us, *w.mutable_latency());
     if (s.service_us.count() > 0)
@@ -132,6 +137,11 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
       if (!addFits(it == current.errors_by_kind.end() ? 0 : it->second, n))
         return false;
     }
+    for (const auto& [name, n] : w.counters()) {
+      const auto it = current.counters.find(name);
+      if (!addFits(it == current.counters.end() ? 0 : it->second, n))
+        return false;
+    }
     // Checked in place, never decoded into a 139 KB histogram: the master merges thousands
     // of these a second, straight from the run-length form.
     auto bad = [](bool has, const wire::Histogram& h, const Histogram& current_h) {
@@ -160,6 +170,9 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
       if (n > 0)
         s.errors_by_kind[kind] += n;
     s.http2_responses += w.http2_responses();
+    for (const auto& [name, n] : w.counters())
+      if (n > 0)
+        s.counters[name] += n;
     if (w.has_latency())
       addHistogramFromWire(w.latency(), s.latency_us);
     if (w.has_service())

@@ -4,6 +4,7 @@
 
 #include "common/csv.h"
 #include "common/endpoint.h"
+#include "common/messaging_spec.h"
 #include "common/template.h"
 #include "common/threshold.h"
 
@@ -75,7 +76,7 @@ struct Capture {
 };
 
 struct Step {
-  enum class Kind { Request, Think, Loop };
+  enum class Kind { Request, Think, Loop, Publish, Subscribe };
   Kind kind = Kind::Request;
   Location where;
 
@@ -100,6 +101,10 @@ struct Step {
   // Kind::Loop
   int loop_count = 0;
   std::vector<Step> steps;
+
+  // Kind::Publish and Kind::Subscribe (common/messaging_spec.h)
+  std::shared_ptr<const PublishSpec> publish;
+  std::shared_ptr<const SubscribeSpec> subscribe;
 };
 
 struct Flow {
@@ -109,6 +114,10 @@ struct Flow {
   std::vector<Step> steps;
   std::vector<uint32_t> feeders; // indexes into Scenario::data of the feeders its templates use
   size_t first_request_stats_index = 0; // where an open-model arrival dropped from it counts
+  // Closed model, `users:` on every flow: this flow's users (a pinned role, such as a
+  // subscriber), cluster numbers [first_user, first_user + users). 0: picked by weight.
+  uint64_t users = 0;
+  uint64_t first_user = 0;
 };
 
 // One segment of load.stages: ramp linearly from the previous level to `to` over `over`, or
@@ -242,6 +251,10 @@ struct Scenario {
   std::optional<CapacitySpec> capacity; // set: a capacity run (load: not written)
   HaltSpec halt;
   HttpSpec http;
+  std::optional<MessagingSpec> messaging; // `messaging:`, for publish and subscribe steps
+  // What the loader found suspicious but valid (a client id every user shares): printed by
+  // --dry-run and written to the report's warnings.
+  std::vector<std::string> warnings;
   std::map<std::string, std::string> variables;
   std::map<std::string, std::string> env; // every env() value read, shipped to workers
   std::vector<Feeder> data;

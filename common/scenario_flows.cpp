@@ -13,7 +13,7 @@ std::vector<Flow> Loader::flows(const Field& f) {
     if (!node.IsMap())
       fail(node.Mark(), path,
            "a flow is a mapping (name:, weight:, think:, steps:), got " + describe(node));
-    const Fields fields = checkKeys(node, path, {"name", "weight", "think", "steps"});
+    const Fields fields = checkKeys(node, path, {"name", "weight", "think", "users", "steps"});
     requireKeys(node, path, fields, {"steps"});
     Flow flow;
     flow.name = "flow " + std::to_string(i + 1);
@@ -31,6 +31,8 @@ std::vector<Flow> Loader::flows(const Field& f) {
       flow.weight = positiveNumber(*weight, join(path, "weight"));
     if (const Field* think_time = fields.find("think"))
       flow.think = think(*think_time, join(path, "think"));
+    if (const Field* users = fields.find("users"))
+      flow.users = positiveCount(*users, join(path, "users"));
 
     FlowScope scope;
     scope.index = i;
@@ -40,8 +42,8 @@ std::vector<Flow> Loader::flows(const Field& f) {
     scope_ = nullptr;
     if (!scope.first_request)
       fail(steps, join(path, "steps"),
-           "a flow needs at least one request step (get, post, put, patch, delete, head or "
-           "options)");
+           "a flow needs at least one request step (get, post, put, patch, delete, head, "
+           "options, publish or subscribe)");
     flow.first_request_stats_index = *scope.first_request;
     flow.feeders.assign(scope.feeders.begin(), scope.feeders.end());
     out.push_back(std::move(flow));
@@ -67,7 +69,8 @@ Step Loader::step(const YAML::Node& node, const std::string& path, int depth) {
 
   const Field* action = nullptr;
   for (const Field& f : fields.all()) {
-    if (f.name != "think" && f.name != "loop" && !isMethod(f.name))
+    if (f.name != "think" && f.name != "loop" && f.name != "publish" && f.name != "subscribe" &&
+        !isMethod(f.name))
       continue;
     if (action != nullptr)
       fail(f.key.Mark(), join(path, f.name),
@@ -93,6 +96,12 @@ Step Loader::step(const YAML::Node& node, const std::string& path, int depth) {
     s.kind = Step::Kind::Loop;
     s.loop_count = positiveInt(*action, join(path, "loop"));
     s.steps = stepList(*fields.find("steps"), join(path, "steps"), depth + 1);
+  } else if (action->name == "publish") {
+    refuseOthers(fields, path, {"publish", "name"}, "a publish step");
+    publishStep(s, *action, fields, path);
+  } else if (action->name == "subscribe") {
+    refuseOthers(fields, path, {"subscribe", "name"}, "a subscribe step");
+    subscribeStep(s, *action, fields, path);
   } else {
     refuseOthers(fields, path,
                  {action->name, "name", "headers", "query", "body", "json", "form", "timeout",

@@ -17,9 +17,9 @@ Scenario Loader::load(YAML::Node root) {
   }
   s.overrides = options_.overrides;
 
-  const Fields top = checkKeys(
-      root, "",
-      {"name", "target", "load", "capacity", "halt", "http", "variables", "data", "flows"});
+  const Fields top = checkKeys(root, "",
+                               {"name", "target", "load", "capacity", "halt", "http", "messaging",
+                                "variables", "data", "flows"});
   requireKeys(root, "", top, {"name", "target"});
   const Field* load = top.find("load");
   const Field* capacity = top.find("capacity");
@@ -54,7 +54,13 @@ Scenario Loader::load(YAML::Node root) {
   scanCaptures(top.find("flows")->value);
   if (const Field* f = top.find("http"))
     s.http = http(*f);
+  if (const Field* f = top.find("messaging"))
+    messaging_ = messaging(*f);
+  s.messaging = messaging_;
   s.flows = flows(*top.find("flows"));
+  pinFlows(s.flows, s.load, *top.find("flows"));
+  if (s.messaging)
+    s.warnings = messagingWarnings(*s.messaging, s.load);
   // After the flows: thresholds may name steps.
   if (const Field* f = top.find("halt"))
     s.halt = halt(*f);

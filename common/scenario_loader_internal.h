@@ -46,11 +46,12 @@ constexpr std::string_view kMethods[] = {"get",    "post", "put",    "patch",
                                          "delete", "head", "options"};
 
 constexpr std::string_view kStepKeys[] = {
-    "get",  "post",    "put",   "patch", "delete", "head", "options", "think",  "loop",   "steps",
-    "name", "headers", "query", "body",  "json",   "form", "timeout", "expect", "capture"};
+    "get",   "post", "put",     "patch",  "delete",  "head",    "options",
+    "think", "loop", "steps",   "name",   "headers", "query",   "body",
+    "json",  "form", "timeout", "expect", "capture", "publish", "subscribe"};
 
 constexpr std::string_view kActionList =
-    "get, post, put, patch, delete, head, options, think or loop";
+    "get, post, put, patch, delete, head, options, think, loop, publish or subscribe";
 
 inline bool isIdentifier(std::string_view name) {
   if (name.empty() || !(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_'))
@@ -345,6 +346,17 @@ private:
   HttpSpec http(const Field& f);
 
   TlsSpec tlsSpec(const Field& f);
+  // `messaging:` and its steps (scenario_messaging.cpp).
+  MessagingSpec messaging(const Field& f);
+  void publishStep(Step& s, const Field& action, const Fields& fields, const std::string& path);
+  void subscribeStep(Step& s, const Field& action, const Fields& fields, const std::string& path);
+  Destination destination(const Field& f, const std::string& path) const;
+  // A step's row in the stats table, and the flow's first such row.
+  void addStatsRow(Step& s, const std::string& key, const std::string& method);
+  // `users:` on flows: all or none, closed model, adding up to load.users.
+  void pinFlows(std::vector<Flow>& flows, const LoadSpec& load, const Field& flows_field) const;
+  static std::vector<std::string> messagingWarnings(const MessagingSpec& spec,
+                                                    const LoadSpec& load);
 
   // ------------------------------------------------------------------------------------------
   // Flows and steps
@@ -426,6 +438,7 @@ private:
   std::map<std::string, size_t> stats_index_;
   std::vector<StepInfo> step_table_;
   std::map<std::string, std::string> files_;
+  std::optional<MessagingSpec> messaging_; // loaded before the flows
 };
 
 } // namespace stampede::common::scenario_loader

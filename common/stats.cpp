@@ -14,6 +14,8 @@ void StepStats::merge(const StepStats& other) {
   for (const auto& [kind, n] : other.errors_by_kind)
     errors_by_kind[kind] += n;
   http2_responses += other.http2_responses;
+  for (const auto& [name, n] : other.counters)
+    counters[name] += n;
   latency_us.merge(other.latency_us);
   service_us.merge(other.service_us);
   schedule_lag_us.merge(other.schedule_lag_us);
@@ -28,6 +30,7 @@ void StepStats::reset() {
   bytes_out = 0;
   http2_responses = 0;
   errors_by_kind.clear();
+  counters.clear();
   latency_us.reset();
   service_us.reset();
   schedule_lag_us.reset();

@@ -21,6 +21,9 @@ struct StepStats {
   uint64_t bytes_out = 0;
   std::map<std::string, uint64_t> errors_by_kind; // "http_500", "timeout", "connect_refused"...
   uint64_t http2_responses = 0;                   // of `requests`, those answered over HTTP/2
+  // Named counts that are neither requests nor errors: messaging's "redelivered", "stale"
+  // (from an earlier run) and "reconnects" (worker/msg_steps.cpp).
+  std::map<std::string, uint64_t> counters;
   Histogram latency_us;      // open model: from the scheduled time; closed: from the send
   Histogram service_us;      // from the send to done
   Histogram schedule_lag_us; // open model: send minus scheduled time, one per arrival

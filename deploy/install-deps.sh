@@ -20,10 +20,12 @@ build_packages=(
 # python3-yaml with python3-jsonschema for the scenario schema test (tests/e2e/test_schema.py),
 # the openssl tool that makes tests/e2e/test_http2.py its certificate, xmllint for junit.xml
 # against tests/junit.xsd, headless chromium that loads report.html (tests/e2e/test_report_html.py),
-# a real prometheus that scrapes --metrics-listen (tests/e2e/test_metrics.py), and
-# nghttp2-client for h2load, the reference tests/bench/h2.sh compares the HTTP/2 engine with.
+# a real prometheus that scrapes --metrics-listen (tests/e2e/test_metrics.py),
+# nghttp2-client for h2load, the reference tests/bench/h2.sh compares the HTTP/2 engine with, and
+# activemq (a JMS broker speaking STOMP) and python3-stomp: the messaging tests (tests/e2e/broker.py,
+# tests/e2e/test_messaging.py) start their own broker and check it with an independent client.
 test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl
-  libxml2-utils chromium prometheus nghttp2-client)
+  libxml2-utils chromium prometheus nghttp2-client activemq python3-stomp)
 # Fuzzing only (`make fuzz`, which runs `install-deps.sh --fuzz`): clang with libFuzzer and the
 # sanitizer runtimes (libclang-rt-14-dev holds libclang_rt.fuzzer). The normal build uses g++.
 fuzz_packages=()

@@ -48,12 +48,17 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
   for (const auto& flow : scenario.flows)
     total_weight += flow.weight;
   for (const auto& flow : scenario.flows)
-    fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + printable(flow.name) + "\"",
-               flow.weight, 100 * flow.weight / total_weight);
+    if (flow.users > 0) // pinned: its own users, not picked by weight
+      fmt::print("  flow {:<24} users {}\n", "\"" + printable(flow.name) + "\"", flow.users);
+    else
+      fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + printable(flow.name) + "\"",
+                 flow.weight, 100 * flow.weight / total_weight);
   for (const auto& feeder : scenario.data)
     fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
                printable(feeder.file),
                feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
+  for (const auto& warning : scenario.warnings)
+    fmt::print("  WARNING: {}\n", printable(warning));
   fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads", "weight",
              open ? "rate/s" : "users", open ? "in flight" : "", "offset ms");
   if (load.iterations > 0)

@@ -5,6 +5,7 @@
 #include "master/halt_policy.h"
 #include "master/junit.h"
 #include "master/report_html.h"
+#include "master/report_messaging.h"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -54,6 +55,8 @@ json countsJson(const common::StepStats& s, double duration_s, bool open) {
   // Closed model: service time is the latency; there is no schedule to lag behind.
   counts["service_ms"] = latencyJson(open ? s.service_us : s.latency_us);
   counts["schedule_lag_ms"] = open ? latencyJson(s.schedule_lag_us) : json(nullptr);
+  if (!s.counters.empty())
+    counts["counters"] = s.counters; // messaging: redelivered, stale, reconnects
   return counts;
 }
 
@@ -161,15 +164,22 @@ json buildReport(const RunResult& r) {
                                      w.id, w.address, w.why));
   for (const auto& warning : r.warnings)
     warnings.push_back(warning);
+  for (const auto& warning : r.scenario->warnings)
+    warnings.push_back(warning);
   report["saturated"] = open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs;
   report["warnings"] = std::move(warnings);
   // Lost workers' requests after their last Stats: estimated, never in `totals`.
   report["unreported_requests_estimate"] = r.unreported_estimate;
   json steps = json::array();
+  std::vector<double> clock_error_ms;
+  for (const auto& w : r.workers)
+    clock_error_ms.push_back(w.clock_error_ms);
   for (size_t i = 0; i < r.book.steps.size(); ++i) {
     json step = countsJson(r.book.steps[i], r.duration_s, open);
     step["name"] = r.scenario->step_table[i].name;
     step["method"] = r.scenario->step_table[i].method;
+    addMessagingFigures(step, r.book.steps[i], r.scenario->step_table[i].method, open,
+                        clock_error_ms);
     steps.push_back(std::move(step));
   }
   report["steps"] = std::move(steps);

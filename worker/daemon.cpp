@@ -22,6 +22,22 @@ using common::SteadyTime;
 
 namespace {
 
+// A clock this far from the steady clock (tests: another host's clock).
+class SkewedClock final : public common::Clock {
+public:
+  explicit SkewedClock(std::chrono::milliseconds skew) : skew_(skew) {}
+  common::SteadyTime now() const override { return std::chrono::steady_clock::now() + skew_; }
+
+private:
+  std::chrono::milliseconds skew_;
+};
+
+std::unique_ptr<common::Clock> makeDaemonClock(std::chrono::milliseconds skew) {
+  if (skew.count() == 0)
+    return std::make_unique<common::SteadyClock>();
+  return std::make_unique<SkewedClock>(skew);
+}
+
 std::string peerName(const std::string& id) {
   std::string out;
   for (unsigned char c : id)
@@ -65,7 +81,7 @@ class WorkerDaemon::Session {
 public:
   Session(zmq::context_t& context, DaemonOptions options, DaemonCounters& counters)
       : options_(std::move(options)), counters_(counters),
-        clock_(options_.clock ? *options_.clock : steady_clock_), socket_(context, options_),
+        clock_(options_.clock ? *options_.clock : *clock_storage_), socket_(context, options_),
         master_timeout_(options_.heartbeat_timeout) {}
   ~Session() { reset(); }
 
@@ -101,8 +117,9 @@ private:
 
   DaemonOptions options_;
   DaemonCounters& counters_;
-  common::SteadyClock steady_clock_;
-  const common::Clock& clock_; // options_.clock, or steady_clock_
+  // The steady clock itself unless a test skews it (DaemonOptions::test_clock_skew).
+  std::unique_ptr<common::Clock> clock_storage_ = makeDaemonClock(options_.test_clock_skew);
+  const common::Clock& clock_; // options_.clock, or clock_storage_
   ControlSocket socket_;
 
   State state_ = State::Idle;
@@ -386,6 +403,7 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
     PreparedRun run =
         prepareRun(prepare, {worker_index_, worker_count_, options_.threads}, target_policy_);
     run.options.master_alive_until_ns = &master_alive_until_ns_;
+    run.options.clock_offset_ns = offset_ns_;
     scenario_ = std::move(run.scenario);
     engine_ = std::make_unique<Engine>(scenario_, std::move(run.options), clock_);
     // The engine keeps the errors (the first one write-once) until periodic() takes them.

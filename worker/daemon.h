@@ -31,6 +31,9 @@ struct DaemonOptions {
   // The daemon's and its engines' clock (timers, stamps, cadences); nullptr: the steady
   // clock. Tests pass one they advance by hand. Must outlive the daemon.
   const common::Clock* clock = nullptr;
+  // Testing only (--test-clock-skew): this daemon's clock runs this far from the steady clock,
+  // as another host's would, so that tests can check what the clock offsets correct.
+  std::chrono::milliseconds test_clock_skew{0};
 };
 
 // Counters an operator (and the tests) can read to see what the daemon dropped.

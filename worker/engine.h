@@ -49,6 +49,9 @@ struct EngineOptions {
   // worker --allow-target with its names resolved: every connection of every load thread is
   // checked against it. nullptr: anywhere.
   std::shared_ptr<const TargetPolicy> allow_target;
+  // This worker's steady clock minus the master's (the handshake's estimate): messaging
+  // stamps are on the master's clock, so that end-to-end latency holds across workers.
+  int64_t clock_offset_ns = 0;
   // Builds each load thread's HTTP client, on that thread's construction; empty: the one
   // http.engine names. A seam for tests.
   std::function<std::unique_ptr<HttpClient>(asio::io_context&, const common::HttpSpec&)>

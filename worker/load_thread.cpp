@@ -134,6 +134,10 @@ void WorkerThread::cancelAll(bool cancel_requests) {
     user->timer.cancel();
     if (cancel_requests && user->session)
       user->session->cancel();
+    if (cancel_requests && user->messaging)
+      user->messaging->cancel();
+    else if (user->messaging)
+      user->messaging->stopRetrying();
   }
 }
 
@@ -159,6 +163,11 @@ void WorkerThread::onEscape(std::exception_ptr error) {
 
 void WorkerThread::recordCancelled(size_t stats_index) {
   stats_.update([&](common::StatsBook& book) { ++book.steps[stats_index].cancelled; });
+}
+
+void WorkerThread::recordCount(size_t stats_index, const char* name, uint64_t n) {
+  std::lock_guard lock(stats_mutex_);
+  book_.steps[stats_index].counters[name] += n;
 }
 
 void WorkerThread::recordDropped(size_t stats_index) {

@@ -77,6 +77,8 @@ public:
   }
   void recordCancelled(size_t stats_index);
   void recordDropped(size_t stats_index);
+  // A named count of a step (StepStats::counters): messaging's redelivered, stale, reconnects.
+  void recordCount(size_t stats_index, const char* name, uint64_t n = 1);
   // The control thread: adds this thread's counters into `into` and clears them.
   void collect(common::StatsBook& into) { stats_.collect(into); }
   // The completion of a coroutine this thread spawned: what escaped it, if anything, is an

@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
       ("allow-target", po::value<std::string>(),
        "CIDRs and host names this worker may load, comma-separated")         //
       ("insecure", "allow listening on a non-loopback address without keys") //
+      ("test-clock-skew", po::value<int>(),
+       "testing only: run this daemon's clock this many ms off (as another host's)") //
       ("quiet,q", "log nothing but errors");
   po::variables_map vm;
   try {
@@ -91,6 +93,8 @@ int main(int argc, char** argv) {
     daemon.heartbeat_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
   }
   daemon.quiet = vm.count("quiet") > 0;
+  if (vm.count("test-clock-skew"))
+    daemon.test_clock_skew = std::chrono::milliseconds(vm["test-clock-skew"].as<int>());
   try {
     if (vm.count("master-key"))
       daemon.master_public_key = common::readKeyFile(vm["master-key"].as<std::string>());

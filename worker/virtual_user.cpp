@@ -78,6 +78,8 @@ asio::awaitable<void> VirtualUser::run() {
     if (failed) // let the thread's other users and a halt in before the next iteration
       co_await asio::post(thread.io_, asio::use_awaitable);
   }
+  if (messaging)
+    co_await closeMessaging();
 }
 
 asio::awaitable<void> VirtualUser::arrival(const Flow& flow, common::SteadyTime scheduled) {
@@ -176,6 +178,17 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
     }
     case Step::Kind::Think:
       go_on = co_await pause(drawThink(step.think, thread.rng_));
+      break;
+    case Step::Kind::Publish:
+      if (closed && !wanted())
+        co_return mayStart();
+      current_step = &step;
+      go_on = co_await publishStep(flow, step, scheduled);
+      scheduled.reset();
+      break;
+    case Step::Kind::Subscribe:
+      current_step = &step;
+      go_on = co_await subscribeStep(flow, step);
       break;
     case Step::Kind::Loop:
       if (step.loop_count > 0)

@@ -6,11 +6,13 @@
 
 #include "worker/engine.h"
 #include "worker/load_thread.h"
+#include "worker/msg_session.h"
 #include "worker/request_render.h"
 
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,7 +44,15 @@ struct VirtualUser {
   bool endRequest(const common::Flow& flow, const common::Step& step,
                   std::optional<common::SteadyTime> scheduled);
   asio::awaitable<bool> pause(std::chrono::microseconds d);
-  const common::Flow& pickFlow() { return thread.engine_.pickFlow(thread.rng_); }
+  const common::Flow& pickFlow() {
+    // Flows with `users:` pin a role (a subscriber stays one): by cluster number.
+    const auto& flows = engine.scenario_->flows;
+    if (flows.front().users > 0)
+      for (const auto& f : flows)
+        if (cluster_number < f.first_user + f.users)
+          return f;
+    return thread.engine_.pickFlow(thread.rng_);
+  }
   bool mayStart() const { return !engine.stopping() && engine.clock_.now() < engine.end_; }
   // Closed model: whether the load curve wants this user now.
   bool wanted() const { return engine.curve_->levelAt(engine.sinceStart()) > double(vu); }
@@ -70,6 +80,24 @@ struct VirtualUser {
   std::string detail;
   int redirects = 0;
   const common::Step* current_step = nullptr; // the request step of the iteration, for fail()
+
+  // Messaging steps (worker/msg_steps.cpp): this user's broker connection, opened by its first
+  // publish or subscribe step and kept for its life.
+  asio::awaitable<bool> publishStep(const common::Flow& flow, const common::Step& step,
+                                    std::optional<common::SteadyTime> scheduled);
+  asio::awaitable<bool> subscribeStep(const common::Flow& flow, const common::Step& step);
+  // End of this user's life: on_end (keep or unsubscribe), then disconnect.
+  asio::awaitable<void> closeMessaging();
+  void reportMsgError(const common::Flow& flow, const common::Step& step, const std::string& where,
+                      common::SteadyTime done);
+  std::unique_ptr<MessagingSession> messaging;
+  std::map<std::string, uint64_t> publish_seq; // per destination: this producer's sequence
+  std::map<std::string, uint64_t> last_seq;    // per step and producer: the last seen
+  std::vector<std::pair<std::string, std::string>> msg_properties;
+  std::string msg_body;
+  InMessage msg_in;
+  bool unsubscribe_at_end = false;
+  uint64_t reconnects_counted = 0; // of messaging->reconnects(), already in the stats
 };
 
 } // namespace stampede::worker

@@ -1,0 +1,251 @@
+// The virtual user's messaging steps: publish (stamped, optionally confirmed) and subscribe
+// (receive N, end-to-end latency on the master's clock, loss and duplicates from the
+// producers' sequence numbers). Used on the user's load thread only.
+#include "worker/virtual_user.h"
+
+#include <charconv>
+
+namespace stampede::worker {
+namespace {
+
+using common::Flow;
+using common::Step;
+using std::chrono::microseconds;
+
+int64_t parseInt(std::string_view text) {
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  return ec == std::errc() && end == text.data() + text.size() ? v : -1;
+}
+
+// The run's id: its start on the master's clock, the same on every worker.
+int64_t runId(const Engine& engine, int64_t offset_ns, common::SteadyTime t0) {
+  (void)engine;
+  return toNs(t0) - offset_ns;
+}
+
+ConnectionSettings settingsFor(const common::MessagingSpec& spec,
+                               const common::RenderContext& ctx) {
+  ConnectionSettings s;
+  s.urls = spec.urls;
+  s.reconnect = spec.reconnect;
+  if (!spec.client_id.source().empty())
+    s.client_id = spec.client_id.render(ctx);
+  if (spec.user || spec.password) {
+    s.has_login = true;
+    if (spec.user)
+      s.user = spec.user->render(ctx);
+    if (spec.password)
+      s.password = spec.password->render(ctx);
+  }
+  return s;
+}
+
+// Reconnects within the budget are counted, not errors.
+void countReconnects(VirtualUser& user, const Step& step) {
+  const uint64_t now = user.messaging->reconnects();
+  if (now > user.reconnects_counted) {
+    user.thread.recordCount(step.stats_index, "reconnects", now - user.reconnects_counted);
+    user.reconnects_counted = now;
+  }
+}
+
+} // namespace
+
+asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& step,
+                                               std::optional<common::SteadyTime> scheduled) {
+  const auto& spec = *step.publish;
+  if (!messaging)
+    messaging = makeStompSession(thread.io_, settingsFor(*engine.scenario_->messaging, ctx));
+  msg_body.clear();
+  spec.body.renderTo(ctx, msg_body);
+  msg_properties.clear();
+  for (const auto& [name, value] : spec.properties)
+    msg_properties.emplace_back(name, value.render(ctx));
+  if (!stampSend())
+    co_return false;
+  const int64_t offset = engine.options_.clock_offset_ns;
+  const auto sched = scheduled.value_or(sent);
+  msg_properties.emplace_back("stampede_run", std::to_string(runId(engine, offset, engine.t0_)));
+  msg_properties.emplace_back("stampede_src", std::to_string(engine.options_.worker_index) + "." +
+                                                  std::to_string(vu));
+  msg_properties.emplace_back("stampede_seq", std::to_string(++publish_seq[spec.to.text()]));
+  msg_properties.emplace_back("stampede_t_sched", std::to_string(toNs(sched) - offset));
+  msg_properties.emplace_back("stampede_t_sent", std::to_string(toNs(sent) - offset));
+  OutMessage message{&spec.to, msg_body, &msg_properties, spec.persistent};
+  const MsgResult result = co_await messaging->publish(message, spec.confirm, spec.timeout);
+  const auto done = engine.clock_.now();
+  countReconnects(*this, step);
+  if (result.error == MsgError::Cancelled) {
+    thread.recordCancelled(step.stats_index);
+    co_return false;
+  }
+  const int64_t service_us = common::microsBetween(sent, done);
+  WorkerThread::Sample sample{service_us};
+  if (engine.open_ && scheduled) {
+    sample.service_us = service_us;
+    sample.latency_us = common::microsBetween(*scheduled, done);
+    sample.lag_us = common::microsBetween(*scheduled, sent);
+  }
+  HttpResponse wire;
+  wire.bytes_out = msg_body.size();
+  if (result.ok()) {
+    thread.record(step.stats_index, wire, sample, nullptr);
+    co_return true;
+  }
+  error_kind.assign(msgErrorKindName(result.error));
+  detail = result.detail;
+  thread.record(step.stats_index, wire, sample, &error_kind);
+  engine.noteError();
+  reportMsgError(flow, step, spec.to.text() + " at " + messaging->describePeer(), done);
+  co_return !engine.halted();
+}
+
+asio::awaitable<bool> VirtualUser::subscribeStep(const Flow& flow, const Step& step) {
+  const auto& spec = *step.subscribe;
+  if (!messaging)
+    messaging = makeStompSession(thread.io_, settingsFor(*engine.scenario_->messaging, ctx));
+  if (engine.stopping())
+    co_return false;
+  const std::string where = spec.from.text();
+  const auto fail = [&](const MsgResult& result, common::SteadyTime done) {
+    if (result.error == MsgError::Cancelled) {
+      thread.recordCancelled(step.stats_index);
+      return false;
+    }
+    error_kind.assign(msgErrorKindName(result.error));
+    detail = result.detail;
+    thread.record(step.stats_index, HttpResponse{}, WorkerThread::Sample{0}, &error_kind);
+    engine.noteError();
+    reportMsgError(flow, step, where + " at " + messaging->describePeer(), done);
+    return !engine.halted();
+  };
+  SubscriptionRequest request;
+  request.from = spec.from;
+  if (spec.durable)
+    request.durable = spec.durable->render(ctx);
+  request.client_ack = spec.ack == common::SubscribeSpec::Ack::Client;
+  request.prefetch = spec.prefetch;
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + spec.timeout;
+  MsgResult result = co_await messaging->subscribe(request, spec.timeout);
+  if (!result.ok())
+    co_return fail(result, engine.clock_.now());
+  if (spec.on_end == common::SubscribeSpec::OnEnd::Unsubscribe)
+    unsubscribe_at_end = true;
+
+  const int64_t offset = engine.options_.clock_offset_ns;
+  const std::string run = std::to_string(runId(engine, offset, engine.t0_));
+  for (int received = 0; received < spec.receive;) {
+    if (engine.halted())
+      co_return false;
+    const auto left =
+        std::chrono::duration_cast<microseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result = MsgResult{MsgError::ReceiveTimeout, {}};
+    } else {
+      result = co_await messaging->receive(msg_in, left);
+    }
+    const auto done = engine.clock_.now();
+    countReconnects(*this, step);
+    if (!result.ok()) {
+      // The run ended while this user waited: what did not come is not an error.
+      if (result.error == MsgError::ReceiveTimeout && engine.stopping()) {
+        thread.recordCancelled(step.stats_index);
+        co_return false;
+      }
+      if (result.error == MsgError::ReceiveTimeout)
+        result.detail = "received " + std::to_string(received) + " of " +
+                        std::to_string(spec.receive) + " messages from " + where + " within " +
+                        std::to_string(spec.timeout.count() / 1000) + " ms";
+      co_return fail(result, done);
+    }
+    const std::string_view from_run = msg_in.property("stampede_run");
+    if (!from_run.empty() && from_run != run) {
+      // Left in a durable subscription by an earlier run: not this run's latency.
+      thread.recordCount(step.stats_index, "stale");
+      if (request.client_ack)
+        co_await messaging->ack(msg_in);
+      continue;
+    }
+    ++received;
+    const char* kind = nullptr;
+    WorkerThread::Sample sample{0};
+    const int64_t seq = parseInt(msg_in.property("stampede_seq"));
+    const int64_t t_sched = parseInt(msg_in.property("stampede_t_sched"));
+    const int64_t t_sent = parseInt(msg_in.property("stampede_t_sent"));
+    const int64_t now_master = toNs(done) - offset;
+    if (t_sched > 0 && t_sent > 0) {
+      sample.latency_us = std::max<int64_t>(0, (now_master - t_sched) / 1000);
+      sample.service_us = std::max<int64_t>(0, (now_master - t_sent) / 1000);
+    }
+    // Topics: each subscriber sees every producer's sequence in order, so a gap is a loss and
+    // a step back a duplicate. (Queues share messages among consumers: not checked here.)
+    if (spec.from.topic && seq > 0 && !from_run.empty()) {
+      const std::string src(msg_in.property("stampede_src"));
+      uint64_t& last = last_seq[std::to_string(step.stats_index) + "|" + src];
+      if (last != 0 && uint64_t(seq) <= last) {
+        if (!msg_in.redelivered) {
+          kind = "message_duplicate";
+          detail = "message " + std::to_string(seq) + " of producer " + src + " came twice";
+        }
+      } else if (last != 0 && uint64_t(seq) > last + 1) {
+        kind = "message_lost";
+        detail = "messages " + std::to_string(last + 1) + ".." + std::to_string(seq - 1) +
+                 " of producer " + src + " never came (next was " + std::to_string(seq) + ")";
+      }
+      last = std::max<uint64_t>(last, uint64_t(seq));
+    }
+    if (!kind && spec.expect_body && msg_in.body.find(*spec.expect_body) == std::string::npos) {
+      kind = "expect_body";
+      detail = "the message body does not contain '" + *spec.expect_body + "'";
+    }
+    if (!kind && spec.max_latency && sample.latency_us > spec.max_latency->count()) {
+      kind = "max_latency";
+      detail = "end-to-end latency " + std::to_string(sample.latency_us) + " us is over " +
+               std::to_string(spec.max_latency->count()) + " us";
+    }
+    HttpResponse wire;
+    wire.bytes_in = msg_in.body.size();
+    if (kind)
+      error_kind.assign(kind);
+    thread.record(step.stats_index, wire, sample, kind ? &error_kind : nullptr);
+    if (msg_in.redelivered)
+      thread.recordCount(step.stats_index, "redelivered");
+    if (request.client_ack && !kind)
+      co_await messaging->ack(msg_in);
+    if (kind) {
+      engine.noteError();
+      reportMsgError(flow, step, where + " at " + messaging->describePeer(), done);
+      if (engine.halted())
+        co_return false;
+    }
+  }
+  co_return true;
+}
+
+asio::awaitable<void> VirtualUser::closeMessaging() {
+  co_await messaging->close(unsubscribe_at_end);
+}
+
+void VirtualUser::reportMsgError(const Flow& flow, const Step& step, const std::string& where,
+                                 common::SteadyTime done) {
+  if (engine.first_error_taken_.exchange(true, std::memory_order_acq_rel))
+    return;
+  ErrorContext context;
+  context.worker_index = engine.options_.worker_index;
+  context.vu = vu;
+  context.flow = flow.name;
+  context.step = engine.scenario_->step_table[step.stats_index].name;
+  context.method = step.kind == Step::Kind::Publish ? "PUBLISH" : "SUBSCRIBE";
+  context.url = where;
+  context.error_kind = error_kind;
+  context.detail = detail;
+  if (step.kind == Step::Kind::Subscribe)
+    context.body.assign(msg_in.body.substr(0, kBodyExcerptBytes));
+  context.at = done;
+  context.wall_at = std::chrono::system_clock::now();
+  engine.reportError(std::move(context));
+}
+
+} // namespace stampede::worker

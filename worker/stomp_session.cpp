@@ -1,0 +1,592 @@
+// The STOMP 1.2 driver of MessagingSession: one TCP connection per virtual user, frames by
+// worker/stomp_codec, operations as coroutines on the load thread. One timer per session
+// bounds each read and write (it cancels the socket when it fires).
+#include "worker/msg_session.h"
+#include "worker/stomp_codec.h"
+
+#include <algorithm>
+#include <array>
+#include <deque>
+
+namespace stampede::worker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+using std::chrono::microseconds;
+
+bool contains(std::string_view text, std::string_view part) {
+  return text.find(part) != std::string_view::npos;
+}
+
+// What an ERROR frame of the broker says, on one line.
+std::string describeError(const StompFrame& frame) {
+  std::string out(frame.header("message").value_or(""));
+  std::string_view body(frame.body);
+  body = body.substr(0, body.find('\n'));
+  if (!body.empty())
+    out += (out.empty() ? "" : ": ") + std::string(body.substr(0, 300));
+  return out.empty() ? "the broker sent an ERROR frame" : out;
+}
+
+std::string destinationHeader(const common::Destination& d) {
+  return (d.topic ? "/topic/" : "/queue/") + d.name;
+}
+
+struct Subscription {
+  SubscriptionRequest request;
+  std::string id;
+};
+
+class StompSession final : public MessagingSession {
+public:
+  StompSession(asio::io_context& io, ConnectionSettings settings)
+      : io_(io), socket_(io), timer_(io), delay_timer_(io), settings_(std::move(settings)) {}
+  ~StompSession() override { closeSocket(); }
+
+  asio::awaitable<MsgResult> publish(const OutMessage& message, bool confirm,
+                                     microseconds timeout) override {
+    const auto deadline = Clock::now() + timeout;
+    if (auto r = co_await ensureConnected(); !r.ok())
+      co_return r;
+    out_frame_.command = "SEND";
+    out_frame_.headers.clear();
+    out_frame_.headers.emplace_back("destination", destinationHeader(*message.to));
+    out_frame_.headers.emplace_back("persistent", message.persistent ? "true" : "false");
+    if (message.properties)
+      for (const auto& p : *message.properties)
+        out_frame_.headers.push_back(p);
+    std::string receipt;
+    if (confirm) {
+      receipt = std::to_string(++next_receipt_);
+      out_frame_.headers.emplace_back("receipt", receipt);
+    }
+    out_frame_.body.assign(message.body);
+    const bool sent_ok = co_await write(out_frame_, deadline);
+    if (!sent_ok) {
+      if (cancelled_)
+        co_return MsgResult{MsgError::Cancelled, {}};
+      co_return MsgResult{MsgError::SendInDoubt, "the connection to " + describePeer() +
+                                                     " failed while sending: " + detail_};
+    }
+    if (!confirm)
+      co_return MsgResult{};
+    for (;;) {
+      const Read read = co_await readFrame(in_frame_, deadline);
+      switch (read) {
+      case Read::Frame:
+        if (in_frame_.command == "RECEIPT" && in_frame_.header("receipt-id") == receipt)
+          co_return MsgResult{};
+        if (in_frame_.command == "MESSAGE") {
+          keep(in_frame_);
+        } else if (in_frame_.command == "ERROR") {
+          markLost();
+          co_return MsgResult{MsgError::SendRejected, describeError(in_frame_)};
+        }
+        continue;
+      case Read::Timeout:
+        co_return MsgResult{MsgError::SendTimeout,
+                            "no receipt from " + describePeer() + " within the step's timeout"};
+      case Read::Lost:
+        markLost();
+        co_return MsgResult{MsgError::SendInDoubt, "the connection to " + describePeer() +
+                                                       " dropped before the receipt: " + detail_};
+      case Read::Bad:
+        markLost();
+        co_return MsgResult{MsgError::Protocol, detail_};
+      case Read::Cancelled:
+        co_return MsgResult{MsgError::Cancelled, {}};
+      }
+    }
+  }
+
+  asio::awaitable<MsgResult> subscribe(const SubscriptionRequest& request,
+                                       microseconds timeout) override {
+    for (const auto& s : subs_)
+      if (s.request.from.topic == request.from.topic && s.request.from.name == request.from.name &&
+          s.request.durable == request.durable)
+        co_return MsgResult{};
+    if (auto r = co_await ensureConnected(); !r.ok())
+      co_return r;
+    Subscription sub{request, std::to_string(subs_.size() + 1)};
+    auto r = co_await sendSubscribe(sub, Clock::now() + timeout);
+    if (r.ok())
+      subs_.push_back(std::move(sub));
+    co_return r;
+  }
+
+  asio::awaitable<MsgResult> receive(InMessage& out, microseconds timeout) override {
+    const auto deadline = Clock::now() + timeout;
+    for (;;) {
+      if (!inbox_.empty()) {
+        out = std::move(inbox_.front());
+        inbox_.pop_front();
+        co_return MsgResult{};
+      }
+      // The run is over: waiting for more is not a request in flight.
+      if (stop_retrying_)
+        co_return MsgResult{MsgError::Cancelled, {}};
+      if (auto r = co_await ensureConnected(); !r.ok())
+        co_return r;
+      receiving_ = true;
+      const Read read = co_await readFrame(in_frame_, deadline);
+      receiving_ = false;
+      if (stop_retrying_ && read != Read::Frame)
+        co_return MsgResult{MsgError::Cancelled, {}};
+      switch (read) {
+      case Read::Frame:
+        if (in_frame_.command == "MESSAGE") {
+          keep(in_frame_);
+        } else if (in_frame_.command == "ERROR") {
+          markLost();
+          co_return MsgResult{MsgError::Protocol, describeError(in_frame_)};
+        }
+        continue;
+      case Read::Timeout:
+        co_return MsgResult{MsgError::ReceiveTimeout, {}};
+      case Read::Lost:
+        markLost(); // ensureConnected() reconnects and subscribes again, within the budget
+        continue;
+      case Read::Bad:
+        markLost();
+        co_return MsgResult{MsgError::Protocol, detail_};
+      case Read::Cancelled:
+        co_return MsgResult{MsgError::Cancelled, {}};
+      }
+    }
+  }
+
+  asio::awaitable<MsgResult> ack(const InMessage& message) override {
+    if (!connected_)
+      co_return MsgResult{}; // the broker redelivers it
+    out_frame_.command = "ACK";
+    out_frame_.headers.clear();
+    out_frame_.headers.emplace_back("id", message.ack_id);
+    out_frame_.body.clear();
+    const bool written = co_await write(out_frame_, Clock::now() + std::chrono::seconds(5));
+    if (!written && !cancelled_)
+      markLost();
+    co_return MsgResult{};
+  }
+
+  asio::awaitable<void> close(bool unsubscribe) override {
+    if (cancelled_)
+      co_return;
+    const bool durable = std::any_of(subs_.begin(), subs_.end(), [](const Subscription& s) {
+      return !s.request.durable.empty();
+    });
+    if (!connected_ && !(unsubscribe && durable))
+      co_return;
+    const MsgResult connected = co_await ensureConnected();
+    if (!connected.ok())
+      co_return;
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    for (const auto& s : subs_) {
+      if (!unsubscribe || s.request.durable.empty())
+        continue;
+      // ActiveMQ removes a durable subscription only once its consumer is closed: first by
+      // id, then by name.
+      out_frame_.command = "UNSUBSCRIBE";
+      out_frame_.headers = {{"id", s.id}};
+      out_frame_.body.clear();
+      const bool closed = co_await write(out_frame_, deadline);
+      if (!closed)
+        co_return;
+      out_frame_.headers = {{"id", s.id}, {"activemq.subscriptionName", s.request.durable}};
+      const bool written = co_await write(out_frame_, deadline);
+      if (!written)
+        co_return;
+    }
+    subs_.clear();
+    out_frame_.command = "DISCONNECT";
+    out_frame_.headers = {{"receipt", "bye"}};
+    const bool written = co_await write(out_frame_, deadline);
+    // The receipt says the broker has handled every frame before it.
+    while (written) {
+      const Read read = co_await readFrame(in_frame_, deadline);
+      if (read != Read::Frame ||
+          (in_frame_.command == "RECEIPT" && in_frame_.header("receipt-id") == "bye"))
+        break;
+    }
+    markLost();
+    ever_connected_ = false;
+  }
+
+  void cancel() noexcept override {
+    cancelled_ = true;
+    error_code ignored;
+    socket_.cancel(ignored);
+    delay_timer_.cancel();
+  }
+
+  void stopRetrying() noexcept override {
+    stop_retrying_ = true;
+    delay_timer_.cancel();
+    if (receiving_) { // ends the wait; the connection stays up for close()
+      error_code ignored;
+      socket_.cancel(ignored);
+    }
+  }
+
+  uint64_t reconnects() const override { return reconnects_; }
+
+  std::string describePeer() const override {
+    if (current_url_ < settings_.urls.size())
+      return settings_.urls[current_url_].text;
+    return settings_.urls.empty() ? std::string("no broker") : settings_.urls.front().text;
+  }
+
+private:
+  enum class Read { Frame, Timeout, Lost, Bad, Cancelled };
+
+  void keep(StompFrame& frame) {
+    InMessage m;
+    m.redelivered = frame.header("redelivered") == "true";
+    m.ack_id.assign(frame.header("ack").value_or(frame.header("message-id").value_or("")));
+    m.body = std::move(frame.body);
+    m.properties = std::move(frame.headers);
+    inbox_.push_back(std::move(m));
+  }
+
+  // Whether the broker closed the connection while this session was not reading (a crash, a
+  // failover): then the next message must go to a new connection, not into a dead one, where
+  // it would be in doubt. One non-blocking read; bytes it finds are kept for the parser.
+  bool peerClosed() {
+    error_code ec;
+    socket_.non_blocking(true, ec);
+    const size_t n = socket_.read_some(asio::buffer(chunk_), ec);
+    error_code ignored;
+    socket_.non_blocking(false, ignored);
+    if (ec == asio::error::would_block || ec == asio::error::try_again)
+      return false;
+    if (!ec) {
+      rbuf_.append(chunk_.data(), n);
+      return false;
+    }
+    return true;
+  }
+
+  void closeSocket() {
+    error_code ignored;
+    socket_.close(ignored);
+  }
+  void markLost() {
+    connected_ = false;
+    closeSocket();
+  }
+
+  // The timer cancels the socket at `deadline`; a generation keeps a late firing from touching
+  // the next operation.
+  void arm(Clock::time_point deadline) {
+    timed_out_ = false;
+    const uint64_t generation = ++generation_;
+    timer_.expires_at(deadline);
+    timer_.async_wait([this, generation](const error_code& ec) {
+      if (ec || generation != generation_)
+        return;
+      timed_out_ = true;
+      error_code ignored;
+      socket_.cancel(ignored);
+    });
+  }
+  void disarm() {
+    ++generation_;
+    timer_.cancel();
+  }
+
+  asio::awaitable<bool> write(const StompFrame& frame, Clock::time_point deadline) {
+    wbuf_.clear();
+    encodeStompFrame(frame, wbuf_);
+    error_code ec;
+    arm(deadline);
+    co_await asio::async_write(socket_, asio::buffer(wbuf_),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    disarm();
+    if (ec) {
+      detail_ = timed_out_ ? "write timed out" : ec.message();
+      co_return false;
+    }
+    co_return !cancelled_;
+  }
+
+  asio::awaitable<Read> readFrame(StompFrame& out, Clock::time_point deadline) {
+    for (;;) {
+      if (!rbuf_.empty()) {
+        size_t used = 0;
+        const auto status = parser_.feed(rbuf_, used, out);
+        rbuf_.erase(0, used);
+        if (status == StompParser::Status::Frame)
+          co_return Read::Frame;
+        if (status == StompParser::Status::Error) {
+          detail_ = "bad frame from " + describePeer() + ": " + parser_.error();
+          co_return Read::Bad;
+        }
+      }
+      if (cancelled_)
+        co_return Read::Cancelled;
+      if (Clock::now() >= deadline)
+        co_return Read::Timeout;
+      error_code ec;
+      arm(deadline);
+      const size_t n = co_await socket_.async_read_some(
+          asio::buffer(chunk_), asio::redirect_error(asio::use_awaitable, ec));
+      disarm();
+      if (cancelled_)
+        co_return Read::Cancelled;
+      if (ec) {
+        if (timed_out_)
+          co_return Read::Timeout;
+        detail_ = ec == asio::error::eof ? "the broker closed the connection" : ec.message();
+        co_return Read::Lost;
+      }
+      rbuf_.append(chunk_.data(), n);
+    }
+  }
+
+  asio::awaitable<MsgResult> connectOnce(size_t url_index, Clock::time_point deadline) {
+    const auto& url = settings_.urls[url_index];
+    current_url_ = url_index;
+    closeSocket();
+    parser_ = StompParser();
+    rbuf_.clear();
+    inbox_.clear(); // unacknowledged messages come again
+    error_code ec;
+    asio::ip::tcp::resolver resolver(io_);
+    const auto endpoints = co_await resolver.async_resolve(
+        url.host, std::to_string(url.port), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+      co_return MsgResult{MsgError::ConnectRefused,
+                          "cannot resolve " + url.text + ": " + ec.message()};
+    arm(deadline);
+    co_await asio::async_connect(socket_, endpoints, asio::redirect_error(asio::use_awaitable, ec));
+    disarm();
+    if (cancelled_)
+      co_return MsgResult{MsgError::Cancelled, {}};
+    if (ec)
+      co_return MsgResult{MsgError::ConnectRefused,
+                          url.text + ": " + (timed_out_ ? "connect timed out" : ec.message())};
+    error_code ignored;
+    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+    StompFrame connect;
+    connect.command = "CONNECT";
+    connect.headers = {{"accept-version", "1.2"}, {"host", url.host}, {"heart-beat", "0,0"}};
+    if (!settings_.client_id.empty())
+      connect.headers.emplace_back("client-id", settings_.client_id);
+    if (settings_.has_login) {
+      connect.headers.emplace_back("login", settings_.user);
+      connect.headers.emplace_back("passcode", settings_.password);
+    }
+    const bool sent_ok = co_await write(connect, deadline);
+    if (!sent_ok)
+      co_return MsgResult{cancelled_ ? MsgError::Cancelled : MsgError::ConnectRefused,
+                          url.text + ": " + detail_};
+    const Read read = co_await readFrame(in_frame_, deadline);
+    switch (read) {
+    case Read::Frame:
+      break;
+    case Read::Cancelled:
+      co_return MsgResult{MsgError::Cancelled, {}};
+    case Read::Timeout:
+      closeSocket();
+      co_return MsgResult{MsgError::ConnectRefused, url.text + ": no CONNECTED frame in time"};
+    default:
+      closeSocket();
+      co_return MsgResult{MsgError::ConnectRefused, url.text + ": " + detail_};
+    }
+    if (in_frame_.command == "CONNECTED")
+      co_return MsgResult{};
+    closeSocket();
+    const std::string why = describeError(in_frame_);
+    if (in_frame_.command != "ERROR")
+      co_return MsgResult{MsgError::Protocol,
+                          url.text + ": expected CONNECTED, got " + in_frame_.command};
+    if (contains(why, "InvalidClientID") || contains(why, "already connected"))
+      co_return MsgResult{MsgError::ClientIdInUse,
+                          "client id '" + settings_.client_id + "' is in use at " + url.text +
+                              " (" + why + "); give each virtual user its own, like \"x-{{vu}}\""};
+    if (contains(why, "Security") || contains(why, "uthenticat") || contains(why, "password") ||
+        contains(why, "User name"))
+      co_return MsgResult{MsgError::Unauthorized, url.text + ": " + why};
+    co_return MsgResult{MsgError::Protocol, url.text + ": " + why};
+  }
+
+  asio::awaitable<MsgResult> sendSubscribe(const Subscription& sub, Clock::time_point deadline) {
+    out_frame_.command = "SUBSCRIBE";
+    out_frame_.headers = {{"id", sub.id},
+                          {"destination", destinationHeader(sub.request.from)},
+                          {"ack", sub.request.client_ack ? "client-individual" : "auto"}};
+    if (!sub.request.durable.empty())
+      out_frame_.headers.emplace_back("activemq.subscriptionName", sub.request.durable);
+    if (sub.request.prefetch > 0)
+      out_frame_.headers.emplace_back("activemq.prefetchSize",
+                                      std::to_string(sub.request.prefetch));
+    const std::string receipt = "sub-" + std::to_string(++next_receipt_);
+    out_frame_.headers.emplace_back("receipt", receipt);
+    out_frame_.body.clear();
+    const bool sent_ok = co_await write(out_frame_, deadline);
+    if (!sent_ok) {
+      markLost();
+      co_return MsgResult{cancelled_ ? MsgError::Cancelled : MsgError::DestinationError,
+                          "subscribing at " + describePeer() + ": " + detail_};
+    }
+    for (;;) {
+      const Read read = co_await readFrame(in_frame_, deadline);
+      switch (read) {
+      case Read::Frame:
+        if (in_frame_.command == "RECEIPT" && in_frame_.header("receipt-id") == receipt)
+          co_return MsgResult{};
+        if (in_frame_.command == "MESSAGE") {
+          keep(in_frame_);
+          continue;
+        }
+        if (in_frame_.command == "ERROR") {
+          markLost();
+          co_return MsgResult{MsgError::DestinationError, "subscribing to " +
+                                                              sub.request.from.text() + ": " +
+                                                              describeError(in_frame_)};
+        }
+        continue;
+      case Read::Cancelled:
+        co_return MsgResult{MsgError::Cancelled, {}};
+      case Read::Timeout:
+        co_return MsgResult{MsgError::DestinationError, "no receipt for the subscription to " +
+                                                            sub.request.from.text() + " from " +
+                                                            describePeer()};
+      default:
+        markLost();
+        co_return MsgResult{MsgError::DestinationError,
+                            "subscribing to " + sub.request.from.text() + ": " + detail_};
+      }
+    }
+  }
+
+  // Walks the URL list, round after round, with the reconnect policy; then subscribes again.
+  asio::awaitable<MsgResult> ensureConnected() {
+    if (cancelled_)
+      co_return MsgResult{MsgError::Cancelled, {}};
+    if (connected_ && !peerClosed())
+      co_return MsgResult{};
+    markLost();
+    const auto& policy = settings_.reconnect;
+    const bool lost = ever_connected_;
+    const auto start = Clock::now();
+    const auto budget_end = start + policy.budget;
+    auto delay = policy.delay;
+    MsgResult last{MsgError::ConnectRefused, "no broker URL"};
+    for (int round = 0;; ++round) {
+      for (size_t i = 0; i < settings_.urls.size(); ++i) {
+        const auto attempt_end = std::min(budget_end, Clock::now() + std::chrono::seconds(10));
+        last = co_await connectOnce(i, attempt_end);
+        if (last.error == MsgError::Cancelled || last.error == MsgError::Unauthorized)
+          co_return last;
+        if (!last.ok())
+          continue;
+        connected_ = true;
+        ever_connected_ = true;
+        if (lost)
+          ++reconnects_;
+        for (const auto& sub : subs_)
+          if (auto r = co_await sendSubscribe(sub, budget_end); !r.ok())
+            co_return r;
+        co_return MsgResult{};
+      }
+      // The first connection: a refusal from every broker is final at once (a reconnect
+      // policy is for a broker lost mid-run); a client id in use is retried, since a
+      // half-open old connection may hold it until the broker notices.
+      if (!lost && last.error == MsgError::ConnectRefused)
+        break;
+      if (stop_retrying_)
+        co_return MsgResult{MsgError::Cancelled, {}};
+      if (policy.attempts > 0 && round + 1 >= policy.attempts)
+        break;
+      if (Clock::now() + delay >= budget_end)
+        break;
+      delay_timer_.expires_after(delay);
+      error_code ec;
+      co_await delay_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (cancelled_ || stop_retrying_)
+        co_return MsgResult{MsgError::Cancelled, {}};
+      delay = std::min(policy.max_delay,
+                       microseconds(int64_t(double(delay.count()) * policy.multiplier)));
+    }
+    if (last.error == MsgError::ClientIdInUse || last.error == MsgError::Protocol)
+      co_return last;
+    if (lost)
+      co_return MsgResult{MsgError::ReconnectExhausted,
+                          "lost the broker and got none back within the reconnect budget "
+                          "and attempts; last: " +
+                              last.detail};
+    co_return last;
+  }
+
+  asio::io_context& io_;
+  asio::ip::tcp::socket socket_;
+  asio::steady_timer timer_;
+  asio::steady_timer delay_timer_;
+  ConnectionSettings settings_;
+  StompParser parser_;
+  std::string rbuf_;
+  std::string wbuf_;
+  std::array<char, 16384> chunk_{};
+  StompFrame in_frame_;
+  StompFrame out_frame_;
+  std::deque<InMessage> inbox_;
+  std::vector<Subscription> subs_;
+  std::string detail_;
+  size_t current_url_ = 0;
+  uint64_t next_receipt_ = 0;
+  uint64_t generation_ = 0;
+  uint64_t reconnects_ = 0;
+  bool connected_ = false;
+  bool ever_connected_ = false;
+  bool timed_out_ = false;
+  bool cancelled_ = false;
+  bool stop_retrying_ = false;
+  bool receiving_ = false; // receive() waits in readFrame
+};
+
+} // namespace
+
+const char* msgErrorKindName(MsgError e) {
+  switch (e) {
+  case MsgError::None:
+    return "none";
+  case MsgError::ConnectRefused:
+    return "connect_refused";
+  case MsgError::Unauthorized:
+    return "unauthorized";
+  case MsgError::ReconnectExhausted:
+    return "reconnect_exhausted";
+  case MsgError::ClientIdInUse:
+    return "client_id_in_use";
+  case MsgError::SendRejected:
+    return "send_rejected";
+  case MsgError::SendTimeout:
+    return "send_timeout";
+  case MsgError::SendInDoubt:
+    return "send_in_doubt";
+  case MsgError::DestinationError:
+    return "destination_error";
+  case MsgError::ReceiveTimeout:
+    return "receive_timeout";
+  case MsgError::Protocol:
+    return "protocol";
+  case MsgError::Cancelled:
+    return "cancelled";
+  }
+  return "internal";
+}
+
+std::string_view InMessage::property(std::string_view name) const {
+  for (const auto& [n, v] : properties)
+    if (n == name)
+      return v;
+  return {};
+}
+
+std::unique_ptr<MessagingSession> makeStompSession(asio::io_context& io,
+                                                   ConnectionSettings settings) {
+  return std::make_unique<StompSession>(io, std::move(settings));
+}
+
+} // namespace stampede::worker
