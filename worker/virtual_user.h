@@ -45,11 +45,11 @@ struct VirtualUser {
                   std::optional<common::SteadyTime> scheduled);
   asio::awaitable<bool> pause(std::chrono::microseconds d);
   const common::Flow& pickFlow() {
-    // Flows with `users:` pin a role (a subscriber stays one): by cluster number.
+    // Flows with `users:` pin a role (a subscriber stays one): by user number.
     const auto& flows = engine.scenario_->flows;
     if (flows.front().users > 0)
       for (const auto& f : flows)
-        if (cluster_number < f.first_user + f.users)
+        if (vu < f.first_user + f.users)
           return f;
     return thread.engine_.pickFlow(thread.rng_);
   }
