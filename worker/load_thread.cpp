@@ -166,8 +166,7 @@ void WorkerThread::recordCancelled(size_t stats_index) {
 }
 
 void WorkerThread::recordCount(size_t stats_index, const char* name, uint64_t n) {
-  std::lock_guard lock(stats_mutex_);
-  book_.steps[stats_index].counters[name] += n;
+  stats_.update([&](common::StatsBook& book) { book.steps[stats_index].counters[name] += n; });
 }
 
 void WorkerThread::recordDropped(size_t stats_index) {
