@@ -7,6 +7,7 @@
 // its io_context out of work, as the other engines do. Bytes go out in one write per turn of the
 // io_context: sessions that submit in the same turn share it. A session waits for its stream
 // on a timer that is also its deadline: the stream's close cancels it.
+#include "worker/beast_connection.h"
 #include "worker/gzip_decoder.h"
 #include "worker/h2_protocol.h"
 #include "worker/host_resolver.h"
@@ -34,37 +35,13 @@ bool isTls(const common::Endpoint& e) {
   return std::string_view(e.scheme) == "https";
 }
 
-// The client's TLS settings (http.tls) with ALPN h2, shared by its connections.
-struct TlsConfig {
-  explicit TlsConfig(const common::TlsSpec& spec) : verify(spec.verify) {
-    const char* what = "tls";
-    try {
-      if (!spec.verify) {
-        context.set_verify_mode(asio::ssl::verify_none);
-      } else {
-        context.set_verify_mode(asio::ssl::verify_peer);
-        what = "tls.ca";
-        if (spec.ca_pem.empty())
-          context.set_default_verify_paths();
-        else
-          context.add_certificate_authority(asio::buffer(spec.ca_pem));
-      }
-      if (!spec.cert_pem.empty()) {
-        what = "tls.cert";
-        context.use_certificate_chain(asio::buffer(spec.cert_pem));
-        what = "tls.key";
-        const std::string& key = spec.key_pem.empty() ? spec.cert_pem : spec.key_pem;
-        context.use_private_key(asio::buffer(key), asio::ssl::context::pem);
-      }
-      static const unsigned char kAlpn[] = {2, 'h', '2'};
-      SSL_CTX_set_alpn_protos(context.native_handle(), kAlpn, sizeof kAlpn);
-    } catch (const std::exception& e) {
-      error = std::string(what) + ": " + e.what();
-    }
+// The client's TLS settings (http.tls): the Beast engine's, with ALPN h2; shared by its
+// connections.
+struct TlsConfig : BeastTlsConfig {
+  explicit TlsConfig(const common::TlsSpec& spec) : BeastTlsConfig(spec) {
+    static const unsigned char kAlpn[] = {2, 'h', '2'};
+    SSL_CTX_set_alpn_protos(context.native_handle(), kAlpn, sizeof kAlpn);
   }
-  asio::ssl::context context{asio::ssl::context::tls_client};
-  bool verify = true;
-  std::string error; // why the settings are unusable: every TLS connection fails so
 };
 
 // What a connection needs of its client; outlives no load thread.
