@@ -20,6 +20,17 @@ public:
   SteadyTime now() const override { return std::chrono::steady_clock::now(); }
 };
 
+// The steady clock run `skew` off, as another host's would: the worker's --test-clock-skew, so
+// that tests can check what the master's clock offsets correct.
+class SkewedClock final : public Clock {
+public:
+  explicit SkewedClock(std::chrono::milliseconds skew) : skew_(skew) {}
+  SteadyTime now() const override { return std::chrono::steady_clock::now() + skew_; }
+
+private:
+  std::chrono::milliseconds skew_;
+};
+
 // Microseconds between two stamps, clamped at zero: histogram values are never negative.
 inline int64_t microsBetween(SteadyTime from, SteadyTime to) {
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(to - from).count();

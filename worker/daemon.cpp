@@ -22,20 +22,10 @@ using common::SteadyTime;
 
 namespace {
 
-// A clock this far from the steady clock (tests: another host's clock).
-class SkewedClock final : public common::Clock {
-public:
-  explicit SkewedClock(std::chrono::milliseconds skew) : skew_(skew) {}
-  common::SteadyTime now() const override { return std::chrono::steady_clock::now() + skew_; }
-
-private:
-  std::chrono::milliseconds skew_;
-};
-
 std::unique_ptr<common::Clock> makeDaemonClock(std::chrono::milliseconds skew) {
   if (skew.count() == 0)
     return std::make_unique<common::SteadyClock>();
-  return std::make_unique<SkewedClock>(skew);
+  return std::make_unique<common::SkewedClock>(skew);
 }
 
 std::string peerName(const std::string& id) {
