@@ -1,5 +1,7 @@
 #include "common/text.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -121,6 +123,36 @@ std::string join(const std::string& path, std::string_view key) {
 
 std::string indexed(const std::string& path, size_t i) {
   return path + "[" + std::to_string(i) + "]";
+}
+
+std::string markupEscape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    switch (c) {
+    case '&':
+      out += "&amp;";
+      break;
+    case '<':
+      out += "&lt;";
+      break;
+    case '>':
+      out += "&gt;";
+      break;
+    case '"':
+      out += "&quot;";
+      break;
+    case '\'':
+      out += "&apos;";
+      break;
+    default:
+      if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+        out += fmt::format("\\x{:02x}", c);
+      else
+        out += char(c);
+    }
+  }
+  return out;
 }
 
 } // namespace stampede::common

@@ -21,6 +21,9 @@ std::string didYouMean(std::string_view word, std::initializer_list<std::string_
 
 // `text` in double quotes, control characters escaped, cut to about 60 bytes.
 std::string quoteValue(std::string_view text);
+// Text for XML 1.0 and HTML (junit.xml, report.html): the five special characters escaped, and
+// the control characters XML cannot carry at all (below 0x20 but tab, newline and return) as \xNN.
+std::string markupEscape(std::string_view text);
 
 bool iequals(std::string_view a, std::string_view b);
 std::string lower(std::string_view s);

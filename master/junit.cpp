@@ -1,5 +1,7 @@
 #include "master/junit.h"
 
+#include "common/text.h"
+
 #include <fmt/format.h>
 
 #include <string_view>
@@ -8,38 +10,6 @@ namespace stampede::master {
 namespace {
 
 using nlohmann::json;
-
-// XML 1.0 text: the five special characters escaped, and the control characters it cannot
-// carry at all (anything below 0x20 but tab, newline and return) shown as \xNN.
-std::string xmlEscape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    switch (c) {
-    case '&':
-      out += "&amp;";
-      break;
-    case '<':
-      out += "&lt;";
-      break;
-    case '>':
-      out += "&gt;";
-      break;
-    case '"':
-      out += "&quot;";
-      break;
-    case '\'':
-      out += "&apos;";
-      break;
-    default:
-      if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
-        out += fmt::format("\\x{:02x}", c);
-      else
-        out += char(c);
-    }
-  }
-  return out;
-}
 
 std::string text(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || j[key].is_null())
@@ -89,19 +59,21 @@ struct Case {
 };
 
 std::string caseXml(const Case& c) {
-  std::string out = fmt::format("    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3f}\"",
-                                xmlEscape(c.name), xmlEscape(c.classname), c.time_s);
+  std::string out =
+      fmt::format("    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3f}\"",
+                  common::markupEscape(c.name), common::markupEscape(c.classname), c.time_s);
   if (c.failure_message.empty() && c.error_message.empty() && c.system_out.empty())
     return out + "/>\n";
   out += ">\n";
   if (!c.failure_message.empty())
     out += fmt::format("      <failure message=\"{}\" type=\"{}\">{}</failure>\n",
-                       xmlEscape(c.failure_message), xmlEscape(c.failure_type),
-                       xmlEscape(c.failure_text));
+                       common::markupEscape(c.failure_message),
+                       common::markupEscape(c.failure_type), common::markupEscape(c.failure_text));
   if (!c.error_message.empty())
-    out += fmt::format("      <error message=\"{}\" type=\"run\"/>\n", xmlEscape(c.error_message));
+    out += fmt::format("      <error message=\"{}\" type=\"run\"/>\n",
+                       common::markupEscape(c.error_message));
   if (!c.system_out.empty())
-    out += fmt::format("      <system-out>{}</system-out>\n", xmlEscape(c.system_out));
+    out += fmt::format("      <system-out>{}</system-out>\n", common::markupEscape(c.system_out));
   return out + "    </testcase>\n";
 }
 
@@ -182,12 +154,12 @@ std::string junitXml(const json& report) {
     timestamp.pop_back(); // xs:dateTime allows Z, but Jenkins' schema wants local time
   out += fmt::format("  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" "
                      "skipped=\"0\" time=\"{:.3f}\"{}>\n",
-                     xmlEscape(name), cases.size(), failures, errors, duration_s,
+                     common::markupEscape(name), cases.size(), failures, errors, duration_s,
                      timestamp.empty() ? "" : fmt::format(" timestamp=\"{}\"", timestamp));
   out += "    <properties>\n";
   for (const char* key : {"scenario_file", "outcome", "exit_code"})
     out += fmt::format("      <property name=\"{}\" value=\"{}\"/>\n", key,
-                       xmlEscape(text(report, key)));
+                       common::markupEscape(text(report, key)));
   out += "    </properties>\n";
   for (const auto& c : cases)
     out += caseXml(c);

@@ -1,5 +1,7 @@
 #include "master/report_html.h"
 
+#include "common/text.h"
+
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -25,29 +27,6 @@ std::string scriptSafe(std::string text) {
   for (size_t at = text.find("</"); at != std::string::npos; at = text.find("</", at + 3))
     text.replace(at, 2, "<\\/");
   return text;
-}
-
-std::string htmlEscape(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-    case '&':
-      out += "&amp;";
-      break;
-    case '<':
-      out += "&lt;";
-      break;
-    case '>':
-      out += "&gt;";
-      break;
-    case '"':
-      out += "&quot;";
-      break;
-    default:
-      out += c;
-    }
-  }
-  return out;
 }
 
 } // namespace
@@ -84,7 +63,8 @@ std::string reportHtml(const json& report, const json& series) {
   page.reserve(embedded::kChartJs.size() + 4096);
   page += "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
   page += "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n";
-  page += fmt::format("<title>Stampede: {} ({})</title>\n", htmlEscape(name), htmlEscape(outcome));
+  page += fmt::format("<title>Stampede: {} ({})</title>\n", common::markupEscape(name),
+                      common::markupEscape(outcome));
   page += "<style>\n";
   page += embedded::kReportPageCss;
   page += "</style>\n</head>\n<body>\n<main id=\"report\">"
