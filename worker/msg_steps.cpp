@@ -232,11 +232,7 @@ void VirtualUser::reportMsgError(const Flow& flow, const Step& step, const std::
                                  common::SteadyTime done) {
   if (engine.first_error_taken_.exchange(true, std::memory_order_acq_rel))
     return;
-  ErrorContext context;
-  context.worker_index = engine.options_.worker_index;
-  context.vu = vu;
-  context.flow = flow.name;
-  context.step = engine.scenario_->step_table[step.stats_index].name;
+  ErrorContext context = errorContext(flow, &step);
   context.method = step.kind == Step::Kind::Publish ? "PUBLISH" : "SUBSCRIBE";
   context.url = where;
   context.error_kind = error_kind;

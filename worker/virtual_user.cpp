@@ -300,15 +300,21 @@ bool VirtualUser::endRequest(const Flow& flow, const Step& step,
   return true;
 }
 
-void VirtualUser::reportError(const Flow& flow, const Step& step, const std::string& kind,
-                              common::SteadyTime done) {
-  if (engine.first_error_taken_.exchange(true, std::memory_order_acq_rel))
-    return;
+ErrorContext VirtualUser::errorContext(const Flow& flow, const Step* step) const {
   ErrorContext context;
   context.worker_index = engine.options_.worker_index;
   context.vu = vu;
   context.flow = flow.name;
-  context.step = engine.scenario_->step_table[step.stats_index].name;
+  if (step)
+    context.step = engine.scenario_->step_table[step->stats_index].name;
+  return context;
+}
+
+void VirtualUser::reportError(const Flow& flow, const Step& step, const std::string& kind,
+                              common::SteadyTime done) {
+  if (engine.first_error_taken_.exchange(true, std::memory_order_acq_rel))
+    return;
+  ErrorContext context = errorContext(flow, &step);
   context.method = std::string(rendered.req.method);
   context.url = rendered.describeUrl(*engine.scenario_, step, ctx, redirects);
   context.status = response.status;
@@ -334,14 +340,9 @@ bool VirtualUser::fail(const Flow& flow, std::exception_ptr error) {
       &error_kind);
   engine.noteError();
   if (!engine.first_error_taken_.exchange(true, std::memory_order_acq_rel)) {
-    ErrorContext context;
-    context.worker_index = engine.options_.worker_index;
-    context.vu = vu;
-    context.flow = flow.name;
-    if (step) {
-      context.step = engine.scenario_->step_table[step->stats_index].name;
+    ErrorContext context = errorContext(flow, step);
+    if (step)
       context.method = std::string(step->method);
-    }
     context.error_kind = error_kind;
     context.detail =
         "the virtual user's iteration stopped on an exception: " + describeException(error);

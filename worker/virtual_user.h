@@ -65,6 +65,9 @@ struct VirtualUser {
   // The first error of the run builds the full context; later ones are only counted.
   void reportError(const common::Flow& flow, const common::Step& step, const std::string& kind,
                    common::SteadyTime done);
+  // Who failed where, for every first-error report (HTTP, messaging, an exception): the
+  // worker, this user, the flow and, when known, the step.
+  ErrorContext errorContext(const common::Flow& flow, const common::Step* step) const;
 
   WorkerThread& thread;
   Engine& engine;
