@@ -198,6 +198,11 @@ std::string formatSummary(const RunResult& r) {
           fmt::format("  worker {} step \"{}\" {} at {:.3f}s\n", e.worker_index, printable(e.step),
                       printable(e.error_kind), std::chrono::duration<double>(e.at - r.t0).count());
   }
+  // As report.json's workers[].divergent: the host whose figures skew the merged ones, and why.
+  for (const auto& w : r.workers)
+    if (!w.divergent.empty())
+      out += fmt::format("DIVERGENT worker {} ({}): {}\n", w.id, printable(w.address),
+                         printable(w.divergent));
   for (const auto& t : r.thresholds)
     out += fmt::format("threshold {:<36} {:>12}  {}\n", printable(t.expr),
                        t.value ? fmt::format("{:.4g}", *t.value) : std::string("no data"),

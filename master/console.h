@@ -32,7 +32,9 @@ std::string printable(std::string_view text, bool keep_lines = false);
 std::string formatLiveLine(const LiveFigures& f, bool bar);
 // The error in full: where, what, headers, the body excerpt indented.
 std::string formatFirstError(const common::ErrorContext& e, common::SteadyTime t0);
-// Per step and in total: requests, rps, errors, p50/p90/p99/p99.9/max in ms.
+// Per step and in total: requests, rps, errors, p50/p90/p99/p99.9/max in ms; then the open
+// model's service time and lag, errors by kind, the halt, each divergent worker and why (as
+// report.json's workers[].divergent), thresholds and the outcome.
 std::string formatSummary(const RunResult& r);
 
 } // namespace stampede::master

@@ -1,8 +1,8 @@
 """End to end (issue 14): per-worker divergence. Two workers share an open-model run; one is
 frozen with SIGSTOP for 2 s (shorter than the heartbeat timeout: late, not lost), so its
 arrivals of those 2 s go out late. It, and only it, is flagged: in the live line, in
-report.json's workers[].divergent with the reason (schedule lag p99 against the rest's), and in
-report.html's workers table. A run where both workers are left alone flags neither."""
+report.json's workers[].divergent with the reason (schedule lag p99 against the rest's), in the
+end-of-run summary (its address and the same reason), and in report.html's workers table. A run where both workers are left alone flags neither."""
 
 import os
 import signal
@@ -64,6 +64,12 @@ class DivergenceTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertTrue(flagged, context)
         self.assertIn("schedule lag p99", flagged[-1], context)
         self.assertNotIn("DIVERGENT worker 0", out, context)
+        # The end-of-run summary names it too, with its address and report.json's reason, and
+        # names no other worker.
+        summary = out[out.rindex("\nstep "):]
+        named = [line for line in summary.splitlines() if line.startswith("DIVERGENT worker")]
+        self.assertEqual(named, [f"DIVERGENT worker 1 ({frozen['address']}): "
+                                 f"{frozen['divergent']}"], context)
         # The page shows the same verdict: the worker's row marked, its reason in it.
         if headless_chromium.find_chromium():
             with headless_chromium.Chromium() as browser:
