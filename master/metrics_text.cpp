@@ -116,20 +116,30 @@ std::string metricsText(const MetricsState& s) {
   for (size_t i = 0; i < book.steps.size(); ++i)
     out += fmt::format("stampede_dropped_total{{{}}} {}\n", stepLabels(i), book.steps[i].dropped);
 
-  header(out, "stampede_latency_seconds", "histogram",
-         "Latency (open model: from the scheduled time), by step.");
-  for (size_t i = 0; i < book.steps.size(); ++i) {
-    const auto& h = book.steps[i].latency_us;
-    const auto counts = cumulativeCounts(h);
-    const std::string labels = stepLabels(i);
-    for (size_t b = 0; b < counts.size(); ++b)
-      out += fmt::format("stampede_latency_seconds_bucket{{{},le=\"{}\"}} {}\n", labels,
-                         number(kLatencyBucketsS[b]), counts[b]);
-    out += fmt::format("stampede_latency_seconds_bucket{{{},le=\"+Inf\"}} {}\n", labels, h.count());
-    out += fmt::format("stampede_latency_seconds_sum{{{}}} {}\n", labels,
-                       number(double(h.sumUs()) / 1e6));
-    out += fmt::format("stampede_latency_seconds_count{{{}}} {}\n", labels, h.count());
-  }
+  // Both on the same buckets, by step. Closed model: service time is the latency (the send is
+  // the start), as report.json's service_ms.
+  auto histogram = [&](const char* name, const char* help, auto&& of) {
+    header(out, name, "histogram", help);
+    for (size_t i = 0; i < book.steps.size(); ++i) {
+      const common::Histogram& h = of(book.steps[i]);
+      const auto counts = cumulativeCounts(h);
+      const std::string labels = stepLabels(i);
+      for (size_t b = 0; b < counts.size(); ++b)
+        out += fmt::format("{}_bucket{{{},le=\"{}\"}} {}\n", name, labels,
+                           number(kLatencyBucketsS[b]), counts[b]);
+      out += fmt::format("{}_bucket{{{},le=\"+Inf\"}} {}\n", name, labels, h.count());
+      out += fmt::format("{}_sum{{{}}} {}\n", name, labels, number(double(h.sumUs()) / 1e6));
+      out += fmt::format("{}_count{{{}}} {}\n", name, labels, h.count());
+    }
+  };
+  histogram("stampede_latency_seconds", "Latency (open model: from the scheduled time), by step.",
+            [](const common::StepStats& s) -> const common::Histogram& { return s.latency_us; });
+  histogram("stampede_service_seconds",
+            "Service time, from the send to the response (open model: without the schedule "
+            "lag; closed model: the latency), by step.",
+            [open](const common::StepStats& s) -> const common::Histogram& {
+              return open ? s.service_us : s.latency_us;
+            });
 
   header(out, "stampede_active_users", "gauge", "Virtual users active (busy or thinking).");
   out += fmt::format("stampede_active_users {}\n", s.active_users);

@@ -30,7 +30,7 @@ struct MetricsState {
 // The exposition text (Content-Type: text/plain; version=0.0.4).
 std::string metricsText(const MetricsState& state);
 
-// Latency histogram bucket bounds (seconds), as `le` labels.
+// Latency and service-time histogram bucket bounds (seconds), as `le` labels.
 inline constexpr double kLatencyBucketsS[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                               0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
 
