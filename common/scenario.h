@@ -173,7 +173,7 @@ struct HaltSpec {
 struct CapacitySpec {
   double start = 10;              // the first probe's rate
   double max = 100000;            // never probe above this
-  microseconds probe{10'000'000}; // how long each probe holds its rate: whole seconds
+  microseconds probe{10'000'000}; // how long each probe holds its rate
   microseconds warmup{2'000'000}; // the start of each probe, not judged
   double resolution = 0.05;       // stop when (first fail - last pass) <= this x first fail
   int confirm = 1;                // re-run the best passing rate this many times
@@ -182,6 +182,12 @@ struct CapacitySpec {
   uint64_t max_in_flight = 10000; // cluster-wide, as load.max_in_flight
   microseconds max_lag{10'000};   // schedule lag p99 above this: the generators lag
 };
+// The shortest judged part of a probe (probe - warmup). A probe's figures are the workers'
+// Stats deltas, cut once a second (common::kStatsInterval): its judged part begins on a cut and
+// its figures are those of the cuts up to its end. Under half a cut, most of what the judged
+// cuts hold would be the edges (the warmup's requests still in flight when judging begins),
+// and a shorter probe would not end the search sooner: each probe waits for a cut either way.
+constexpr microseconds kMinCapacityJudged{500'000};
 
 struct TlsSpec {
   bool verify = true;

@@ -1,6 +1,6 @@
 // The `capacity:` section: a search for the highest rate the target holds within its SLO.
-// Probes begin and end on the workers' 1 s stats cuts, so a probe is whole seconds and its
-// judged part (after warmup, rounded up to a whole second) is at least one second.
+// A probe's judged part (after its warmup) begins on one of the workers' 1 s stats cuts and
+// lasts at least kMinCapacityJudged; probe and warmup need not be whole seconds.
 #include "common/scenario_loader_internal.h"
 
 #include <fmt/format.h>
@@ -39,25 +39,31 @@ CapacitySpec Loader::capacitySpec(const Field& f) const {
   } else if (spec.max < spec.start) {
     spec.max = spec.start;
   }
-  if (const Field* probe = fields.find("probe")) {
+  const Field* probe = fields.find("probe");
+  if (probe)
     spec.probe = duration(*probe, "capacity.probe", true);
-    if (spec.probe.count() % 1'000'000 != 0)
-      fail(*probe, "capacity.probe",
-           "a probe lasts whole seconds (the workers report once a second), got " +
-               quoteValue(probe->value.Scalar()));
-  }
   const Field* warmup = fields.find("warmup");
   if (warmup)
     spec.warmup = duration(*warmup, "capacity.warmup", false);
-  else if (spec.warmup >= spec.probe)
-    spec.warmup = microseconds(0);
-  // The judged part starts at the first whole second at or after the warmup.
-  const auto judged_from = (spec.warmup.count() + 999'999) / 1'000'000 * 1'000'000;
-  if (judged_from >= spec.probe.count())
-    fail(warmup ? *warmup : *fields.find("probe"), warmup ? "capacity.warmup" : "capacity.probe",
-         fmt::format("the warmup leaves nothing of the {}s probe to judge (probes are judged on "
-                     "whole seconds after the warmup): make the probe at least {}s",
-                     spec.probe.count() / 1'000'000, judged_from / 1'000'000 + 1));
+  else if (spec.probe - spec.warmup < kMinCapacityJudged)
+    spec.warmup = microseconds(0); // the default does not fit: all of a short probe is judged
+  if (spec.probe - spec.warmup < kMinCapacityJudged) {
+    const auto seconds = [](microseconds d) {
+      return fmt::format("{:g}s", double(d.count()) / 1e6);
+    };
+    const std::string floor = seconds(kMinCapacityJudged);
+    if (warmup)
+      fail(*warmup, "capacity.warmup",
+           fmt::format("the warmup leaves {} of the {} probe to judge, under the {} floor (the "
+                       "workers report once a second; docs/scenario.md): make the probe at "
+                       "least {}",
+                       seconds(std::max(microseconds(0), spec.probe - spec.warmup)),
+                       seconds(spec.probe), floor, seconds(spec.warmup + kMinCapacityJudged)));
+    fail(*probe, "capacity.probe",
+         fmt::format("a probe lasts at least {} (the workers report once a second; "
+                     "docs/scenario.md), got {}",
+                     floor, quoteValue(probe->value.Scalar())));
+  }
   if (const Field* resolution = fields.find("resolution"))
     spec.resolution = percentage(*resolution, "capacity.resolution", false);
   if (const Field* confirm = fields.find("confirm")) {

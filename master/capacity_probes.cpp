@@ -52,27 +52,32 @@ void CapacityProbes::begin() {
   schedule(*search_.next(), run_.t0);
 }
 
-// Probe n at `rate` from the next whole second that every worker can hear of in time.
+// Probe n at `rate`: its judged part begins on the first whole second from t0 (a stats cut)
+// that leaves its warmup after the moment every worker can hear of it.
 void CapacityProbes::schedule(double rate, SteadyTime now) {
+  using std::chrono::microseconds;
   int64_t max_rtt_ns = 0;
   for (auto* link : run_.joined)
     max_rtt_ns = std::max(max_rtt_ns, link->rtt_ns);
-  const auto earliest = now + kProbeMargin + std::chrono::nanoseconds(kRoundTrips * max_rtt_ns);
+  // The first probe starts with the run (Start carries the same margin).
+  const auto earliest =
+      now <= run_.t0 ? run_.t0
+                     : now + kProbeMargin + std::chrono::nanoseconds(kRoundTrips * max_rtt_ns);
+  const int64_t earliest_us =
+      std::max<int64_t>(0, std::chrono::ceil<microseconds>(earliest - run_.t0).count());
   Probe p;
-  p.start_s = std::max<int64_t>(0, int64_t(std::ceil(seconds(earliest - run_.t0))));
-  if (now <= run_.t0)
-    p.start_s = 0; // the first probe starts with the run (Start carries the same margin)
-  const int64_t probe_s = spec_.probe.count() / 1'000'000;
-  p.judged_from_s = p.start_s + (spec_.warmup.count() + 999'999) / 1'000'000;
-  p.end_s = p.start_s + probe_s;
+  p.judged_from_s = (earliest_us + spec_.warmup.count() + 999'999) / 1'000'000;
+  p.start_us = p.judged_from_s * 1'000'000 - spec_.warmup.count();
+  p.end_us = p.start_us + spec_.probe.count();
+  p.end_s = (p.end_us + 999'999) / 1'000'000;
   p.book = common::StatsBook(run_.scenario.step_table.size());
   p.busy_sum.assign(run_.joined.size(), 0.0);
   p.busy_seconds.assign(run_.joined.size(), 0);
   auto& r = p.result;
   r.probe = uint32_t(probes_.size() + 1);
   r.rate_asked = rate;
-  r.start_ms = double(p.start_s) * 1000.0;
-  r.end_ms = double(p.end_s) * 1000.0;
+  r.start_ms = double(p.start_us) / 1000.0;
+  r.end_ms = double(p.end_us) / 1000.0;
   r.judged_from_ms = double(p.judged_from_s) * 1000.0;
   for (auto* link : run_.joined) {
     if (link->state != LinkState::Running)
@@ -81,8 +86,8 @@ void CapacityProbes::schedule(double rate, SteadyTime now) {
     auto* s = e.mutable_set_rate();
     s->set_probe(r.probe);
     s->set_rate(rate * run_.plans[link->index].rate_share);
-    s->set_start_master_ns(common::steadyNs(run_.t0 + std::chrono::seconds(p.start_s)));
-    s->set_end_master_ns(common::steadyNs(run_.t0 + std::chrono::seconds(p.end_s)));
+    s->set_start_master_ns(common::steadyNs(run_.t0 + microseconds(p.start_us)));
+    s->set_end_master_ns(common::steadyNs(run_.t0 + microseconds(p.end_us)));
     run_.cluster.send(*link, e);
   }
   probes_.push_back(std::move(p));
@@ -107,7 +112,7 @@ void CapacityProbes::onStats(const WorkerLink& link, SteadyTime cut, const wire:
 
 void CapacityProbes::onError(const common::ErrorContext& error) {
   for (auto& p : probes_) {
-    const auto from = run_.t0 + std::chrono::seconds(p.start_s);
+    const auto from = run_.t0 + std::chrono::microseconds(p.start_us);
     const auto to = run_.t0 + std::chrono::seconds(p.end_s);
     if (error.at >= from && error.at < to && !p.result.first_error)
       p.result.first_error = error;
@@ -140,7 +145,8 @@ void CapacityProbes::judge(Probe& p) {
   p.judged = true;
   auto& r = p.result;
   const auto total = p.book.total();
-  const double judged_s = double(p.end_s - p.judged_from_s);
+  // The arrivals' time in the judged part (its last cut may run past the probe's end).
+  const double judged_s = double(p.end_us - p.judged_from_s * 1'000'000) / 1e6;
   r.latency_ms = percentiles(total.latency_us);
   r.service_ms = percentiles(total.service_us);
   r.lag_ms = percentiles(total.schedule_lag_us);
@@ -271,7 +277,7 @@ void CapacityProbes::finish() {
 
 uint32_t CapacityProbes::probeOfSecond(int64_t second) const {
   for (const auto& p : probes_)
-    if (second > p.start_s && second <= p.end_s)
+    if (second > p.start_us / 1'000'000 && second <= p.end_s)
       return p.result.probe;
   return 0;
 }

@@ -1,10 +1,11 @@
 // A capacity run's probes on the live cluster: sends each probe's rate (SetRate, every worker
 // its share), adds the workers' per-second Stats into the probe they belong to, judges a probe
 // once every running worker has reported past its end, asks the CapacitySearch for the next
-// rate, and ends the run (RunContext::end_at) when the search is over. A probe starts on a
-// whole second from t0 and lasts whole seconds, so each Stats delta lies in one probe; after a
-// failing probe the next waits for the workers' requests in flight to drain (at most
-// http.timeout + 1 s). Control thread only.
+// rate, and ends the run (RunContext::end_at) when the search is over. A probe's judged part
+// begins on a whole second from t0 (a stats cut; the probe starts `warmup` before it) and its
+// figures are the cuts up to the first at or after its end; the next probe starts after that
+// cut, so each Stats delta lies in one probe. After a failing probe the next waits for the
+// workers' requests in flight to drain (at most http.timeout + 1 s). Control thread only.
 #pragma once
 
 #include "common/error_context.h"
@@ -41,9 +42,12 @@ public:
 private:
   struct Probe {
     ProbeResult result;
-    int64_t start_s = 0, judged_from_s = 0, end_s = 0; // seconds from t0
-    common::StatsBook book;                            // the judged seconds, merged
-    std::vector<double> busy_sum;                      // by worker: load_busy over them
+    int64_t start_us = 0, end_us = 0; // the probe's arrivals, from t0
+    // Its judged cuts: the seconds from t0 that end after judged_from_s, up to end_s (the cut
+    // at or after end_us).
+    int64_t judged_from_s = 0, end_s = 0;
+    common::StatsBook book;       // the judged seconds, merged
+    std::vector<double> busy_sum; // by worker: load_busy over them
     std::vector<int> busy_seconds;
     bool judged = false;
   };

@@ -22,9 +22,9 @@ struct ProbeResult {
   uint32_t probe = 0; // 1-based
   double rate_asked = 0;
   double rate_achieved = 0; // arrivals whose first request completed in the judged part, per s
-  double start_ms = 0;      // the probe, since t0 (whole seconds)
+  double start_ms = 0;      // the probe's arrivals, since t0: capacity.probe long
   double end_ms = 0;
-  double judged_from_ms = 0;                    // after the warmup, rounded up to a whole second
+  double judged_from_ms = 0;                    // start + warmup: a whole second (a stats cut)
   PercentilesMs latency_ms, service_ms, lag_ms; // the judged part, every worker merged
   uint64_t requests = 0;
   uint64_t errors = 0;

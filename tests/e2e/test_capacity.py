@@ -2,9 +2,11 @@
 /capacity/N (one server, 1/N s a request, a queue) within the resolution, on the embedded worker
 and on 2 workers, in one run whose probes the target's own log shows as bursts at the rates
 asked; the load generators' limit is reported as such (exit 3, limited_by generators), never as
-the target's capacity; a start that already fails exits 1 (--find-capacity's default search);
-errors fail a probe without halting it, unless halt.on_error is written; the max rate reached
-while passing is limited_by max; a bad capacity: section is refused with file:line:col."""
+the target's capacity; probes need not last whole seconds (1.5 s probes find N, and the
+target's log shows 1.5 s bursts); a start that already fails exits 1 (--find-capacity's default
+search); errors fail a probe without halting it, unless halt.on_error is written; the max rate
+reached while passing is limited_by max; a bad capacity: section (a probe or its judged part
+under the 500 ms floor among them) is refused with file:line:col."""
 
 import csv
 import json
@@ -16,7 +18,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stampede_testlib as lib  # noqa: E402
 
-# Probes of 2 s judged after a 0.5 s warmup (its whole second): short enough that a search takes
+# Probes of 2 s judged after a 0.5 s warmup (1.5 s judged): short enough that a search takes
 # seconds, long enough that a queue over N shows in the p99.
 PROBE = "probe: 2s\n  warmup: 0.5s"
 
@@ -122,6 +124,60 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
             print(f"\n  2 workers: N={n}: found {report['capacity']['max_passing_rate']}/s in "
                   f"{len(report['capacity']['probes'])} probes, {wall_s:.1f}s")
 
+    def test_sub_second_probes_find_n_and_last_what_was_asked(self):
+        # 1.5 s probes, 0.5 s of warmup: the judged part begins on a stats cut, 1 s of it. Above
+        # N the queue grows by (rate - N)/N s every second, so a rate fails the 100 ms SLO
+        # within 1.5 s from N (1 + 0.1 / 1.5): the answer lies in [N (1 - resolution), that].
+        n = 200
+        probe_s, warmup_s, slo_s = 1.5, 0.5, 0.1
+        with lib.fault_target() as target:
+            out_dir = os.path.join(self.tmp, "out")
+            text = capacity_scenario(
+                target.url, f"/capacity/{n}", "start: 150/s\n  max: 5000/s\n  resolution: 5%\n"
+                "  confirm: 0\n  slo: {p99: 100ms, error_rate: 1%}\n  max_lag: 100ms").replace(
+                PROBE, f"probe: {probe_s}s\n  warmup: {warmup_s * 1000:g}ms")
+            started = time.monotonic()
+            rc, out, err, context = lib.run_local(self.tmp, text, out_dir,
+                                                  args=["--threads", "2"], timeout=90)
+            wall_s = time.monotonic() - started
+            report = lib.load_report(out_dir)
+            capacity = report["capacity"]
+            probes = capacity["probes"]
+            context += "\n" + "\n".join(str(p) for p in probes)
+            self.assertEqual(rc, 0, context)
+            self.assertEqual(capacity["limited_by"], "target", context)
+            found, failing = capacity["max_passing_rate"], capacity["first_failing_rate"]
+            self.assertGreaterEqual(found, n * 0.95 * 0.97, context)
+            self.assertLessEqual(found, n * (1 + slo_s / probe_s), context)
+            self.assertGreater(failing, found, context)
+            self.assertLessEqual(failing - found, 0.05 * failing + 1e-9, context)
+            self.assertNotIn("inconclusive", [p["verdict"] for p in probes], context)
+            self.assertGreaterEqual(len(probes), 4, context)
+            # report.json: each probe lasts 1.5 s, judged from a whole second 0.5 s in.
+            for p in probes:
+                self.assertAlmostEqual(p["end_ms"] - p["start_ms"], 1000 * probe_s, places=3,
+                                       msg=context)
+                self.assertAlmostEqual(p["judged_from_ms"] - p["start_ms"], 1000 * warmup_s,
+                                       places=3, msg=context)
+                self.assertEqual(p["judged_from_ms"] % 1000, 0, context)
+            # The target's own log: one burst a probe, about rate x 1.5 requests over about
+            # 1.5 s (its first and last arrivals one spacing less apart), and nothing else.
+            found_bursts = bursts(target.log_entries_ns(), f"/capacity/{n}", gap_ns=250_000_000)
+            self.assertEqual(len(found_bursts), len(probes), context)
+            for p, burst in zip(probes, found_bursts):
+                where = f"probe {p['probe']}: {len(burst)} requests over " \
+                        f"{(burst[-1] - burst[0]) / 1e9:.3f}s\n{context}"
+                asked = p["rate_asked"] * probe_s
+                self.assertGreater(len(burst), asked * 0.85, where)
+                self.assertLess(len(burst), asked * 1.15 + 2, where)
+                span_s = (burst[-1] - burst[0]) / 1e9
+                self.assertGreater(span_s, probe_s - 0.2, where)
+                self.assertLess(span_s, probe_s + 0.2, where)
+            self.assertEqual(sum(len(b) for b in found_bursts),
+                             report["totals"]["requests"] + report["totals"]["cancelled"], context)
+            print(f"\n  1.5 s probes: N={n}: found {found}/s in {len(probes)} probes, "
+                  f"{wall_s:.1f}s")
+
     def test_generator_limit_is_not_reported_as_the_target_capacity(self):
         # 50 ms a request and 4 in flight at most: the generators hold 80/s, the target far
         # more (it answers every request in 50 ms, whatever the rate).
@@ -223,8 +279,8 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
         cases = [
             ("load: {rate: 10/s, duration: 1s}\ncapacity: {start: 10/s}\n",
              "4:1: capacity: use either load:"),
-            ("capacity:\n  start: 10/s\n  probe: 1.5s\n", "5:10: capacity.probe: a probe lasts "
-             "whole seconds"),
+            ("capacity:\n  start: 10/s\n  probe: 400ms\n", "5:10: capacity.probe: a probe lasts "
+             "at least 0.5s (the workers report once a second; docs/scenario.md), got \"400ms\""),
             ("capacity:\n  start: 100/s\n  max: 10/s\n", "5:8: capacity.max: the highest rate "
              "to probe is below capacity.start"),
             ("capacity:\n  resolution: 0%\n", "4:15: capacity.resolution: expected a percentage "
@@ -232,8 +288,11 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
             ("capacity:\n  slo: {p99: fast}\n", "4:14: capacity.slo.p99: expected a duration"),
             ("capacity:\n  stat: 10/s\n", "4:3: capacity.stat: unknown key 'stat' (did you mean "
              "'start'?)"),
-            ("capacity:\n  probe: 2s\n  warmup: 1.5s\n", "5:11: capacity.warmup: the warmup "
-             "leaves nothing of the 2s probe to judge"),
+            ("capacity:\n  probe: 2s\n  warmup: 1.6s\n", "5:11: capacity.warmup: the warmup "
+             "leaves 0.4s of the 2s probe to judge, under the 0.5s floor"),
+            ("capacity:\n  probe: 1500ms\n  warmup: 1.5s\n", "5:11: capacity.warmup: the warmup "
+             "leaves 0s of the 1.5s probe to judge, under the 0.5s floor (the workers report once "
+             "a second; docs/scenario.md): make the probe at least 2s"),
             ("capacity:\n  start: 10/s\nhalt:\n  thresholds: [p99 < 10ms]\n",
              "6:15: halt.thresholds: a capacity search judges each probe on capacity.slo"),
         ]

@@ -52,7 +52,6 @@ SCHEMA_DETECTABLE = [
     "110-duration-with-stages.yaml", "111-rate-without-duration.yaml",
     "112-capture-name-builtin.yaml", "113-feeder-split-typo.yaml",
     "114-expect-body-contains-list.yaml", "115-rate-without-unit.yaml",
-    "151-capacity-probe-fraction.yaml",
     "153-capacity-slo-error-rate.yaml", "154-capacity-confirm-range.yaml",
     "155-capacity-unknown-key.yaml",
 ]

@@ -1349,3 +1349,32 @@ TEST_CASE("capacity: replaces load: with an open-model run, and errors do not ha
         std::string("inline.yaml:1:1: load: required key 'load' is missing (or capacity: for a "
                     "capacity search)"));
 }
+
+TEST_CASE("capacity: probes keep their sub-second parts, down to a judged part of 500 ms",
+          "[scenario][capacity]") {
+  using namespace std::chrono_literals;
+  const std::string head = "name: c\ntarget: http://127.0.0.1:8080\n";
+  const std::string flows = "flows:\n  - steps: [{get: /}]\n";
+  const Scenario s =
+      loadScenarioText(head + "capacity:\n  probe: 1.5s\n  warmup: 250ms\n" + flows, "c.yaml");
+  REQUIRE(s.capacity);
+  CHECK(s.capacity->probe == 1500ms);
+  CHECK(s.capacity->warmup == 250ms);
+  // At the floor exactly: 500 ms judged.
+  const Scenario floor =
+      loadScenarioText(head + "capacity:\n  probe: 1.25s\n  warmup: 750ms\n" + flows, "c.yaml");
+  CHECK(floor.capacity->probe - floor.capacity->warmup == stampede::common::kMinCapacityJudged);
+  // No warmup written: the default 2 s, or none when it would leave under the floor.
+  const Scenario with_default =
+      loadScenarioText(head + "capacity:\n  probe: 2.5s\n" + flows, "c.yaml");
+  CHECK(with_default.capacity->warmup == 2s);
+  const Scenario without = loadScenarioText(head + "capacity:\n  probe: 2.4s\n" + flows, "c.yaml");
+  CHECK(without.capacity->warmup == 0s);
+  CHECK(loadError(head + "capacity:\n  probe: 0.4s\n" + flows).what() ==
+        std::string("inline.yaml:4:10: capacity.probe: a probe lasts at least 0.5s (the workers "
+                    "report once a second; docs/scenario.md), got \"0.4s\""));
+  CHECK(loadError(head + "capacity:\n  probe: 1s\n  warmup: 501ms\n" + flows).what() ==
+        std::string("inline.yaml:5:11: capacity.warmup: the warmup leaves 0.499s of the 1s probe "
+                    "to judge, under the 0.5s floor (the workers report once a second; "
+                    "docs/scenario.md): make the probe at least 1.001s"));
+}
