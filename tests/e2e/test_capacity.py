@@ -171,8 +171,9 @@ class CapacityTest(lib.TempDirTestCase, unittest.TestCase):
                 self.assertGreater(len(burst), asked * 0.85, where)
                 self.assertLess(len(burst), asked * 1.15 + 2, where)
                 span_s = (burst[-1] - burst[0]) / 1e9
-                self.assertGreater(span_s, probe_s - 0.2, where)
-                self.assertLess(span_s, probe_s + 0.2, where)
+                # 0.3 s either side for a loaded machine's stalls: still not 1 s nor 2 s.
+                self.assertGreater(span_s, probe_s - 0.3, where)
+                self.assertLess(span_s, probe_s + 0.3, where)
             self.assertEqual(sum(len(b) for b in found_bursts),
                              report["totals"]["requests"] + report["totals"]["cancelled"], context)
             print(f"\n  1.5 s probes: N={n}: found {found}/s in {len(probes)} probes, "
