@@ -43,8 +43,8 @@ private:
   struct Probe {
     ProbeResult result;
     int64_t start_us = 0, end_us = 0; // the probe's arrivals, from t0
-    // Its judged cuts: the seconds from t0 that end after judged_from_s, up to end_s (the cut
-    // at or after end_us).
+    // Its judged deltas: those cut at seconds judged_from_s + 1 to end_s from t0 (end_s: the
+    // first whole second at or after end_us).
     int64_t judged_from_s = 0, end_s = 0;
     common::StatsBook book;       // the judged seconds, merged
     std::vector<double> busy_sum; // by worker: load_busy over them
