@@ -16,6 +16,8 @@
 //     --no-resolve       let curl resolve the host itself (its threaded resolver) instead of a
 //                        CURLOPT_RESOLVE entry
 //     --accept-encoding  CURLOPT_ACCEPT_ENCODING "gzip"
+//     --ae-header        "Accept-Encoding: gzip" as a header line (implies --headers): the
+//                        header without curl's decoding
 //     --header-cb        a header callback that copies the head, as captures need
 //     --headers          the bench scenario's request headers (User-Agent, X-Req per request)
 //     --per-request      re-set per request what the engine sets per request (URL handle,
@@ -57,6 +59,7 @@ struct Options {
   bool del_on_remove = false;
   bool resolve = true;
   bool accept_encoding = false;
+  bool ae_header = false;
   bool header_cb = false;
   bool headers = false;
   bool per_request = false;
@@ -189,10 +192,17 @@ void perRequest(Transfer& t) {
     size_t a = t.header_text.size();
     t.header_text += "Accept:";
     t.header_text.push_back('\0');
-    t.nodes.resize(3);
+    size_t e = t.header_text.size();
+    if (options.ae_header) {
+      t.header_text += "Accept-Encoding: gzip";
+      t.header_text.push_back('\0');
+    }
+    t.nodes.resize(options.ae_header ? 4 : 3);
     t.nodes[0] = {t.header_text.data(), &t.nodes[1]};
     t.nodes[1] = {t.header_text.data() + x, &t.nodes[2]};
-    t.nodes[2] = {t.header_text.data() + a, nullptr};
+    t.nodes[2] = {t.header_text.data() + a, options.ae_header ? &t.nodes[3] : nullptr};
+    if (options.ae_header)
+      t.nodes[3] = {t.header_text.data() + e, nullptr};
     curl_easy_setopt(t.easy, CURLOPT_HTTPHEADER, t.nodes.data());
   }
   if (options.per_request) {
@@ -292,6 +302,8 @@ bool parse(int argc, char** argv) {
       options.resolve = false;
     else if (a == "--accept-encoding")
       options.accept_encoding = true;
+    else if (a == "--ae-header")
+      options.ae_header = options.headers = true;
     else if (a == "--header-cb")
       options.header_cb = true;
     else if (a == "--headers")
