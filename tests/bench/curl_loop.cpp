@@ -13,6 +13,9 @@
 //                        reactor with one-shot waits does) instead of leaving it registered
 //     --del-on-remove    take a socket out of the epoll set when curl says CURL_POLL_REMOVE
 //                        (as curl's own examples do) instead of leaving it idle in the set
+//     --connect-to       each handle connects through an alias of its own (CURLOPT_CONNECT_TO
+//                        and a CURLOPT_RESOLVE entry for it), so that each connection sits in a
+//                        connection-cache bundle of its own and reuse finds it without a scan
 //     --no-resolve       let curl resolve the host itself (its threaded resolver) instead of a
 //                        CURLOPT_RESOLVE entry
 //     --accept-encoding  CURLOPT_ACCEPT_ENCODING "gzip"
@@ -57,6 +60,7 @@ struct Options {
   long shard = 0;
   bool asio_like = false;
   bool del_on_remove = false;
+  bool connect_to = false;
   bool resolve = true;
   bool accept_encoding = false;
   bool ae_header = false;
@@ -80,7 +84,9 @@ struct Transfer {
   long long iteration = 0;
   std::string head; // with --header-cb
   std::string x_req;
-  std::vector<curl_slist> nodes; // with --headers: built in place, as the engine does
+  std::vector<curl_slist> nodes;            // with --headers: built in place, as the engine does
+  std::string alias_resolve, alias_connect; // with --connect-to
+  curl_slist alias_resolve_node{}, alias_connect_node{};
   std::string header_text;
 };
 
@@ -105,6 +111,7 @@ long long done = 0;
 long long failed = 0;
 long in_flight = 0; // easy handles in a multi
 curl_slist* resolve_list = nullptr;
+std::string target_port, target_address; // of the URL's host, for --connect-to
 CURLU* url_handle = nullptr;
 
 long long nowMs() {
@@ -236,8 +243,17 @@ void configure(Transfer& t) {
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, options.buffer);
   if (options.accept_encoding)
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "gzip");
-  if (resolve_list)
+  if (options.connect_to) {
+    const std::string alias = "c" + std::to_string(t.id) + ".loop.invalid";
+    t.alias_resolve = alias + ":" + target_port + ":" + target_address;
+    t.alias_connect = "::" + alias + ":";
+    t.alias_resolve_node = {t.alias_resolve.data(), nullptr};
+    t.alias_connect_node = {t.alias_connect.data(), nullptr};
+    curl_easy_setopt(e, CURLOPT_RESOLVE, &t.alias_resolve_node);
+    curl_easy_setopt(e, CURLOPT_CONNECT_TO, &t.alias_connect_node);
+  } else if (resolve_list) {
     curl_easy_setopt(e, CURLOPT_RESOLVE, resolve_list);
+  }
   curl_easy_setopt(e, CURLOPT_PROXY, "");
   curl_easy_setopt(e, CURLOPT_NOPROXY, "");
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, options.timeout_ms);
@@ -296,6 +312,8 @@ bool parse(int argc, char** argv) {
       options.shard = std::atol(value("--shard"));
     else if (a == "--asio-like")
       options.asio_like = true;
+    else if (a == "--connect-to")
+      options.connect_to = true;
     else if (a == "--del-on-remove")
       options.del_on_remove = true;
     else if (a == "--no-resolve")
@@ -368,6 +386,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string entry;
+  target_port = port ? port : "80";
+  target_address = h == "localhost" ? "127.0.0.1" : h;
   if (options.resolve && h.front() != '[') {
     entry = h + ":" + (port ? port : "80") + ":" + (h == "localhost" ? "127.0.0.1" : h);
     resolve_list = curl_slist_append(nullptr, entry.c_str());
