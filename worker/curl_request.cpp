@@ -128,9 +128,15 @@ bool CurlRequestSetup::apply(CURL* easy, const common::HttpSpec& spec, const Htt
   const bool has_body = sendsBody(request);
   std::string_view custom; // CUSTOMREQUEST: empty when curl's own method word is right
   if (method == "HEAD") {
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    if (method_mode_ != MethodMode::Head) {
+      method_mode_ = MethodMode::Head;
+      curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
+    }
   } else if (has_body) {
-    curl_easy_setopt(easy, CURLOPT_NOBODY, 0L);
+    if (method_mode_ != MethodMode::Body) {
+      method_mode_ = MethodMode::Body;
+      curl_easy_setopt(easy, CURLOPT_NOBODY, 0L);
+    }
     // POSTFIELDS does not copy: the body view is valid until perform() completes.
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
                      static_cast<curl_off_t>(request.body.size()));
@@ -138,7 +144,10 @@ bool CurlRequestSetup::apply(CURL* easy, const common::HttpSpec& spec, const Htt
     if (method != "POST")
       custom = method;
   } else {
-    curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L); // also undoes NOBODY and POSTFIELDS
+    if (method_mode_ != MethodMode::Get) {
+      method_mode_ = MethodMode::Get;
+      curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L); // also undoes NOBODY and POSTFIELDS
+    }
     if (method != "GET")
       custom = method;
   }
@@ -152,16 +161,26 @@ bool CurlRequestSetup::apply(CURL* easy, const common::HttpSpec& spec, const Htt
 
   // The body limits, as the Beast engine's: a declared length over the cap fails at once
   // (CURLE_FILESIZE_EXCEEDED), a longer body as it arrives (CurlResponse).
-  curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
-                   static_cast<curl_off_t>(request.keep_body ? spec.max_body : 0));
+  const curl_off_t max_file_size = request.keep_body ? static_cast<curl_off_t>(spec.max_body) : 0;
+  if (max_file_size != max_file_size_) {
+    max_file_size_ = max_file_size;
+    curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, max_file_size_);
+  }
   // As the Beast engine: a body nobody reads is not inflated (nor checked), only counted.
-  curl_easy_setopt(easy, CURLOPT_HTTP_CONTENT_DECODING, request.keep_body ? 1L : 0L);
+  const long decoding = request.keep_body ? 1L : 0L;
+  if (decoding != content_decoding_) {
+    content_decoding_ = decoding;
+    curl_easy_setopt(easy, CURLOPT_HTTP_CONTENT_DECODING, content_decoding_);
+  }
 
   // What the lookup left of the request's timeout (resolve_spent is under it).
   long timeout_ms = static_cast<long>((request.timeout.count() + 999) / 1000);
   if (timeout_ms > 0 && resolve_spent.count() > 0)
     timeout_ms = std::max(1L, static_cast<long>((request.timeout - resolve_spent).count() / 1000));
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms); // 0: none
+  if (timeout_ms != timeout_ms_) {
+    timeout_ms_ = timeout_ms;
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms_); // 0: none
+  }
   return true;
 }
 

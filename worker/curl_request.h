@@ -1,8 +1,8 @@
 // How a curl session's easy handle is set up: once with the client's settings (http.tls,
 // keep-alive, version), then per request with the URL, method, body, header lines, HTTP version,
-// limits and timeout. What curl copies or parses (the URL, the method word) is set only when it
-// changes, and the header list is built in place: a virtual user that repeats its requests
-// allocates nothing here. Load thread only.
+// limits and timeout. An option is set only when its value changes (curl copies or parses some,
+// and each set is a pass through its option switch), and the header list is built in place: a
+// virtual user that repeats its requests allocates nothing here. Load thread only.
 #pragma once
 
 #include "common/scenario.h"
@@ -54,6 +54,13 @@ private:
   std::string custom_method_; // what CURLOPT_CUSTOMREQUEST holds; empty: unset
   long http_version_ = -1;    // what CURLOPT_HTTP_VERSION holds
   bool forbid_reuse_ = false; // what CURLOPT_FORBID_REUSE holds
+  // What the method options hold (HTTPGET, NOBODY): a virtual user mostly repeats one kind of
+  // request, and each setopt costs curl a pass through its option switch.
+  enum class MethodMode { Unset, Get, Head, Body };
+  MethodMode method_mode_ = MethodMode::Unset;
+  curl_off_t max_file_size_ = -1; // what CURLOPT_MAXFILESIZE_LARGE holds; -1: unset
+  long content_decoding_ = -1;    // what CURLOPT_HTTP_CONTENT_DECODING holds; -1: unset
+  long timeout_ms_ = -1;          // what CURLOPT_TIMEOUT_MS holds; -1: unset
   // Header lines back to back, NUL-terminated, and curl_slist nodes pointing into them: curl
   // only reads the list, and building it this way allocates nothing once capacity is there.
   std::string header_text_;

@@ -12,7 +12,7 @@
 # of one iteration and subtracted (ir_per_req_net). The callgrind output stays in
 # BUILD_DIR/bench/callgrind/ for callgrind_annotate.
 #
-# Environment: USERS [1000], ITERATIONS [30000], CACHE_SIM [unset; 1: also simulate the caches
+# Environment: USERS [1000], ITERATIONS [30000], ENGINE [beast; curl: http.engine], CACHE_SIM [unset; 1: also simulate the caches
 # (callgrind --cache-sim=yes) and print first- and last-level data misses per request],
 # SIM_LL [unset: this machine's; else size,associativity,line of the simulated last level].
 # Not part of `make test`.
@@ -24,6 +24,7 @@ BUILD_DIR=$(realpath -m "${1:-$SOURCE/build}")
 MASTER="$BUILD_DIR/bin/master"
 USERS=${USERS:-1000}
 ITERATIONS=${ITERATIONS:-30000}
+ENGINE=${ENGINE:-beast}
 OUT="$BUILD_DIR/bench/callgrind"
 SIM=()
 [[ -n ${CACHE_SIM:-} ]] && SIM=(--cache-sim=yes)
@@ -91,7 +92,7 @@ load:
   duration: 600s
   iterations: $iterations
 http:
-  engine: beast
+  engine: $ENGINE
   timeout: 60s
   keep_alive: true
   headers:
@@ -124,7 +125,7 @@ rm -f "$OUT"/base.*.out "$OUT"/load.*.out
 read -r base_ir base_req <<<"$(run base 1)"
 read -r load_ir load_req <<<"$(run load "$ITERATIONS")"
 [[ -n $base_ir && -n $load_ir ]] || exit 1
-python3 - "$USERS" "$base_ir" "$base_req" "$load_ir" "$load_req" "$WORK/load/misses" <<'EOF'
+python3 - "$USERS" "$base_ir" "$base_req" "$load_ir" "$load_req" "$WORK/load/misses" "$ENGINE" <<'EOF'
 import sys
 users, base_ir, base_req, load_ir, load_req = sys.argv[1], *map(int, sys.argv[2:6])
 misses = ""
@@ -133,7 +134,7 @@ try:
     misses = f" d1_miss_per_req={d1 / load_req:.1f} ll_miss_per_req={ll / load_req:.1f}"
 except (IndexError, OSError, ValueError):
     pass
-print(f"users={users} requests={load_req} instructions={load_ir}{misses} "
+print(f"engine={sys.argv[7]} users={users} requests={load_req} instructions={load_ir}{misses} "
       f"ir_per_req={load_ir / load_req:.0f} "
       f"ir_per_req_net={(load_ir - base_ir) / (load_req - base_req):.0f} "
       f"(start-up run: {base_ir} instructions, {base_req} requests)")
