@@ -442,9 +442,10 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
 class BeastClient final : public HttpClient {
 public:
   BeastClient(asio::io_context& io, const common::HttpSpec& spec,
-              std::shared_ptr<const TargetPolicy> allow)
-      : io_(io), spec_(spec), tls_(spec.tls), sweeper_(std::make_shared<Sweeper>(io, spec.timeout)),
-        resolver_(io), allow_(std::move(allow)) {}
+              std::shared_ptr<const TargetPolicy> allow, bool defer_system_ca)
+      : io_(io), spec_(spec), tls_(spec.tls, defer_system_ca),
+        sweeper_(std::make_shared<Sweeper>(io, spec.timeout)), resolver_(io),
+        allow_(std::move(allow)) {}
   std::unique_ptr<HttpSession> newSession() override {
     return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_, resolver_, allow_.get(),
                                           scratch_);
@@ -464,7 +465,13 @@ private:
 
 std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
                                             std::shared_ptr<const TargetPolicy> allow) {
-  return std::make_unique<BeastClient>(io, spec, std::move(allow));
+  return std::make_unique<BeastClient>(io, spec, std::move(allow), false);
+}
+
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
+                                            std::shared_ptr<const TargetPolicy> allow,
+                                            bool defer_system_ca) {
+  return std::make_unique<BeastClient>(io, spec, std::move(allow), defer_system_ca);
 }
 
 } // namespace stampede::worker
