@@ -15,7 +15,7 @@ using std::chrono::microseconds;
 
 // Loop levels an iteration keeps in its coroutine frame; deeper nesting (the loader allows 16)
 // spills to the heap. Most flows nest a loop or two.
-constexpr size_t kLoopStackDepth = 8;
+constexpr size_t kLoopStackDepth = 4;
 
 microseconds drawThink(const ThinkTime& think, std::mt19937_64& rng) {
   switch (think.kind) {
