@@ -44,6 +44,38 @@ constexpr std::chrono::milliseconds kMinSweepPeriod{1};
 
 class BeastSession;
 
+// `co_await readSome(socket, buffer, ec, n)` in an asio::awaitable<> coroutine: the read
+// asio::use_awaitable would make, less the coroutine frame Boost 1.74 allocates for every
+// operation it starts (async_result<use_awaitable_t>::initiate is a coroutine). The handler
+// takes the suspended coroutine stack, as use_awaitable's does, writes the outcome into the
+// caller's `ec` and `n` and resumes the caller in place. Relies on Boost 1.74's await_transform
+// of a function object (awaitable_frame_base), the hook use_awaitable's initiation uses.
+using AwaitableThread = asio::detail::awaitable_thread<asio::any_io_executor>;
+
+class ResumeAfterRead : public AwaitableThread {
+public:
+  ResumeAfterRead(AwaitableThread* suspended, error_code& ec, size_t& n)
+      : AwaitableThread(std::move(*suspended)), ec_(&ec), n_(&n) {}
+  void operator()(const error_code& ec, size_t n) {
+    *ec_ = ec;
+    *n_ = n;
+    this->top_of_stack_->attach_thread(this);
+    this->pump();
+  }
+
+private:
+  error_code* ec_;
+  size_t* n_;
+};
+
+template <class Stream>
+auto readSome(Stream& stream, asio::mutable_buffer space, error_code& ec, size_t& n) {
+  return [&stream, space, &ec, &n](auto* frame) {
+    stream.async_read_some(space, ResumeAfterRead(frame->detach_thread(), ec, n));
+    return static_cast<AwaitableThread*>(nullptr);
+  };
+}
+
 // Enforces request timeouts for one client's sessions without a timer operation per request:
 // a session in flight holds a deadline, and one timer ticks while any session is in flight,
 // closing the sockets of those past their deadline (their perform() then reports Timeout).
@@ -365,8 +397,7 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
         if (BeastTlsStream* tls = connection_.tls())
           n = co_await tls->async_read_some(space, asio::redirect_error(asio::use_awaitable, ec));
         else
-          n = co_await connection_.tcp()->async_read_some(
-              space, asio::redirect_error(asio::use_awaitable, ec));
+          co_await readSome(*connection_.tcp(), space, ec, n);
         buffer_.commit(n);
         if (ec == asio::error::eof) {
           parser_.feedEof(ec);
@@ -442,9 +473,10 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
 class BeastClient final : public HttpClient {
 public:
   BeastClient(asio::io_context& io, const common::HttpSpec& spec,
-              std::shared_ptr<const TargetPolicy> allow)
-      : io_(io), spec_(spec), tls_(spec.tls), sweeper_(std::make_shared<Sweeper>(io, spec.timeout)),
-        resolver_(io), allow_(std::move(allow)) {}
+              std::shared_ptr<const TargetPolicy> allow, bool defer_system_ca)
+      : io_(io), spec_(spec), tls_(spec.tls, defer_system_ca),
+        sweeper_(std::make_shared<Sweeper>(io, spec.timeout)), resolver_(io),
+        allow_(std::move(allow)) {}
   std::unique_ptr<HttpSession> newSession() override {
     return std::make_unique<BeastSession>(io_, tls_, spec_, sweeper_, resolver_, allow_.get(),
                                           scratch_);
@@ -464,7 +496,13 @@ private:
 
 std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
                                             std::shared_ptr<const TargetPolicy> allow) {
-  return std::make_unique<BeastClient>(io, spec, std::move(allow));
+  return std::make_unique<BeastClient>(io, spec, std::move(allow), false);
+}
+
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
+                                            std::shared_ptr<const TargetPolicy> allow,
+                                            bool defer_system_ca) {
+  return std::make_unique<BeastClient>(io, spec, std::move(allow), defer_system_ca);
 }
 
 } // namespace stampede::worker

@@ -48,7 +48,8 @@ std::string tlsDetail(const error_code& ec, BeastTlsStream* stream) {
   return detail;
 }
 
-BeastTlsConfig::BeastTlsConfig(const common::TlsSpec& spec) : verify(spec.verify) {
+BeastTlsConfig::BeastTlsConfig(const common::TlsSpec& spec, bool defer_system_ca)
+    : verify(spec.verify) {
   // Outside a connection the errors are configuration ones: say which setting.
   const char* what = "tls";
   try {
@@ -58,7 +59,9 @@ BeastTlsConfig::BeastTlsConfig(const common::TlsSpec& spec) : verify(spec.verify
       context.set_verify_mode(asio::ssl::verify_peer);
       // As curl's CURLOPT_CAINFO_BLOB: the given authorities replace the system's.
       what = "tls.ca";
-      if (spec.ca_pem.empty())
+      if (spec.ca_pem.empty() && defer_system_ca)
+        system_ca_pending = true;
+      else if (spec.ca_pem.empty())
         context.set_default_verify_paths();
       else
         context.add_certificate_authority(asio::buffer(spec.ca_pem));
@@ -73,6 +76,18 @@ BeastTlsConfig::BeastTlsConfig(const common::TlsSpec& spec) : verify(spec.verify
   } catch (const std::exception& e) {
     error = std::string(what) + ": " + e.what();
   }
+}
+
+bool BeastTlsConfig::ready() {
+  if (system_ca_pending) {
+    system_ca_pending = false;
+    try {
+      context.set_default_verify_paths();
+    } catch (const std::exception& e) {
+      error = std::string("tls.ca: ") + e.what(); // as the constructor words it
+    }
+  }
+  return error.empty();
 }
 
 void BeastConnection::closeSocket() noexcept {
@@ -151,7 +166,7 @@ asio::awaitable<error_code> BeastConnection::open(const common::Endpoint& endpoi
     }
   }
   if (isTlsEndpoint(endpoint)) {
-    if (!tls_config_.error.empty())
+    if (!tls_config_.ready())
       co_return asio::ssl::error::unspecified_system_error; // the session says why
     tls_stream_ = std::make_unique<BeastTlsStream>(io_.get_executor(), tls_config_.context);
     // SNI names a host, never an address (RFC 6066, 3).

@@ -32,12 +32,18 @@ inline bool isTlsEndpoint(const common::Endpoint& e) {
   return std::string_view(e.scheme) == "https";
 }
 
-// The client's TLS settings (http.tls), shared by its sessions.
+// The client's TLS settings (http.tls), shared by its sessions. With `defer_system_ca`, the
+// system's CA store (verify: true without tls.ca: some 20 ms of CPU per load thread) is loaded
+// by the first TLS connection (ready()), so that a run that never meets https never pays for it.
 struct BeastTlsConfig {
-  explicit BeastTlsConfig(const common::TlsSpec& spec);
+  explicit BeastTlsConfig(const common::TlsSpec& spec, bool defer_system_ca = false);
+  // Before every TLS connection: loads a deferred CA store, once. False when the settings are
+  // unusable (`error` says why).
+  bool ready();
   asio::ssl::context context{asio::ssl::context::tls_client};
   bool verify = true;
   std::string error; // why the settings are unusable (a bad PEM): every TLS connection fails so
+  bool system_ca_pending = false; // deferred, not loaded yet
 };
 
 class BeastConnection {

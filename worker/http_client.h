@@ -104,6 +104,11 @@ class TargetPolicy;
 // address it allows; nothing is sent elsewhere. Checked once per new connection.
 std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
                                             std::shared_ptr<const TargetPolicy> allow = nullptr);
+// `defer_system_ca`: the scenario names no https URL (a redirect may still lead to one), so the
+// system's CA store is loaded by the first TLS connection, if any, not up front.
+std::unique_ptr<HttpClient> makeBeastClient(asio::io_context& io, const common::HttpSpec& spec,
+                                            std::shared_ptr<const TargetPolicy> allow,
+                                            bool defer_system_ca);
 // HTTP/2 on libnghttp2 (worker/h2_client.cpp): http.h2.streams_per_connection sessions share
 // one connection as concurrent streams.
 std::unique_ptr<HttpClient> makeH2Client(asio::io_context& io, const common::HttpSpec& spec,

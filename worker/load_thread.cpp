@@ -1,5 +1,6 @@
 #include "worker/load_thread.h"
 
+#include "common/text.h"
 #include "worker/virtual_user.h"
 
 #include <algorithm>
@@ -18,6 +19,32 @@ std::string describeException(std::exception_ptr error) {
   }
 }
 
+namespace {
+
+// Whether a request of the scenario may go to an https URL: its target, or a step's absolute
+// URL that does not plainly begin with http:// (its scheme may come from a variable).
+bool namesHttps(const std::vector<common::Step>& steps) {
+  for (const auto& step : steps) {
+    if (step.kind == common::Step::Kind::Loop && namesHttps(step.steps))
+      return true;
+    if (step.kind == common::Step::Kind::Request && step.url_absolute &&
+        !common::iequalsPrefix(step.url.source(), "http://"))
+      return true;
+  }
+  return false;
+}
+
+bool namesHttps(const common::Scenario& scenario) {
+  if (scenario.target.tls())
+    return true;
+  for (const auto& flow : scenario.flows)
+    if (namesHttps(flow.steps))
+      return true;
+  return false;
+}
+
+} // namespace
+
 WorkerThread::WorkerThread(Engine& engine, int index)
     : engine_(engine), index_(index), rng_(std::random_device{}() ^ (uint64_t(index) << 32)),
       stats_(engine.scenario_->step_table.size()) {
@@ -30,7 +57,7 @@ WorkerThread::WorkerThread(Engine& engine, int index)
   else if (http.engine == common::HttpSpec::Engine::Nghttp2)
     client_ = makeH2Client(io_, http, allow);
   else
-    client_ = makeBeastClient(io_, http, allow);
+    client_ = makeBeastClient(io_, http, allow, !namesHttps(*engine.scenario_));
 }
 
 WorkerThread::~WorkerThread() = default;

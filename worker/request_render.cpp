@@ -89,9 +89,9 @@ void RenderedRequest::render(const common::Scenario& scenario, const std::vector
   step.url.renderTo(ctx, render_buf);
   target_buf.clear();
   if (step.url_absolute) {
-    absolute = common::parseEndpoint(render_buf);
-    if (absolute) {
-      endpoint = &*absolute;
+    if (auto parsed = common::parseEndpoint(render_buf)) {
+      setAbsolute(std::move(*parsed));
+      endpoint = absolute.get();
       // parseEndpoint keeps the path of an absolute URL as its base path.
       target_buf.append(absolute->base_path.empty() ? "/" : absolute->base_path);
     }
@@ -156,12 +156,19 @@ void RenderedRequest::render(const common::Scenario& scenario, const std::vector
   req.keep_body = readsBody(step);
 }
 
+void RenderedRequest::setAbsolute(common::Endpoint&& endpoint) {
+  if (absolute)
+    *absolute = std::move(endpoint); // in place: req.endpoint may point to it
+  else
+    absolute = std::make_unique<common::Endpoint>(std::move(endpoint));
+}
+
 void RenderedRequest::redirect(std::string_view location, int status) {
   std::string next(location);
   if (auto endpoint = common::parseEndpoint(next)) {
-    absolute = std::move(endpoint);
+    setAbsolute(std::move(*endpoint));
     target_buf.assign(absolute->base_path.empty() ? "/" : absolute->base_path);
-    req.endpoint = &*absolute;
+    req.endpoint = absolute.get();
   } else if (!next.empty() && next.front() == '/') {
     target_buf.assign(next);
   } else {

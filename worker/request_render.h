@@ -8,6 +8,7 @@
 #include "common/template.h"
 #include "worker/http_client.h"
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,13 +58,18 @@ struct RenderedRequest {
   std::string describeUrl(const common::Scenario& scenario, const common::Step& step,
                           const common::RenderContext& ctx, int hops) const;
 
+  // Keeps `endpoint` in `absolute` (reused, so that req.endpoint stays valid).
+  void setAbsolute(common::Endpoint&& endpoint);
+
   HttpRequest req;
   std::string target_buf;
   std::string render_buf;
   std::string body_buf;
   HeaderList headers_buf;
   const common::Step* headers_step = nullptr; // whose names and constant values headers_buf holds
-  std::optional<common::Endpoint> absolute;   // an absolute URL's endpoint
+  // An absolute URL's endpoint, made by the first one (most users never meet one: a pointer, not
+  // an Endpoint in every user).
+  std::unique_ptr<common::Endpoint> absolute;
 };
 
 } // namespace stampede::worker

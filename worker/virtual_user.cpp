@@ -15,7 +15,7 @@ using std::chrono::microseconds;
 
 // Loop levels an iteration keeps in its coroutine frame; deeper nesting (the loader allows 16)
 // spills to the heap. Most flows nest a loop or two.
-constexpr size_t kLoopStackDepth = 8;
+constexpr size_t kLoopStackDepth = 4;
 
 microseconds drawThink(const ThinkTime& think, std::mt19937_64& rng) {
   switch (think.kind) {
@@ -135,6 +135,9 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
       --depth;
   };
   push(Position{&flow.steps, 0, 1});
+  // Closed model: run() asked wanted() just before this iteration, so the first step that would
+  // ask again need not; every step that waits clears it.
+  bool wanted_now = closed;
   bool go_on = true;
   while (go_on && (depth > 0 || !deep.empty())) {
     Position& at = top();
@@ -149,7 +152,7 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
     switch (step.kind) {
     case Step::Kind::Request: {
       // Ramp-down: a user the curve no longer wants finishes the step it is in, not the flow.
-      if (closed && !wanted())
+      if (closed && !std::exchange(wanted_now, false) && !wanted())
         co_return mayStart();
       current_step = &step;
       redirects = 0;
@@ -177,16 +180,18 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
       break;
     }
     case Step::Kind::Think:
+      wanted_now = false;
       go_on = co_await pause(drawThink(step.think, thread.rng_));
       break;
     case Step::Kind::Publish:
-      if (closed && !wanted())
+      if (closed && !std::exchange(wanted_now, false) && !wanted())
         co_return mayStart();
       current_step = &step;
       go_on = co_await publishStep(flow, step, scheduled);
       scheduled.reset();
       break;
     case Step::Kind::Subscribe:
+      wanted_now = false;
       current_step = &step;
       go_on = co_await subscribeStep(flow, step);
       break;
