@@ -56,9 +56,11 @@ struct H2Shared {
       : io(io), spec(spec), tls(spec.tls), resolver(io), allow(std::move(allow)) {
     settings.window = spec.h2.window;
     settings.streams = spec.h2.streams_per_connection;
+    settings.memory = &memory;
   }
   asio::io_context& io;
   const common::HttpSpec& spec;
+  H2Memory memory; // nghttp2 allocations of every connection here; outlives them
   TlsConfig tls;
   HostResolver resolver;
   std::shared_ptr<const TargetPolicy> allow;

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 namespace stampede::worker {
 namespace {
@@ -203,6 +205,103 @@ struct H2Callbacks {
   }
 };
 
+namespace {
+
+// Each block starts with a header that names its size class (kLarge: its own malloc) and its
+// capacity, 16 bytes so that what follows keeps malloc's alignment.
+struct BlockHeader {
+  uint64_t capacity;
+  uint32_t size_class;
+};
+constexpr size_t kHeaderBytes = 16;
+static_assert(sizeof(BlockHeader) <= kHeaderBytes);
+constexpr size_t kSmallest = 64;
+constexpr uint32_t kLarge = ~0u;
+
+uint32_t sizeClass(size_t size) {
+  uint32_t c = 0;
+  for (size_t capacity = kSmallest; capacity < size; capacity <<= 1)
+    ++c;
+  return c;
+}
+
+BlockHeader& headerOf(void* block) {
+  return *reinterpret_cast<BlockHeader*>(static_cast<char*>(block) - kHeaderBytes);
+}
+
+} // namespace
+
+H2Memory::H2Memory() {
+  mem_.mem_user_data = this;
+  mem_.malloc = [](size_t size, void* self) {
+    return static_cast<H2Memory*>(self)->allocate(size);
+  };
+  mem_.free = [](void* block, void* self) { static_cast<H2Memory*>(self)->release(block); };
+  mem_.calloc = [](size_t count, size_t size, void* self) -> void* {
+    if (size != 0 && count > SIZE_MAX / size)
+      return nullptr;
+    void* block = static_cast<H2Memory*>(self)->allocate(count * size);
+    if (block)
+      std::memset(block, 0, count * size);
+    return block;
+  };
+  mem_.realloc = [](void* block, size_t size, void* self) {
+    return static_cast<H2Memory*>(self)->reallocate(block, size);
+  };
+}
+
+H2Memory::~H2Memory() {
+  for (Free*& list : free_)
+    while (list) {
+      Free* next = list->next;
+      std::free(reinterpret_cast<char*>(list) - kHeaderBytes);
+      list = next;
+    }
+}
+
+void* H2Memory::allocate(size_t size) noexcept {
+  const uint32_t c = sizeClass(size);
+  if (c < kClasses) {
+    if (Free* block = free_[c]) {
+      free_[c] = block->next;
+      return block;
+    }
+  }
+  const size_t capacity = c < kClasses ? kSmallest << c : size;
+  auto* raw = static_cast<char*>(std::malloc(kHeaderBytes + capacity));
+  if (!raw)
+    return nullptr;
+  new (raw) BlockHeader{capacity, c < kClasses ? c : kLarge};
+  return raw + kHeaderBytes;
+}
+
+void H2Memory::release(void* block) noexcept {
+  if (!block)
+    return;
+  const uint32_t c = headerOf(block).size_class;
+  if (c == kLarge) {
+    std::free(static_cast<char*>(block) - kHeaderBytes);
+    return;
+  }
+  auto* entry = static_cast<Free*>(block);
+  entry->next = free_[c];
+  free_[c] = entry;
+}
+
+void* H2Memory::reallocate(void* block, size_t size) noexcept {
+  if (!block)
+    return allocate(size);
+  const size_t capacity = headerOf(block).capacity;
+  if (size <= capacity && headerOf(block).size_class != kLarge)
+    return block; // still fits
+  void* moved = allocate(size);
+  if (!moved)
+    return nullptr;
+  std::memcpy(moved, block, std::min<size_t>(capacity, size));
+  release(block);
+  return moved;
+}
+
 H2Protocol::H2Protocol(const H2Settings& settings) {
   nghttp2_session_callbacks* callbacks = nullptr;
   if (nghttp2_session_callbacks_new(&callbacks) != 0)
@@ -223,7 +322,8 @@ H2Protocol::H2Protocol(const H2Settings& settings) {
   // fewer than we would send at once refuses the rest (REFUSED_STREAM). nghttp2 replaces this
   // with the server's figure, or with no limit when it gives none.
   nghttp2_option_set_peer_max_concurrent_streams(option, 1);
-  const int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
+  const int rv = nghttp2_session_client_new3(&session_, callbacks, this, option,
+                                             settings.memory ? settings.memory->mem() : nullptr);
   nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0)
