@@ -169,6 +169,7 @@ private:
     auto& closed = proto_.closed();
     if (closed.empty())
       return;
+    wakeOrder(closed);
     // on_closed only sets flags and cancels a timer; nothing it does reaches this list.
     for (H2Stream* stream : closed) {
       if (stream->error == TransportError::None)
@@ -542,10 +543,12 @@ public:
     return c;
   }
   H2Shared& shared() { return shared_; }
+  uint64_t nextTicket() { return ++tickets_; }
 
 private:
   H2Shared shared_;
   size_t sessions_ = 0;
+  uint64_t tickets_ = 0;
   std::vector<std::vector<std::shared_ptr<H2Connection>>> groups_;
 };
 
@@ -590,6 +593,7 @@ asio::awaitable<void> H2Session::perform(const HttpRequest& request, HttpRespons
   cancelled_ = false;
   bool timed_out = false;
   stream_.keep_body = request.keep_body;
+  stream_.ticket = client_.nextTicket();
   for (int attempt = 0;; ++attempt) {
     connection_ = client_.connectionFor(group_, *request.endpoint);
     const bool reused = connection_->reused();
@@ -611,13 +615,8 @@ asio::awaitable<void> H2Session::perform(const HttpRequest& request, HttpRespons
       connection_->forget(stream_);
       break;
     }
-    // A request the server never took (left out by GOAWAY), or a reused connection that died
-    // before any byte of the answer: once more on a fresh connection, as the other engines do.
-    if (attempt == 0 && stream_.error != TransportError::None &&
-        (stream_.unprocessed ||
-         (reused && !stream_.got_frame && stream_.error == TransportError::Reset)))
-      continue;
-    break;
+    if (!sendAgain(stream_, reused, attempt))
+      break;
   }
   in_flight_ = false;
   connection_.reset();

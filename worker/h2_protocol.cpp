@@ -205,6 +205,22 @@ struct H2Callbacks {
   }
 };
 
+bool sendAgain(const H2Stream& stream, bool reused, int attempt) {
+  if (stream.error == TransportError::None)
+    return false;
+  if (stream.unprocessed)
+    return attempt + 1 < kH2MaxAttempts;
+  return attempt == 0 && reused && !stream.got_frame && stream.error == TransportError::Reset;
+}
+
+void wakeOrder(std::vector<H2Stream*>& closed) {
+  const auto completed = std::partition(closed.begin(), closed.end(),
+                                        [](const H2Stream* s) { return s->unprocessed; });
+  if (completed - closed.begin() > 1)
+    std::sort(closed.begin(), completed,
+              [](const H2Stream* a, const H2Stream* b) { return a->ticket < b->ticket; });
+}
+
 namespace {
 
 // Each block starts with a header that names its size class (kLarge: its own malloc) and its

@@ -54,6 +54,9 @@ struct H2Stream {
   bool got_frame = false;        // a frame of the response arrived
   // Never processed by the server (above a GOAWAY's last stream id): safe to send again.
   bool unprocessed = false;
+  // Set by the caller, kept by submit(): the request's place in line (its first attempt's).
+  // Streams left out go again oldest first, ahead of newer requests.
+  uint64_t ticket = 0;
   TransportError error = TransportError::None;
   std::string detail;
 
@@ -96,6 +99,22 @@ struct H2Settings {
   uint32_t streams = 1;       // streams this connection carries at most (for its own window)
   H2Memory* memory = nullptr; // nghttp2's allocations; null: malloc
 };
+
+// Whether a stream that failed goes again, on another connection, after `attempt` (0: the
+// first) on a connection that had completed streams before (`reused`). A request the server
+// never processed (left out by a GOAWAY's last stream id, or never sent) is safe to send again:
+// it goes until a connection takes it, up to kH2MaxAttempts (a server that ends every
+// connection after a few streams leaves some streams out more than once; they go again oldest
+// first, see wakeOrder()). One that died on a
+// reused connection before any byte of its answer (the server closed an idle connection) goes
+// once more, as on the other engines.
+constexpr int kH2MaxAttempts = 16;
+bool sendAgain(const H2Stream& stream, bool reused, int attempt);
+// Puts closed streams in the order their owners are to be woken: the ones the server left out
+// first, oldest request (ticket) first, so that they are sent again before the next requests of
+// the streams that completed (which would otherwise take a new connection's first places, and
+// leave the same streams out again and again).
+void wakeOrder(std::vector<H2Stream*>& closed);
 
 class H2Protocol {
 public:

@@ -137,6 +137,17 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
             # 800 requests at 50 a connection: nginx opened at least 16.
             self.assertGreaterEqual(len({e[1] for e in entries}), ITERATIONS * 4 // 50)
 
+    def test_streams_left_out_by_goaway_go_again_until_a_connection_takes_them(self):
+        """nginx ends each connection after 3 requests with GOAWAY (NO_ERROR, last_stream_id the
+        third): of the 10 streams a connection carries, 7 are left out each time, and go to the
+        next connection, where most are left out again. Each goes until one takes it: no error,
+        every request once in nginx's log (none lost, none twice)."""
+        with nginx_h2(self.cert, self.key, extra=("keepalive_requests 3;",)) as server:
+            _, entries = self.check_h2_run(server, server.url_for("h2c"), "goaway-3",
+                                           users=10, streams=10)
+            # 800 requests at 3 a connection.
+            self.assertGreaterEqual(len({e[1] for e in entries}), ITERATIONS * 4 // 3)
+
     def test_a_stream_reset_by_the_server_halts_with_its_kind_and_code(self):
         """nginx's `return 444` resets the stream over HTTP/2: the first error is stream_reset,
         its detail names the code, and the run halts."""
