@@ -49,9 +49,14 @@ struct H2Stream {
   HeaderList headerList() const; // cold: error reports
   std::string body;              // as received (gzip not decoded)
   bool gzip = false;             // content-encoding: gzip
-  uint64_t bytes_in = 0;         // frame headers and payloads of this stream's frames received
-  uint64_t bytes_out = 0;        // the same, sent
-  bool got_frame = false;        // a frame of the response arrived
+  // The response's Content-Length (-1: none) and the DATA bytes received: they must agree
+  // (nghttp2's HTTP messaging checks are off, for speed: this is the one that matters).
+  int64_t content_length = -1;
+  uint64_t data_bytes = 0;
+  bool head = false;      // a HEAD request: no body follows whatever Content-Length says
+  uint64_t bytes_in = 0;  // frame headers and payloads of this stream's frames received
+  uint64_t bytes_out = 0; // the same, sent
+  bool got_frame = false; // a frame of the response arrived
   // Never processed by the server (above a GOAWAY's last stream id): safe to send again.
   bool unprocessed = false;
   // Set by the caller, kept by submit(): the request's place in line (its first attempt's).

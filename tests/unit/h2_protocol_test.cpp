@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,10 +38,12 @@ public:
     for (int32_t id : ids)
       answer(id, 200, body);
   }
-  void answer(int32_t id, int status, const std::string& body) {
+  // `length`: the Content-Length sent, if not the body's.
+  void answer(int32_t id, int status, const std::string& body,
+              std::optional<size_t> length_sent = {}) {
     bodies_[id] = std::make_unique<Body>(Body{body, 0});
     const std::string code = std::to_string(status);
-    const std::string length = std::to_string(body.size());
+    const std::string length = std::to_string(length_sent.value_or(body.size()));
     const std::string test_value = "yes";
     nghttp2_nv nv[] = {field(":status", code), field("content-length", length),
                        field("x-test", test_value)};
@@ -470,6 +473,40 @@ TEST_CASE("h2: H2Memory recycles a freed block of the same class and keeps data 
   mem->free(larger, mem->mem_user_data);
   mem->free(zeroed, mem->mem_user_data);
   mem->free(nullptr, mem->mem_user_data);
+}
+
+} // namespace
+} // namespace stampede::worker
+
+namespace stampede::worker {
+namespace {
+
+TEST_CASE("h2: a body shorter or longer than its Content-Length fails; HEAD has none", "[h2]") {
+  // nghttp2's HTTP messaging checks are off: H2Protocol checks Content-Length itself.
+  H2Protocol client(H2Settings{});
+  Server server;
+  std::vector<std::unique_ptr<H2Stream>> streams;
+  H2Stream& shorter = submitGet(client, streams);
+  H2Stream& longer = submitGet(client, streams);
+  H2Stream& exact = submitGet(client, streams);
+  streams.push_back(std::make_unique<H2Stream>());
+  H2Stream& head = *streams.back();
+  REQUIRE(client.submit(head, "HEAD", "http", "h", "/", nullptr, {}, true, true));
+  pump(client, server);
+  REQUIRE(server.waiting_.size() == 4);
+  server.answer(shorter.id, 200, "12345", 10);
+  server.answer(longer.id, 200, "1234567890", 5);
+  server.answer(exact.id, 200, "12345");
+  server.answer(head.id, 200, "", 1234);
+  pump(client, server);
+  REQUIRE(shorter.closed);
+  CHECK(shorter.error == TransportError::Protocol);
+  CHECK(shorter.detail == "body of 5 bytes, Content-Length 10");
+  REQUIRE(longer.closed);
+  CHECK(longer.error == TransportError::Protocol);
+  CHECK(exact.error == TransportError::None);
+  CHECK(head.error == TransportError::None);
+  CHECK(head.status == 200);
 }
 
 } // namespace
