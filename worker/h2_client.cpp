@@ -445,6 +445,9 @@ asio::awaitable<std::pair<TransportError, std::string>> H2Connection::open() {
   }
   // Partial writes: a full socket leaves the rest of out_ for later, which may move.
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // One read() for what is there, not two per record (its header, then the rest): a read
+  // drains OpenSSL's buffer too, as readReady() reads until SSL_read wants more.
+  SSL_set_read_ahead(ssl_, 1);
   // SNI names a host, never an address (RFC 6066, 3).
   if (!address_given)
     SSL_set_tlsext_host_name(ssl_, host_.c_str());
