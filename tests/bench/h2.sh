@@ -16,6 +16,9 @@
 #   DURATION [5]  CONNECTIONS ["50 1000"]  STREAMS ["1 10"]  SERVER_CPU [0]  CLIENT_CPU [1]
 #   PAUSE [2]     seconds between runs;  RAMP_FROM [1000]  Stampede ramps 1 s from this many
 #   connections (1,000 TLS handshakes at once overflow nginx's accept queue on a loaded machine)
+#   REQUESTS [unset]  a fixed count instead of DURATION: each tool makes REQUESTS per connection
+#   (h2load -n, Stampede load.iterations), so that on a busy machine both divide the same
+#   start-up (handshakes) by the same count of requests
 #   BASELINE [unset]  another build's bin/ (e.g. main's): run it too at each point, in the same
 #   run, and give Stampede's ratio to it
 set -euo pipefail
@@ -30,6 +33,7 @@ export STREAMS=${STREAMS:-1 10}
 export SERVER_CPU=${SERVER_CPU:-0}
 export CLIENT_CPU=${CLIENT_CPU:-1}
 export PAUSE=${PAUSE:-2}
+export REQUESTS=${REQUESTS:-}
 export OUT_DIR="$BUILD_DIR/bench"
 export BASELINE_MASTER=""
 if [[ -n ${BASELINE:-} ]]; then
@@ -54,6 +58,8 @@ CONNECTIONS = [int(c) for c in os.environ["CONNECTIONS"].split()]
 STREAMS = [int(s) for s in os.environ["STREAMS"].split()]
 SERVER_CPU, CLIENT_CPU = os.environ["SERVER_CPU"], os.environ["CLIENT_CPU"]
 PAUSE = float(os.environ["PAUSE"])
+REQUESTS = int(os.environ["REQUESTS"]) if os.environ["REQUESTS"] else None
+RUN_LIMIT = DURATION + 60 if REQUESTS is None else 600
 RAMP_FROM = int(os.environ.get("RAMP_FROM", "1000"))
 OUT_DIR = os.environ["OUT_DIR"]
 RUNS = os.path.join(OUT_DIR, "h2-runs")
@@ -125,8 +131,9 @@ def timed(cmd, run_dir, timeout):
 def run_h2load(port, conns, streams):
     run_dir = os.path.join(RUNS, f"h2load-c{conns}-m{streams}")
     os.makedirs(run_dir)
-    cpu, rss = timed(["h2load", "-t", "1", "-c", str(conns), "-m", str(streams),
-                      "-D", str(DURATION), f"https://127.0.0.1:{port}/"], run_dir, DURATION + 60)
+    amount = ["-D", str(DURATION)] if REQUESTS is None else ["-n", str(REQUESTS * conns)]
+    cpu, rss = timed(["h2load", "-t", "1", "-c", str(conns), "-m", str(streams), *amount,
+                      f"https://127.0.0.1:{port}/"], run_dir, RUN_LIMIT)
     text = open(os.path.join(run_dir, "stdout")).read()
     m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", text)
     done = int(m.group(2)) if m else 0
@@ -140,6 +147,8 @@ def run_stampede(port, conns, streams, master=MASTER, tool="stampede"):
     # As throughput.sh: 1,000 TLS handshakes at once overflow nginx's accept queue on a loaded
     # machine (SYN retries past http.timeout); a 1 s ramp spreads them. h2load starts at once.
     load = {"users": users, "duration": f"{DURATION}s"}
+    if REQUESTS is not None:
+        load = {"users": users, "duration": f"{RUN_LIMIT}s", "iterations": REQUESTS * conns}
     if conns >= RAMP_FROM:
         load["ramp"] = "1s"
     scenario = os.path.join(run_dir, "scenario.yaml")
@@ -152,7 +161,7 @@ def run_stampede(port, conns, streams, master=MASTER, tool="stampede"):
                             "h2": {"streams_per_connection": streams}},
                    "flows": [{"name": "get", "steps": [{"get": "/", "name": "home"}]}]}, f)
     cpu, rss = timed([master, "--threads", "1", "--quiet", "--out", os.path.join(run_dir, "out"),
-                      scenario], run_dir, DURATION + 60)
+                      scenario], run_dir, RUN_LIMIT)
     try:
         report = json.load(open(os.path.join(run_dir, "out", "report.json")))
         totals = report["totals"]
@@ -185,8 +194,9 @@ finally:
     nginx.send_signal(signal.SIGTERM)
     nginx.wait(timeout=30)
 
+amount = f"{DURATION} s per run" if REQUESTS is None else f"{REQUESTS} requests per connection"
 lines = [f"HTTP/2 over TLS against nginx (1 worker, CPU {SERVER_CPU}); client on CPU "
-         f"{CLIENT_CPU}; {DURATION} s per run; one run per point.",
+         f"{CLIENT_CPU}; {amount}; one run per point.",
          ""]
 if BASELINE_MASTER:
     lines += ["| connections | streams each | h2load req/CPU-s | Stampede req/CPU-s | ratio | "
