@@ -1,6 +1,6 @@
-// HTTP/2 on libnghttp2 (`http.version: "2"`): TLS with ALPN h2 through asio::ssl, or h2c with
-// prior knowledge. http.h2.streams_per_connection sessions (virtual users) share one connection,
-// each request a stream of it; nghttp2 holds back streams over the server's
+// HTTP/2 on libnghttp2 (`http.version: "2"`): TLS with ALPN h2 (OpenSSL, http.tls's context), or
+// h2c with prior knowledge. http.h2.streams_per_connection sessions (virtual users) share one
+// connection, each request a stream of it; nghttp2 holds back streams over the server's
 // SETTINGS_MAX_CONCURRENT_STREAMS until one closes.
 //
 // A connection (H2Connection) reads only while a stream is open, so that an idle client leaves
@@ -8,11 +8,10 @@
 // io_context: sessions that submit in the same turn share it. A session waits for its stream
 // on a timer that is also its deadline: the stream's close cancels it.
 //
-// TLS is OpenSSL on the socket's descriptor (SSL_set_fd), driven by readiness (async_wait), as
-// h2load does: no BIO pair and its buffers (asio::ssl::stream keeps four, 66 KiB a connection),
-// no copy through them, one SSL_read or SSL_write per record. Readiness is edge-triggered
-// (Asio's epoll reactor): a connection waits to read only after it has read until "would
-// block", or after it has sent a request whose answer is yet to come.
+// TLS is OpenSSL on the socket's descriptor (through our BIO: send() without SIGPIPE), driven
+// by readiness (async_wait), as h2load does: no asio::ssl::stream, whose BIO pair and buffers
+// cost 66 KiB a connection and a copy each way. A connection reads until "would block" (or
+// kMaxReadsPerTurn reads, then goes on in a posted turn), then waits for readiness again.
 #include "worker/beast_connection.h"
 #include "worker/gzip_decoder.h"
 #include "worker/h2_protocol.h"
@@ -24,6 +23,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
+
+#include <sys/socket.h>
 
 namespace stampede::worker {
 namespace {
@@ -73,6 +75,56 @@ struct H2Shared {
 // An OpenSSL error in one line, as Asio's ssl category words it.
 std::string sslDetail(unsigned long code) {
   return error_code(int(code), asio::error::get_ssl_category()).message();
+}
+
+// OpenSSL's socket I/O, as its socket BIO's but for send() with MSG_NOSIGNAL: its write() to a
+// connection the server reset raises SIGPIPE, which would end the process (Asio's own sends
+// pass the flag).
+int bioFd(BIO* bio) {
+  return int(reinterpret_cast<intptr_t>(BIO_get_data(bio)));
+}
+bool retryable(int error) {
+  return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
+}
+int bioWrite(BIO* bio, const char* data, int size) {
+  const ssize_t n = ::send(bioFd(bio), data, size_t(size), MSG_NOSIGNAL);
+  BIO_clear_retry_flags(bio);
+  if (n < 0 && retryable(errno))
+    BIO_set_retry_write(bio);
+  return int(n);
+}
+int bioRead(BIO* bio, char* data, int size) {
+  const ssize_t n = ::recv(bioFd(bio), data, size_t(size), 0);
+  BIO_clear_retry_flags(bio);
+  if (n < 0 && retryable(errno))
+    BIO_set_retry_read(bio);
+  return int(n);
+}
+long bioCtrl(BIO*, int command, long, void*) {
+  return command == BIO_CTRL_FLUSH ? 1 : 0;
+}
+int bioPuts(BIO* bio, const char* text) {
+  return bioWrite(bio, text, int(std::strlen(text)));
+}
+// A BIO on `fd` (not closed with it), or null.
+BIO* socketBio(int fd) {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+                                 "stampede socket");
+    if (m) {
+      BIO_meth_set_write(m, bioWrite);
+      BIO_meth_set_read(m, bioRead);
+      BIO_meth_set_puts(m, bioPuts);
+      BIO_meth_set_ctrl(m, bioCtrl);
+    }
+    return m;
+  }();
+  BIO* bio = method ? BIO_new(method) : nullptr;
+  if (bio) {
+    BIO_set_data(bio, reinterpret_cast<void*>(intptr_t(fd)));
+    BIO_set_init(bio, 1);
+  }
+  return bio;
 }
 
 TransportError classifyConnect(const error_code& ec) {
@@ -189,7 +241,8 @@ private:
     const int saved_errno = errno;
     const unsigned long code = ERR_get_error();
     ERR_clear_error(); // SSL_get_error reads the thread's queue: leave it empty
-    if (kind == SSL_ERROR_SSL && code != 0)
+    if (kind == SSL_ERROR_SSL && code != 0 &&
+        ERR_GET_REASON(code) != SSL_R_UNEXPECTED_EOF_WHILE_READING)
       return error_code(int(code), asio::error::get_ssl_category());
     if (kind == SSL_ERROR_SYSCALL && rc < 0 && saved_errno != 0)
       return error_code(saved_errno, asio::error::get_system_category());
@@ -438,11 +491,13 @@ asio::awaitable<std::pair<TransportError, std::string>> H2Connection::open() {
     co_return Result{TransportError::None, ""};
 
   ssl_ = SSL_new(shared_.tls.context.native_handle());
-  if (!ssl_ || SSL_set_fd(ssl_, int(socket_->native_handle())) != 1) {
+  BIO* bio = ssl_ ? socketBio(int(socket_->native_handle())) : nullptr;
+  if (!bio) {
     const unsigned long code = ERR_get_error();
     ERR_clear_error();
     co_return Result{TransportError::Tls, "TLS: " + sslDetail(code)};
   }
+  SSL_set_bio(ssl_, bio, bio); // ssl_ owns it
   // Partial writes: a full socket leaves the rest of out_ for later, which may move.
   SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   // One read() for what is there, not two per record (its header, then the rest): a read
