@@ -1,12 +1,17 @@
-// HTTP/2 on libnghttp2 (`http.version: "2"`): TLS with ALPN h2 through asio::ssl, or h2c with
-// prior knowledge. http.h2.streams_per_connection sessions (virtual users) share one connection,
-// each request a stream of it; nghttp2 holds back streams over the server's
+// HTTP/2 on libnghttp2 (`http.version: "2"`): TLS with ALPN h2 (OpenSSL, http.tls's context), or
+// h2c with prior knowledge. http.h2.streams_per_connection sessions (virtual users) share one
+// connection, each request a stream of it; nghttp2 holds back streams over the server's
 // SETTINGS_MAX_CONCURRENT_STREAMS until one closes.
 //
 // A connection (H2Connection) reads only while a stream is open, so that an idle client leaves
 // its io_context out of work, as the other engines do. Bytes go out in one write per turn of the
 // io_context: sessions that submit in the same turn share it. A session waits for its stream
 // on a timer that is also its deadline: the stream's close cancels it.
+//
+// TLS is OpenSSL on the socket's descriptor (through our BIO: send() without SIGPIPE), driven
+// by readiness (async_wait), as h2load does: no asio::ssl::stream, whose BIO pair and buffers
+// cost 66 KiB a connection and a copy each way. A connection reads until "would block" (or
+// kMaxReadsPerTurn reads, then goes on in a posted turn), then waits for readiness again.
 #include "worker/beast_connection.h"
 #include "worker/gzip_decoder.h"
 #include "worker/h2_protocol.h"
@@ -18,6 +23,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
+
+#include <sys/socket.h>
 
 namespace stampede::worker {
 namespace {
@@ -26,10 +34,9 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using SteadyClock = std::chrono::steady_clock;
 using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
-using TlsStream = asio::ssl::stream<Socket>;
 
 constexpr size_t kReadBytes = 16 * 1024; // per read: one TLS record, a DATA frame
-constexpr int kMaxReadsPerTurn = 16;     // reads without waiting after one that waited
+constexpr int kMaxReadsPerTurn = 16;     // reads in one turn before others get theirs
 
 bool isTls(const common::Endpoint& e) {
   return std::string_view(e.scheme) == "https";
@@ -51,14 +58,74 @@ struct H2Shared {
       : io(io), spec(spec), tls(spec.tls), resolver(io), allow(std::move(allow)) {
     settings.window = spec.h2.window;
     settings.streams = spec.h2.streams_per_connection;
+    settings.memory = &memory;
   }
   asio::io_context& io;
   const common::HttpSpec& spec;
+  H2Memory memory; // nghttp2 allocations of every connection here; outlives them
   TlsConfig tls;
   HostResolver resolver;
   std::shared_ptr<const TargetPolicy> allow;
   H2Settings settings;
+  // One read buffer for the load thread's connections: nghttp2 takes each read whole (what it
+  // keeps, it copies) before the next.
+  std::unique_ptr<uint8_t[]> in = std::make_unique<uint8_t[]>(kReadBytes);
 };
+
+// An OpenSSL error in one line, as Asio's ssl category words it.
+std::string sslDetail(unsigned long code) {
+  return error_code(int(code), asio::error::get_ssl_category()).message();
+}
+
+// OpenSSL's socket I/O, as its socket BIO's but for send() with MSG_NOSIGNAL: its write() to a
+// connection the server reset raises SIGPIPE, which would end the process (Asio's own sends
+// pass the flag).
+int bioFd(BIO* bio) {
+  return int(reinterpret_cast<intptr_t>(BIO_get_data(bio)));
+}
+bool retryable(int error) {
+  return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
+}
+int bioWrite(BIO* bio, const char* data, int size) {
+  const ssize_t n = ::send(bioFd(bio), data, size_t(size), MSG_NOSIGNAL);
+  BIO_clear_retry_flags(bio);
+  if (n < 0 && retryable(errno))
+    BIO_set_retry_write(bio);
+  return int(n);
+}
+int bioRead(BIO* bio, char* data, int size) {
+  const ssize_t n = ::recv(bioFd(bio), data, size_t(size), 0);
+  BIO_clear_retry_flags(bio);
+  if (n < 0 && retryable(errno))
+    BIO_set_retry_read(bio);
+  return int(n);
+}
+long bioCtrl(BIO*, int command, long, void*) {
+  return command == BIO_CTRL_FLUSH ? 1 : 0;
+}
+int bioPuts(BIO* bio, const char* text) {
+  return bioWrite(bio, text, int(std::strlen(text)));
+}
+// A BIO on `fd` (not closed with it), or null.
+BIO* socketBio(int fd) {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+                                 "stampede socket");
+    if (m) {
+      BIO_meth_set_write(m, bioWrite);
+      BIO_meth_set_read(m, bioRead);
+      BIO_meth_set_puts(m, bioPuts);
+      BIO_meth_set_ctrl(m, bioCtrl);
+    }
+    return m;
+  }();
+  BIO* bio = method ? BIO_new(method) : nullptr;
+  if (bio) {
+    BIO_set_data(bio, reinterpret_cast<void*>(intptr_t(fd)));
+    BIO_set_init(bio, 1);
+  }
+  return bio;
+}
 
 TransportError classifyConnect(const error_code& ec) {
   if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system)
@@ -81,7 +148,10 @@ public:
     if (port_ != (tls_ ? 443 : 80))
       authority_ += ":" + std::to_string(port_);
   }
-  ~H2Connection() { closeSocket(); }
+  ~H2Connection() {
+    closeSocket();
+    SSL_free(ssl_);
+  }
 
   void start() { asio::co_spawn(shared_.io, connect(shared_from_this()), asio::detached); }
   // New streams may go here (to this endpoint).
@@ -105,8 +175,9 @@ public:
       return;
     }
     if (state_ == State::Open) {
-      scheduleFlush();
+      // The wait first: the answer to what the flush sends cannot slip past it.
       startRead();
+      scheduleFlush();
     }
   }
   // The stream is not wanted any more (timeout, cancel).
@@ -125,13 +196,10 @@ public:
 private:
   enum class State { Connecting, Open, Closed };
 
-  Socket& lowest() { return tls_stream_ ? tls_stream_->next_layer() : *tcp_; }
   void closeSocket() noexcept {
     error_code ignored;
-    if (tls_stream_)
-      tls_stream_->next_layer().close(ignored);
-    else if (tcp_)
-      tcp_->close(ignored);
+    if (socket_)
+      socket_->close(ignored);
     if (host_wait_)
       host_wait_->abort();
   }
@@ -144,11 +212,16 @@ private:
     proto_.fail(error, detail);
     wake();
   }
+  void lost(const error_code& ec) {
+    lost(TransportError::Reset, ec == asio::error::eof ? "the server closed the connection"
+                                                       : "connection lost: " + ec.message());
+  }
 
   void wake() {
     auto& closed = proto_.closed();
     if (closed.empty())
       return;
+    wakeOrder(closed);
     // on_closed only sets flags and cancels a timer; nothing it does reaches this list.
     for (H2Stream* stream : closed) {
       if (stream->error == TransportError::None)
@@ -157,6 +230,42 @@ private:
         stream->on_closed();
     }
     closed.clear();
+  }
+
+  // Why an SSL call returned `rc`: would_block when it waits for the socket, eof when the
+  // server closed, else the error.
+  error_code sslError(int rc) {
+    const int kind = SSL_get_error(ssl_, rc);
+    if (kind == SSL_ERROR_WANT_READ || kind == SSL_ERROR_WANT_WRITE)
+      return asio::error::would_block;
+    const int saved_errno = errno;
+    const unsigned long code = ERR_get_error();
+    ERR_clear_error(); // SSL_get_error reads the thread's queue: leave it empty
+    if (kind == SSL_ERROR_SSL && code != 0 &&
+        ERR_GET_REASON(code) != SSL_R_UNEXPECTED_EOF_WHILE_READING)
+      return error_code(int(code), asio::error::get_ssl_category());
+    if (kind == SSL_ERROR_SYSCALL && rc < 0 && saved_errno != 0)
+      return error_code(saved_errno, asio::error::get_system_category());
+    return asio::error::eof; // close_notify, or the socket closed under the record layer
+  }
+  // Bytes read into `data` (0 with `ec` set: would_block, eof, or the error).
+  size_t readSome(uint8_t* data, size_t size, error_code& ec) {
+    if (!ssl_)
+      return socket_->read_some(asio::buffer(data, size), ec);
+    const int rc = SSL_read(ssl_, data, int(size));
+    if (rc > 0)
+      return size_t(rc);
+    ec = sslError(rc);
+    return 0;
+  }
+  size_t writeSome(const char* data, size_t size, error_code& ec) {
+    if (!ssl_)
+      return socket_->write_some(asio::buffer(data, size), ec);
+    const int rc = SSL_write(ssl_, data, int(std::min<size_t>(size, 1 << 30)));
+    if (rc > 0)
+      return size_t(rc);
+    ec = sslError(rc);
+    return 0;
   }
 
   asio::awaitable<void> connect(std::shared_ptr<H2Connection> self);
@@ -194,77 +303,65 @@ private:
     }
     if (out_.empty())
       return;
-    if (!tls_stream_) {
-      // The socket buffer is usually empty: send without waiting.
-      error_code ec;
-      size_t sent = 0;
-      while (sent < out_.size()) {
-        sent += tcp_->write_some(asio::buffer(out_.data() + sent, out_.size() - sent), ec);
-        if (ec)
-          break;
-      }
-      out_.erase(0, sent);
-      if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-        lost(TransportError::Reset, "connection lost: " + ec.message());
-        return;
-      }
-      if (out_.empty())
-        return;
+    // The socket buffer is usually empty: send without waiting.
+    error_code ec;
+    size_t sent = 0;
+    while (sent < out_.size()) {
+      const size_t n = writeSome(out_.data() + sent, out_.size() - sent, ec);
+      if (ec)
+        break;
+      sent += n;
     }
+    out_.erase(0, sent);
+    if (ec && ec != asio::error::would_block) {
+      lost(ec);
+      return;
+    }
+    if (out_.empty())
+      return;
+    // Full: the rest once the socket takes more (OpenSSL keeps the record it could not send
+    // and takes the same bytes again).
     writing_ = true;
-    auto done = [self = shared_from_this()](const error_code& ec, size_t) {
+    socket_->async_wait(Socket::wait_write, [self = shared_from_this()](const error_code& ec) {
       self->writing_ = false;
+      if (self->state_ == State::Closed)
+        return;
       if (ec) {
-        if (self->state_ != State::Closed)
-          self->lost(TransportError::Reset, "connection lost: " + ec.message());
+        self->lost(ec);
         return;
       }
-      self->out_.clear();
       self->flush();
-    };
-    if (tls_stream_)
-      asio::async_write(*tls_stream_, asio::buffer(out_), std::move(done));
-    else
-      asio::async_write(*tcp_, asio::buffer(out_), std::move(done));
+    });
   }
 
   void startRead() {
     if (reading_ || state_ != State::Open || proto_.openStreams() == 0)
       return;
     reading_ = true;
-    if (!in_)
-      in_ = std::make_unique<uint8_t[]>(kReadBytes);
-    auto done = [self = shared_from_this()](const error_code& ec, size_t n) {
-      self->onRead(ec, n);
-    };
-    if (tls_stream_)
-      tls_stream_->async_read_some(asio::buffer(in_.get(), kReadBytes), std::move(done));
-    else
-      tcp_->async_read_some(asio::buffer(in_.get(), kReadBytes), std::move(done));
+    socket_->async_wait(Socket::wait_read, [self = shared_from_this()](const error_code& ec) {
+      self->reading_ = false;
+      if (self->state_ == State::Closed)
+        return;
+      if (ec) {
+        self->lost(ec);
+        return;
+      }
+      self->readReady();
+    });
   }
 
-  void onRead(const error_code& ec, size_t n) {
-    reading_ = false;
-    if (state_ == State::Closed)
-      return;
-    if (ec) {
-      lost(TransportError::Reset, ec == asio::error::eof ? "the server closed the connection"
-                                                         : "connection lost: " + ec.message());
-      return;
-    }
-    bool ok = proto_.receive(in_.get(), n);
-    // Whatever else is ready now, without waiting: over TLS a read returns one record, often
-    // one response; the streams those wake then send their next requests in one write.
-    // (Not while a TLS write is in flight: the TLS stream's state is the write's then. Over
-    // TCP only after a full buffer: a shorter read took all there was.)
-    error_code more;
-    const bool drain = tls_stream_ ? !writing_ : n == kReadBytes;
-    for (int i = 0; drain && ok && i < kMaxReadsPerTurn; ++i) {
-      n = tls_stream_ ? tls_stream_->read_some(asio::buffer(in_.get(), kReadBytes), more)
-                      : tcp_->read_some(asio::buffer(in_.get(), kReadBytes), more);
-      if (more)
+  // Reads what is there, until the socket would block or for kMaxReadsPerTurn reads: over TLS
+  // a read returns one record, often one response; the streams those wake then send their next
+  // requests in one write.
+  void readReady() {
+    uint8_t* in = shared_.in.get();
+    error_code ec;
+    bool ok = true;
+    for (int i = 0; ok && i < kMaxReadsPerTurn; ++i) {
+      const size_t n = readSome(in, kReadBytes, ec);
+      if (ec)
         break;
-      ok = proto_.receive(in_.get(), n);
+      ok = proto_.receive(in, n);
     }
     wake();
     if (!ok) {
@@ -272,15 +369,23 @@ private:
       closeSocket();
       return;
     }
-    if (more && more != asio::error::would_block && more != asio::error::try_again) {
-      lost(TransportError::Reset, more == asio::error::eof ? "the server closed the connection"
-                                                           : "connection lost: " + more.message());
+    if (ec && ec != asio::error::would_block) {
+      lost(ec);
       return;
     }
     flush();
-    if (proto_.openStreams() > 0)
+    if (state_ != State::Closed && !ec && proto_.openStreams() > 0) {
+      // Stopped short of "would block": no readiness comes for what is left; read it after the
+      // other connections had their turn.
+      reading_ = true;
+      asio::post(shared_.io, [self = shared_from_this()] {
+        self->reading_ = false;
+        if (self->state_ != State::Closed)
+          self->readReady();
+      });
+    } else if (proto_.openStreams() > 0) {
       startRead();
-    else if (proto_.goingAway() && !writing_) {
+    } else if (proto_.goingAway() && !writing_) {
       state_ = State::Closed;
       closeSocket();
     }
@@ -295,9 +400,8 @@ private:
   bool timed_out_ = false; // the connect deadline passed
   uint64_t completed_ = 0;
   std::string out_;
-  std::unique_ptr<uint8_t[]> in_;
-  std::optional<Socket> tcp_;
-  std::unique_ptr<TlsStream> tls_stream_;
+  std::optional<Socket> socket_;
+  SSL* ssl_ = nullptr; // TLS connections: OpenSSL on socket_'s descriptor
   asio::steady_timer connect_timer_;
   std::optional<HostWait> host_wait_;
   std::string host_;
@@ -324,8 +428,8 @@ asio::awaitable<void> H2Connection::connect(std::shared_ptr<H2Connection> self) 
     co_return;
   }
   state_ = State::Open;
-  flush();
   startRead();
+  flush();
 }
 
 asio::awaitable<std::pair<TransportError, std::string>> H2Connection::open() {
@@ -372,46 +476,69 @@ asio::awaitable<std::pair<TransportError, std::string>> H2Connection::open() {
       co_return Result{TransportError::TargetNotAllowed,
                        (address_given ? "" : host_ + ": ") + shared_.allow->refusal(*refused)};
   }
-  if (tls_) {
-    if (!shared_.tls.error.empty())
-      co_return Result{TransportError::Tls, shared_.tls.error};
-    tls_stream_ = std::make_unique<TlsStream>(shared_.io.get_executor(), shared_.tls.context);
-    // SNI names a host, never an address (RFC 6066, 3).
-    if (!address_given)
-      SSL_set_tlsext_host_name(tls_stream_->native_handle(), host_.c_str());
-    if (shared_.tls.verify)
-      tls_stream_->set_verify_callback(asio::ssl::host_name_verification(host_));
-  } else {
-    tcp_.emplace(shared_.io.get_executor());
-  }
-  auto& socket = lowest();
-  co_await asio::async_connect(socket, addresses, asio::redirect_error(asio::use_awaitable, ec));
+  if (tls_ && !shared_.tls.error.empty())
+    co_return Result{TransportError::Tls, shared_.tls.error};
+  socket_.emplace(shared_.io.get_executor());
+  co_await asio::async_connect(*socket_, addresses, asio::redirect_error(asio::use_awaitable, ec));
   if (timed_out_)
     co_return timeout();
   if (ec)
     co_return Result{classifyConnect(ec), ec.message()};
   error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
-  socket.non_blocking(true, ignored);
-  if (tls_stream_) {
-    co_await tls_stream_->async_handshake(asio::ssl::stream_base::client,
-                                          asio::redirect_error(asio::use_awaitable, ec));
-    if (timed_out_)
-      co_return timeout();
-    if (ec) {
-      std::string detail = ec.message();
-      const long verify = SSL_get_verify_result(tls_stream_->native_handle());
-      if (verify != X509_V_OK)
-        detail += std::string(": ") + X509_verify_cert_error_string(verify);
-      co_return Result{state_ == State::Closed ? TransportError::Cancelled : TransportError::Tls,
-                       detail};
-    }
-    const unsigned char* alpn = nullptr;
-    unsigned int alpn_length = 0;
-    SSL_get0_alpn_selected(tls_stream_->native_handle(), &alpn, &alpn_length);
-    if (std::string_view(reinterpret_cast<const char*>(alpn), alpn_length) != "h2")
-      co_return Result{TransportError::Protocol, "the server did not choose h2 by ALPN"};
+  socket_->set_option(tcp::no_delay(true), ignored);
+  socket_->non_blocking(true, ignored);
+  if (!tls_)
+    co_return Result{TransportError::None, ""};
+
+  ssl_ = SSL_new(shared_.tls.context.native_handle());
+  BIO* bio = ssl_ ? socketBio(int(socket_->native_handle())) : nullptr;
+  if (!bio) {
+    const unsigned long code = ERR_get_error();
+    ERR_clear_error();
+    co_return Result{TransportError::Tls, "TLS: " + sslDetail(code)};
   }
+  SSL_set_bio(ssl_, bio, bio); // ssl_ owns it
+  // Partial writes: a full socket leaves the rest of out_ for later, which may move.
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // One read() for what is there, not two per record (its header, then the rest): a read
+  // drains OpenSSL's buffer too, as readReady() reads until SSL_read wants more.
+  SSL_set_read_ahead(ssl_, 1);
+  // SNI names a host, never an address (RFC 6066, 3).
+  if (!address_given)
+    SSL_set_tlsext_host_name(ssl_, host_.c_str());
+  // The certificate must name the host (or the address); the context verifies the chain.
+  if (shared_.tls.verify)
+    SSL_set1_host(ssl_, host_.c_str());
+  SSL_set_connect_state(ssl_);
+  ERR_clear_error();
+  for (;;) {
+    const int rc = SSL_do_handshake(ssl_);
+    if (rc == 1)
+      break;
+    const int kind = SSL_get_error(ssl_, rc);
+    if (kind == SSL_ERROR_WANT_READ || kind == SSL_ERROR_WANT_WRITE) {
+      co_await socket_->async_wait(kind == SSL_ERROR_WANT_READ ? Socket::wait_read
+                                                               : Socket::wait_write,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+      if (timed_out_)
+        co_return timeout();
+      if (ec)
+        co_return Result{state_ == State::Closed ? TransportError::Cancelled : TransportError::Tls,
+                         ec.message()};
+      continue;
+    }
+    std::string detail = sslError(rc).message();
+    const long verify = SSL_get_verify_result(ssl_);
+    if (verify != X509_V_OK)
+      detail += std::string(": ") + X509_verify_cert_error_string(verify);
+    co_return Result{state_ == State::Closed ? TransportError::Cancelled : TransportError::Tls,
+                     detail};
+  }
+  const unsigned char* alpn = nullptr;
+  unsigned int alpn_length = 0;
+  SSL_get0_alpn_selected(ssl_, &alpn, &alpn_length);
+  if (std::string_view(reinterpret_cast<const char*>(alpn), alpn_length) != "h2")
+    co_return Result{TransportError::Protocol, "the server did not choose h2 by ALPN"};
   co_return Result{TransportError::None, ""};
 }
 
@@ -474,10 +601,12 @@ public:
     return c;
   }
   H2Shared& shared() { return shared_; }
+  uint64_t nextTicket() { return ++tickets_; }
 
 private:
   H2Shared shared_;
   size_t sessions_ = 0;
+  uint64_t tickets_ = 0;
   std::vector<std::vector<std::shared_ptr<H2Connection>>> groups_;
 };
 
@@ -522,6 +651,7 @@ asio::awaitable<void> H2Session::perform(const HttpRequest& request, HttpRespons
   cancelled_ = false;
   bool timed_out = false;
   stream_.keep_body = request.keep_body;
+  stream_.ticket = client_.nextTicket();
   for (int attempt = 0;; ++attempt) {
     connection_ = client_.connectionFor(group_, *request.endpoint);
     const bool reused = connection_->reused();
@@ -543,13 +673,8 @@ asio::awaitable<void> H2Session::perform(const HttpRequest& request, HttpRespons
       connection_->forget(stream_);
       break;
     }
-    // A request the server never took (left out by GOAWAY), or a reused connection that died
-    // before any byte of the answer: once more on a fresh connection, as the other engines do.
-    if (attempt == 0 && stream_.error != TransportError::None &&
-        (stream_.unprocessed ||
-         (reused && !stream_.got_frame && stream_.error == TransportError::Reset)))
-      continue;
-    break;
+    if (!sendAgain(stream_, reused, attempt))
+      break;
   }
   in_flight_ = false;
   connection_.reset();

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 namespace stampede::worker {
 namespace {
@@ -89,6 +91,7 @@ struct H2Callbacks {
       // An informational response (1xx) is followed by the real one: forget its fields.
       if (H2Stream* s = p.find(frame->hd.stream_id); s && s->status >= 100 && s->status < 200) {
         s->status = 0;
+        s->content_length = -1;
         s->clearFields();
       }
     }
@@ -113,8 +116,18 @@ struct H2Callbacks {
         s->field_text.append(n);
         s->field_text.append(v);
         s->fields.push_back({at, uint32_t(n.size()), at + uint32_t(n.size()), uint32_t(v.size())});
-        if (n == "content-encoding" && v.find("gzip") != std::string_view::npos)
+        if (n == "content-encoding" && v.find("gzip") != std::string_view::npos) {
           s->gzip = true;
+        } else if (n == "content-length") {
+          int64_t length = -1;
+          const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), length);
+          if (ec != std::errc() || end != v.data() + v.size() || length < 0) {
+            s->error = TransportError::Protocol;
+            s->detail = "bad Content-Length: " + std::string(v);
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; // nghttp2 resets the stream
+          }
+          s->content_length = length;
+        }
       }
     } catch (...) {
       return NGHTTP2_ERR_CALLBACK_FAILURE; // out of memory
@@ -129,6 +142,7 @@ struct H2Callbacks {
     if (!s)
       return 0;
     const char* bytes = reinterpret_cast<const char*>(data);
+    s->data_bytes += length;
     if (s->keep_body) {
       if (s->body.size() + length > s->max_body) {
         s->error = TransportError::BodyTooLarge;
@@ -149,10 +163,17 @@ struct H2Callbacks {
     H2Stream* s = p.find(id);
     if (!s)
       return 0;
-    if (code == NGHTTP2_NO_ERROR) {
+    if (s->error != TransportError::None) {
+      // Failed already, on our side (its reset is ours).
+    } else if (code == NGHTTP2_NO_ERROR) {
       if (s->status == 0) {
         s->error = TransportError::Protocol;
         s->detail = "stream closed without a response";
+      } else if (s->content_length >= 0 && uint64_t(s->content_length) != s->data_bytes &&
+                 !s->head && s->status != 204 && s->status != 304) {
+        s->error = TransportError::Protocol;
+        s->detail = "body of " + std::to_string(s->data_bytes) + " bytes, Content-Length " +
+                    std::to_string(s->content_length);
       }
     } else if (p.going_away_ && id > p.goaway_last_id_) {
       // nghttp2 closes the streams a GOAWAY left out with REFUSED_STREAM: the server never
@@ -203,6 +224,119 @@ struct H2Callbacks {
   }
 };
 
+bool sendAgain(const H2Stream& stream, bool reused, int attempt) {
+  if (stream.error == TransportError::None)
+    return false;
+  if (stream.unprocessed)
+    return attempt + 1 < kH2MaxAttempts;
+  return attempt == 0 && reused && !stream.got_frame && stream.error == TransportError::Reset;
+}
+
+void wakeOrder(std::vector<H2Stream*>& closed) {
+  const auto completed = std::partition(closed.begin(), closed.end(),
+                                        [](const H2Stream* s) { return s->unprocessed; });
+  if (completed - closed.begin() > 1)
+    std::sort(closed.begin(), completed,
+              [](const H2Stream* a, const H2Stream* b) { return a->ticket < b->ticket; });
+}
+
+namespace {
+
+// Each block starts with a header that names its size class (kLarge: its own malloc) and its
+// capacity, 16 bytes so that what follows keeps malloc's alignment.
+struct BlockHeader {
+  uint64_t capacity;
+  uint32_t size_class;
+};
+constexpr size_t kHeaderBytes = 16;
+static_assert(sizeof(BlockHeader) <= kHeaderBytes);
+constexpr size_t kSmallest = 64;
+constexpr uint32_t kLarge = ~0u;
+
+uint32_t sizeClass(size_t size) {
+  uint32_t c = 0;
+  for (size_t capacity = kSmallest; capacity < size; capacity <<= 1)
+    ++c;
+  return c;
+}
+
+BlockHeader& headerOf(void* block) {
+  return *reinterpret_cast<BlockHeader*>(static_cast<char*>(block) - kHeaderBytes);
+}
+
+} // namespace
+
+H2Memory::H2Memory() {
+  mem_.mem_user_data = this;
+  mem_.malloc = [](size_t size, void* self) {
+    return static_cast<H2Memory*>(self)->allocate(size);
+  };
+  mem_.free = [](void* block, void* self) { static_cast<H2Memory*>(self)->release(block); };
+  mem_.calloc = [](size_t count, size_t size, void* self) -> void* {
+    if (size != 0 && count > SIZE_MAX / size)
+      return nullptr;
+    void* block = static_cast<H2Memory*>(self)->allocate(count * size);
+    if (block)
+      std::memset(block, 0, count * size);
+    return block;
+  };
+  mem_.realloc = [](void* block, size_t size, void* self) {
+    return static_cast<H2Memory*>(self)->reallocate(block, size);
+  };
+}
+
+H2Memory::~H2Memory() {
+  for (Free*& list : free_)
+    while (list) {
+      Free* next = list->next;
+      std::free(reinterpret_cast<char*>(list) - kHeaderBytes);
+      list = next;
+    }
+}
+
+void* H2Memory::allocate(size_t size) noexcept {
+  const uint32_t c = sizeClass(size);
+  if (c < kClasses) {
+    if (Free* block = free_[c]) {
+      free_[c] = block->next;
+      return block;
+    }
+  }
+  const size_t capacity = c < kClasses ? kSmallest << c : size;
+  auto* raw = static_cast<char*>(std::malloc(kHeaderBytes + capacity));
+  if (!raw)
+    return nullptr;
+  new (raw) BlockHeader{capacity, c < kClasses ? c : kLarge};
+  return raw + kHeaderBytes;
+}
+
+void H2Memory::release(void* block) noexcept {
+  if (!block)
+    return;
+  const uint32_t c = headerOf(block).size_class;
+  if (c == kLarge) {
+    std::free(static_cast<char*>(block) - kHeaderBytes);
+    return;
+  }
+  auto* entry = static_cast<Free*>(block);
+  entry->next = free_[c];
+  free_[c] = entry;
+}
+
+void* H2Memory::reallocate(void* block, size_t size) noexcept {
+  if (!block)
+    return allocate(size);
+  const size_t capacity = headerOf(block).capacity;
+  if (size <= capacity && headerOf(block).size_class != kLarge)
+    return block; // still fits
+  void* moved = allocate(size);
+  if (!moved)
+    return nullptr;
+  std::memcpy(moved, block, std::min<size_t>(capacity, size));
+  release(block);
+  return moved;
+}
+
 H2Protocol::H2Protocol(const H2Settings& settings) {
   nghttp2_session_callbacks* callbacks = nullptr;
   if (nghttp2_session_callbacks_new(&callbacks) != 0)
@@ -223,7 +357,12 @@ H2Protocol::H2Protocol(const H2Settings& settings) {
   // fewer than we would send at once refuses the rest (REFUSED_STREAM). nghttp2 replaces this
   // with the server's figure, or with no limit when it gives none.
   nghttp2_option_set_peer_max_concurrent_streams(option, 1);
-  const int rv = nghttp2_session_client_new2(&session_, callbacks, this, option);
+  // No HTTP messaging checks (field names and values, pseudo-fields, Content-Length against
+  // DATA): a seventh of the client's instructions per request. A response without :status fails
+  // here, and Content-Length against DATA is checked here; a malformed field passes.
+  nghttp2_option_set_no_http_messaging(option, 1);
+  const int rv = nghttp2_session_client_new3(&session_, callbacks, this, option,
+                                             settings.memory ? settings.memory->mem() : nullptr);
   nghttp2_option_del(option);
   nghttp2_session_callbacks_del(callbacks);
   if (rv != 0)
@@ -253,6 +392,9 @@ bool H2Protocol::submit(H2Stream& stream, std::string_view method, std::string_v
   stream.clearFields();
   stream.body.clear();
   stream.gzip = false;
+  stream.content_length = -1;
+  stream.data_bytes = 0;
+  stream.head = method == "HEAD";
   stream.bytes_in = 0;
   stream.bytes_out = 0;
   stream.got_frame = false;

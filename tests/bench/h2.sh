@@ -16,6 +16,11 @@
 #   DURATION [5]  CONNECTIONS ["50 1000"]  STREAMS ["1 10"]  SERVER_CPU [0]  CLIENT_CPU [1]
 #   PAUSE [2]     seconds between runs;  RAMP_FROM [1000]  Stampede ramps 1 s from this many
 #   connections (1,000 TLS handshakes at once overflow nginx's accept queue on a loaded machine)
+#   REQUESTS [unset]  a fixed count instead of DURATION: each tool makes REQUESTS per connection
+#   (h2load -n, Stampede load.iterations), so that on a busy machine both divide the same
+#   start-up (handshakes) by the same count of requests
+#   BASELINE [unset]  another build's bin/ (e.g. main's): run it too at each point, in the same
+#   run, and give Stampede's ratio to it
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,7 +33,13 @@ export STREAMS=${STREAMS:-1 10}
 export SERVER_CPU=${SERVER_CPU:-0}
 export CLIENT_CPU=${CLIENT_CPU:-1}
 export PAUSE=${PAUSE:-2}
+export REQUESTS=${REQUESTS:-}
 export OUT_DIR="$BUILD_DIR/bench"
+export BASELINE_MASTER=""
+if [[ -n ${BASELINE:-} ]]; then
+  BASELINE_MASTER="$(realpath -m "$BASELINE")/master"
+  [[ -x "$BASELINE_MASTER" ]] || { echo "h2.sh: no $BASELINE_MASTER" >&2; exit 1; }
+fi
 
 for tool in h2load nginx taskset openssl /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "h2.sh: $tool is missing (deploy/install-deps.sh)" >&2; exit 1; }
@@ -41,11 +52,14 @@ exec python3 - "$@" <<'PYTHON'
 import json, os, re, shutil, signal, socket, subprocess, sys, tempfile, time
 
 MASTER = os.environ["MASTER"]
+BASELINE_MASTER = os.environ["BASELINE_MASTER"]
 DURATION = int(os.environ["DURATION"].rstrip("s"))
 CONNECTIONS = [int(c) for c in os.environ["CONNECTIONS"].split()]
 STREAMS = [int(s) for s in os.environ["STREAMS"].split()]
 SERVER_CPU, CLIENT_CPU = os.environ["SERVER_CPU"], os.environ["CLIENT_CPU"]
 PAUSE = float(os.environ["PAUSE"])
+REQUESTS = int(os.environ["REQUESTS"]) if os.environ["REQUESTS"] else None
+RUN_LIMIT = DURATION + 60 if REQUESTS is None else 600
 RAMP_FROM = int(os.environ.get("RAMP_FROM", "1000"))
 OUT_DIR = os.environ["OUT_DIR"]
 RUNS = os.path.join(OUT_DIR, "h2-runs")
@@ -117,21 +131,24 @@ def timed(cmd, run_dir, timeout):
 def run_h2load(port, conns, streams):
     run_dir = os.path.join(RUNS, f"h2load-c{conns}-m{streams}")
     os.makedirs(run_dir)
-    cpu, rss = timed(["h2load", "-t", "1", "-c", str(conns), "-m", str(streams),
-                      "-D", str(DURATION), f"https://127.0.0.1:{port}/"], run_dir, DURATION + 60)
+    amount = ["-D", str(DURATION)] if REQUESTS is None else ["-n", str(REQUESTS * conns)]
+    cpu, rss = timed(["h2load", "-t", "1", "-c", str(conns), "-m", str(streams), *amount,
+                      f"https://127.0.0.1:{port}/"], run_dir, RUN_LIMIT)
     text = open(os.path.join(run_dir, "stdout")).read()
     m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", text)
     done = int(m.group(2)) if m else 0
     return {"requests": done, "cpu": cpu, "rss": rss, "errors": int(m.group(1)) - done if m else None}
 
 
-def run_stampede(port, conns, streams):
-    run_dir = os.path.join(RUNS, f"stampede-c{conns}-m{streams}")
+def run_stampede(port, conns, streams, master=MASTER, tool="stampede"):
+    run_dir = os.path.join(RUNS, f"{tool}-c{conns}-m{streams}")
     os.makedirs(run_dir)
     users = conns * streams
     # As throughput.sh: 1,000 TLS handshakes at once overflow nginx's accept queue on a loaded
     # machine (SYN retries past http.timeout); a 1 s ramp spreads them. h2load starts at once.
     load = {"users": users, "duration": f"{DURATION}s"}
+    if REQUESTS is not None:
+        load = {"users": users, "duration": f"{RUN_LIMIT}s", "iterations": REQUESTS * conns}
     if conns >= RAMP_FROM:
         load["ramp"] = "1s"
     scenario = os.path.join(run_dir, "scenario.yaml")
@@ -143,8 +160,8 @@ def run_stampede(port, conns, streams):
                    "http": {"version": "2", "tls": {"verify": False}, "timeout": "30s",
                             "h2": {"streams_per_connection": streams}},
                    "flows": [{"name": "get", "steps": [{"get": "/", "name": "home"}]}]}, f)
-    cpu, rss = timed([MASTER, "--threads", "1", "--quiet", "--out", os.path.join(run_dir, "out"),
-                      scenario], run_dir, DURATION + 60)
+    cpu, rss = timed([master, "--threads", "1", "--quiet", "--out", os.path.join(run_dir, "out"),
+                      scenario], run_dir, RUN_LIMIT)
     try:
         report = json.load(open(os.path.join(run_dir, "out", "report.json")))
         totals = report["totals"]
@@ -154,13 +171,17 @@ def run_stampede(port, conns, streams):
         return {"requests": 0, "cpu": cpu, "rss": rss, "errors": None, "outcome": repr(e)}
 
 
+TOOLS = [("h2load", run_h2load), ("stampede", run_stampede)]
+if BASELINE_MASTER:
+    TOOLS.append(("baseline", lambda port, conns, streams: run_stampede(
+        port, conns, streams, master=BASELINE_MASTER, tool="baseline")))
 prefix = tempfile.mkdtemp(prefix="stampede-h2-bench-")
 nginx, port = start_nginx(prefix)
 results = {}
 try:
     for conns in CONNECTIONS:
         for streams in STREAMS:
-            for tool, run in (("h2load", run_h2load), ("stampede", run_stampede)):
+            for tool, run in TOOLS:
                 r = run(port, conns, streams)
                 r["per_cpu_s"] = r["requests"] / r["cpu"] if r["cpu"] else 0
                 results[(tool, conns, streams)] = r
@@ -173,21 +194,34 @@ finally:
     nginx.send_signal(signal.SIGTERM)
     nginx.wait(timeout=30)
 
+amount = f"{DURATION} s per run" if REQUESTS is None else f"{REQUESTS} requests per connection"
 lines = [f"HTTP/2 over TLS against nginx (1 worker, CPU {SERVER_CPU}); client on CPU "
-         f"{CLIENT_CPU}; {DURATION} s per run; one run per point.",
-         "", "| connections | streams each | h2load req/CPU-s | Stampede req/CPU-s | ratio |",
-         "|---:|---:|---:|---:|---:|"]
+         f"{CLIENT_CPU}; {amount}; one run per point.",
+         ""]
+if BASELINE_MASTER:
+    lines += ["| connections | streams each | h2load req/CPU-s | Stampede req/CPU-s | ratio | "
+              "baseline req/CPU-s | baseline ratio | Stampede / baseline |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+else:
+    lines += ["| connections | streams each | h2load req/CPU-s | Stampede req/CPU-s | ratio |",
+              "|---:|---:|---:|---:|---:|"]
 for conns in CONNECTIONS:
     for streams in STREAMS:
         h, s = results[("h2load", conns, streams)], results[("stampede", conns, streams)]
         ratio = s["per_cpu_s"] / h["per_cpu_s"] if h["per_cpu_s"] else 0
-        lines.append(f"| {conns:,} | {streams} | {h['per_cpu_s']:,.0f} | {s['per_cpu_s']:,.0f} | "
-                     f"{ratio:.2f}x |")
+        line = (f"| {conns:,} | {streams} | {h['per_cpu_s']:,.0f} | {s['per_cpu_s']:,.0f} | "
+                f"{ratio:.2f}x |")
+        if BASELINE_MASTER:
+            b = results[("baseline", conns, streams)]
+            b_ratio = b["per_cpu_s"] / h["per_cpu_s"] if h["per_cpu_s"] else 0
+            gain = s["per_cpu_s"] / b["per_cpu_s"] if b["per_cpu_s"] else 0
+            line += f" {b['per_cpu_s']:,.0f} | {b_ratio:.2f}x | {gain:.2f}x |"
+        lines.append(line)
 if len(CONNECTIONS) >= 2 and len(STREAMS) >= 2:
     lo, hi = min(CONNECTIONS), max(CONNECTIONS)
     one, many = min(STREAMS), max(STREAMS)
     lines += ["", "| tool | KiB per connection | KiB per stream |", "|---|---:|---:|"]
-    for tool in ("h2load", "stampede"):
+    for tool in [t for t, _ in TOOLS]:
         per_conn = (results[(tool, hi, one)]["rss"] - results[(tool, lo, one)]["rss"]) / (hi - lo)
         per_stream = ((results[(tool, hi, many)]["rss"] - results[(tool, hi, one)]["rss"]) /
                       (hi * (many - one)))

@@ -1,8 +1,9 @@
 """End to end for the nghttp2 engine (`http.version: "2"`, the default engine for it): master
-loads nginx over h2 (TLS, ALPN) and h2c (prior knowledge) with a flow that reads a gzip JSON
-body (expect.json, a capture), follows a redirect and checks a header. Checked against nginx's
-access log: every line HTTP/2.0, the report's totals equal nginx's count, bytes_in covers the
-bodies nginx sent; with 10 streams per connection nginx saw users / 10 connections; the same
+loads nginx over h2 (TLS, ALPN) and h2c (prior knowledge) with a flow that reads two gzip bodies
+whole (the home page, a JSON list: body_contains, expect.json, a capture), follows a redirect and
+checks a header. Checked against nginx's access log: every line HTTP/2.0, the report's totals
+equal nginx's count, every body of those two gzip'd with the ratio of their decoded size, bytes_in
+covers the bodies nginx sent; with 10 streams per connection nginx saw users / 10 connections; the same
 scenario through the HTTP/1.1 engine gives the same totals and checks."""
 
 import collections
@@ -15,15 +16,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import stampede_testlib as lib  # noqa: E402
 from test_http2 import make_certificate  # noqa: E402
 
-# protocol, connection serial number, status, method, uri, body bytes (as sent, gzip)
-LOG_FORMAT = "$server_protocol $connection $status $request_method $request_uri $body_bytes_sent"
+# protocol, connection serial number, status, method, uri, body bytes (as sent, gzip), gzip
+# ratio (original size / compressed size, two decimals; "-" when not compressed)
+LOG_FORMAT = ("$server_protocol $connection $status $request_method $request_uri $body_bytes_sent "
+              "$gzip_ratio")
+# The bodies gzip'd on the way, as their decoded (original) text.
+GZIPPED = {"/": lib.DOCROOT_FILES["index.html"], "/products.json": lib.DOCROOT_FILES["products.json"]}
 ITERATIONS = 200
 
 FLOW = {"name": "shop", "steps": [
-    {"get": "/", "name": "home", "expect": {"status": 200, "body_contains": "Stampede test target"}},
+    # Both bodies come gzip'd (short ones: 120 and 190 bytes); each step reads the whole
+    # decoded text.
+    {"get": "/", "name": "home",
+     "expect": {"status": 200, "body_contains": GZIPPED["/"],
+                "header": {"Content-Encoding": "gzip"}}},
     {"get": "/products.json", "name": "products",
      "headers": {"Accept": "application/json"},
      "expect": {"status": 200, "json": {"$.products[0].id": 1},
+                "body_contains": GZIPPED["/products.json"],
                 "header": {"Content-Encoding": "gzip"}},
      "capture": {"first": {"json": "$.products[0].name"}}},
     {"get": "/old", "name": "moved", "expect": {"status": 200}},
@@ -34,8 +44,7 @@ def nginx_h2(cert, key, extra=()):
     return lib.nginx(
         listen={"tls": "ssl http2", "h2c": "http2", "h1": ""},
         server_lines=(f"ssl_certificate {cert};", f"ssl_certificate_key {key};",
-                      "location = /products.json { gzip on; gzip_types application/json; "
-                      "gzip_min_length 1; }",
+                      "gzip on;", "gzip_types application/json;", "gzip_min_length 1;",
                       "location = /old { return 302 /products.json; }",
                       "location = /drop { return 444; }", *extra),
         log_format=LOG_FORMAT)
@@ -91,7 +100,15 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(totals["requests"], len(entries), where)
         self.assertEqual(totals["errors"], 0, where)
         self.assertEqual(totals.get("protocols", {}).get("HTTP/2"), totals["requests"], where)
-        # gzip on the wire: the body nginx sent (compressed) is inside the frames counted.
+        # gzip on the wire: nginx compressed every body of / and /products.json, and its ratio
+        # gives back the decoded size the steps read whole (body_contains).
+        for e in entries:
+            if e[4] in GZIPPED:
+                self.assertNotEqual(e[6], "-", f"{where} not gzip'd: {e}")
+                decoded = int(e[5]) * float(e[6])
+                self.assertAlmostEqual(decoded, len(GZIPPED[e[4]]), delta=1 + int(e[5]) * 0.005,
+                                       msg=f"{where} {e}")
+        # The body nginx sent (compressed) is inside the frames counted.
         body_bytes = sum(int(e[5]) for e in entries)
         self.assertGreaterEqual(totals["bytes_in"], body_bytes + 9 * len(entries), where)
         self.assertLess(totals["bytes_in"], body_bytes + 400 * len(entries), where)
@@ -136,6 +153,17 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
                                            users=20, streams=10)
             # 800 requests at 50 a connection: nginx opened at least 16.
             self.assertGreaterEqual(len({e[1] for e in entries}), ITERATIONS * 4 // 50)
+
+    def test_streams_left_out_by_goaway_go_again_until_a_connection_takes_them(self):
+        """nginx ends each connection after 3 requests with GOAWAY (NO_ERROR, last_stream_id the
+        third): of the 10 streams a connection carries, 7 are left out each time, and go to the
+        next connection, where most are left out again. Each goes until one takes it: no error,
+        every request once in nginx's log (none lost, none twice)."""
+        with nginx_h2(self.cert, self.key, extra=("keepalive_requests 3;",)) as server:
+            _, entries = self.check_h2_run(server, server.url_for("h2c"), "goaway-3",
+                                           users=10, streams=10)
+            # 800 requests at 3 a connection.
+            self.assertGreaterEqual(len({e[1] for e in entries}), ITERATIONS * 4 // 3)
 
     def test_a_stream_reset_by_the_server_halts_with_its_kind_and_code(self):
         """nginx's `return 444` resets the stream over HTTP/2: the first error is stream_reset,
