@@ -22,6 +22,19 @@ int64_t ClockModel::toMasterNs(int64_t worker_ns) const {
   return ref_master_ns + int64_t(std::llround(double(away) / (1.0 + drift)));
 }
 
+void ClockTracker::seed(std::span<const ClockSample> handshake) {
+  window_.clear();
+  const ClockSample* best = nullptr;
+  for (const ClockSample& s : handshake) {
+    const int64_t rtt = s.master_recv_ns - s.master_send_ns;
+    if (rtt >= 0 && (!best || rtt < best->master_recv_ns - best->master_send_ns))
+      best = &s;
+  }
+  if (best)
+    add(ClockExchange{best->master_send_ns, best->worker_ns, best->worker_ns,
+                      best->master_recv_ns});
+}
+
 void ClockTracker::add(const ClockExchange& e) {
   // Unsigned arithmetic: the worker's figures are a peer's; wrap rather than overflow.
   const auto sub = [](int64_t a, int64_t b) { return int64_t(uint64_t(a) - uint64_t(b)); };
@@ -54,7 +67,13 @@ ClockModel ClockTracker::model() const {
   if (span < kMinSlopeSpanNs)
     return m;
   m.drift = double(newer.offset_ns - older.offset_ns) / double(span);
-  m.error_growth = double(older.rtt_ns / 2 + newer.rtt_ns / 2) / double(span);
+  // A sample is right to within half its round trip when both clocks tick alike; one that
+  // drifts also moves the worker's stamps by the drift over the round trip.
+  const auto sample_error = [&](const Point& p) {
+    return double(p.rtt_ns / 2) + std::fabs(m.drift) * double(p.rtt_ns);
+  };
+  m.error_ns = int64_t(std::ceil(sample_error(newer)));
+  m.error_growth = (sample_error(older) + sample_error(newer)) / double(span);
   return m;
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <span>
 
 namespace stampede::common {
 
@@ -62,11 +63,13 @@ public:
   // noise would dominate it.
   static constexpr int64_t kMinSlopeSpanNs = 1'000'000'000;
 
+  // Starts afresh from a handshake's burst of samples, taken within milliseconds: its
+  // minimum-RTT one only, as one point in time. (Kept whole, a burst of quiet, short round
+  // trips would fill the window and outbid every sample of a busy run for longer than the
+  // drift allows.)
+  void seed(std::span<const ClockSample> handshake);
   // Ignores an exchange whose round trip comes out negative (a forged or garbled one).
   void add(const ClockExchange& e);
-  void add(const ClockSample& s) {
-    add(ClockExchange{s.master_send_ns, s.worker_ns, s.worker_ns, s.master_recv_ns});
-  }
   // Minimum-RTT filtered: in the older and the newer half of the window, the sample with the
   // smallest round trip (the least room for asymmetric delay; its offset is right to within
   // half of it). The newer one is the offset; the slope between the two is the drift, whose

@@ -358,9 +358,7 @@ void Cluster::sendHeartbeat(WorkerLink& link) {
 }
 
 void Cluster::seedClock(WorkerLink& link) {
-  link.clock_tracker = common::ClockTracker{};
-  for (const auto& sample : link.samples)
-    link.clock_tracker.add(sample);
+  link.clock_tracker.seed(link.samples);
   link.clock_model = link.clock_tracker.model();
   link.run_clock_error_ns = std::max<int64_t>(0, link.rtt_ns / 2);
 }

@@ -167,27 +167,31 @@ TEST_CASE("a worker takes a message twice within one Stats: the master hears it"
 }
 
 TEST_CASE("a drifting worker clock is tracked within the model's own error bound", "[clock]") {
-  // The worker's clock: 300 ms ahead and 2 % fast. Round trips of 200 us, the worker's answer
-  // anywhere inside them (the asymmetry the bound allows for).
+  // The worker's clock: 300 ms ahead and 2 % fast.
   const double drift = 0.02;
   const int64_t skew = 300'000'000;
   const auto worker_at = [&](int64_t master_ns) {
     return master_ns + skew + int64_t(std::llround(drift * double(master_ns)));
   };
   common::ClockTracker tracker;
-  // The handshake: a few samples within milliseconds.
-  for (int i = 0; i < 4; ++i) {
+  // The handshake: a burst of quiet samples within milliseconds, round trips of 50 us.
+  std::vector<common::ClockSample> burst;
+  for (int i = 0; i < 10; ++i) {
     const int64_t t1 = i * 1'000'000;
-    tracker.add(common::ClockSample{t1, worker_at(t1 + 150'000), t1 + 200'000});
+    burst.push_back(common::ClockSample{t1, worker_at(t1 + 20'000), t1 + 50'000});
   }
+  tracker.seed(burst);
+  CHECK(tracker.samples() == 1);
   const auto handshake = tracker.model();
   CHECK(handshake.drift == 0); // no slope from samples a few ms apart
-  CHECK(std::llabs(handshake.offset_ns - skew) <= handshake.error_ns + 100'000);
-  // One heartbeat a second, answered at once.
+  CHECK(std::llabs(handshake.offset_ns - skew) <= handshake.error_ns);
+  // One heartbeat a second, answered at once, through a busy run: round trips of 1 to 3 ms,
+  // the answer anywhere inside them (the asymmetry the bound allows for).
   for (int s = 1; s <= 20; ++s) {
     const int64_t t1 = int64_t(s) * 1'000'000'000;
-    const int64_t t2 = worker_at(t1 + 60'000);
-    tracker.add(common::ClockExchange{t1, t2, t2 + 20'000, t1 + 200'000});
+    const int64_t rtt = 1'000'000 + (s * 700'000) % 2'000'000;
+    const int64_t t2 = worker_at(t1 + (s % 3) * rtt / 3);
+    tracker.add(common::ClockExchange{t1, t2, t2 + 20'000, t1 + rtt + 20'000});
     const auto model = tracker.model();
     CHECK(model.error_ns > 0);
     // Within its bound at the next heartbeat and the one after, when the worker still uses it.
