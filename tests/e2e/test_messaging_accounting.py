@@ -13,6 +13,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import broker  # noqa: E402
+import headless_chromium  # noqa: E402
 import stampede_testlib as lib  # noqa: E402
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -130,6 +131,22 @@ class MessagingAccountingTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertGreater(same["count"], 0, m)
         self.assertGreater(cross["count"], 0, m)
         self.assertEqual(same["count"] + cross["count"], 80, m)
+        # The console and report.html name them too.
+        self.assertRegex(out, rf"same worker \(exact\)\s+{same['count']} ")
+        self.assertRegex(out, rf"cross worker\s+{cross['count']} ")
+        self.assertIn("queues: lost 0, duplicate 0, in flight at the end 0", out)
+        if headless_chromium.find_chromium():
+            with headless_chromium.Chromium() as browser:
+                browser.load("file://" + os.path.join(self.out(), "report.html"))
+                rows = browser.evaluate('[...document.querySelectorAll("#messaging tbody tr")]'
+                                        '.map((tr) => [...tr.children].map((td) => td.textContent))')
+                errors = browser.console_errors()
+            self.assertEqual(errors, [], rows)
+            self.assertEqual([r[1] for r in rows], ["from the send, all",
+                                                    "same worker (exact reference)",
+                                                    "cross worker"], rows)
+            self.assertEqual([r[2] for r in rows],
+                             ["80", str(same["count"]), str(cross["count"])], rows)
         print(f"\n  e2e same worker p50 {same['p50']} ms, cross p50 {cross['p50']} ms, "
               f"bound {m['clock_error_bound_ms']:.3f} ms")
 
