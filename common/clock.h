@@ -20,15 +20,24 @@ public:
   SteadyTime now() const override { return std::chrono::steady_clock::now(); }
 };
 
-// The steady clock run `skew` off, as another host's would: the worker's --test-clock-skew, so
-// that tests can check what the master's clock offsets correct.
+// The steady clock run `skew` off, as another host's would, and drifting `drift_ppm` parts
+// per million from its construction on (a fast or slow quartz): the worker's --test-clock-skew
+// and --test-clock-drift, so that tests can check what the master's clock offsets correct, and
+// that it re-measures them during a run.
 class SkewedClock final : public Clock {
 public:
-  explicit SkewedClock(std::chrono::milliseconds skew) : skew_(skew) {}
-  SteadyTime now() const override { return std::chrono::steady_clock::now() + skew_; }
+  explicit SkewedClock(std::chrono::milliseconds skew, int64_t drift_ppm = 0)
+      : skew_(skew), drift_ppm_(drift_ppm), origin_(std::chrono::steady_clock::now()) {}
+  SteadyTime now() const override {
+    const auto real = std::chrono::steady_clock::now();
+    const auto since = std::chrono::duration_cast<std::chrono::nanoseconds>(real - origin_);
+    return real + skew_ + std::chrono::nanoseconds(since.count() / 1'000'000 * drift_ppm_);
+  }
 
 private:
   std::chrono::milliseconds skew_;
+  int64_t drift_ppm_;
+  SteadyTime origin_;
 };
 
 // Microseconds between two stamps, clamped at zero: histogram values are never negative.

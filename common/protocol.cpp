@@ -28,7 +28,7 @@ bool sumFits(int64_t a, int64_t b) {
 bool isIdle(const StepStats& s) {
   if (s.requests || s.errors || s.cancelled || s.dropped || s.bytes_in || s.bytes_out ||
       s.http2_responses || s.latency_us.count() || s.service_us.count() ||
-      s.schedule_lag_us.count())
+      s.schedule_lag_us.count() || s.same_worker_us.count() || s.cross_worker_us.count())
     return false;
   return std::all_of(s.errors_by_kind.begin(), s.errors_by_kind.end(),
                      [](const auto& kind) { return kind.second == 0; }) &&
@@ -109,6 +109,10 @@ void statsToWire(const StatsBook& book, wire::Stats& out) {
       histogramToWire(s.service_us, *w.mutable_service());
     if (s.schedule_lag_us.count() > 0)
       histogramToWire(s.schedule_lag_us, *w.mutable_schedule_lag());
+    if (s.same_worker_us.count() > 0)
+      histogramToWire(s.same_worker_us, *w.mutable_e2e_same_worker());
+    if (s.cross_worker_us.count() > 0)
+      histogramToWire(s.cross_worker_us, *w.mutable_e2e_cross_worker());
   }
 }
 
@@ -150,7 +154,9 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
     };
     if (bad(w.has_latency(), w.latency(), current.latency_us) ||
         bad(w.has_service(), w.service(), current.service_us) ||
-        bad(w.has_schedule_lag(), w.schedule_lag(), current.schedule_lag_us))
+        bad(w.has_schedule_lag(), w.schedule_lag(), current.schedule_lag_us) ||
+        bad(w.has_e2e_same_worker(), w.e2e_same_worker(), current.same_worker_us) ||
+        bad(w.has_e2e_cross_worker(), w.e2e_cross_worker(), current.cross_worker_us))
       return false;
   }
 
@@ -179,6 +185,10 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
       addHistogramFromWire(w.service(), s.service_us);
     if (w.has_schedule_lag())
       addHistogramFromWire(w.schedule_lag(), s.schedule_lag_us);
+    if (w.has_e2e_same_worker())
+      addHistogramFromWire(w.e2e_same_worker(), s.same_worker_us);
+    if (w.has_e2e_cross_worker())
+      addHistogramFromWire(w.e2e_cross_worker(), s.cross_worker_us);
   }
   return true;
 }
@@ -196,6 +206,35 @@ void histogramToWire(const Histogram& h, wire::Histogram& out) {
 
 void addHistogramFromWire(const wire::Histogram& in, Histogram& into) {
   into.addEncoded(countsOf(in), in.count(), in.overflow(), in.min_us(), in.max_us(), in.sum_us());
+}
+
+void seqRunsToWire(const SeqRanges& set, wire::SeqRuns& out) {
+  out.clear_runs();
+  uint64_t end = 0;
+  for (const auto& [first, last] : set.runs()) {
+    out.add_runs(first - end);
+    out.add_runs(last - first + 1);
+    end = last;
+  }
+}
+
+std::optional<std::vector<std::pair<uint64_t, uint64_t>>> seqRunsFromWire(const wire::SeqRuns& in) {
+  if (in.runs_size() % 2 != 0)
+    return std::nullopt;
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  runs.reserve(size_t(in.runs_size() / 2));
+  uint64_t end = 0;
+  for (int i = 0; i < in.runs_size(); i += 2) {
+    const uint64_t gap = in.runs(i);
+    const uint64_t length = in.runs(i + 1);
+    // Ascending and disjoint: every run after the first starts past the previous one's end.
+    if (length == 0 || gap == 0 || !addFits(end, gap) || !addFits(end + gap, length - 1))
+      return std::nullopt;
+    const uint64_t first = end + gap;
+    end = first + length - 1;
+    runs.emplace_back(first, end);
+  }
+  return runs;
 }
 
 std::string toValidUtf8(std::string_view text) {

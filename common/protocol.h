@@ -6,6 +6,7 @@
 
 #include "common/clock.h"
 #include "common/error_context.h"
+#include "common/seq_ranges.h"
 #include "common/stats.h"
 
 #include "stampede.pb.h"
@@ -18,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 namespace stampede::common {
 
@@ -61,6 +63,12 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into);
 // statsFromWire validated (or that we made) at a cost of its wire entries, not 17,408.
 void histogramToWire(const Histogram& h, wire::Histogram& out);
 void addHistogramFromWire(const wire::Histogram& in, Histogram& into);
+
+// Messaging on queues: a set of sequence numbers as the wire's (gap, length) runs, and back.
+// seqRunsFromWire gives the runs as [first, last] pairs, ascending; nullopt when the list is
+// malformed (odd, a zero length, numbers past 2^64, or 0, which no producer uses).
+void seqRunsToWire(const SeqRanges& set, wire::SeqRuns& out);
+std::optional<std::vector<std::pair<uint64_t, uint64_t>>> seqRunsFromWire(const wire::SeqRuns& in);
 
 // Protobuf string fields must hold valid UTF-8 or the peer cannot parse the message: bytes
 // from the wire (response headers, URLs, file contents) pass through this first. Invalid

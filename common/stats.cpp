@@ -19,6 +19,8 @@ void StepStats::merge(const StepStats& other) {
   latency_us.merge(other.latency_us);
   service_us.merge(other.service_us);
   schedule_lag_us.merge(other.schedule_lag_us);
+  same_worker_us.merge(other.same_worker_us);
+  cross_worker_us.merge(other.cross_worker_us);
 }
 
 void StepStats::reset() {
@@ -34,6 +36,8 @@ void StepStats::reset() {
   latency_us.reset();
   service_us.reset();
   schedule_lag_us.reset();
+  same_worker_us.reset();
+  cross_worker_us.reset();
 }
 
 void StatsBook::merge(const StatsBook& other) {

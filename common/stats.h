@@ -27,6 +27,11 @@ struct StepStats {
   Histogram latency_us;      // open model: from the scheduled time; closed: from the send
   Histogram service_us;      // from the send to done
   Histogram schedule_lag_us; // open model: send minus scheduled time, one per arrival
+  // Messaging, SUBSCRIBE steps: end-to-end latency from the producer's send (as service_us),
+  // split by producer and consumer on one worker (one clock: exact, the reference) or on two
+  // (within the clock offsets' error bound).
+  Histogram same_worker_us;
+  Histogram cross_worker_us;
 
   void merge(const StepStats& other);
   void reset();

@@ -206,6 +206,7 @@ void Cluster::handshake(std::chrono::milliseconds timeout, int samples, size_t e
              auto estimate = common::estimateOffset(link.samples);
              link.clock_offset_ns = estimate.offset_ns;
              link.rtt_ns = estimate.rtt_ns;
+             seedClock(link);
              link.state = LinkState::Joined;
              link.last_heard = clock_.now();
            } else {
@@ -251,6 +252,13 @@ void Cluster::deliver(WorkerLink& link, const zmq::message_t& payload,
   if (!link.filter.accept(envelope->seq()))
     return;
   link.last_heard = clock_.now();
+  if (envelope->has_heartbeat() && envelope->heartbeat().echo_master_ns() != 0) {
+    // The answer to one of our heartbeats: a clock sample, whatever phase the run is in.
+    const auto& beat = envelope->heartbeat();
+    link.clock_tracker.add(common::ClockExchange{beat.echo_master_ns(), beat.echo_received_ns(),
+                                                 beat.sent_ns(),
+                                                 common::steadyNs(link.last_heard)});
+  }
   on_message(link, *envelope);
 }
 
@@ -323,9 +331,36 @@ void Cluster::heartbeat(std::initializer_list<LinkState> states) {
   if (now < next_heartbeat_)
     return;
   next_heartbeat_ = now + common::kHeartbeatInterval;
+  for (auto& link : links_)
+    if (std::find(states.begin(), states.end(), link.state) != states.end())
+      sendHeartbeat(link);
+}
+
+void Cluster::sendHeartbeat(WorkerLink& link) {
   wire::Envelope beat;
-  beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
-  broadcast(beat, states);
+  auto* b = beat.mutable_heartbeat();
+  const int64_t now_ns = common::steadyNs(clock_.now());
+  b->set_sent_ns(now_ns);
+  if (link.clock_tracker.samples() > 0) {
+    link.clock_model = link.clock_tracker.model();
+    auto* c = b->mutable_clock();
+    c->set_offset_ns(link.clock_model.offset_ns);
+    c->set_ref_master_ns(link.clock_model.ref_master_ns);
+    c->set_drift(link.clock_model.drift);
+    c->set_error_ns(link.clock_model.error_ns);
+    c->set_error_growth(link.clock_model.error_growth);
+    // The worker stamps with this model until the next one comes, a heartbeat later; two, to
+    // allow for one lost.
+    const int64_t until = now_ns + 2 * std::chrono::nanoseconds(common::kHeartbeatInterval).count();
+    link.run_clock_error_ns = std::max(link.run_clock_error_ns, link.clock_model.errorAt(until));
+  }
+  send(link, beat);
+}
+
+void Cluster::seedClock(WorkerLink& link) {
+  link.clock_tracker.seed(link.samples);
+  link.clock_model = link.clock_tracker.model();
+  link.run_clock_error_ns = std::max<int64_t>(0, link.rtt_ns / 2);
 }
 
 void Cluster::dropMonitors() {

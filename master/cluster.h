@@ -6,6 +6,7 @@
 #pragma once
 
 #include "common/clock.h"
+#include "common/clock_tracker.h"
 #include "common/handshake_monitor.h"
 #include "common/protocol.h"
 #include "common/stats.h"
@@ -52,6 +53,12 @@ struct WorkerLink {
   std::string build;
   uint32_t cores = 0;
   uint32_t threads = 0;
+  // Re-measured on every heartbeat the worker answers, from the handshake on (issue 17: a soak
+  // lasts hours): the tracker's samples, the model last sent to the worker, and the largest
+  // error bound of any offset the worker was given for its stamps (the handshake's first).
+  common::ClockTracker clock_tracker;
+  common::ClockModel clock_model;
+  int64_t run_clock_error_ns = 0;
 
   // Run.
   uint32_t index = 0;
@@ -115,6 +122,11 @@ public:
 
   // At most once a second: a Heartbeat to every worker in one of `states`.
   void heartbeat(std::initializer_list<LinkState> states);
+  // One Heartbeat to `link`, stamped now for the worker's answer (a clock sample), with the
+  // worker's clock model once there is one.
+  void sendHeartbeat(WorkerLink& link);
+  // Starts the link's clock tracker afresh from its handshake samples (link.samples).
+  static void seedClock(WorkerLink& link);
   // After the handshake (forward mode): the handshake monitor only adds to every poll from
   // here on.
   void dropMonitors();

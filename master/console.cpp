@@ -1,6 +1,7 @@
 #include "master/console.h"
 
 #include "master/report.h"
+#include "master/report_messaging.h"
 
 #include <fmt/format.h>
 
@@ -159,6 +160,7 @@ std::string formatSummary(const RunResult& r) {
     out += summaryRow(printable(r.scenario->step_table[i].name), r.book.steps[i], r.duration_s);
   auto total = r.book.total();
   out += summaryRow("TOTAL", total, r.duration_s);
+  out += formatMessagingSummary(r);
   if (r.scenario->load.model == common::LoadSpec::Model::Open) {
     // Latency above is from the scheduled time; these say where it went.
     const auto row = [](const char* what, const common::Histogram& h) {

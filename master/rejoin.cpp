@@ -72,9 +72,7 @@ void Rejoiner::probe(SteadyTime now) {
       if (link.state == LinkState::Lost) {
         sendProbe(link, now);
       } else if (link.state == LinkState::Joined) {
-        wire::Envelope beat;
-        beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
-        run_.cluster.send(link, beat);
+        run_.cluster.sendHeartbeat(link);
       }
     }
     ++it;
@@ -103,6 +101,7 @@ void Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
   link.samples = attempt.samples;
   link.clock_offset_ns = estimate.offset_ns;
   link.rtt_ns = estimate.rtt_ns;
+  Cluster::seedClock(link);
   wire::Envelope welcome;
   auto* w = welcome.mutable_welcome();
   w->set_worker_index(link.index);

@@ -10,6 +10,7 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -171,9 +172,7 @@ json buildReport(const RunResult& r) {
   // Lost workers' requests after their last Stats: estimated, never in `totals`.
   report["unreported_requests_estimate"] = r.unreported_estimate;
   json steps = json::array();
-  std::vector<double> clock_error_ms;
-  for (const auto& w : r.workers)
-    clock_error_ms.push_back(w.clock_error_ms);
+  const std::vector<double> clock_error_ms = workerClockErrorsMs(r);
   for (size_t i = 0; i < r.book.steps.size(); ++i) {
     json step = countsJson(r.book.steps[i], r.duration_s, open);
     step["name"] = r.scenario->step_table[i].name;
@@ -239,6 +238,9 @@ json buildReport(const RunResult& r) {
                                                      {"high", w.unreported_high.value_or(0)}}
                                               : json(nullptr)},
          {"clock_error_ms", w.clock_error_ms},
+         {"run_clock_error_ms", w.run_clock_error_ms},
+         {"clock_offset_end_ms", w.clock_offset_end_ms},
+         {"clock_drift_ppm", w.clock_drift_ppm},
          {"requests_sent_after_first_error", orNull(w.requests_sent_after_first_error)},
          {"stop_ms", orNull(w.stop_ms)},
          {"p99_ms", orNull(w.p99_ms)},

@@ -45,6 +45,10 @@ void addWorkers(const RunContext& run, const std::map<const WorkerLink*, LostWor
       result.unreported_estimate += it->second.estimate.value_or(0);
     }
     w.clock_error_ms = clockErrorMs(link);
+    w.run_clock_error_ms = double(link.run_clock_error_ns) / 1e6;
+    w.clock_offset_end_ms =
+        double(link.clock_model.offsetAt(common::steadyNs(run.clock.now()))) / 1e6;
+    w.clock_drift_ppm = link.clock_model.drift * 1e6;
     for (const auto& event : link.events)
       w.events.emplace_back(event.at_s, event.what);
     const auto& halt = result.halt;
@@ -132,15 +136,21 @@ void collectResult(const RunContext& run, RunLoop& loop, SteadyTime ended_at, Ru
   const HaltPolicy& policy = loop.policy();
   result.duration_s = seconds(ended_at - run.t0);
   result.book = loop.book();
+  addQueueFigures(loop.queueFigures(), result.book);
   result.dropped_messages += run.cluster.droppedMessages();
   result.first_error = policy.firstError();
+  // Messages lost on a queue, found at the end: the run failed, with that as its first error
+  // unless one came earlier.
+  if (!result.first_error && loop.queueLoss())
+    result.first_error = loop.queueLoss();
   result.halt = policy.halt();
   addWorkers(run, loop.lostWorkers(), result);
   addDivergence(loop.progress().divergence(), result.workers);
   if (result.halt)
     addHaltFigures(run, loop.haltSentAt(), result);
   const bool threshold_failed = addThresholds(loop.judge(), result);
-  const auto verdict = policy.verdict(threshold_failed, loop.outputsFailed());
+  const auto verdict =
+      policy.verdict(threshold_failed || loop.queueLoss().has_value(), loop.outputsFailed());
   result.outcome = verdict.outcome;
   result.exit_code = verdict.exit_code;
   if (run.capacity) {

@@ -123,7 +123,8 @@ RunLoop::RunLoop(RunContext& run, RunResult& result)
       // Rows wait this long for a worker that went silent, so that its Stats, when they come,
       // still land in their own rows; longer than that it is lost.
       rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), policy_(run.scenario.halt),
-      rejoin_(run), judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval) {
+      rejoin_(run), judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval),
+      queue_accounting_(run.scenario) {
   timeseries_.recordInto(result.series);
 }
 
@@ -219,6 +220,13 @@ void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
     return;
   }
   const auto cut = cutTime(stats, run_.t0, run_.clock.now());
+  if (queue_accounting_.any()) {
+    const auto added = queue_accounting_.add(stats, cut);
+    if (added.malformed)
+      ++result_.dropped_messages;
+    if (added.first)
+      onQueueDuplicate(link, *added.first, added.duplicates, cut);
+  }
   rows_.add(link.index, cut, stats);
   if (run_.capacity && !e.has_final())
     run_.capacity->onStats(link, cut, stats);
@@ -251,6 +259,60 @@ void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
   run_.cluster.send(link, ack);
 }
 
+// A message taken twice from a queue, found as a worker's part met the others': the run's
+// error like any other (the first halts).
+void RunLoop::onQueueDuplicate(const WorkerLink& link, const QueueAccounting::Duplicate& d,
+                               uint64_t n, SteadyTime at) {
+  common::ErrorContext error;
+  error.worker_index = link.index;
+  error.step = run_.scenario.step_table[d.step].name;
+  error.method = "SUBSCRIBE";
+  error.url = d.queue;
+  error.error_kind = "message_duplicate";
+  error.detail = fmt::format(
+      "message {} of producer {} on {} was consumed twice{}", d.seq, d.producer, d.queue,
+      n > 1 ? fmt::format(" ({} duplicates in worker {}'s part)", n, link.index) : "");
+  error.at = at;
+  error.wall_at = std::chrono::system_clock::now();
+  sendHalt(policy_.onError(std::move(error), false, link.index, seconds(at - run_.t0)),
+           run_.clock.now());
+}
+
+// The end: every confirmed message nobody took is lost, once every worker's last part is in.
+void RunLoop::judgeQueues(SteadyTime end) {
+  if (!queue_accounting_.any())
+    return;
+  for (const auto* link : run_.joined) {
+    if (link->state == LinkState::Lost) {
+      warn(fmt::format("{} was lost: what its consumers took from queues is partly unknown, so "
+                       "no message on a queue is judged lost",
+                       workerLabel(*link)));
+      return;
+    }
+  }
+  // The consumers stopped at the end of the load, or at the halt.
+  SteadyTime stopped = std::min(end, run_.end_at);
+  if (halt_sent_at_)
+    stopped = std::min(stopped, *halt_sent_at_);
+  queue_figures_ = queue_accounting_.judge(stopped);
+  for (const auto& [step, f] : queue_figures_) {
+    if (f.lost == 0 || queue_loss_)
+      continue;
+    common::ErrorContext error;
+    error.step = run_.scenario.step_table[step].name;
+    error.method = "SUBSCRIBE";
+    error.error_kind = "message_lost";
+    error.detail = fmt::format("{} confirmed message{} never consumed, first {} (those "
+                               "confirmed in the last {} s before the consumers stopped are "
+                               "not judged)",
+                               f.lost, f.lost == 1 ? " was" : "s were", f.example,
+                               QueueAccounting::kLossGrace.count());
+    error.at = end;
+    error.wall_at = std::chrono::system_clock::now();
+    queue_loss_ = std::move(error);
+  }
+}
+
 void RunLoop::checkSilent(SteadyTime now) {
   for (auto* link : run_.joined) {
     if (link->state == LinkState::Running && now - link->last_heard > run_.cli.heartbeat_timeout) {
@@ -272,9 +334,10 @@ void RunLoop::checkSilent(SteadyTime now) {
 
 void RunLoop::tick(SteadyTime now) {
   const auto t0 = run_.t0;
-  wire::Envelope beat;
-  beat.mutable_heartbeat()->set_sent_ns(common::steadyNs(now));
-  run_.cluster.broadcast(beat, {LinkState::Running});
+  // One each: every worker gets its own clock model (master/cluster.h).
+  for (auto* link : run_.joined)
+    if (link->state == LinkState::Running)
+      run_.cluster.sendHeartbeat(*link);
   int users = 0;
   int alive = 0;
   for (auto* link : run_.joined) {
@@ -347,6 +410,7 @@ SteadyTime RunLoop::end() {
                  static_cast<int>(run_.cluster.links().size()));
   progress_.end();
   writeRows(rows_.finish());
+  judgeQueues(end);
   return end;
 }
 

@@ -7,6 +7,7 @@
 #include "master/halt_policy.h"
 #include "master/interval_rows.h"
 #include "master/progress.h"
+#include "master/queue_accounting.h"
 #include "master/rejoin.h"
 #include "master/report.h"
 #include "master/run_context.h"
@@ -50,6 +51,10 @@ public:
   std::optional<common::SteadyTime> haltSentAt() const { return halt_sent_at_; }
   const std::map<const WorkerLink*, LostWorker>& lostWorkers() const { return lost_workers_; }
   bool outputsFailed() const { return outputs_failed_; }
+  // Messaging on queues, judged by end(): per SUBSCRIBE step, and the first loss as an error
+  // (the run failed; nothing is left to halt).
+  const std::map<size_t, QueueAccounting::Figures>& queueFigures() const { return queue_figures_; }
+  const std::optional<common::ErrorContext>& queueLoss() const { return queue_loss_; }
 
 private:
   void openOutputs();
@@ -62,6 +67,9 @@ private:
   void sendHalt(Decision decision, common::SteadyTime now);
   void warn(std::string text);
   void writeRows(std::vector<IntervalRow> finished);
+  void onQueueDuplicate(const WorkerLink& link, const QueueAccounting::Duplicate& d, uint64_t n,
+                        common::SteadyTime at);
+  void judgeQueues(common::SteadyTime end);
 
   RunContext& run_;
   RunResult& result_;
@@ -77,6 +85,9 @@ private:
   ThresholdJudge judge_;
   common::SteadyTime last_tick_;
   common::SteadyTime next_tick_;
+  QueueAccounting queue_accounting_;
+  std::map<size_t, QueueAccounting::Figures> queue_figures_;
+  std::optional<common::ErrorContext> queue_loss_;
 };
 
 } // namespace stampede::master

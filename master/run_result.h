@@ -81,6 +81,11 @@ struct WorkerResult {
   std::optional<uint64_t> unreported_low;
   std::optional<uint64_t> unreported_high;
   double clock_error_ms = 0; // the offset's error bound: half the round trip of its sample
+  // Re-measured during the run (every heartbeat): the largest error bound of any offset the
+  // worker stamped messages with, the offset at the end of the run and the drift measured.
+  double run_clock_error_ms = 0;
+  double clock_offset_end_ms = 0;
+  double clock_drift_ppm = 0;
   // Halts with HaltInfo::error_at: its requests sent at or after that moment, and the time
   // from it to its last request's send (negative: it sent nothing after it).
   std::optional<uint64_t> requests_sent_after_first_error;

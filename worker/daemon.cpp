@@ -22,10 +22,10 @@ using common::SteadyTime;
 
 namespace {
 
-std::unique_ptr<common::Clock> makeDaemonClock(std::chrono::milliseconds skew) {
-  if (skew.count() == 0)
+std::unique_ptr<common::Clock> makeDaemonClock(std::chrono::milliseconds skew, int64_t drift_ppm) {
+  if (skew.count() == 0 && drift_ppm == 0)
     return std::make_unique<common::SteadyClock>();
-  return std::make_unique<common::SkewedClock>(skew);
+  return std::make_unique<common::SkewedClock>(skew, drift_ppm);
 }
 
 std::string peerName(const std::string& id) {
@@ -88,6 +88,7 @@ private:
   void handlePrepare(const wire::Prepare& prepare);
   void handleStart(const wire::Start& start);
   void handleHalt(const wire::Halt& halt);
+  void handleHeartbeat(const wire::Heartbeat& beat);
   void periodic();
   void checkMasterSilence();
   void noteMasterHeard();
@@ -108,7 +109,8 @@ private:
   DaemonOptions options_;
   DaemonCounters& counters_;
   // The steady clock itself unless a test skews it (DaemonOptions::test_clock_skew).
-  std::unique_ptr<common::Clock> clock_storage_ = makeDaemonClock(options_.test_clock_skew);
+  std::unique_ptr<common::Clock> clock_storage_ =
+      makeDaemonClock(options_.test_clock_skew, options_.test_clock_drift_ppm);
   const common::Clock& clock_; // options_.clock, or clock_storage_
   ControlSocket socket_;
 
@@ -129,6 +131,9 @@ private:
   uint64_t interval_ = 0;
   std::shared_ptr<common::Scenario> scenario_;
   std::unique_ptr<Engine> engine_;
+  // This run's clock offset as the master re-measures it (its heartbeats carry it); the
+  // engine's messaging stamps read it.
+  std::shared_ptr<common::SharedClockModel> clock_model_;
   common::StatsBook delta_;
   std::optional<wire::Envelope> final_;
   bool leaving_ = false; // SIGINT/SIGTERM: the Final says that this worker leaves the run
@@ -298,6 +303,7 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     reset();
     break;
   case wire::Envelope::kHeartbeat:
+    handleHeartbeat(envelope.heartbeat());
     break;
   case wire::Envelope::kSetRate: // a capacity run's next probe
     if (engine_)
@@ -363,6 +369,32 @@ void WorkerDaemon::Session::handleHalt(const wire::Halt& halt) {
     engine_->halt();
 }
 
+// Answered at once, so that the master gets one clock sample per heartbeat (a round trip with
+// no wait on our side); and the master's latest estimate of our offset, during a run.
+void WorkerDaemon::Session::handleHeartbeat(const wire::Heartbeat& beat) {
+  const int64_t received = common::steadyNs(clock_.now());
+  if (beat.has_clock() && clock_model_) {
+    const auto& c = beat.clock();
+    common::ClockModel model;
+    model.offset_ns = c.offset_ns();
+    model.ref_master_ns = c.ref_master_ns();
+    model.drift = c.drift();
+    model.error_ns = c.error_ns();
+    model.error_growth = c.error_growth();
+    clock_model_->set(model);
+  }
+  if (beat.sent_ns() == 0 || run_id_ == 0)
+    return;
+  wire::Envelope echo;
+  auto* e = echo.mutable_heartbeat();
+  e->set_echo_master_ns(beat.sent_ns());
+  e->set_echo_received_ns(received);
+  const auto now = clock_.now();
+  e->set_sent_ns(common::steadyNs(now));
+  send(echo);
+  next_heartbeat_ = now + common::kHeartbeatInterval;
+}
+
 void WorkerDaemon::Session::handleProbe(const wire::Probe& probe) {
   if (state_ != State::Handshake) {
     ++counters_.dropped_messages;
@@ -394,6 +426,10 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
         prepareRun(prepare, {worker_index_, worker_count_, options_.threads}, target_policy_);
     run.options.master_alive_until_ns = &master_alive_until_ns_;
     run.options.clock_offset_ns = offset_ns_;
+    common::ClockModel handshake;
+    handshake.offset_ns = offset_ns_;
+    clock_model_ = std::make_shared<common::SharedClockModel>(handshake);
+    run.options.clock_model = clock_model_;
     scenario_ = std::move(run.scenario);
     engine_ = std::make_unique<Engine>(scenario_, std::move(run.options), clock_);
     // The engine keeps the errors (the first one write-once) until periodic() takes them.
@@ -498,6 +534,7 @@ void WorkerDaemon::Session::sendStats() {
   if (scenario_->capacity)
     engine_->rearmFirstError(); // each probe keeps its first error in full
   common::statsToWire(delta_, *s);
+  engine_->takeQueueLedger(*s);
   send(stats);
 }
 
@@ -533,6 +570,7 @@ void WorkerDaemon::Session::sendFinal() {
   s->set_at_master_ns(masterNs(clock_.now()));
   s->set_active_users(0);
   common::statsToWire(delta_, *s);
+  engine_->takeQueueLedger(*s);
   f->set_halted(engine_->halted());
   if (first_error_at_) {
     const auto count = engine_->sendsFrom(*first_error_at_);
@@ -571,6 +609,7 @@ void WorkerDaemon::Session::reset() {
     engine_.reset();
   }
   scenario_.reset();
+  clock_model_.reset();
   final_.reset();
   halt_heard_ = false;
   first_error_at_.reset();

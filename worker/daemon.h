@@ -34,6 +34,9 @@ struct DaemonOptions {
   // Testing only (--test-clock-skew): this daemon's clock runs this far from the steady clock,
   // as another host's would, so that tests can check what the clock offsets correct.
   std::chrono::milliseconds test_clock_skew{0};
+  // Testing only (--test-clock-drift): and drifts this many parts per million from its start,
+  // so that tests can check that the master re-measures the offsets during a run.
+  int64_t test_clock_drift_ppm = 0;
 };
 
 // Counters an operator (and the tests) can read to see what the daemon dropped.

@@ -8,16 +8,20 @@
 #pragma once
 
 #include "common/clock.h"
+#include "common/clock_tracker.h"
 #include "common/error_context.h"
 #include "common/load_plan.h"
+#include "common/queue_consumers.h"
 #include "common/scenario.h"
 #include "common/stats.h"
 #include "worker/http_client.h"
+#include "worker/queue_ledger.h"
 #include "worker/send_log.h"
 
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -52,6 +56,9 @@ struct EngineOptions {
   // This worker's steady clock minus the master's (the handshake's estimate): messaging
   // stamps are on the master's clock, so that end-to-end latency holds across workers.
   int64_t clock_offset_ns = 0;
+  // The offset as the master re-measures it during the run (the control thread updates it);
+  // nullptr: clock_offset_ns for the whole run.
+  std::shared_ptr<const common::SharedClockModel> clock_model;
   // Builds each load thread's HTTP client, on that thread's construction; empty: the one
   // http.engine names. A seam for tests.
   std::function<std::unique_ptr<HttpClient>(asio::io_context&, const common::HttpSpec&)>
@@ -127,10 +134,16 @@ public:
   // has its first error in full. Control thread, right after takeErrors().
   void rearmFirstError();
 
+  // Messaging on queues: this worker's confirmed and consumed sequence numbers since the last
+  // call, into `out`. The control thread.
+  void takeQueueLedger(wire::Stats& out) { queue_ledger_.takeInto(out); }
+
   const common::Scenario& scenario() const { return *scenario_; }
   const common::Clock& clock() const { return clock_; }
 
 private:
+  // A stamp of this worker's clock on the master's, with the offset of the moment.
+  int64_t toMasterNs(common::SteadyTime t) const;
   friend class WorkerThread;
   friend struct VirtualUser;
   // One relaxed load per request: see EngineOptions::master_alive_until_ns.
@@ -203,6 +216,10 @@ private:
   // requests are counted in the stats, not described).
   std::atomic<bool> first_error_taken_{false};
   common::ErrorHandOver errors_handed_over_;
+  // Messaging on queues: the queues this scenario consumes from (and their first subscribe
+  // step), and what was confirmed and consumed on them.
+  std::map<std::string, size_t> consumed_queues_ = common::queueConsumers(*scenario_);
+  QueueLedger queue_ledger_;
 };
 
 } // namespace stampede::worker

@@ -75,6 +75,14 @@ public:
       }
     });
   }
+  // Messaging: one message's end-to-end latency from its send, by whether its producer ran on
+  // this worker (StepStats::same_worker_us, exact) or on another (cross_worker_us).
+  void recordEndToEnd(size_t stats_index, bool same_worker, int64_t e2e_us) {
+    stats_.update([&](common::StatsBook& book) {
+      auto& s = book.steps[stats_index];
+      (same_worker ? s.same_worker_us : s.cross_worker_us).record(e2e_us);
+    });
+  }
   void recordCancelled(size_t stats_index);
   void recordDropped(size_t stats_index);
   // A named count of a step (StepStats::counters): messaging's redelivered, stale, reconnects.

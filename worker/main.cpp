@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
       ("insecure", "allow listening on a non-loopback address without keys") //
       ("test-clock-skew", po::value<int>(),
        "testing only: run this daemon's clock this many ms off (as another host's)") //
+      ("test-clock-drift", po::value<int>(),
+       "testing only: and let it drift this many parts per million (negative: slow)") //
       ("quiet,q", "log nothing but errors");
   po::variables_map vm;
   try {
@@ -95,6 +97,15 @@ int main(int argc, char** argv) {
   daemon.quiet = vm.count("quiet") > 0;
   if (vm.count("test-clock-skew"))
     daemon.test_clock_skew = std::chrono::milliseconds(vm["test-clock-skew"].as<int>());
+  if (vm.count("test-clock-drift")) {
+    const int ppm = vm["test-clock-drift"].as<int>();
+    if (ppm <= -1'000'000 || ppm >= 1'000'000) {
+      fmt::print(stderr, "worker: --test-clock-drift: {} ppm is out of range (-999999..999999)\n",
+                 ppm);
+      return 2;
+    }
+    daemon.test_clock_drift_ppm = ppm;
+  }
   try {
     if (vm.count("master-key"))
       daemon.master_public_key = common::readKeyFile(vm["master-key"].as<std::string>());

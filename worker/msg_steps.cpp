@@ -1,6 +1,7 @@
 // The virtual user's messaging steps: publish (stamped, optionally confirmed) and subscribe
 // (receive N, end-to-end latency on the master's clock, loss and duplicates from the
-// producers' sequence numbers). Used on the user's load thread only.
+// producers' sequence numbers: checked here on topics, by the master on queues from what each
+// worker's QueueLedger recorded). Used on the user's load thread only.
 #include "worker/virtual_user.h"
 
 #include <charconv>
@@ -50,7 +51,19 @@ void countReconnects(VirtualUser& user, const Step& step) {
   }
 }
 
+// The worker index of a stampede_src ("worker.vu"); -1 when it is not one.
+int64_t workerOf(std::string_view src) {
+  const size_t dot = src.find('.');
+  return dot == std::string_view::npos ? -1 : parseInt(src.substr(0, dot));
+}
+
 } // namespace
+
+int64_t Engine::toMasterNs(common::SteadyTime t) const {
+  if (options_.clock_model)
+    return options_.clock_model->toMasterNs(toNs(t));
+  return toNs(t) - options_.clock_offset_ns;
+}
 
 asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& step,
                                                std::optional<common::SteadyTime> scheduled) {
@@ -66,12 +79,17 @@ asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& ste
     co_return false;
   const int64_t offset = engine.options_.clock_offset_ns;
   const auto sched = scheduled.value_or(sent);
+  const std::string to = spec.to.text();
+  const std::string src = std::to_string(engine.options_.worker_index) + "." + std::to_string(vu);
+  const uint64_t seq = ++publish_seq[to];
   msg_properties.emplace_back("stampede_run", std::to_string(runId(engine, offset, engine.t0_)));
-  msg_properties.emplace_back("stampede_src", std::to_string(engine.options_.worker_index) + "." +
-                                                  std::to_string(vu));
-  msg_properties.emplace_back("stampede_seq", std::to_string(++publish_seq[spec.to.text()]));
-  msg_properties.emplace_back("stampede_t_sched", std::to_string(toNs(sched) - offset));
-  msg_properties.emplace_back("stampede_t_sent", std::to_string(toNs(sent) - offset));
+  msg_properties.emplace_back("stampede_src", src);
+  msg_properties.emplace_back("stampede_seq", std::to_string(seq));
+  // On the master's clock with the offset of the moment (re-measured during the run) ...
+  msg_properties.emplace_back("stampede_t_sched", std::to_string(engine.toMasterNs(sched)));
+  msg_properties.emplace_back("stampede_t_sent", std::to_string(engine.toMasterNs(sent)));
+  // ... and on this worker's own: a consumer on this worker measures exactly, with no offset.
+  msg_properties.emplace_back("stampede_t_sent_worker", std::to_string(toNs(sent)));
   OutMessage message{&spec.to, msg_body, &msg_properties, spec.persistent};
   const MsgResult result = co_await messaging->publish(message, spec.confirm, spec.timeout);
   const auto done = engine.clock_.now();
@@ -91,6 +109,9 @@ asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& ste
   wire.bytes_out = msg_body.size();
   if (result.ok()) {
     thread.record(step.stats_index, wire, sample, nullptr);
+    // A queue some step consumes from: the master checks every confirmed message is taken.
+    if (!spec.to.topic && engine.consumed_queues_.count(to))
+      engine.queue_ledger_.confirmed(uint32_t(step.stats_index), to, src, seq);
     co_return true;
   }
   error_kind.assign(msgErrorKindName(result.error));
@@ -174,25 +195,39 @@ asio::awaitable<bool> VirtualUser::subscribeStep(const Flow& flow, const Step& s
     const int64_t seq = parseInt(msg_in.property("stampede_seq"));
     const int64_t t_sched = parseInt(msg_in.property("stampede_t_sched"));
     const int64_t t_sent = parseInt(msg_in.property("stampede_t_sent"));
-    const int64_t now_master = toNs(done) - offset;
+    const int64_t now_master = engine.toMasterNs(done);
+    const std::string_view src = msg_in.property("stampede_src");
+    const bool same_worker = workerOf(src) == int64_t(engine.options_.worker_index);
+    const int64_t t_sent_worker = parseInt(msg_in.property("stampede_t_sent_worker"));
     if (t_sched > 0 && t_sent > 0) {
       sample.latency_us = std::max<int64_t>(0, (now_master - t_sched) / 1000);
       sample.service_us = std::max<int64_t>(0, (now_master - t_sent) / 1000);
+      // Producer and consumer on one worker: one clock, no offset in between.
+      if (same_worker && t_sent_worker > 0)
+        thread.recordEndToEnd(step.stats_index, true,
+                              std::max<int64_t>(0, (toNs(done) - t_sent_worker) / 1000));
+      else
+        thread.recordEndToEnd(step.stats_index, false, sample.service_us);
     }
+    if (!spec.from.topic && seq > 0 && !from_run.empty() && !src.empty() &&
+        engine.consumed_queues_.count(where))
+      engine.queue_ledger_.consumed(uint32_t(step.stats_index), where, src, uint64_t(seq),
+                                    msg_in.redelivered);
     // Topics: each subscriber sees every producer's sequence in order, so a gap is a loss and
     // a step back a duplicate. (Queues share messages among consumers: not checked here.)
     if (spec.from.topic && seq > 0 && !from_run.empty()) {
-      const std::string src(msg_in.property("stampede_src"));
-      uint64_t& last = last_seq[std::to_string(step.stats_index) + "|" + src];
+      uint64_t& last = last_seq[std::to_string(step.stats_index) + "|" + std::string(src)];
       if (last != 0 && uint64_t(seq) <= last) {
         if (!msg_in.redelivered) {
           kind = "message_duplicate";
-          detail = "message " + std::to_string(seq) + " of producer " + src + " came twice";
+          detail =
+              "message " + std::to_string(seq) + " of producer " + std::string(src) + " came twice";
         }
       } else if (last != 0 && uint64_t(seq) > last + 1) {
         kind = "message_lost";
         detail = "messages " + std::to_string(last + 1) + ".." + std::to_string(seq - 1) +
-                 " of producer " + src + " never came (next was " + std::to_string(seq) + ")";
+                 " of producer " + std::string(src) + " never came (next was " +
+                 std::to_string(seq) + ")";
       }
       last = std::max<uint64_t>(last, uint64_t(seq));
     }

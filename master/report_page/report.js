@@ -112,6 +112,40 @@
     }
   }
 
+  // --- messaging: end to end per SUBSCRIBE step, split by same- and cross-worker pairs --------
+  {
+    const subs = (report.steps || []).filter((st) => st.messaging && st.messaging.consumed !== undefined);
+    if (subs.length) {
+      const s = section("Messaging", "messaging");
+      const head = ["step", "end to end", "count", "p50 ms", "p90 ms", "p99 ms", "max ms", "clock error ± ms"];
+      const rows = [];
+      for (const st of subs) {
+        const m = st.messaging;
+        const line = (what, h, bound, cls) => el("tr", { class: cls }, [
+          el("td", {}, st.method + " " + st.name),
+          el("td", { class: "text" }, what),
+          cell(count(h.count), h.count),
+          cell(msText(h.p50), h.p50),
+          cell(msText(h.p90), h.p90),
+          cell(msText(h.p99), h.p99),
+          cell(msText(h.max), h.max),
+          cell(msText(bound), bound),
+        ]);
+        rows.push(line("from the send, all", Object.assign({ count: m.consumed }, m.e2e_from_sent_ms || {}), m.clock_error_bound_ms));
+        if (m.e2e_same_worker_ms) rows.push(line("same worker (exact reference)", m.e2e_same_worker_ms, 0, "same-worker"));
+        if (m.e2e_cross_worker_ms) rows.push(line("cross worker", m.e2e_cross_worker_ms, m.clock_error_bound_ms, "cross-worker"));
+      }
+      s.append(table(head, rows));
+      const notes = subs.map((st) => {
+        const m = st.messaging;
+        return st.name + ": consumed " + count(m.consumed) + ", lost " + count(m.lost) + ", duplicate " +
+          count(m.duplicate) + ", in flight at the end " + count(m.in_flight_at_end) + ", redelivered " +
+          count(m.redelivered) + ", stale " + count(m.stale) + ", reconnects " + count(m.reconnects);
+      });
+      s.append(el("p", { class: "note" }, notes.join("; ") + ". Clock offsets are re-measured on every heartbeat; the bound holds for cross-worker pairs."));
+    }
+  }
+
   // --- charts over time ----------------------------------------------------------------------
   const charts = [];
   const palette = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#a16207", "#64748b"];

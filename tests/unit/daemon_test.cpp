@@ -324,3 +324,21 @@ TEST_CASE("prepareRun: the scenario from what the Prepare ships, never this host
   CHECK_THROWS_WITH(worker::prepareRun(prepare, {1, 2, 3}, worker::TargetPolicy{}),
                     Catch::Contains("ids.csv"));
 }
+
+TEST_CASE("daemon: a master heartbeat is answered at once with the worker's stamps", "[daemon]") {
+  zmq::context_t context;
+  ManualClock clock;
+  Daemon daemon(context, &clock);
+  Master master(context, daemon.endpoint());
+  master.handshake(7);
+  // The worker's own cadence cannot send this: its clock does not move during the test.
+  wire::Envelope beat;
+  beat.mutable_heartbeat()->set_sent_ns(123'456'789);
+  master.send(beat);
+  const auto echo = master.expect(wire::Envelope::kHeartbeat);
+  REQUIRE(echo);
+  CHECK(echo->heartbeat().echo_master_ns() == 123'456'789);
+  const int64_t worker_now = common::steadyNs(clock.now());
+  CHECK(echo->heartbeat().echo_received_ns() == worker_now);
+  CHECK(echo->heartbeat().sent_ns() == worker_now);
+}
