@@ -1,5 +1,7 @@
 #include "worker/h2_protocol.h"
 
+#include "common/text.h"
+
 #include <nghttp2/nghttp2.h>
 
 #include <algorithm>
@@ -107,6 +109,15 @@ struct H2Callbacks {
     const std::string_view n(reinterpret_cast<const char*>(name), name_length);
     const std::string_view v(reinterpret_cast<const char*>(value), value_length);
     try {
+      // nghttp2's messaging checks are off (see H2Protocol's constructor); its field checks are
+      // cheap, and a malformed field fails here as it does in the HTTP/1.1 parser.
+      if (!nghttp2_check_header_name(name, name_length) ||
+          !nghttp2_check_header_value(value, value_length)) {
+        s->error = TransportError::Protocol;
+        s->detail =
+            "malformed response field " + common::quoteValue(n) + ": " + common::quoteValue(v);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; // nghttp2 resets the stream
+      }
       if (n == ":status") {
         int status = 0;
         std::from_chars(v.data(), v.data() + v.size(), status);
@@ -358,8 +369,9 @@ H2Protocol::H2Protocol(const H2Settings& settings) {
   // with the server's figure, or with no limit when it gives none.
   nghttp2_option_set_peer_max_concurrent_streams(option, 1);
   // No HTTP messaging checks (field names and values, pseudo-fields, Content-Length against
-  // DATA): a seventh of the client's instructions per request. A response without :status fails
-  // here, and Content-Length against DATA is checked here; a malformed field passes.
+  // DATA): a seventh of the client's instructions per request. onHeader checks each field's
+  // name and value with nghttp2's own cheap checks, a response without :status fails here, and
+  // Content-Length against DATA is checked here.
   nghttp2_option_set_no_http_messaging(option, 1);
   const int rv = nghttp2_session_client_new3(&session_, callbacks, this, option,
                                              settings.memory ? settings.memory->mem() : nullptr);

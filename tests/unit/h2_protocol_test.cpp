@@ -44,9 +44,8 @@ public:
     bodies_[id] = std::make_unique<Body>(Body{body, 0});
     const std::string code = std::to_string(status);
     const std::string length = std::to_string(length_sent.value_or(body.size()));
-    const std::string test_value = "yes";
     nghttp2_nv nv[] = {field(":status", code), field("content-length", length),
-                       field("x-test", test_value)};
+                       field(extra_name.c_str(), extra_value)};
     nghttp2_data_provider provider{};
     provider.source.ptr = bodies_[id].get();
     provider.read_callback = &Server::readBody;
@@ -60,6 +59,10 @@ public:
   void goaway(int32_t last_id, uint32_t code) {
     nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, last_id, code, nullptr, 0);
   }
+
+  // The third field of every answer.
+  std::string extra_name = "x-test";
+  std::string extra_value = "yes";
 
   nghttp2_session* session_ = nullptr;
   std::vector<int32_t> waiting_; // requests received, not answered, in order
@@ -507,6 +510,27 @@ TEST_CASE("h2: a body shorter or longer than its Content-Length fails; HEAD has 
   CHECK(exact.error == TransportError::None);
   CHECK(head.error == TransportError::None);
   CHECK(head.status == 200);
+}
+
+TEST_CASE("h2: a malformed response field fails the stream, as the HTTP/1.1 parser does", "[h2]") {
+  // nghttp2's HTTP messaging checks are off: H2Protocol checks each field itself.
+  for (const auto& [name, value] : {std::pair<std::string, std::string>{"bad name", "yes"},
+                                    {"x-test", "a\nb"},
+                                    {"x-test", std::string("a\0b", 3)}}) {
+    H2Protocol client(H2Settings{});
+    Server server;
+    server.extra_name = name;
+    server.extra_value = value;
+    INFO("field " << name);
+    std::vector<std::unique_ptr<H2Stream>> streams;
+    H2Stream& bad = submitGet(client, streams);
+    pump(client, server);
+    server.answerAll("12345");
+    pump(client, server);
+    REQUIRE(bad.closed);
+    CHECK(bad.error == TransportError::Protocol);
+    CHECK(bad.detail.starts_with("malformed response field"));
+  }
 }
 
 } // namespace
