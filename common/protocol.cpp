@@ -28,7 +28,7 @@ bool sumFits(int64_t a, int64_t b) {
 bool isIdle(const StepStats& s) {
   if (s.requests || s.errors || s.cancelled || s.dropped || s.bytes_in || s.bytes_out ||
       s.http2_responses || s.latency_us.count() || s.service_us.count() ||
-      s.schedule_lag_us.count())
+      s.schedule_lag_us.count() || s.reconnect_us.count())
     return false;
   return std::all_of(s.errors_by_kind.begin(), s.errors_by_kind.end(),
                      [](const auto& kind) { return kind.second == 0; }) &&
@@ -109,6 +109,8 @@ void statsToWire(const StatsBook& book, wire::Stats& out) {
       histogramToWire(s.service_us, *w.mutable_service());
     if (s.schedule_lag_us.count() > 0)
       histogramToWire(s.schedule_lag_us, *w.mutable_schedule_lag());
+    if (s.reconnect_us.count() > 0)
+      histogramToWire(s.reconnect_us, *w.mutable_reconnect());
   }
 }
 
@@ -150,7 +152,8 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
     };
     if (bad(w.has_latency(), w.latency(), current.latency_us) ||
         bad(w.has_service(), w.service(), current.service_us) ||
-        bad(w.has_schedule_lag(), w.schedule_lag(), current.schedule_lag_us))
+        bad(w.has_schedule_lag(), w.schedule_lag(), current.schedule_lag_us) ||
+        bad(w.has_reconnect(), w.reconnect(), current.reconnect_us))
       return false;
   }
 
@@ -179,6 +182,8 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
       addHistogramFromWire(w.service(), s.service_us);
     if (w.has_schedule_lag())
       addHistogramFromWire(w.schedule_lag(), s.schedule_lag_us);
+    if (w.has_reconnect())
+      addHistogramFromWire(w.reconnect(), s.reconnect_us);
   }
   return true;
 }

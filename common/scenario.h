@@ -183,15 +183,6 @@ struct CapacitySpec {
   microseconds max_lag{10'000};   // schedule lag p99 above this: the generators lag
 };
 
-struct TlsSpec {
-  bool verify = true;
-  // PEM text (the files' contents, read on the master and shipped), empty when not given.
-  std::string ca_pem;
-  std::string cert_pem;
-  std::string key_pem;
-  std::string ca_file, cert_file, key_file; // as written, for messages
-};
-
 constexpr uint64_t kDefaultMaxBody = 64 * 1024 * 1024; // http.max_body
 
 // http.h2: the nghttp2 engine's settings (HTTP/2 only).

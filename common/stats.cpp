@@ -19,6 +19,7 @@ void StepStats::merge(const StepStats& other) {
   latency_us.merge(other.latency_us);
   service_us.merge(other.service_us);
   schedule_lag_us.merge(other.schedule_lag_us);
+  reconnect_us.merge(other.reconnect_us);
 }
 
 void StepStats::reset() {
@@ -34,6 +35,7 @@ void StepStats::reset() {
   latency_us.reset();
   service_us.reset();
   schedule_lag_us.reset();
+  reconnect_us.reset();
 }
 
 void StatsBook::merge(const StatsBook& other) {

@@ -27,6 +27,8 @@ struct StepStats {
   Histogram latency_us;      // open model: from the scheduled time; closed: from the send
   Histogram service_us;      // from the send to done
   Histogram schedule_lag_us; // open model: send minus scheduled time, one per arrival
+  // Messaging: from a connection lost to re-established with its subscriptions, per reconnect.
+  Histogram reconnect_us;
 
   void merge(const StepStats& other);
   void reset();
