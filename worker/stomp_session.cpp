@@ -410,7 +410,7 @@ private:
         co_return false;
       }
     }
-    if (!lowest() || !connected_ && !connecting_) {
+    if (!lowest() || (!connected_ && !connecting_)) {
       detail_ = silence_.empty() ? "the connection is closed" : silence_;
       co_return false;
     }
@@ -449,7 +449,7 @@ private:
         co_return Read::Cancelled;
       if (Clock::now() >= deadline)
         co_return Read::Timeout;
-      if (!lowest() || !connected_ && !connecting_) {
+      if (!lowest() || (!connected_ && !connecting_)) {
         detail_ = silence_.empty() ? "the connection is closed" : silence_;
         co_return Read::Lost;
       }

@@ -183,7 +183,7 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
             rc, report, context = self.run_scenario(self.auth_scenario(b, "wrong", "open"))
         self.assertNotEqual(rc, 0, context)
         self.assertEqual(report["halt"]["error_kind"], "unauthorized", report["halt"])
-        self.assertEqual(report["first_error"]["kind"], "unauthorized", report["first_error"])
+        self.assertEqual(report["first_error"]["error_kind"], "unauthorized", report["first_error"])
         detail = report["first_error"]["detail"]
         self.assertIn("password is invalid", detail, detail)
         self.assertEqual(steps_by_method(report)["PUBLISH"]["messaging"]["confirmed"], 0, report)
@@ -198,7 +198,7 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertNotEqual(rc, 0, context)
         self.assertEqual(report["halt"]["error_kind"], "send_rejected", report["halt"])
         first = report["first_error"]
-        self.assertEqual(first["kind"], "send_rejected", first)
+        self.assertEqual(first["error_kind"], "send_rejected", first)
         # The broker's own words.
         self.assertIn("not authorized to write to: topic://locked", first["detail"], first)
 
