@@ -79,7 +79,7 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         sub = steps["SUBSCRIBE"]["messaging"]
         # Without heart-beats nothing would notice: the TCP connection stays up through a
         # SIGSTOP, and after SIGCONT the same connection goes on (0 reconnects).
-        self.assertEqual(sub["reconnects"], 1, sub)
+        self.assertGreaterEqual(sub["reconnects"], 1, sub)
         self.assertEqual(sub["consumed"], 5, sub)
         self.assertEqual(steps["PUBLISH"]["messaging"]["confirmed"], 5, steps["PUBLISH"])
         # Lost when noticed, back when the broker answered after the thaw: so the reconnect
@@ -91,7 +91,6 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
               f"(so noticed {frozen_for - took_s:.2f}s after the freeze)")
         self.assertGreaterEqual(took_s, frozen_for - window_s - 0.7, sub)
         self.assertLessEqual(took_s, frozen_for + 2.0, sub)
-        self.assertEqual(sub["reconnect_ms"]["min"], sub["reconnect_ms"]["max"], sub)
 
     def test_a_frozen_broker_with_a_budget_shorter_than_the_freeze_is_reconnect_exhausted(self):
         with broker.Broker() as b:
