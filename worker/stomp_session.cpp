@@ -21,6 +21,12 @@ using boost::system::error_code;
 using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
+bool isTlsError(const error_code& ec) {
+  return ec && ec != asio::ssl::error::stream_truncated &&
+         (ec.category() == asio::error::get_ssl_category() ||
+          ec.category() == asio::ssl::error::get_stream_category());
+}
+
 bool contains(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;
 }
@@ -464,6 +470,7 @@ private:
       disarm();
       if (cancelled_)
         co_return Read::Cancelled;
+      last_read_error_ = ec;
       if (ec) {
         if (timed_out_)
           co_return Read::Timeout;
@@ -550,9 +557,7 @@ private:
     disarm();
     if (cancelled_)
       co_return MsgResult{MsgError::Cancelled, {}};
-    if (ec && tls_stream_ && !timed_out_ &&
-        (ec.category() == asio::error::get_ssl_category() ||
-         ec.category() == asio::ssl::error::get_stream_category()))
+    if (ec && tls_stream_ && !timed_out_ && isTlsError(ec))
       co_return MsgResult{MsgError::Tls,
                           url.text + ": TLS handshake failed: " + tlsDetail(ec, tls_stream_.get())};
     if (ec)
@@ -588,6 +593,11 @@ private:
     case Read::Timeout:
       co_return MsgResult{MsgError::ConnectRefused, url.text + ": no CONNECTED frame in time"};
     default:
+      // TLS 1.3: a broker that refuses our certificate (or wants one) says so after the
+      // handshake, with an alert in place of CONNECTED.
+      if (tls_stream_ && isTlsError(last_read_error_))
+        co_return MsgResult{MsgError::Tls, url.text + ": the broker refused the TLS session: " +
+                                               tlsDetail(last_read_error_, tls_stream_.get())};
       co_return MsgResult{MsgError::ConnectRefused, url.text + ": " + detail_};
     }
     if (in_frame_.command == "CONNECTED")
@@ -752,6 +762,7 @@ private:
   Clock::time_point last_sent_, last_received_;
   size_t seen_pending_ = 0; // bytes waiting in the socket at the last tick
   std::string silence_;     // why the heart-beat watch dropped the connection
+  error_code last_read_error_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0); // for callbacks that outlive us
   bool writing_ = false;    // a frame or a heart-beat EOL is being written
   bool connecting_ = false; // in handshake(): reads and writes before connected_

@@ -51,9 +51,10 @@ _SHARED_STORE = ('<kahaDB directory="{path}" lockKeepAlivePeriod="0"><locker>'
 
 _SSL_CONTEXT = """
     <sslContext><sslContext keyStore="file:{keystore}" keyStorePassword="{password}"
-                            keyStoreType="PKCS12"/></sslContext>"""
+                            keyStoreType="PKCS12"{trust}/></sslContext>"""
+_SSL_TRUST = ' trustStore="file:{truststore}" trustStorePassword="{password}" trustStoreType="PKCS12"'
 _SSL_CONNECTOR = """
-      <transportConnector name="stomp+ssl" uri="stomp+ssl://127.0.0.1:{port}"/>"""
+      <transportConnector name="stomp+ssl" uri="stomp+ssl://127.0.0.1:{port}{query}"/>"""
 
 
 _OPENWIRE_CONNECTOR = """
@@ -79,8 +80,10 @@ def _auth_plugins(users, writable_topics):
 
 
 def make_test_pki(directory, host="127.0.0.1", password="changeit"):
-    """A CA and a server certificate for `host`, signed by it, with openssl: returns
-    {"ca": ca.pem, "other_ca": a CA that signed nothing here, "keystore": server.p12}."""
+    """A CA and a server certificate for `host`, signed by it, with openssl, and a client
+    certificate signed by it: returns {"ca": ca.pem, "other_ca": a CA that signed nothing here,
+    "keystore": server.p12, "truststore": the CA for the broker (PKCS12, by keytool),
+    "client_cert": client.pem, "client_key": client.key}."""
     def run(*args):
         subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
     for ca in ("ca", "other-ca"):
@@ -94,8 +97,17 @@ def make_test_pki(directory, host="127.0.0.1", password="changeit"):
         "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
     run("pkcs12", "-export", "-in", "server.pem", "-inkey", "server.key", "-name", "broker",
         "-passout", "pass:" + password, "-out", "server.p12")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=stampede client", "-keyout",
+        "client.key", "-out", "client.csr")
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-out", "client.pem")
+    subprocess.run(["keytool", "-importcert", "-noprompt", "-storetype", "PKCS12", "-keystore",
+                    "trust.p12", "-storepass", password, "-alias", "ca", "-file", "ca.pem"],
+                   cwd=directory, check=True, capture_output=True)
     return {name: os.path.join(directory, file) for name, file in
-            (("ca", "ca.pem"), ("other_ca", "other-ca.pem"), ("keystore", "server.p12"))}
+            (("ca", "ca.pem"), ("other_ca", "other-ca.pem"), ("keystore", "server.p12"),
+             ("truststore", "trust.p12"), ("client_cert", "client.pem"),
+             ("client_key", "client.key"))}
 
 
 class Broker:
@@ -105,16 +117,18 @@ class Broker:
     start(wait=False) starts a standby without waiting for its port.
     users: {"name": "password"}: logins required; writable_topics: the only topics those
     users may write to (None: all). tls: also a stomp+ssl connector, b.ssl_url ("ssl://127.0.0.1:PORT"), with the
-    certificates in b.pki (make_test_pki). openwire: also an OpenWire connector,
+    certificates in b.pki (make_test_pki); client_auth: that connector (tls implied) asks for
+    a client certificate signed by the test CA. openwire: also an OpenWire connector,
     b.openwire_url (for ActiveMQ's own `activemq producer`/`consumer` tools)."""
 
     def __init__(self, name="fx", shared_store=None, users=None, writable_topics=None,
-                 tls=False, openwire=False):
+                 tls=False, openwire=False, client_auth=False):
         self.name = name
         self.shared_store = shared_store
         self.users = users
         self.writable_topics = writable_topics
-        self.tls = tls
+        self.tls = tls or client_auth
+        self.client_auth = client_auth
         self.pki = None
         self.ssl_port = None
         self.ssl_url = None
@@ -143,9 +157,12 @@ class Broker:
                 self.pki = make_test_pki(pki_dir)
                 self.ssl_port = free_port()
                 self.ssl_url = "ssl://127.0.0.1:%d" % self.ssl_port
+                trust = (_SSL_TRUST.format(truststore=self.pki["truststore"], password="changeit")
+                         if self.client_auth else "")
                 ssl_context = _SSL_CONTEXT.format(keystore=self.pki["keystore"],
-                                                  password="changeit")
-                ssl_connector = _SSL_CONNECTOR.format(port=self.ssl_port)
+                                                  password="changeit", trust=trust)
+                ssl_connector = _SSL_CONNECTOR.format(
+                    port=self.ssl_port, query="?needClientAuth=true" if self.client_auth else "")
             f.write(_CONFIG.format(name=self.name, data=data, port=self.port, store=store,
                                    plugins=plugins, ssl_context=ssl_context,
                                    ssl_connector=ssl_connector,

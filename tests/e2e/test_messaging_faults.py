@@ -116,8 +116,13 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertLess(report["halt"]["at_s"], frozen_at_s + 1.0 + 1.0 + 2.5, report["halt"])
         self.assertLess(elapsed, 15, context)
 
-    def tls_scenario(self, b, ca_name):
+    def tls_scenario(self, b, ca_name, client_cert=False):
         shutil.copy(b.pki[ca_name], os.path.join(self.tmp, "ca.pem"))
+        tls = "{ca: ca.pem}"
+        if client_cert:
+            shutil.copy(b.pki["client_cert"], os.path.join(self.tmp, "client.pem"))
+            shutil.copy(b.pki["client_key"], os.path.join(self.tmp, "client.key"))
+            tls = "{ca: ca.pem, cert: client.pem, key: client.key}"
         return f"""
             name: tls
             target: http://127.0.0.1:9
@@ -125,7 +130,7 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
             messaging:
               urls: [{b.ssl_url.replace("ssl://", "stomp+ssl://")}]
               client_id: "t-{{{{vu}}}}"
-              tls: {{ca: ca.pem}}
+              tls: {tls}
             flows:
               - name: subscriber
                 users: 1
@@ -162,6 +167,18 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         detail = report["first_error"]["detail"]
         self.assertIn("certificate verify failed", detail, detail)
         self.assertIn("stomp+ssl://127.0.0.1:", detail, detail)
+
+    def test_a_broker_that_wants_a_client_certificate_gets_ours_or_refuses_the_session(self):
+        with broker.Broker(client_auth=True) as b:
+            rc, report, context = self.run_scenario(self.tls_scenario(b, "ca", client_cert=True))
+            self.assertEqual(rc, 0, context)
+            steps = steps_by_method(report)
+            self.assertEqual(steps["SUBSCRIBE"]["messaging"]["consumed"], 10, steps["SUBSCRIBE"])
+            # Without one: refused, said as a TLS error at the first connect.
+            rc, report, context = self.run_scenario(self.tls_scenario(b, "ca"))
+        self.assertNotEqual(rc, 0, context)
+        self.assertEqual(report["halt"]["error_kind"], "tls", report["first_error"])
+        print(f"\n  without a client certificate: {report['first_error']['detail']}")
 
     def auth_scenario(self, b, password, topic):
         return f"""
