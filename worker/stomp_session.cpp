@@ -695,9 +695,11 @@ private:
         for (const auto& sub : subs_)
           if (auto r = co_await sendSubscribe(sub, budget_end); !r.ok())
             co_return r;
+        // From the loss; for a session idle then (the heart-beat watch saw it), from its next
+        // operation: the time it waited for a broker.
         if (lost)
           reconnect_times_.push_back(
-              std::chrono::duration_cast<microseconds>(Clock::now() - lost_at_));
+              std::chrono::duration_cast<microseconds>(Clock::now() - std::max(lost_at_, start)));
         co_return MsgResult{};
       }
       // The first connection: a refusal from every broker is final at once (a reconnect
