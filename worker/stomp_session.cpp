@@ -273,14 +273,14 @@ private:
   // nothing left to read.
   bool peerClosed() {
     if (tls_stream_) {
-      error_code ec;
-      const size_t pending = tls_stream_->next_layer().available(ec);
-      if (ec)
-        return true;
+      // Readable with nothing to read: the peer's FIN (polled first, so that bytes arriving
+      // in between count as data).
       pollfd fd{tls_stream_->next_layer().native_handle(), POLLIN | POLLRDHUP, 0};
       if (::poll(&fd, 1, 0) <= 0)
         return false;
-      return pending == 0 && (fd.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0;
+      error_code ec;
+      const size_t pending = tls_stream_->next_layer().available(ec);
+      return ec || (pending == 0 && (fd.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0);
     }
     if (!tcp_)
       return true;
