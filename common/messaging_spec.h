@@ -14,10 +14,11 @@
 
 namespace stampede::common {
 
-// One broker of the failover list, "tcp://host:port".
+// One broker of the failover list, "tcp://host:port" or, over TLS, "ssl://host:port".
 struct BrokerUrl {
   std::string host;
   uint16_t port = 0;
+  bool tls = false; // ssl:// or stomp+ssl://
   std::string text; // as written
 };
 
@@ -30,6 +31,25 @@ struct ReconnectSpec {
   std::chrono::microseconds budget{std::chrono::seconds(30)};
 };
 
+// STOMP heart-beating (messaging.heartbeat): what the client offers in its CONNECT (cx, cy); the
+// broker's CONNECTED answer decides the intervals in use.
+struct HeartbeatSpec {
+  std::chrono::microseconds send{0};    // cx: we can send one this often; 0: we send none
+  std::chrono::microseconds receive{0}; // cy: we want one this often; 0: we watch for none
+  // Nothing from the broker for the negotiated interval times this: the connection is lost.
+  double tolerance = 2.0;
+};
+
+// TLS settings (http.tls, messaging.tls).
+struct TlsSpec {
+  bool verify = true;
+  // PEM text (the files' contents, read on the master and shipped), empty when not given.
+  std::string ca_pem;
+  std::string cert_pem;
+  std::string key_pem;
+  std::string ca_file, cert_file, key_file; // as written, for messages
+};
+
 struct MessagingSpec {
   enum class Protocol { Stomp };
   Protocol protocol = Protocol::Stomp;
@@ -37,7 +57,8 @@ struct MessagingSpec {
   ReconnectSpec reconnect;
   Template client_id; // empty source: none sent (no durable subscriptions then)
   std::optional<Template> user, password;
-  std::chrono::microseconds heartbeat{0}; // 0: none
+  HeartbeatSpec heartbeat;
+  TlsSpec tls; // for ssl:// URLs
 };
 
 // A destination as written, "queue://orders" or "topic://orders".

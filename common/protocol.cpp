@@ -28,7 +28,8 @@ bool sumFits(int64_t a, int64_t b) {
 bool isIdle(const StepStats& s) {
   if (s.requests || s.errors || s.cancelled || s.dropped || s.bytes_in || s.bytes_out ||
       s.http2_responses || s.latency_us.count() || s.service_us.count() ||
-      s.schedule_lag_us.count() || s.same_worker_us.count() || s.cross_worker_us.count())
+      s.schedule_lag_us.count() || s.same_worker_us.count() || s.cross_worker_us.count() ||
+      s.reconnect_us.count())
     return false;
   return std::all_of(s.errors_by_kind.begin(), s.errors_by_kind.end(),
                      [](const auto& kind) { return kind.second == 0; }) &&
@@ -113,6 +114,8 @@ void statsToWire(const StatsBook& book, wire::Stats& out) {
       histogramToWire(s.same_worker_us, *w.mutable_e2e_same_worker());
     if (s.cross_worker_us.count() > 0)
       histogramToWire(s.cross_worker_us, *w.mutable_e2e_cross_worker());
+    if (s.reconnect_us.count() > 0)
+      histogramToWire(s.reconnect_us, *w.mutable_reconnect());
   }
 }
 
@@ -156,7 +159,8 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
         bad(w.has_service(), w.service(), current.service_us) ||
         bad(w.has_schedule_lag(), w.schedule_lag(), current.schedule_lag_us) ||
         bad(w.has_e2e_same_worker(), w.e2e_same_worker(), current.same_worker_us) ||
-        bad(w.has_e2e_cross_worker(), w.e2e_cross_worker(), current.cross_worker_us))
+        bad(w.has_e2e_cross_worker(), w.e2e_cross_worker(), current.cross_worker_us) ||
+        bad(w.has_reconnect(), w.reconnect(), current.reconnect_us))
       return false;
   }
 
@@ -189,6 +193,8 @@ bool statsFromWire(const wire::Stats& in, size_t step_count, StatsBook& into) {
       addHistogramFromWire(w.e2e_same_worker(), s.same_worker_us);
     if (w.has_e2e_cross_worker())
       addHistogramFromWire(w.e2e_cross_worker(), s.cross_worker_us);
+    if (w.has_reconnect())
+      addHistogramFromWire(w.reconnect(), s.reconnect_us);
   }
   return true;
 }

@@ -189,15 +189,6 @@ struct CapacitySpec {
 // and a shorter probe would not end the search sooner: each probe waits for a cut either way.
 constexpr microseconds kMinCapacityJudged{500'000};
 
-struct TlsSpec {
-  bool verify = true;
-  // PEM text (the files' contents, read on the master and shipped), empty when not given.
-  std::string ca_pem;
-  std::string cert_pem;
-  std::string key_pem;
-  std::string ca_file, cert_file, key_file; // as written, for messages
-};
-
 constexpr uint64_t kDefaultMaxBody = 64 * 1024 * 1024; // http.max_body
 
 // http.h2: the nghttp2 engine's settings (HTTP/2 only).

@@ -345,9 +345,11 @@ private:
 
   HttpSpec http(const Field& f);
 
-  TlsSpec tlsSpec(const Field& f);
+  // `path`: "http.tls" or "messaging.tls", for messages.
+  TlsSpec tlsSpec(const Field& f, const std::string& path);
   // `messaging:` and its steps (scenario_messaging.cpp).
   MessagingSpec messaging(const Field& f);
+  HeartbeatSpec heartbeat(const Field& f);
   void publishStep(Step& s, const Field& action, const Fields& fields, const std::string& path);
   void subscribeStep(Step& s, const Field& action, const Fields& fields, const std::string& path);
   Destination destination(const Field& f, const std::string& path) const;

@@ -6,11 +6,16 @@ namespace stampede::common::scenario_loader {
 
 namespace {
 
+// "tcp://host:port" or "stomp://host:port"; over TLS "ssl://host:port" or "stomp+ssl://...".
 std::optional<BrokerUrl> parseBrokerUrl(std::string_view text) {
-  constexpr std::string_view kScheme = "tcp://";
-  if (text.substr(0, kScheme.size()) != kScheme)
+  const size_t scheme_end = text.find("://");
+  if (scheme_end == std::string_view::npos)
     return std::nullopt;
-  const std::string_view rest = text.substr(kScheme.size());
+  const std::string_view scheme = text.substr(0, scheme_end);
+  const bool tls = scheme == "ssl" || scheme == "stomp+ssl";
+  if (!tls && scheme != "tcp" && scheme != "stomp")
+    return std::nullopt;
+  const std::string_view rest = text.substr(scheme_end + 3);
   const size_t colon = rest.rfind(':');
   if (colon == std::string_view::npos || colon == 0)
     return std::nullopt;
@@ -24,15 +29,42 @@ std::optional<BrokerUrl> parseBrokerUrl(std::string_view text) {
   if (ec != std::errc() || end != port_text.data() + port_text.size() || port == 0 ||
       port > 65535 || host.empty() || host.find_first_of("/ ") != std::string_view::npos)
     return std::nullopt;
-  return BrokerUrl{std::string(host), uint16_t(port), std::string(text)};
+  return BrokerUrl{std::string(host), uint16_t(port), tls, std::string(text)};
 }
 
 } // namespace
 
+// `heartbeat: 10s` (send and receive), or {send: 5s, receive: 10s, tolerance: 2}.
+HeartbeatSpec Loader::heartbeat(const Field& f) {
+  const std::string path = "messaging.heartbeat";
+  HeartbeatSpec spec;
+  if (f.value.IsScalar()) {
+    spec.send = spec.receive = duration(f, path, false);
+  } else {
+    const Fields hf = mapping(f, path, {"send", "receive", "tolerance"});
+    if (const Field* x = hf.find("send"))
+      spec.send = duration(*x, join(path, "send"), false);
+    if (const Field* x = hf.find("receive"))
+      spec.receive = duration(*x, join(path, "receive"), false);
+    if (const Field* x = hf.find("tolerance")) {
+      spec.tolerance = positiveNumber(*x, join(path, "tolerance"));
+      if (spec.tolerance < 1 || spec.tolerance > 100)
+        fail(*x, join(path, "tolerance"), "must be 1 to 100 (times the broker's interval)");
+    }
+  }
+  // STOMP heart-beats are whole milliseconds; below 100 ms a busy load thread would be late.
+  for (auto [value, name] : {std::pair{spec.send, "send"}, std::pair{spec.receive, "receive"}})
+    if (value.count() > 0 &&
+        (value < std::chrono::milliseconds(100) || value > std::chrono::hours(1)))
+      fail(f, f.value.IsScalar() ? path : join(path, name),
+           "a heart-beat interval is 0 (none) or 100ms to 1h");
+  return spec;
+}
+
 MessagingSpec Loader::messaging(const Field& f) {
-  const Fields fields =
-      mapping(f, "messaging",
-              {"protocol", "urls", "reconnect", "client_id", "user", "password", "heartbeat"});
+  const Fields fields = mapping(
+      f, "messaging",
+      {"protocol", "urls", "reconnect", "client_id", "user", "password", "heartbeat", "tls"});
   requireKeys(f.value, "messaging", fields, {"urls"});
   MessagingSpec spec;
   if (const Field* p = fields.find("protocol"))
@@ -51,7 +83,9 @@ MessagingSpec Loader::messaging(const Field& f) {
       const auto url = parseBrokerUrl(item);
       if (!url)
         fail(urls, "messaging.urls",
-             "expected tcp://host:port (a comma-separated failover list), got " + quoteValue(item));
+             "expected tcp://host:port or ssl://host:port (a comma-separated failover "
+             "list), got " +
+                 quoteValue(item));
       spec.urls.push_back(*url);
       start = comma + 1;
     }
@@ -61,7 +95,8 @@ MessagingSpec Loader::messaging(const Field& f) {
       const std::string path = indexed("messaging.urls", i);
       const auto url = parseBrokerUrl(string(item, path));
       if (!url)
-        fail(item, path, "expected tcp://host:port, got " + quoteValue(string(item, path)));
+        fail(item, path,
+             "expected tcp://host:port or ssl://host:port, got " + quoteValue(string(item, path)));
       spec.urls.push_back(*url);
     }
   } else {
@@ -109,12 +144,13 @@ MessagingSpec Loader::messaging(const Field& f) {
       fail(*p, "messaging.password", "expected a string, got " + describe(p->value));
     spec.password = compileScalar(p->value, "messaging.password");
   }
-  if (const Field* h = fields.find("heartbeat")) {
-    spec.heartbeat = duration(*h, "messaging.heartbeat", false);
-    if (spec.heartbeat.count() > 0)
-      fail(*h, "messaging.heartbeat",
-           "heart-beating is not supported yet (the STOMP driver sends heart-beat:0,0); write 0s "
-           "or leave it out");
+  if (const Field* h = fields.find("heartbeat"))
+    spec.heartbeat = heartbeat(*h);
+  // Without tls: the system's authorities, verified (as http.tls's defaults).
+  if (const Field* t = fields.find("tls")) {
+    spec.tls = tlsSpec(*t, "messaging.tls");
+    if (std::none_of(spec.urls.begin(), spec.urls.end(), [](const BrokerUrl& u) { return u.tls; }))
+      fail(*t, "messaging.tls", "no URL of messaging.urls is ssl://host:port or stomp+ssl://");
   }
   return spec;
 }

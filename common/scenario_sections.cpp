@@ -489,27 +489,27 @@ HttpSpec Loader::http(const Field& f) {
   for (const auto& [name, value] : dynamic_default_headers_)
     default_header_names_.push_back(name);
   if (const Field* tls = fields.find("tls"))
-    spec.tls = tlsSpec(*tls);
+    spec.tls = tlsSpec(*tls, "http.tls");
   return spec;
 }
 
-TlsSpec Loader::tlsSpec(const Field& f) {
-  const Fields fields = mapping(f, "http.tls", {"verify", "ca", "cert", "key"});
+TlsSpec Loader::tlsSpec(const Field& f, const std::string& where) {
+  const Fields fields = mapping(f, where, {"verify", "ca", "cert", "key"});
   TlsSpec spec;
   if (const Field* verify = fields.find("verify"))
-    spec.verify = boolean(*verify, "http.tls.verify");
+    spec.verify = boolean(*verify, where + ".verify");
   const Field* cert = fields.find("cert");
   const Field* key = fields.find("key");
   if (cert && !key)
-    fail(cert->key.Mark(), "http.tls.cert",
-         "a client certificate needs its private key: add key: to http.tls");
+    fail(cert->key.Mark(), where + ".cert",
+         "a client certificate needs its private key: add key: to " + where);
   if (key && !cert)
-    fail(key->key.Mark(), "http.tls.key",
-         "a private key needs its client certificate: add cert: to http.tls");
+    fail(key->key.Mark(), where + ".key",
+         "a private key needs its client certificate: add cert: to " + where);
   auto pem = [&](const Field* field, const char* name, std::string& file, std::string& text) {
     if (field == nullptr)
       return;
-    const std::string path = std::string("http.tls.") + name;
+    const std::string path = where + "." + name;
     file = nonEmptyString(*field, path);
     text = namedFile(*field, path, file);
     if (text.find("-----BEGIN ") == std::string::npos)

@@ -21,6 +21,7 @@ void StepStats::merge(const StepStats& other) {
   schedule_lag_us.merge(other.schedule_lag_us);
   same_worker_us.merge(other.same_worker_us);
   cross_worker_us.merge(other.cross_worker_us);
+  reconnect_us.merge(other.reconnect_us);
 }
 
 void StepStats::reset() {
@@ -38,6 +39,7 @@ void StepStats::reset() {
   schedule_lag_us.reset();
   same_worker_us.reset();
   cross_worker_us.reset();
+  reconnect_us.reset();
 }
 
 void StatsBook::merge(const StatsBook& other) {

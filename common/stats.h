@@ -32,6 +32,8 @@ struct StepStats {
   // (within the clock offsets' error bound).
   Histogram same_worker_us;
   Histogram cross_worker_us;
+  // Messaging: from a connection lost to re-established with its subscriptions, per reconnect.
+  Histogram reconnect_us;
 
   void merge(const StepStats& other);
   void reset();

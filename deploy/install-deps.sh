@@ -23,7 +23,9 @@ build_packages=(
 # a real prometheus that scrapes --metrics-listen (tests/e2e/test_metrics.py),
 # nghttp2-client for h2load, the reference tests/bench/h2.sh compares the HTTP/2 engine with, and
 # activemq (a JMS broker speaking STOMP) and python3-stomp: the messaging tests (tests/e2e/broker.py,
-# tests/e2e/test_messaging.py) start their own broker and check it with an independent client.
+# tests/e2e/test_messaging.py) start their own broker and check it with an independent client;
+# tests/e2e/test_messaging_faults.py makes its TLS certificates with openssl and the keytool of
+# activemq's JRE.
 test_packages=(nginx-light python3 python3-yaml python3-jsonschema procps iproute2 openssl
   libxml2-utils chromium prometheus nghttp2-client activemq python3-stomp)
 # Fuzzing only (`make fuzz`, which runs `install-deps.sh --fuzz`): clang with libFuzzer and the

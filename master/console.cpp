@@ -161,6 +161,12 @@ std::string formatSummary(const RunResult& r) {
   auto total = r.book.total();
   out += summaryRow("TOTAL", total, r.duration_s);
   out += formatMessagingSummary(r);
+  // Messaging: how long each reconnect took, from the loss to back up with its subscriptions.
+  for (size_t i = 0; i < r.book.steps.size(); ++i)
+    if (const auto& h = r.book.steps[i].reconnect_us; h.count() > 0)
+      out += fmt::format("reconnects of {}: {}, took p50 {:.1f} ms, max {:.1f} ms\n",
+                         printable(r.scenario->step_table[i].name), h.count(),
+                         double(h.percentileUs(50)) / 1000, double(h.maxUs()) / 1000);
   if (r.scenario->load.model == common::LoadSpec::Model::Open) {
     // Latency above is from the scheduled time; these say where it went.
     const auto row = [](const char* what, const common::Histogram& h) {

@@ -101,6 +101,9 @@ void addMessagingFigures(json& step, const common::StepStats& s, std::string_vie
     m["in_flight_at_end"] = counter(s, "in_flight_at_end");
   }
   m["reconnects"] = counter(s, "reconnects");
+  // From the loss (seen by a read, a write or the heart-beat watch) to the connection back up
+  // with its subscriptions; null without a reconnect.
+  m["reconnect_ms"] = s.reconnect_us.count() > 0 ? percentilesMs(s.reconnect_us) : json(nullptr);
   step["messaging"] = std::move(m);
 }
 

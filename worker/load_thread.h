@@ -20,6 +20,7 @@
 namespace stampede::worker {
 
 struct VirtualUser;
+struct BeastTlsConfig; // worker/beast_connection.h
 
 inline int64_t toNs(common::SteadyTime t) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
@@ -97,6 +98,7 @@ public:
   int index_;
   asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::unique_ptr<HttpClient> client_;
+  std::shared_ptr<BeastTlsConfig> messaging_tls_; // messaging.tls, for ssl:// brokers
   std::mt19937_64 rng_;
   std::vector<std::unique_ptr<VirtualUser>> users_;
   // Open model.

@@ -17,6 +17,8 @@
 
 namespace stampede::worker {
 
+struct BeastTlsConfig; // worker/beast_connection.h
+
 // Why a messaging operation failed. The names are the report's error kinds.
 enum class MsgError {
   None,
@@ -30,7 +32,8 @@ enum class MsgError {
   DestinationError,   // "destination_error": the broker refused a subscription
   ReceiveTimeout,     // "receive_timeout": fewer messages than asked within the timeout
   Protocol,           // "protocol": a frame we could not parse, or an unexpected ERROR
-  Cancelled,          // the run halted: not an error
+  Tls,       // "tls": the TLS handshake failed (a certificate refused), at the first connect
+  Cancelled, // the run halted: not an error
 };
 const char* msgErrorKindName(MsgError e);
 
@@ -43,6 +46,9 @@ struct MsgResult {
 // Everything a session needs to connect, rendered for one virtual user.
 struct ConnectionSettings {
   std::vector<common::BrokerUrl> urls;
+  common::HeartbeatSpec heartbeat;
+  // For ssl:// URLs: the thread's TLS settings (messaging.tls), shared by its sessions.
+  std::shared_ptr<BeastTlsConfig> tls;
   common::ReconnectSpec reconnect;
   std::string client_id; // empty: none
   std::string user, password;
@@ -96,6 +102,9 @@ public:
   virtual void stopRetrying() noexcept = 0;
   // Connections re-established after a loss, within the budget.
   virtual uint64_t reconnects() const = 0;
+  // How long each of those took, in order: from the loss (seen by a read, a write or the
+  // heart-beat watch) to the connection back up with its subscriptions.
+  virtual const std::vector<std::chrono::microseconds>& reconnectTimes() const = 0;
   // Which broker of the list the session is on, for error reports.
   virtual std::string describePeer() const = 0;
 };

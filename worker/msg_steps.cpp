@@ -2,8 +2,10 @@
 // (receive N, end-to-end latency on the master's clock, loss and duplicates from the
 // producers' sequence numbers: checked here on topics, by the master on queues from what each
 // worker's QueueLedger recorded). Used on the user's load thread only.
+#include "worker/beast_connection.h"
 #include "worker/virtual_user.h"
 
+#include <algorithm>
 #include <charconv>
 
 namespace stampede::worker {
@@ -25,10 +27,16 @@ int64_t runId(const Engine& engine, int64_t offset_ns, common::SteadyTime t0) {
   return toNs(t0) - offset_ns;
 }
 
-ConnectionSettings settingsFor(const common::MessagingSpec& spec,
-                               const common::RenderContext& ctx) {
+ConnectionSettings settingsFor(const common::MessagingSpec& spec, const common::RenderContext& ctx,
+                               WorkerThread& thread) {
   ConnectionSettings s;
   s.urls = spec.urls;
+  s.heartbeat = spec.heartbeat;
+  if (std::any_of(spec.urls.begin(), spec.urls.end(), [](const auto& u) { return u.tls; })) {
+    if (!thread.messaging_tls_)
+      thread.messaging_tls_ = std::make_shared<BeastTlsConfig>(spec.tls);
+    s.tls = thread.messaging_tls_;
+  }
   s.reconnect = spec.reconnect;
   if (!spec.client_id.source().empty())
     s.client_id = spec.client_id.render(ctx);
@@ -47,6 +55,11 @@ void countReconnects(VirtualUser& user, const Step& step) {
   const uint64_t now = user.messaging->reconnects();
   if (now > user.reconnects_counted) {
     user.thread.recordCount(step.stats_index, "reconnects", now - user.reconnects_counted);
+    const auto& times = user.messaging->reconnectTimes();
+    user.thread.stats_.update([&](common::StatsBook& book) {
+      for (size_t i = user.reconnects_counted; i < now && i < times.size(); ++i)
+        book.steps[step.stats_index].reconnect_us.record(times[i].count());
+    });
     user.reconnects_counted = now;
   }
 }
@@ -69,7 +82,8 @@ asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& ste
                                                std::optional<common::SteadyTime> scheduled) {
   const auto& spec = *step.publish;
   if (!messaging)
-    messaging = makeStompSession(thread.io_, settingsFor(*engine.scenario_->messaging, ctx));
+    messaging =
+        makeStompSession(thread.io_, settingsFor(*engine.scenario_->messaging, ctx, thread));
   msg_body.clear();
   spec.body.renderTo(ctx, msg_body);
   msg_properties.clear();
@@ -125,7 +139,8 @@ asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& ste
 asio::awaitable<bool> VirtualUser::subscribeStep(const Flow& flow, const Step& step) {
   const auto& spec = *step.subscribe;
   if (!messaging)
-    messaging = makeStompSession(thread.io_, settingsFor(*engine.scenario_->messaging, ctx));
+    messaging =
+        makeStompSession(thread.io_, settingsFor(*engine.scenario_->messaging, ctx, thread));
   if (engine.stopping())
     co_return false;
   const std::string where = spec.from.text();

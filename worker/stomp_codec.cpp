@@ -70,6 +70,34 @@ std::optional<std::string_view> StompFrame::header(std::string_view name) const 
   return std::nullopt;
 }
 
+std::optional<StompHeartBeat> parseStompHeartBeat(std::string_view value) {
+  const size_t comma = value.find(',');
+  if (comma == std::string_view::npos)
+    return std::nullopt;
+  auto number = [](std::string_view text, uint64_t& out) {
+    while (!text.empty() && text.front() == ' ')
+      text.remove_prefix(1);
+    while (!text.empty() && text.back() == ' ')
+      text.remove_suffix(1);
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return !text.empty() && ec == std::errc() && end == text.data() + text.size();
+  };
+  StompHeartBeat hb;
+  if (!number(value.substr(0, comma), hb.send_ms) ||
+      !number(value.substr(comma + 1), hb.receive_ms))
+    return std::nullopt;
+  return hb;
+}
+
+StompHeartBeat negotiateStompHeartBeat(StompHeartBeat ours, StompHeartBeat broker) {
+  StompHeartBeat in_use;
+  if (ours.send_ms > 0 && broker.receive_ms > 0)
+    in_use.send_ms = std::max(ours.send_ms, broker.receive_ms);
+  if (ours.receive_ms > 0 && broker.send_ms > 0)
+    in_use.receive_ms = std::max(ours.receive_ms, broker.send_ms);
+  return in_use;
+}
+
 void encodeStompFrame(const StompFrame& frame, std::string& out, bool text) {
   const bool escape = frame.command != "CONNECT" && frame.command != "CONNECTED";
   out += frame.command;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +26,17 @@ struct StompFrame {
 // CONNECT, as the spec asks. A body is sent without content-length when `text` is true and it
 // holds no NUL (ActiveMQ then makes it a JMS TextMessage); otherwise with content-length.
 void encodeStompFrame(const StompFrame& frame, std::string& out, bool text = true);
+
+// A heart-beat header, "cx,cy" (milliseconds); nullopt when it is not two numbers.
+struct StompHeartBeat {
+  uint64_t send_ms = 0;    // cx: the sender can send one this often; 0: none
+  uint64_t receive_ms = 0; // cy: the sender wants one this often; 0: none
+};
+std::optional<StompHeartBeat> parseStompHeartBeat(std::string_view value);
+// The intervals in use (STOMP 1.2 "Heart-beating"): ours is what we offered in CONNECT, the
+// broker's what it answered in CONNECTED (absent: 0,0). `send_ms`: we send at least this often;
+// `receive_ms`: the broker sends at least this often. 0: none that way.
+StompHeartBeat negotiateStompHeartBeat(StompHeartBeat ours, StompHeartBeat broker);
 
 class StompParser {
 public:

@@ -1,8 +1,13 @@
-// The STOMP 1.2 driver of MessagingSession: one TCP connection per virtual user, frames by
-// worker/stomp_codec, operations as coroutines on the load thread. One timer per session
-// bounds each read and write (it cancels the socket when it fires).
+// The STOMP 1.2 driver of MessagingSession: one TCP (or TLS) connection per virtual user,
+// frames by worker/stomp_codec, operations as coroutines on the load thread. One timer per
+// session bounds each read and write (it cancels the socket when it fires). With heart-beats
+// negotiated, a second timer sends an EOL when we have been quiet and drops the connection
+// when the broker has been silent too long (a frozen broker: a loss, as a crash is).
+#include "worker/beast_connection.h"
 #include "worker/msg_session.h"
 #include "worker/stomp_codec.h"
+
+#include <poll.h>
 
 #include <algorithm>
 #include <array>
@@ -14,6 +19,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using boost::system::error_code;
 using std::chrono::microseconds;
+using std::chrono::milliseconds;
+
+bool isTlsError(const error_code& ec) {
+  return ec && ec != asio::ssl::error::stream_truncated &&
+         (ec.category() == asio::error::get_ssl_category() ||
+          ec.category() == asio::ssl::error::get_stream_category());
+}
 
 bool contains(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;
@@ -41,7 +53,8 @@ struct Subscription {
 class StompSession final : public MessagingSession {
 public:
   StompSession(asio::io_context& io, ConnectionSettings settings)
-      : io_(io), socket_(io), timer_(io), delay_timer_(io), settings_(std::move(settings)) {}
+      : io_(io), timer_(io), delay_timer_(io), heartbeat_timer_(io), write_gate_(io),
+        settings_(std::move(settings)) {}
   ~StompSession() override { closeSocket(); }
 
   asio::awaitable<MsgResult> publish(const OutMessage& message, bool confirm,
@@ -215,8 +228,11 @@ public:
   void cancel() noexcept override {
     cancelled_ = true;
     error_code ignored;
-    socket_.cancel(ignored);
+    if (auto* socket = lowest())
+      socket->cancel(ignored);
     delay_timer_.cancel();
+    heartbeat_timer_.cancel();
+    write_gate_.cancel();
   }
 
   void stopRetrying() noexcept override {
@@ -224,11 +240,13 @@ public:
     delay_timer_.cancel();
     if (receiving_) { // ends the wait; the connection stays up for close()
       error_code ignored;
-      socket_.cancel(ignored);
+      if (auto* socket = lowest())
+        socket->cancel(ignored);
     }
   }
 
-  uint64_t reconnects() const override { return reconnects_; }
+  uint64_t reconnects() const override { return reconnect_times_.size(); }
+  const std::vector<microseconds>& reconnectTimes() const override { return reconnect_times_; }
 
   std::string describePeer() const override {
     if (current_url_ < settings_.urls.size())
@@ -251,28 +269,116 @@ private:
   // Whether the broker closed the connection while this session was not reading (a crash, a
   // failover): then the next message must go to a new connection, not into a dead one, where
   // it would be in doubt. One non-blocking read; bytes it finds are kept for the parser.
+  // Over TLS the bytes belong to the TLS layer: a poll says whether the peer hung up with
+  // nothing left to read.
   bool peerClosed() {
+    if (tls_stream_) {
+      // Readable with nothing to read: the peer's FIN (polled first, so that bytes arriving
+      // in between count as data).
+      pollfd fd{tls_stream_->next_layer().native_handle(), POLLIN | POLLRDHUP, 0};
+      if (::poll(&fd, 1, 0) <= 0)
+        return false;
+      error_code ec;
+      const size_t pending = tls_stream_->next_layer().available(ec);
+      return ec || (pending == 0 && (fd.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0);
+    }
+    if (!tcp_)
+      return true;
     error_code ec;
-    socket_.non_blocking(true, ec);
-    const size_t n = socket_.read_some(asio::buffer(chunk_), ec);
-    error_code ignored;
-    socket_.non_blocking(false, ignored);
+    const size_t n = tcp_->read_some(asio::buffer(chunk_), ec); // the socket is non-blocking
     if (ec == asio::error::would_block || ec == asio::error::try_again)
       return false;
     if (!ec) {
       rbuf_.append(chunk_.data(), n);
+      last_received_ = Clock::now();
       return false;
     }
     return true;
   }
 
+  BeastSocket* lowest() {
+    if (tls_stream_)
+      return &tls_stream_->next_layer();
+    return tcp_ ? tcp_.get() : nullptr;
+  }
   void closeSocket() {
     error_code ignored;
-    socket_.close(ignored);
+    if (auto* socket = lowest())
+      socket->close(ignored);
+    heartbeat_timer_.cancel();
   }
   void markLost() {
+    if (connected_)
+      lost_at_ = Clock::now();
     connected_ = false;
     closeSocket();
+  }
+
+  // Heart-beats, between operations as during them: a timer callback on the load thread.
+  // Every `tick` it sends an EOL if nothing went out for a while, and it declares the
+  // connection lost when nothing came in for the broker's interval times the tolerance. Bytes
+  // that arrive while no operation reads stay in the socket: their count is the sign of life.
+  void startHeartbeat() {
+    if (send_every_.count() == 0 && silent_after_.count() == 0)
+      return;
+    last_received_ = last_sent_ = Clock::now();
+    seen_pending_ = 0;
+    microseconds tick = microseconds::max();
+    if (send_every_.count() > 0)
+      tick = std::min(tick, send_every_ / 3);
+    if (silent_after_.count() > 0)
+      tick = std::min(tick, silent_after_ / 8);
+    heartbeat_tick_ = std::max(tick, microseconds(milliseconds(20)));
+    armHeartbeat(connection_);
+  }
+  void armHeartbeat(uint64_t connection) {
+    heartbeat_timer_.expires_after(heartbeat_tick_);
+    heartbeat_timer_.async_wait(
+        [this, alive = std::weak_ptr<int>(alive_), connection](const error_code& ec) {
+          if (ec || alive.expired() || connection != connection_ || !connected_ || cancelled_)
+            return;
+          onHeartbeatTick(connection);
+        });
+  }
+  void onHeartbeatTick(uint64_t connection) {
+    const auto now = Clock::now();
+    if (auto* socket = lowest()) {
+      error_code ec;
+      const size_t pending = socket->available(ec);
+      if (!ec && pending > seen_pending_)
+        last_received_ = now;
+      seen_pending_ = pending;
+    }
+    if (silent_after_.count() > 0 && now - last_received_ >= silent_after_) {
+      const auto quiet = std::chrono::duration_cast<milliseconds>(now - last_received_);
+      silence_ = "no frame or heart-beat from " + describePeer() + " for " +
+                 std::to_string(quiet.count()) + " ms (its heart-beat every " +
+                 std::to_string(broker_every_.count() / 1000) + " ms, times the tolerance " +
+                 std::to_string(settings_.heartbeat.tolerance).substr(0, 4) + ")";
+      markLost(); // an operation waiting on the socket ends with the loss
+      return;
+    }
+    if (send_every_.count() > 0 && !writing_ && now - last_sent_ >= send_every_ * 2 / 3) {
+      // Not awaited: the tick goes on while the EOL is out; a frame written meanwhile waits
+      // for it at the write gate. The stream is kept alive by the handler.
+      writing_ = true;
+      last_sent_ = now;
+      auto done = [this, alive = std::weak_ptr<int>(alive_)](const error_code&, size_t) {
+        if (alive.expired())
+          return;
+        writing_ = false;
+        write_gate_.cancel();
+      };
+      static const char kEol = '\n';
+      if (tls_stream_)
+        asio::async_write(
+            *tls_stream_, asio::buffer(&kEol, 1),
+            [keep = tls_stream_, done](const error_code& ec, size_t n) { done(ec, n); });
+      else
+        asio::async_write(*tcp_, asio::buffer(&kEol, 1),
+                          [keep = tcp_, done](const error_code& ec, size_t n) { done(ec, n); });
+    }
+    armHeartbeat(connection);
   }
 
   // The timer cancels the socket at `deadline`; a generation keeps a late firing from touching
@@ -286,7 +392,8 @@ private:
         return;
       timed_out_ = true;
       error_code ignored;
-      socket_.cancel(ignored);
+      if (auto* socket = lowest())
+        socket->cancel(ignored);
     });
   }
   void disarm() {
@@ -298,14 +405,36 @@ private:
     wbuf_.clear();
     encodeStompFrame(frame, wbuf_);
     error_code ec;
-    arm(deadline);
-    co_await asio::async_write(socket_, asio::buffer(wbuf_),
-                               asio::redirect_error(asio::use_awaitable, ec));
-    disarm();
-    if (ec) {
-      detail_ = timed_out_ ? "write timed out" : ec.message();
+    // A heart-beat EOL on its way: frames must not interleave with it.
+    while (writing_) {
+      write_gate_.expires_at(deadline);
+      co_await write_gate_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (cancelled_)
+        co_return false;
+      if (writing_ && Clock::now() >= deadline) {
+        detail_ = "write timed out";
+        co_return false;
+      }
+    }
+    if (!lowest() || (!connected_ && !connecting_)) {
+      detail_ = silence_.empty() ? "the connection is closed" : silence_;
       co_return false;
     }
+    writing_ = true;
+    arm(deadline);
+    if (tls_stream_)
+      co_await asio::async_write(*tls_stream_, asio::buffer(wbuf_),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    else
+      co_await asio::async_write(*tcp_, asio::buffer(wbuf_),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    disarm();
+    writing_ = false;
+    if (ec) {
+      detail_ = timed_out_ ? "write timed out" : !silence_.empty() ? silence_ : ec.message();
+      co_return false;
+    }
+    last_sent_ = Clock::now();
     co_return !cancelled_;
   }
 
@@ -326,19 +455,35 @@ private:
         co_return Read::Cancelled;
       if (Clock::now() >= deadline)
         co_return Read::Timeout;
+      if (!lowest() || (!connected_ && !connecting_)) {
+        detail_ = silence_.empty() ? "the connection is closed" : silence_;
+        co_return Read::Lost;
+      }
       error_code ec;
       arm(deadline);
-      const size_t n = co_await socket_.async_read_some(
-          asio::buffer(chunk_), asio::redirect_error(asio::use_awaitable, ec));
+      const size_t n =
+          tls_stream_
+              ? co_await tls_stream_->async_read_some(asio::buffer(chunk_),
+                                                      asio::redirect_error(asio::use_awaitable, ec))
+              : co_await tcp_->async_read_some(asio::buffer(chunk_),
+                                               asio::redirect_error(asio::use_awaitable, ec));
       disarm();
       if (cancelled_)
         co_return Read::Cancelled;
+      last_read_error_ = ec;
       if (ec) {
         if (timed_out_)
           co_return Read::Timeout;
-        detail_ = ec == asio::error::eof ? "the broker closed the connection" : ec.message();
+        if (!silence_.empty())
+          detail_ = silence_;
+        else if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
+          detail_ = "the broker closed the connection";
+        else
+          detail_ = ec.message();
         co_return Read::Lost;
       }
+      last_received_ = Clock::now();
+      seen_pending_ = 0;
       rbuf_.append(chunk_.data(), n);
     }
   }
@@ -347,6 +492,8 @@ private:
     const auto& url = settings_.urls[url_index];
     current_url_ = url_index;
     closeSocket();
+    ++connection_;
+    silence_.clear();
     parser_ = StompParser();
     rbuf_.clear();
     inbox_.clear(); // unacknowledged messages come again
@@ -357,19 +504,76 @@ private:
     if (ec)
       co_return MsgResult{MsgError::ConnectRefused,
                           "cannot resolve " + url.text + ": " + ec.message()};
+    // New streams per connection: a heart-beat write of the old one may still hold it.
+    tls_stream_.reset();
+    tcp_.reset();
+    if (url.tls) {
+      if (!settings_.tls)
+        co_return MsgResult{MsgError::Tls, url.text + ": no TLS settings"};
+      if (!settings_.tls->error.empty())
+        co_return MsgResult{MsgError::Tls, "messaging." + settings_.tls->error};
+      tls_stream_ = std::make_shared<BeastTlsStream>(io_.get_executor(), settings_.tls->context);
+      error_code not_address;
+      asio::ip::make_address(url.host, not_address);
+      // SNI names a host, never an address (RFC 6066, 3).
+      if (not_address)
+        SSL_set_tlsext_host_name(tls_stream_->native_handle(), url.host.c_str());
+      if (settings_.tls->verify)
+        tls_stream_->set_verify_callback(asio::ssl::host_name_verification(url.host));
+    } else {
+      tcp_ = std::make_shared<BeastSocket>(io_.get_executor());
+    }
+    connecting_ = true;
+    MsgResult result = co_await handshake(url, endpoints, deadline);
+    connecting_ = false;
+    if (!result.ok()) {
+      closeSocket();
+      co_return result;
+    }
+    // The intervals in use: ours as offered, the broker's as answered.
+    const auto& hb = settings_.heartbeat;
+    const StompHeartBeat ours{uint64_t(hb.send.count() / 1000),
+                              uint64_t(hb.receive.count() / 1000)};
+    const auto broker = parseStompHeartBeat(in_frame_.header("heart-beat").value_or("0,0"))
+                            .value_or(StompHeartBeat{});
+    const StompHeartBeat in_use = negotiateStompHeartBeat(ours, broker);
+    send_every_ = milliseconds(in_use.send_ms);
+    broker_every_ = milliseconds(in_use.receive_ms);
+    silent_after_ = microseconds(int64_t(double(broker_every_.count()) * hb.tolerance));
+    co_return MsgResult{};
+  }
+
+  // TCP connect, TLS handshake, CONNECT and its answer.
+  asio::awaitable<MsgResult> handshake(const common::BrokerUrl& url,
+                                       const asio::ip::tcp::resolver::results_type& endpoints,
+                                       Clock::time_point deadline) {
+    error_code ec;
+    BeastSocket& socket = *lowest();
     arm(deadline);
-    co_await asio::async_connect(socket_, endpoints, asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_connect(socket, endpoints, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec && tls_stream_)
+      co_await tls_stream_->async_handshake(asio::ssl::stream_base::client,
+                                            asio::redirect_error(asio::use_awaitable, ec));
     disarm();
     if (cancelled_)
       co_return MsgResult{MsgError::Cancelled, {}};
+    if (ec && tls_stream_ && !timed_out_ && isTlsError(ec))
+      co_return MsgResult{MsgError::Tls,
+                          url.text + ": TLS handshake failed: " + tlsDetail(ec, tls_stream_.get())};
     if (ec)
       co_return MsgResult{MsgError::ConnectRefused,
                           url.text + ": " + (timed_out_ ? "connect timed out" : ec.message())};
     error_code ignored;
-    socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (tcp_)
+      socket.non_blocking(true, ignored); // for peerClosed(); asynchronous operations unaffected
     StompFrame connect;
     connect.command = "CONNECT";
-    connect.headers = {{"accept-version", "1.2"}, {"host", url.host}, {"heart-beat", "0,0"}};
+    const auto& hb = settings_.heartbeat;
+    connect.headers = {{"accept-version", "1.2"},
+                       {"host", url.host},
+                       {"heart-beat", std::to_string(hb.send.count() / 1000) + "," +
+                                          std::to_string(hb.receive.count() / 1000)}};
     if (!settings_.client_id.empty())
       connect.headers.emplace_back("client-id", settings_.client_id);
     if (settings_.has_login) {
@@ -387,15 +591,17 @@ private:
     case Read::Cancelled:
       co_return MsgResult{MsgError::Cancelled, {}};
     case Read::Timeout:
-      closeSocket();
       co_return MsgResult{MsgError::ConnectRefused, url.text + ": no CONNECTED frame in time"};
     default:
-      closeSocket();
+      // TLS 1.3: a broker that refuses our certificate (or wants one) says so after the
+      // handshake, with an alert in place of CONNECTED.
+      if (tls_stream_ && isTlsError(last_read_error_))
+        co_return MsgResult{MsgError::Tls, url.text + ": the broker refused the TLS session: " +
+                                               tlsDetail(last_read_error_, tls_stream_.get())};
       co_return MsgResult{MsgError::ConnectRefused, url.text + ": " + detail_};
     }
     if (in_frame_.command == "CONNECTED")
       co_return MsgResult{};
-    closeSocket();
     const std::string why = describeError(in_frame_);
     if (in_frame_.command != "ERROR")
       co_return MsgResult{MsgError::Protocol,
@@ -469,6 +675,7 @@ private:
     markLost();
     const auto& policy = settings_.reconnect;
     const bool lost = ever_connected_;
+    const std::string why_lost = silence_; // the next connect forgets it
     const auto start = Clock::now();
     const auto budget_end = start + policy.budget;
     auto delay = policy.delay;
@@ -477,17 +684,22 @@ private:
       for (size_t i = 0; i < settings_.urls.size(); ++i) {
         const auto attempt_end = std::min(budget_end, Clock::now() + std::chrono::seconds(10));
         last = co_await connectOnce(i, attempt_end);
-        if (last.error == MsgError::Cancelled || last.error == MsgError::Unauthorized)
+        if (last.error == MsgError::Cancelled || last.error == MsgError::Unauthorized ||
+            (!lost && last.error == MsgError::Tls))
           co_return last;
         if (!last.ok())
           continue;
         connected_ = true;
         ever_connected_ = true;
-        if (lost)
-          ++reconnects_;
+        startHeartbeat();
         for (const auto& sub : subs_)
           if (auto r = co_await sendSubscribe(sub, budget_end); !r.ok())
             co_return r;
+        // From the loss; for a session idle then (the heart-beat watch saw it), from its next
+        // operation: the time it waited for a broker.
+        if (lost)
+          reconnect_times_.push_back(
+              std::chrono::duration_cast<microseconds>(Clock::now() - std::max(lost_at_, start)));
         co_return MsgResult{};
       }
       // The first connection: a refusal from every broker is final at once (a reconnect
@@ -513,16 +725,21 @@ private:
       co_return last;
     if (lost)
       co_return MsgResult{MsgError::ReconnectExhausted,
-                          "lost the broker and got none back within the reconnect budget "
-                          "and attempts; last: " +
+                          "lost the broker" + (why_lost.empty() ? "" : " (" + why_lost + ")") +
+                              " and got none back within the reconnect budget and attempts; "
+                              "last: " +
                               last.detail};
     co_return last;
   }
 
   asio::io_context& io_;
-  asio::ip::tcp::socket socket_;
+  // One of the two per connection (TLS or not); shared with a heart-beat write in flight.
+  std::shared_ptr<BeastSocket> tcp_;
+  std::shared_ptr<BeastTlsStream> tls_stream_;
   asio::steady_timer timer_;
   asio::steady_timer delay_timer_;
+  asio::steady_timer heartbeat_timer_;
+  asio::steady_timer write_gate_; // a frame to write waits here for a heart-beat EOL
   ConnectionSettings settings_;
   StompParser parser_;
   std::string rbuf_;
@@ -536,7 +753,21 @@ private:
   size_t current_url_ = 0;
   uint64_t next_receipt_ = 0;
   uint64_t generation_ = 0;
-  uint64_t reconnects_ = 0;
+  std::vector<microseconds> reconnect_times_; // one per reconnect
+  Clock::time_point lost_at_;
+  uint64_t connection_ = 0; // counts connections: a heart-beat tick of an old one stops
+  // Heart-beats in use on this connection (0: none that way).
+  microseconds send_every_{0};
+  microseconds broker_every_{0};
+  microseconds silent_after_{0}; // broker_every_ times the tolerance
+  microseconds heartbeat_tick_{0};
+  Clock::time_point last_sent_, last_received_;
+  size_t seen_pending_ = 0; // bytes waiting in the socket at the last tick
+  std::string silence_;     // why the heart-beat watch dropped the connection
+  error_code last_read_error_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0); // for callbacks that outlive us
+  bool writing_ = false;    // a frame or a heart-beat EOL is being written
+  bool connecting_ = false; // in handshake(): reads and writes before connected_
   bool connected_ = false;
   bool ever_connected_ = false;
   bool timed_out_ = false;
@@ -571,6 +802,8 @@ const char* msgErrorKindName(MsgError e) {
     return "receive_timeout";
   case MsgError::Protocol:
     return "protocol";
+  case MsgError::Tls:
+    return "tls";
   case MsgError::Cancelled:
     return "cancelled";
   }

@@ -96,6 +96,25 @@ TEST_CASE("stats survive statsToWire, an envelope and statsFromWire unchanged", 
   requireSameBook(master, expected);
 }
 
+TEST_CASE("a step's reconnect times alone cross the wire, merged by step", "[protocol]") {
+  // A messaging step whose only news this second is a reconnect: not idle, not dropped.
+  StatsBook book(2);
+  book.steps[1].reconnect_us.record(1'250'000);
+  book.steps[1].reconnect_us.record(40'000);
+  const wire::Stats w = toWire(book);
+  REQUIRE(w.steps_size() == 1);
+  REQUIRE(w.steps(0).has_reconnect());
+
+  StatsBook master(2);
+  REQUIRE(statsFromWire(w, 2, master));
+  REQUIRE(statsFromWire(w, 2, master));
+  const auto& got = master.steps[1].reconnect_us;
+  CHECK(got.count() == 4);
+  CHECK(got.minUs() == 40'000);
+  CHECK(got.maxUs() == book.steps[1].reconnect_us.maxUs());
+  CHECK(master.steps[0].reconnect_us.count() == 0);
+}
+
 TEST_CASE("merging two workers' wire stats gives the exact percentiles of the union",
           "[protocol]") {
   // Different shapes, so that an average of per-worker percentiles would be visibly wrong.

@@ -76,3 +76,24 @@ TEST_CASE("a halt without an error to count from has null sends-after figures", 
   CHECK(report["workers"][0]["stop_ms"].is_null());
   CHECK(stampede::master::formatSummary(r).find("sent after the first error") == std::string::npos);
 }
+
+TEST_CASE("a messaging step's reconnect times are in report.json and the console summary",
+          "[report][messaging]") {
+  stampede::common::Scenario scenario;
+  scenario.step_table = {{"SUBSCRIBE topic://t", "SUBSCRIBE"}, {"PUBLISH topic://t", "PUBLISH"}};
+  RunResult r;
+  r.scenario = &scenario;
+  r.outcome = stampede::master::Outcome::Passed;
+  r.book = stampede::common::StatsBook(2);
+  r.book.steps[0].reconnect_us.record(1'250'000);
+  r.book.steps[0].reconnect_us.record(40'000);
+  const auto report = stampede::master::buildReport(r);
+  const auto& took = report["steps"][0]["messaging"]["reconnect_ms"];
+  CHECK(took["min"] == 40.0);
+  CHECK(took["max"] == 1250.0);
+  CHECK(report["steps"][1]["messaging"]["reconnect_ms"].is_null());
+  const auto summary = stampede::master::formatSummary(r);
+  CHECK_THAT(summary, Catch::Contains("reconnects of SUBSCRIBE topic://t: 2, took p50 40.0 ms, "
+                                      "max 1250.0 ms"));
+  CHECK(summary.find("reconnects of PUBLISH") == std::string::npos);
+}

@@ -109,3 +109,54 @@ flows:
   CHECK_FALSE(sub.durable);
   CHECK(s.flows[0].users == 0);
 }
+
+TEST_CASE("messaging heartbeat: one interval both ways, or send, receive and tolerance",
+          "[scenario][messaging]") {
+  auto load = [](const std::string& messaging) {
+    return loadScenarioText(R"(
+name: m
+target: http://127.0.0.1:8080
+load: {users: 1, duration: 1s}
+messaging: )" + messaging + R"(
+flows:
+  - steps: [{publish: {to: topic://t}}]
+)",
+                            "h.yaml")
+        .messaging->heartbeat;
+  };
+  const HeartbeatSpec none = load("{urls: [tcp://127.0.0.1:61613]}");
+  CHECK(none.send == 0s);
+  CHECK(none.receive == 0s);
+  const HeartbeatSpec both = load("{urls: [tcp://127.0.0.1:61613], heartbeat: 2s}");
+  CHECK(both.send == 2s);
+  CHECK(both.receive == 2s);
+  CHECK(both.tolerance == 2.0);
+  const HeartbeatSpec each =
+      load("{urls: [tcp://127.0.0.1:61613], heartbeat: {send: 500ms, receive: 0s, tolerance: 3}}");
+  CHECK(each.send == 500ms);
+  CHECK(each.receive == 0s);
+  CHECK(each.tolerance == 3.0);
+}
+
+TEST_CASE("messaging ssl:// and stomp+ssl:// URLs take messaging.tls", "[scenario][messaging]") {
+  const Scenario s = loadScenarioText(R"(
+name: m
+target: http://127.0.0.1:8080
+load: {users: 1, duration: 1s}
+messaging:
+  urls: [ssl://a:61614, stomp+ssl://b:61615, stomp://c:61613, tcp://d:61613]
+  tls: {verify: false}
+flows:
+  - steps: [{publish: {to: topic://t}}]
+)",
+                                      "t.yaml");
+  const auto& m = *s.messaging;
+  REQUIRE(m.urls.size() == 4);
+  CHECK(m.urls[0].tls);
+  CHECK(m.urls[0].host == "a");
+  CHECK(m.urls[1].tls);
+  CHECK(m.urls[1].port == 61615);
+  CHECK_FALSE(m.urls[2].tls);
+  CHECK_FALSE(m.urls[3].tls);
+  CHECK_FALSE(m.tls.verify);
+}

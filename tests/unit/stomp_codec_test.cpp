@@ -130,3 +130,44 @@ TEST_CASE("stomp CONNECT headers are written unescaped, others escaped", "[stomp
   encodeStompFrame(send, wire);
   CHECK(wire == std::string("SEND\nk:a\\cb\\n\n\nhi") + '\0');
 }
+
+TEST_CASE("stomp heart-beat header: two numbers, negotiated per direction", "[stomp]") {
+  using stampede::worker::negotiateStompHeartBeat;
+  using stampede::worker::parseStompHeartBeat;
+  using stampede::worker::StompHeartBeat;
+  const auto hb = parseStompHeartBeat("10000,5000");
+  REQUIRE(hb);
+  CHECK(hb->send_ms == 10000);
+  CHECK(hb->receive_ms == 5000);
+  CHECK(parseStompHeartBeat("0,0"));
+  CHECK(parseStompHeartBeat(" 1, 2 "));
+  for (const char* bad : {"", "10", "a,b", "1,", ",1", "1,2,3", "-1,5", "1;2"})
+    CHECK_FALSE(parseStompHeartBeat(bad));
+
+  auto in_use = [](StompHeartBeat ours, StompHeartBeat broker) {
+    const auto r = negotiateStompHeartBeat(ours, broker);
+    return std::pair(r.send_ms, r.receive_ms);
+  };
+  // Ours cx,cy against the broker's sx,sy: we send every max(cx, sy), it every max(sx, cy).
+  CHECK(in_use({1000, 2000}, {3000, 500}) == std::pair<uint64_t, uint64_t>(1000, 3000));
+  CHECK(in_use({1000, 2000}, {500, 4000}) == std::pair<uint64_t, uint64_t>(4000, 2000));
+  // A zero on either side switches that direction off.
+  CHECK(in_use({0, 2000}, {500, 4000}) == std::pair<uint64_t, uint64_t>(0, 2000));
+  CHECK(in_use({1000, 2000}, {0, 4000}) == std::pair<uint64_t, uint64_t>(4000, 0));
+  CHECK(in_use({1000, 2000}, {0, 0}) == std::pair<uint64_t, uint64_t>(0, 0));
+}
+
+TEST_CASE("stomp heart-beat EOLs before, between and after frames are skipped at any split",
+          "[stomp]") {
+  using namespace std::string_literals;
+  const std::string wire =
+      "\n\r\n\nRECEIPT\nreceipt-id:1\n\n\0\n\n\nRECEIPT\nreceipt-id:2\n\n\0\n"s;
+  for (size_t cut = 0; cut <= wire.size(); ++cut) {
+    std::string error;
+    const auto frames = parseSplit(wire, cut, &error);
+    INFO("cut at " << cut);
+    CHECK(error.empty());
+    REQUIRE(frames.size() == 2);
+    CHECK(frames[1].header("receipt-id") == "2");
+  }
+}
