@@ -64,6 +64,10 @@ struct WorkerLink {
   uint64_t errors = 0;
   uint64_t error_tally = 0; // errors reported at once ({count: N} policy)
   uint32_t active_users = 0;
+  // By feeder, from its Stats: the cursor's position, and how far it moved in the last one
+  // (a place taken over in a run in progress continues past both: Rejoiner).
+  std::vector<uint64_t> feeder_positions;
+  std::vector<uint64_t> feeder_last_step;
   bool final_received = false;
   common::SteadyTime final_at{};
   // From its Final, when a Halt named the first error: its sends at or after that moment, and
@@ -76,6 +80,7 @@ struct WorkerLink {
   struct Event {
     double at_s = 0;
     const char* what = ""; // "lost" | "joined"
+    std::string reason;    // "silent for 2.1s", "answered again", "dialled in in the place of..."
   };
   std::vector<Event> events;
 };

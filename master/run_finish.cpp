@@ -46,7 +46,7 @@ void addWorkers(const RunContext& run, const std::map<const WorkerLink*, LostWor
     }
     w.clock_error_ms = clockErrorMs(link);
     for (const auto& event : link.events)
-      w.events.emplace_back(event.at_s, event.what);
+      w.events.push_back({event.at_s, event.what, event.reason});
     const auto& halt = result.halt;
     if (halt && halt->error_at && link.sent_after_first_error) {
       w.requests_sent_after_first_error = link.sent_after_first_error;

@@ -303,6 +303,14 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     if (engine_)
       applySetRate(*engine_, envelope.set_rate(), offset_ns_);
     break;
+  case wire::Envelope::kReshare: // a worker joined beyond --expect-workers: a smaller share
+    if (engine_ && state_ == State::Running) {
+      const auto& r = envelope.reshare();
+      engine_->reshare(r.rate_share(), r.max_in_flight(), r.worker_count(),
+                       common::fromSteadyNs(r.from_ns() + offset_ns_),
+                       {r.retire_users().begin(), r.retire_users().end()});
+    }
+    break;
   default:
     ++counters_.dropped_messages;
     break;
@@ -498,6 +506,8 @@ void WorkerDaemon::Session::sendStats() {
   if (scenario_->capacity)
     engine_->rearmFirstError(); // each probe keeps its first error in full
   common::statsToWire(delta_, *s);
+  for (const uint64_t position : engine_->feederPositions())
+    s->add_feeder_positions(position);
   send(stats);
 }
 

@@ -4,9 +4,12 @@
 
 namespace stampede::worker {
 
-Feeders::Feeders(const std::vector<common::Feeder>& data) : data_(data) {
+Feeders::Feeders(const std::vector<common::Feeder>& data, std::span<const uint64_t> start)
+    : data_(data) {
   for (const auto& feeder : data_) {
     auto cursor = std::make_unique<Cursor>();
+    if (cursors_.size() < start.size() && feeder.order != common::Feeder::Order::Random)
+      cursor->next.store(start[cursors_.size()], std::memory_order_relaxed);
     if (feeder.order == common::Feeder::Order::Shuffle) {
       cursor->order.resize(feeder.rows.size());
       for (size_t i = 0; i < cursor->order.size(); ++i)
@@ -16,6 +19,13 @@ Feeders::Feeders(const std::vector<common::Feeder>& data) : data_(data) {
     }
     cursors_.push_back(std::move(cursor));
   }
+}
+
+std::vector<uint64_t> Feeders::positions() const {
+  std::vector<uint64_t> out;
+  for (const auto& cursor : cursors_)
+    out.push_back(cursor->next.load(std::memory_order_relaxed));
+  return out;
 }
 
 std::optional<size_t> Feeders::drawRow(size_t f, std::mt19937_64& rng) {
