@@ -120,20 +120,16 @@ void Rejoiner::startProbing(WorkerLink& link, std::string reason, bool extra, St
   sendProbe(link, now);
 }
 
-size_t Rejoiner::running() const {
-  size_t n = 0;
-  for (const auto* link : run_.joined)
-    n += link->state == LinkState::Running ? 1 : 0;
-  return n + attempts_.size();
-}
-
 // Reverse mode: a worker announcing itself while the run goes on, with no lost place to take.
 void Rejoiner::admitOrRefuse(WorkerLink& link, SteadyTime now) {
   const size_t most = size_t(std::max(run_.cli.max_workers, run_.cli.expect_workers));
   std::string why;
-  if (running() >= most)
+  // Places, not workers running: a lost worker's place is taken again only under
+  // on_worker_lost: rejoin (then it is vacant, and filled before any new place is made).
+  const size_t places = run_.plans.size();
+  if (places >= most)
     why = most > size_t(run_.cli.expect_workers)
-              ? fmt::format("the run already has {} workers (--max-workers {})", most, most)
+              ? fmt::format("the run already has {} workers (--max-workers {})", places, most)
               : fmt::format("the run already has its {} workers (--expect-workers {}; "
                             "--max-workers admits more)",
                             most, run_.cli.expect_workers);
@@ -148,10 +144,14 @@ void Rejoiner::admitOrRefuse(WorkerLink& link, SteadyTime now) {
   if (extra_pending_)
     return; // one newcomer re-plans at a time: this one is admitted when it announces again
   extra_pending_ = true;
-  fmt::print(stderr, "\n{}: dialled in mid-run: admitted beyond --expect-workers ({} of {})\n",
-             workerLabel(link), running() + 1, most);
-  startProbing(link, fmt::format("dialled in beyond --expect-workers {}", run_.cli.expect_workers),
-               true, now);
+  fmt::print(stderr,
+             "\n{}: dialled in mid-run: admitted as worker {} of at most {} (--max-workers); "
+             "every share is re-planned\n",
+             workerLabel(link), places + 1, most);
+  startProbing(
+      link,
+      fmt::format("dialled in mid-run, admitted as worker {} of at most {}", places + 1, most),
+      true, now);
 }
 
 void Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {

@@ -8,12 +8,13 @@
 // Reverse mode (--listen): a lost worker cannot be probed (a restarted one dials in with a new
 // identity), so its place stays vacant; a new worker that dials in while the run goes on takes
 // the first vacant place (its index and share) and joins the same way. With no vacant place, a
-// worker dialling in is admitted up to --max-workers running at once (whatever on_worker_lost
-// says): every share is re-planned (master/replan.h), the newcomer's shipped in its Prepare and
-// the others' in a Reshare, all in force from its join time, so that the cluster's total stays
-// the scenario's; beyond that, or when the shares cannot be re-planned, it is refused with one
-// line on stderr. A worker taking a place continues that place's feeders where it had reached
-// (Prepare.feeder_start). Control thread only.
+// worker dialling in is admitted while the run has fewer places than --max-workers (whatever
+// on_worker_lost says): every share is re-planned (master/replan.h), the newcomer's shipped in its
+// Prepare and the others' in a Reshare, all in force from its join time, so that the cluster's
+// total stays the scenario's (places of lost workers keep their shares: under halt or continue the
+// cluster stays short of them); beyond that, or when the shares cannot be re-planned, it is refused
+// with one line on stderr. A worker taking a place continues that place's feeders where it had
+// reached (Prepare.feeder_start). Control thread only.
 #pragma once
 
 #include "common/clock.h"
@@ -63,8 +64,6 @@ private:
   void startRejoined(WorkerLink& link, Attempt& attempt, common::SteadyTime now);
   void startProbing(WorkerLink& link, std::string reason, bool extra, common::SteadyTime now);
   void admitOrRefuse(WorkerLink& link, common::SteadyTime now);
-  // Workers running, and those being brought in.
-  size_t running() const;
   // Every place's capacity (weight times threads), then `newcomer`'s.
   std::vector<double> capacities(const WorkerLink& newcomer) const;
   void applyReplan(Replan replan, common::SteadyTime join_at);

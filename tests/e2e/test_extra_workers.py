@@ -68,7 +68,8 @@ class ExtraWorkersTest(lib.TempDirTestCase, unittest.TestCase):
                     name: main
             """, ["--max-workers", 3, "--quiet"])
         self.assertEqual(rc, 0, context)
-        self.assertIn("admitted beyond --expect-workers", err, context)
+        self.assertIn("admitted as worker 3 of at most 3 (--max-workers); every share is re-planned",
+                      err, context)
         workers = report["workers"]
         self.assertEqual(len(workers), 3, context)
         newcomer = [w for w in workers if w["events"]]

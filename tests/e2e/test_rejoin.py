@@ -262,6 +262,57 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertTrue(any(f"[lost {victim.address}]" in line for line in live), context)
         self.assertTrue(any(f"[joined {victim.address}]" in line for line in live), context)
 
+    def test_reverse_mode_the_worker_in_the_lost_ones_place_uses_no_feeder_row_twice(self):
+        rows = 3000
+        with open(os.path.join(self.tmp, "ids.csv"), "w") as f:
+            f.write("id\n" + "".join(f"row{i}\n" for i in range(rows)))
+        endpoint = f"tcp://{lib.LOOPBACK}:{lib.free_port()}"
+        with lib.nginx() as server, lib.dialling_workers(3, endpoint) as ws:
+            path = lib.write_scenario(self.tmp, f"""\
+                name: e2e-rejoin-feeder-reverse
+                target: {server.url}
+                load: {{rate: 120/s, duration: {DURATION_S}s}}
+                halt: {{on_worker_lost: rejoin}}
+                data:
+                  ids: {{csv: ids.csv, split: per_worker, on_exhausted: stop}}
+                flows:
+                  - name: main
+                    steps:
+                      - get: "/?id={{{{ids.id}}}}"
+                        name: row
+                """)
+            out_dir = os.path.join(self.tmp, "out")
+            proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out",
+                                     out_dir, "--quiet", "--heartbeat-timeout",
+                                     f"{HEARTBEAT_TIMEOUT_S}s", path], self.tmp)
+            try:
+                time.sleep(KILL_AFTER_S)
+                self.assertIsNone(proc.poll(), "the master ended before the kill")
+                ws[1].kill(signal.SIGKILL)
+                ws[1].proc.wait()
+                time.sleep(RESTART_AFTER_KILL_S)
+                log = os.path.join(ws.dir, "worker-new.log")
+                new = lib.start_worker_process(["--master", endpoint, "--threads", 1], log)
+                ws.daemons.append(lib.WorkerDaemon(new, None, log))
+                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            lib.wait_access_log_stable(server.access_log)
+            entries = lib.parse_access_log(server.access_log)
+        self.assertEqual(rc, 0, context)
+        report = lib.load_report(out_dir)
+        new = [w for w in report["workers"] if [e["event"] for e in w["events"]] == ["joined"]]
+        self.assertEqual(len(new), 1, context)
+        self.assertGreater(new[0]["requests"], 0, context)
+        used = collections.Counter(e.uri.split("id=", 1)[1] for e in entries)
+        twice = {row: n for row, n in used.items() if n > 1}
+        print(f"\n  rows used {len(used)} by {len(entries)} requests; used twice: {len(twice)}")
+        self.assertEqual(twice, {}, "no feeder row used twice across the loss and the new "
+                         "worker in its place\n" + context)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

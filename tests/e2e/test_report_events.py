@@ -63,7 +63,7 @@ class ReportEventsTest(lib.TempDirTestCase, unittest.TestCase):
                 {"at_s": 8.1, "event": "joined", "reason": "answered again after its loss"}], 1300),
             worker(2, "dialled-in-3", "done", [
                 {"at_s": 12.6, "event": "joined",
-                 "reason": "dialled in beyond --expect-workers 2"}], 700),
+                 "reason": "dialled in mid-run, admitted as worker 3 of at most 3"}], 700),
             worker(1, "dialled-in-4", "refused", [], 0),
         ]
         report = {"name": "events", "outcome": "passed", "exit_code": 0,
