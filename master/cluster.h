@@ -75,11 +75,11 @@ struct WorkerLink {
   std::optional<uint64_t> sent_after_first_error;
   bool sent_count_complete = true;
   std::optional<common::SteadyTime> last_send;
-  // Each time it left the run (lost) and joined it again (on_worker_lost: rejoin), in seconds
-  // from the run's start.
+  // Each time it left the run (lost, or stopped by its operator) and joined it (on_worker_lost:
+  // rejoin, --max-workers), in seconds from the run's start.
   struct Event {
     double at_s = 0;
-    const char* what = ""; // "lost" | "joined"
+    const char* what = ""; // "lost" | "left" | "joined"
     std::string reason;    // "silent for 2.1s", "answered again", "dialled in in the place of..."
   };
   std::vector<Event> events;

@@ -56,6 +56,11 @@ void Rejoiner::onLost(WorkerLink& link, SteadyTime now) {
   attempts_[&link] = std::move(attempt);
 }
 
+void Rejoiner::onLeft(WorkerLink& link, SteadyTime now) {
+  link.events.push_back({seconds(now - run_.t0), "left", link.why});
+  noteNews(fmt::format("left {}", link.name));
+}
+
 void Rejoiner::sendProbe(WorkerLink& link, SteadyTime now) {
   wire::Envelope probe;
   probe.mutable_probe()->set_master_ns(common::steadyNs(now));
@@ -114,7 +119,7 @@ void Rejoiner::startProbing(WorkerLink& link, std::string reason, bool extra, St
   attempt.next_probe = now + kProbeInterval;
   attempt.join_reason = std::move(reason);
   attempt.extra = extra;
-  link.why = fmt::format("{} mid-run; not ready yet", attempt.join_reason);
+  link.why = fmt::format("{}; not ready yet", attempt.join_reason);
   attempts_[&link] = std::move(attempt);
   link.state = LinkState::Lost; // until it has answered our probes and is Ready
   sendProbe(link, now);

@@ -37,6 +37,9 @@ public:
   // A running worker was just declared lost: noted, and probed from now on when the scenario
   // says rejoin and the master dialled it.
   void onLost(WorkerLink& link, common::SteadyTime now);
+  // A running worker was stopped by its operator and sent its last figures: noted (events, the
+  // live line). Its place is not taken again.
+  void onLeft(WorkerLink& link, common::SteadyTime now);
   // Once per loop turn: probes each lost worker once a second, and gives up on a rejoin that
   // got no Ready within --connect-timeout.
   void probe(common::SteadyTime now);

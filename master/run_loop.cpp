@@ -119,7 +119,7 @@ void noteMembership(const RunContext& run, IntervalRow& row) {
     bool member = link->events.empty() || std::string_view(link->events.front().what) != "joined";
     for (const auto& event : link->events)
       if (event.at_s <= row.elapsed_s)
-        member = std::string_view(event.what) != "lost";
+        member = std::string_view(event.what) == "joined";
     row.workers += member ? 1 : 0;
     for (const auto& event : link->events)
       if (event.at_s > row.elapsed_s - row.length_s && event.at_s <= row.elapsed_s)
@@ -257,6 +257,7 @@ void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
   link.state = LinkState::Done;
   if (e.final().leaving() && !stop_sent_) {
     noteLeft(link, seconds(link.final_at - run_.t0));
+    rejoin_.onLeft(link, link.final_at);
     sendHalt(policy_.onWorkerLeft(), link.final_at);
   }
   wire::Envelope ack;

@@ -120,7 +120,7 @@
     }
   }
   memberEvents.sort((a, b) => a.at_s - b.at_s || a.worker - b.worker);
-  const eventColour = { lost: "#b91c1c", joined: "#15803d" };
+  const eventColour = { lost: "#b91c1c", left: "#a16207", joined: "#15803d" };
   // A vertical dashed line at each event's time, labelled at the top, on every time chart.
   const eventMarks = {
     id: "stampedeMemberEvents",

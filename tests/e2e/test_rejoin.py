@@ -313,6 +313,51 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(twice, {}, "no feeder row used twice across the loss and the new "
                          "worker in its place\n" + context)
 
+    def test_a_worker_stopped_by_its_operator_is_a_leave_in_the_events(self):
+        # SIGTERM: its last figures come in a Final that says it leaves. The leave is in
+        # workers[].events with its reason, in the timeseries row of its second, and the rows
+        # after it count one worker fewer.
+        with lib.nginx() as server, lib.workers(2) as ws:
+            path = lib.write_scenario(self.tmp, f"""\
+                name: e2e-left-event
+                target: {server.url}
+                load: {{rate: 100/s, duration: 6s}}
+                halt: {{on_worker_lost: continue}}
+                flows:
+                  - name: main
+                    steps:
+                      - get: /
+                """)
+            out_dir = os.path.join(self.tmp, "out")
+            proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir, path],
+                                    self.tmp)
+            try:
+                time.sleep(2.5)
+                ws[1].kill(signal.SIGTERM)
+                rc, out, err = lib.finish_master(proc, self.tmp, 30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+        report = lib.load_report(out_dir)
+        context += f"\nworkers: {report['workers']}"
+        left = {w["address"]: w for w in report["workers"]}[ws[1].address]
+        self.assertEqual(left["state"], "left", context)
+        self.assertEqual([e["event"] for e in left["events"]], ["left"], context)
+        self.assertIn("stopped (SIGINT or SIGTERM)", left["events"][0]["reason"], context)
+        at_s = left["events"][0]["at_s"]
+        with open(os.path.join(out_dir, "timeseries.csv")) as f:
+            rows = [r for r in csv.DictReader(f) if r["late"] == "0"]
+        marked = [(float(r["elapsed_s"]), e) for r in rows for e in r["events"].split(";") if e]
+        self.assertEqual([e for _, e in marked], [f"left {ws[1].address}"], context)
+        self.assertAlmostEqual(marked[0][0], at_s, delta=1.0, msg=context)
+        in_run = {round(float(r["elapsed_s"])): int(r["workers"]) for r in rows}
+        self.assertEqual(in_run[1], 2, context)
+        self.assertEqual(in_run[int(at_s) + 2], 1, context)
+        self.assertTrue(any(f"[left {ws[1].address}]" in line for line in out.splitlines()),
+                        context)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
