@@ -25,6 +25,9 @@ struct WorkerPlan {
   // After a re-plan mid-run (master/replan.h): exactly these cluster users, in place of its
   // part of the cluster's (Prepare.own_users).
   std::optional<std::vector<uint64_t>> own_users;
+  // After a re-plan mid-run, by feeder: the rows (indexes into the feeder's) of its per_worker
+  // slice, in the order it draws them. Empty before: the slices are contiguous, in index order.
+  std::vector<std::vector<uint32_t>> feeder_ids;
   // What is shipped in Prepare.files: the scenario's files, with a per_worker feeder's CSV
   // cut down to this worker's slice.
   std::map<std::string, std::string> files;

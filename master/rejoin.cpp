@@ -159,7 +159,7 @@ void Rejoiner::admitOrRefuse(WorkerLink& link, SteadyTime now) {
       true, now);
 }
 
-void Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
+bool Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
   const auto estimate = common::estimateOffset(attempt.samples);
   link.samples = attempt.samples;
   link.clock_offset_ns = estimate.offset_ns;
@@ -169,8 +169,18 @@ void Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
   if (attempt.extra) {
     // Every place's share anew with the newcomer's: in force when it joins (startRejoined).
     link.index = static_cast<uint32_t>(run_.plans.size());
+    std::vector<std::vector<uint64_t>> reached(run_.plans.size());
+    for (const auto* holder : run_.joined) // the latest holder of each place counts
+      if (holder->index < reached.size())
+        reached[holder->index] = feederReach(holder->feeder_positions, holder->feeder_last_step);
     attempt.replan = replanForNewcomer(run_.scenario, run_.plans, run_.cluster_users,
-                                       capacities(link), next_first_vu_);
+                                       capacities(link), next_first_vu_, reached);
+    if (!attempt.replan->refused.empty()) {
+      link.state = LinkState::Refused;
+      link.why = "dialled in mid-run and was refused: " + attempt.replan->refused;
+      fmt::print(stderr, "\n{}: {}\n", workerLabel(link), link.why);
+      return false;
+    }
     plan = &attempt.replan->plans.back();
     cluster_users = &attempt.replan->cluster_users;
     link.users = plan->users;
@@ -193,6 +203,7 @@ void Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
   link.state = LinkState::Joined;
   attempt.ready_deadline = now + run_.cli.connect_timeout;
   attempt.next_probe = now + kProbeInterval;
+  return true;
 }
 
 void Rejoiner::noteNews(std::string text) {
@@ -229,6 +240,8 @@ void Rejoiner::applyReplan(Replan replan, SteadyTime join_at) {
     r->set_from_ns(common::steadyNs(join_at));
     const auto& retire = replan.retire[link->index];
     r->mutable_retire_users()->Assign(retire.begin(), retire.end());
+    const auto& keep = replan.keep_rows[link->index];
+    r->mutable_keep_rows()->Assign(keep.begin(), keep.end());
     run_.cluster.send(*link, reshare);
     link->users = plan.users;
   }
@@ -301,8 +314,10 @@ bool Rejoiner::onMessage(WorkerLink& link, const wire::Envelope& e, SteadyTime n
         {hello.master_ns(), hello.worker_ns(), common::steadyNs(run_.clock.now())});
     if (attempt.samples.size() < kRejoinSamples)
       sendProbe(link, now);
-    else if (!tooLate(now))
-      welcome(link, attempt, now);
+    else if (!tooLate(now) && !welcome(link, attempt, now)) {
+      extra_pending_ = false;
+      attempts_.erase(it);
+    }
     return true;
   }
   if (link.state == LinkState::Joined && e.has_ready()) {

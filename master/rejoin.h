@@ -63,7 +63,8 @@ private:
   };
   void noteNews(std::string text);
   void sendProbe(WorkerLink& link, common::SteadyTime now);
-  void welcome(WorkerLink& link, Attempt& attempt, common::SteadyTime now);
+  // False when a newcomer's re-plan cannot be done (it is then refused).
+  bool welcome(WorkerLink& link, Attempt& attempt, common::SteadyTime now);
   void startRejoined(WorkerLink& link, Attempt& attempt, common::SteadyTime now);
   void startProbing(WorkerLink& link, std::string reason, bool extra, common::SteadyTime now);
   void admitOrRefuse(WorkerLink& link, common::SteadyTime now);

@@ -308,7 +308,8 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
       const auto& r = envelope.reshare();
       engine_->reshare(r.rate_share(), r.max_in_flight(), r.worker_count(),
                        common::fromSteadyNs(r.from_ns() + offset_ns_),
-                       {r.retire_users().begin(), r.retire_users().end()});
+                       {r.retire_users().begin(), r.retire_users().end()},
+                       {r.keep_rows().begin(), r.keep_rows().end()});
     }
     break;
   default:

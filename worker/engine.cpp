@@ -177,7 +177,10 @@ void Engine::setRate(double rate, common::SteadyTime from, common::SteadyTime to
 }
 
 void Engine::reshare(double rate_share, uint64_t max_in_flight, uint32_t worker_count,
-                     common::SteadyTime from, const std::vector<uint64_t>& retire) {
+                     common::SteadyTime from, const std::vector<uint64_t>& retire,
+                     const std::vector<uint64_t>& keep_rows) {
+  for (size_t f = 0; f < keep_rows.size(); ++f)
+    feeders_->keepRows(f, keep_rows[f]);
   std::shared_ptr<const common::LoadCurve> curve;
   double phase = 0;
   if (open_) {

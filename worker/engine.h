@@ -126,8 +126,11 @@ public:
   // `from` on: open model, arrivals at `rate_share` of the cluster's rate with the phase
   // worker_index / `worker_count` and `max_in_flight` in flight; closed model, the users
   // numbered in `retire` end after their current iteration. Control thread, while running.
+  // `keep_rows`, by feeder: the rows of a per_worker feeder it keeps (the rest go to the
+  // newcomer), at once; empty: all.
   void reshare(double rate_share, uint64_t max_in_flight, uint32_t worker_count,
-               common::SteadyTime from, const std::vector<uint64_t>& retire);
+               common::SteadyTime from, const std::vector<uint64_t>& retire,
+               const std::vector<uint64_t>& keep_rows = {});
   // By feeder: its cursor's position (Feeders::positions), for the Stats. Any thread.
   std::vector<uint64_t> feederPositions() const;
   // The load threads' CPU time since the last call (or the start) over the wall time, averaged

@@ -27,6 +27,9 @@ public:
   // halt, every row drawn). `rng` is the calling load thread's.
   std::optional<size_t> drawRow(size_t f, std::mt19937_64& rng);
 
+  // Sequence feeder `f` keeps only its first `rows` rows from now on (the rest were handed to a
+  // worker that joined the run: Engine::reshare); never more than it has. Any thread.
+  void keepRows(size_t f, uint64_t rows);
   // By feeder, the cursor's position: draws so far, from its start on (random feeders: 0).
   // Any thread; a draw racing with it may or may not be counted.
   std::vector<uint64_t> positions() const;
@@ -34,7 +37,8 @@ public:
 private:
   struct Cursor {
     std::atomic<uint64_t> next{0};
-    std::vector<uint32_t> order; // shuffle: the rows in a random order, drawn once per run
+    std::atomic<uint64_t> rows{0}; // the rows it may draw: all, or fewer after keepRows
+    std::vector<uint32_t> order;   // shuffle: the rows in a random order, drawn once per run
   };
   const std::vector<common::Feeder>& data_;
   std::vector<std::unique_ptr<Cursor>> cursors_;

@@ -4,6 +4,7 @@ every share, so that nginx's per-second count stays on the scenario's rate (open
 users stay the scenario's (closed model), the newcomer gets its share, and the report's totals
 equal nginx's count. Without --max-workers the third is refused, in one line on stderr."""
 
+import collections
 import csv
 import os
 import sys
@@ -139,6 +140,38 @@ class ExtraWorkersTest(lib.TempDirTestCase, unittest.TestCase):
                 self.assertLessEqual(int(r["users"]), users, f"{r}\n{context}")
         self.assertGreater(newcomer["requests"], 0.5 * mean_after / 3 * (DURATION_S - joined_at),
                            context)
+        self.assertEqual(report["totals"]["requests"], len(entries), context)
+
+    def test_per_worker_rows_are_handed_over_and_none_is_used_twice(self):
+        # A per_worker feeder whose rows are in the URL: the newcomer gets a share of the rows
+        # the two others have not reached (from the end of their slices), and they stop short
+        # of what they gave: nginx's log shows no row twice.
+        with open(os.path.join(self.tmp, "ids.csv"), "w") as f:
+            f.write("id\n" + "".join(f"row{i}\n" for i in range(3000)))
+        rc, out, err, report, rows, entries, context = self.run_with_newcomer(f"""\
+            name: e2e-extra-feeder
+            target: {{url}}
+            load: {{{{rate: 120/s, duration: {DURATION_S}s}}}}
+            data:
+              ids: {{{{csv: ids.csv, split: per_worker, on_exhausted: stop}}}}
+            flows:
+              - name: main
+                steps:
+                  - get: "/?id={{{{{{{{ids.id}}}}}}}}"
+                    name: row
+            """, ["--max-workers", 3, "--quiet"])
+        self.assertEqual(rc, 0, context)
+        newcomer = [w for w in report["workers"] if w["events"]]
+        self.assertEqual(len(newcomer), 1, context)
+        self.assertGreater(newcomer[0]["requests"], 0, context)
+        used = collections.Counter(e.uri.split("id=", 1)[1] for e in entries)
+        twice = {row: n for row, n in used.items() if n > 1}
+        # Its rows come from the ends of the others' slices (1000 rows each).
+        ends = [r for r in used if int(r[3:]) % 1000 >= 700]
+        print(f"\n  rows used {len(used)} by {len(entries)} requests, {len(ends)} from the ends "
+              f"of the slices; used twice: {len(twice)}")
+        self.assertEqual(twice, {}, context)
+        self.assertGreater(len(ends), 0.5 * newcomer[0]["requests"], context)
         self.assertEqual(report["totals"]["requests"], len(entries), context)
 
     def test_without_max_workers_a_third_is_refused_in_one_line(self):

@@ -87,7 +87,10 @@ TEST_CASE("shares that cannot be re-planned mid-run say why", "[replan]") {
   common::Feeder f;
   f.name = "ids";
   s.data.push_back(f);
-  CHECK(master::whyNoReplan(s).find("data.ids is split: per_worker") != std::string::npos);
+  CHECK(master::whyNoReplan(s).empty()); // per_worker in sequence: rows are handed over
+  s.data[0].order = common::Feeder::Order::Shuffle;
+  CHECK(master::whyNoReplan(s).find("data.ids is split: per_worker and drawn out of order") !=
+        std::string::npos);
   s.data[0].split = common::Feeder::Split::Shared;
   CHECK(master::whyNoReplan(s).empty());
   s.load.iterations = 100;
@@ -101,4 +104,35 @@ TEST_CASE("a place taken over continues its feeders past what the lost worker ma
   CHECK(master::feederStart(std::vector<uint64_t>{300, 0}, std::vector<uint64_t>{40, 0}) ==
         std::vector<uint64_t>{360, 0});
   CHECK(master::feederStart(std::vector<uint64_t>{}, std::vector<uint64_t>{}).empty());
+}
+
+TEST_CASE("a newcomer gets a share of the per_worker rows no place has reached, none twice",
+          "[replan]") {
+  auto s = closedScenario(4);
+  common::Feeder f;
+  f.name = "ids";
+  f.file = "ids.csv";
+  f.columns = {"id"};
+  for (int i = 0; i < 20; ++i)
+    f.rows.push_back({"r" + std::to_string(i)});
+  s.data.push_back(f);
+  const std::vector<double> before{1, 1};
+  const auto plans = master::planWorkers(s, before); // rows 0-9 and 10-19
+  const std::vector<double> after{1, 1, 2};
+  // Place 0 may have drawn 4 rows, place 1 all but 2.
+  const std::vector<std::vector<uint64_t>> reached{{4}, {8}};
+  const auto r =
+      master::replanForNewcomer(s, plans, master::clusterUsers(plans), after, 0, reached);
+  REQUIRE(r.refused.empty());
+  // Half the capacity is the newcomer's: half of each place's rows left, from the end.
+  CHECK(r.plans[0].feeder_ids[0] == std::vector<uint32_t>{0, 1, 2, 3, 4, 5, 6});
+  CHECK(r.plans[1].feeder_ids[0] == std::vector<uint32_t>{10, 11, 12, 13, 14, 15, 16, 17, 18});
+  CHECK(r.plans[2].feeder_ids[0] == std::vector<uint32_t>{7, 8, 9, 19});
+  CHECK(r.keep_rows == std::vector<std::vector<uint64_t>>{{7}, {9}});
+  CHECK(r.plans[2].files.at("ids.csv") == "id\r\nr7\r\nr8\r\nr9\r\nr19\r\n");
+  CHECK(r.plans[0].files.at("ids.csv") == "id\r\nr0\r\nr1\r\nr2\r\nr3\r\nr4\r\nr5\r\nr6\r\n");
+  // Nothing left anywhere: refused, with the feeder named.
+  const std::vector<std::vector<uint64_t>> all{{10}, {10}};
+  const auto none = master::replanForNewcomer(s, plans, master::clusterUsers(plans), after, 0, all);
+  CHECK(none.refused.find("data.ids") != std::string::npos);
 }
