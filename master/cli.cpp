@@ -29,8 +29,11 @@ po::options_description describeOptions() {
       ("listen", po::value<std::string>(),
        "reverse mode: bind here, workers dial in (tcp://0.0.0.0:7701)")                          //
       ("expect-workers", po::value<int>(), "with --listen: start once this many workers joined") //
-      ("min-workers", po::value<int>(), "start with at least N workers if some do not answer")   //
-      ("connect-timeout", po::value<std::string>(), "handshake deadline (default 5s)")           //
+      ("max-workers", po::value<int>(),
+       "with --listen: admit workers that dial in mid-run until N run at once, re-planning "
+       "every share so that the total stays the scenario's (default: --expect-workers)")       //
+      ("min-workers", po::value<int>(), "start with at least N workers if some do not answer") //
+      ("connect-timeout", po::value<std::string>(), "handshake deadline (default 5s)")         //
       ("heartbeat-timeout", po::value<std::string>(),
        "a silent worker is lost after this (default 3s)")                                       //
       ("key", po::value<std::string>(), "the master's secret key file (from `master keygen`)")  //
@@ -50,7 +53,8 @@ po::options_description describeOptions() {
 
 std::string usageText() {
   std::ostringstream out;
-  out << "usage: master [--workers HOSTS | --listen ENDPOINT --expect-workers N] [--threads N]\n"
+  out << "usage: master [--workers HOSTS |\n"
+         "               --listen ENDPOINT --expect-workers N [--max-workers M]] [--threads N]\n"
          "              [--duration D] [--set KEY=VALUE]... [--env-file FILE] [--out DIR]\n"
          "              [--metrics-listen HOST:PORT [--metrics-grace D]]\n"
          "              [--quiet] [--dry-run] [--find-capacity] SCENARIO.yaml\n\n"
@@ -161,6 +165,15 @@ CliOptions parseCli(int argc, const char* const* argv) {
   } else if (!cli.listen.empty()) {
     throw UsageError("--listen needs --expect-workers N");
   }
+  if (vm.count("max-workers")) {
+    cli.max_workers = vm["max-workers"].as<int>();
+    if (cli.listen.empty())
+      throw UsageError("--max-workers needs --listen");
+    if (cli.max_workers < cli.expect_workers)
+      throw UsageError(fmt::format("--max-workers: expected at least --expect-workers ({}), got {}",
+                                   cli.expect_workers, cli.max_workers));
+  }
+  cli.max_workers = std::max(cli.max_workers, cli.expect_workers);
   if (vm.count("min-workers")) {
     cli.min_workers = vm["min-workers"].as<int>();
     if (cli.min_workers < 1)

@@ -18,10 +18,13 @@ struct CliOptions {
   std::string out_dir;  // "" : no files written
   bool quiet = false;
   bool dry_run = false;
-  bool find_capacity = false;  // --find-capacity: LoadOptions::find_capacity
-  std::string workers_file;    // --workers: dial the workers listed there
-  std::string listen;          // --listen: reverse mode, workers dial in
-  int expect_workers = 0;      // with --listen: how many to wait for
+  bool find_capacity = false; // --find-capacity: LoadOptions::find_capacity
+  std::string workers_file;   // --workers: dial the workers listed there
+  std::string listen;         // --listen: reverse mode, workers dial in
+  int expect_workers = 0;     // with --listen: how many to wait for
+  // With --listen: at most this many run at once; more dialling in mid-run are admitted up to
+  // it, the shares re-planned (0: --expect-workers).
+  int max_workers = 0;
   int min_workers = 0;         // 0: all of them
   std::string key_file;        // --key: the master's secret key (CURVE)
   std::string worker_keys_dir; // --worker-keys: accept only workers whose *.pub is here

@@ -71,6 +71,10 @@ struct WorkerLink {
   uint64_t errors = 0;
   uint64_t error_tally = 0; // errors reported at once ({count: N} policy)
   uint32_t active_users = 0;
+  // By feeder, from its Stats: the cursor's position, and how far it moved in the last one
+  // (a place taken over in a run in progress continues past both: Rejoiner).
+  std::vector<uint64_t> feeder_positions;
+  std::vector<uint64_t> feeder_last_step;
   bool final_received = false;
   common::SteadyTime final_at{};
   // From its Final, when a Halt named the first error: its sends at or after that moment, and
@@ -78,11 +82,12 @@ struct WorkerLink {
   std::optional<uint64_t> sent_after_first_error;
   bool sent_count_complete = true;
   std::optional<common::SteadyTime> last_send;
-  // Each time it left the run (lost) and joined it again (on_worker_lost: rejoin), in seconds
-  // from the run's start.
+  // Each time it left the run (lost, or stopped by its operator) and joined it (on_worker_lost:
+  // rejoin, --max-workers), in seconds from the run's start.
   struct Event {
     double at_s = 0;
-    const char* what = ""; // "lost" | "joined"
+    const char* what = ""; // "lost" | "left" | "joined"
+    std::string reason;    // "silent for 2.1s", "answered again", "dialled in in the place of..."
   };
   std::vector<Event> events;
 };

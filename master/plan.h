@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -21,6 +22,12 @@ struct WorkerPlan {
   uint64_t first_vu = 0;           // open model: its {{vu}} numbers start here
   uint64_t iterations = 0;         // its share of load.iterations; 0 when there is no limit
   std::vector<size_t> feeder_rows; // rows of each feeder it gets (all rows when shared)
+  // After a re-plan mid-run (master/replan.h): exactly these cluster users, in place of its
+  // part of the cluster's (Prepare.own_users).
+  std::optional<std::vector<uint64_t>> own_users;
+  // After a re-plan mid-run, by feeder: the rows (indexes into the feeder's) of its per_worker
+  // slice, in the order it draws them. Empty before: the slices are contiguous, in index order.
+  std::vector<std::vector<uint32_t>> feeder_ids;
   // What is shipped in Prepare.files: the scenario's files, with a per_worker feeder's CSV
   // cut down to this worker's slice.
   std::map<std::string, std::string> files;

@@ -19,7 +19,8 @@ Progress::Progress(const CliOptions& cli, size_t steps, double total_s)
     : quiet_(cli.quiet), tty_(!cli.quiet && ::isatty(STDOUT_FILENO)), total_s_(total_s),
       cumulative_(steps), interval_(steps) {}
 
-void Progress::tick(double elapsed_s, double interval_s, int users, int alive, int total) {
+void Progress::tick(double elapsed_s, double interval_s, int users, int alive, int total,
+                    std::string_view membership) {
   cumulative_.merge(interval_);
   auto interval_total = interval_.total();
   interval_.reset();
@@ -39,7 +40,9 @@ void Progress::tick(double elapsed_s, double interval_s, int users, int alive, i
   f.requests = running_total.requests;
   f.workers_alive = alive;
   f.workers_total = total;
-  const std::string note = divergence_.liveNote();
+  const std::string note =
+      (membership.empty() ? std::string() : fmt::format("  [{}]", membership)) +
+      divergence_.liveNote();
   if (tty_)
     fmt::print("\r\033[K{}{}", formatLiveLine(f, true), note);
   else

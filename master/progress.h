@@ -8,6 +8,7 @@
 #include "master/divergence.h"
 
 #include <cstddef>
+#include <string_view>
 
 namespace stampede::master {
 
@@ -20,8 +21,10 @@ public:
   common::StatsBook& book() { return cumulative_; }
   const common::StatsBook& book() const { return cumulative_; }
 
-  // Once a second, and once at the end: merges the interval and prints the live line.
-  void tick(double elapsed_s, double interval_s, int users, int alive, int total);
+  // Once a second, and once at the end: merges the interval and prints the live line, with
+  // `membership` (workers that left or joined since the last tick, "lost H:P") after it.
+  void tick(double elapsed_s, double interval_s, int users, int alive, int total,
+            std::string_view membership = {});
   void end();
 
   // The last tick's interval, all steps together, and its length: for /metrics.

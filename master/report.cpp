@@ -218,8 +218,8 @@ json buildReport(const RunResult& r) {
   auto orNull = [](const auto& v) { return v ? json(*v) : json(nullptr); };
   for (const auto& w : r.workers) {
     json events = json::array();
-    for (const auto& [at_s, what] : w.events)
-      events.push_back({{"at_s", at_s}, {"event", what}});
+    for (const auto& event : w.events)
+      events.push_back({{"at_s", event.at_s}, {"event", event.event}, {"reason", event.reason}});
     workers.push_back(
         {{"id", w.id},
          {"address", w.address},

@@ -50,7 +50,7 @@ void addWorkers(const RunContext& run, const std::map<const WorkerLink*, LostWor
         double(link.clock_model.offsetAt(common::steadyNs(run.clock.now()))) / 1e6;
     w.clock_drift_ppm = link.clock_model.drift * 1e6;
     for (const auto& event : link.events)
-      w.events.emplace_back(event.at_s, event.what);
+      w.events.push_back({event.at_s, event.what, event.reason});
     const auto& halt = result.halt;
     if (halt && halt->error_at && link.sent_after_first_error) {
       w.requests_sent_after_first_error = link.sent_after_first_error;

@@ -91,6 +91,18 @@ std::string describeLost(const WorkerLink& link, const LostWorker& lost) {
   return text;
 }
 
+// Where each feeder's cursor of the worker is, for a worker that may take its place later.
+void notePositions(WorkerLink& link, const wire::Stats& stats) {
+  const auto& now = stats.feeder_positions();
+  link.feeder_positions.resize(size_t(now.size()), 0);
+  link.feeder_last_step.resize(size_t(now.size()), 0);
+  for (int f = 0; f < now.size(); ++f) {
+    const uint64_t before = link.feeder_positions[size_t(f)];
+    link.feeder_last_step[size_t(f)] = now[f] > before ? now[f] - before : 0;
+    link.feeder_positions[size_t(f)] = std::max(before, now[f]);
+  }
+}
+
 // A worker stopped by its operator mid-run, whose Final said so: not lost, since its figures are
 // complete; the run goes on with the others and ends as it would have (the report warns).
 void noteLeft(WorkerLink& link, double at_s) {
@@ -107,7 +119,7 @@ void noteMembership(const RunContext& run, IntervalRow& row) {
     bool member = link->events.empty() || std::string_view(link->events.front().what) != "joined";
     for (const auto& event : link->events)
       if (event.at_s <= row.elapsed_s)
-        member = std::string_view(event.what) != "lost";
+        member = std::string_view(event.what) == "joined";
     row.workers += member ? 1 : 0;
     for (const auto& event : link->events)
       if (event.at_s > row.elapsed_s - row.length_s && event.at_s <= row.elapsed_s)
@@ -185,7 +197,7 @@ void RunLoop::checkErrorCount() {
 }
 
 void RunLoop::onMessage(WorkerLink& link, const wire::Envelope& e) {
-  if (rejoin_.onMessage(link, e, run_.clock.now()))
+  if (rejoin_.onMessage(link, e, run_.clock.now(), !stop_sent_ && !policy_.halt()))
     return;
   switch (e.body_case()) {
   case wire::Envelope::kError: {
@@ -236,6 +248,7 @@ void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
     link.errors += step.errors();
   }
   link.active_users = stats.active_users();
+  notePositions(link, stats);
   link.error_tally = std::max(link.error_tally, link.errors);
   checkErrorCount();
   if (!e.has_final())
@@ -252,6 +265,7 @@ void RunLoop::onStats(WorkerLink& link, const wire::Envelope& e) {
   link.state = LinkState::Done;
   if (e.final().leaving() && !stop_sent_) {
     noteLeft(link, seconds(link.final_at - run_.t0));
+    rejoin_.onLeft(link, link.final_at);
     sendHalt(policy_.onWorkerLeft(), link.final_at);
   }
   wire::Envelope ack;
@@ -356,7 +370,7 @@ void RunLoop::tick(SteadyTime now) {
   }
   if (now >= t0) {
     progress_.tick(seconds(now - t0), seconds(now - last_tick_), users, alive,
-                   static_cast<int>(run_.cluster.links().size()));
+                   static_cast<int>(run_.cluster.links().size()), rejoin_.takeNews());
     publishRunMetrics(run_, progress_, seconds(now - t0), users);
   }
   std::vector<uint32_t> reporting;

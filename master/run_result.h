@@ -97,8 +97,13 @@ struct WorkerResult {
   std::optional<double> error_rate;
   std::string divergent;
   // Each time it left the run (lost) and joined it again (on_worker_lost: rejoin): seconds
-  // into the run, "lost" or "joined".
-  std::vector<std::pair<double, std::string>> events;
+  // into the run, "lost" or "joined", and why (report.html's table shows it).
+  struct Event {
+    double at_s = 0;
+    std::string event;
+    std::string reason;
+  };
+  std::vector<Event> events;
 };
 
 // One row of timeseries.csv, its figures as written there (ms), plus the open model's service

@@ -85,6 +85,8 @@ wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cl
   p->set_iterations(plan.iterations);
   p->set_find_capacity(cli.find_capacity);
   p->mutable_cluster_users()->Assign(cluster_users.begin(), cluster_users.end());
+  if (plan.own_users)
+    p->mutable_own_users()->Assign(plan.own_users->begin(), plan.own_users->end());
   for (const auto& override : scenario.overrides)
     p->add_overrides(override);
   for (const auto& [name, value] : scenario.env)

@@ -309,6 +309,15 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     if (engine_)
       applySetRate(*engine_, envelope.set_rate(), offset_ns_);
     break;
+  case wire::Envelope::kReshare: // a worker joined beyond --expect-workers: a smaller share
+    if (engine_ && state_ == State::Running) {
+      const auto& r = envelope.reshare();
+      engine_->reshare(r.rate_share(), r.max_in_flight(), r.worker_count(),
+                       common::fromSteadyNs(r.from_ns() + offset_ns_),
+                       {r.retire_users().begin(), r.retire_users().end()},
+                       {r.keep_rows().begin(), r.keep_rows().end()});
+    }
+    break;
   default:
     ++counters_.dropped_messages;
     break;
@@ -535,6 +544,8 @@ void WorkerDaemon::Session::sendStats() {
     engine_->rearmFirstError(); // each probe keeps its first error in full
   common::statsToWire(delta_, *s);
   engine_->takeQueueLedger(*s);
+  for (const uint64_t position : engine_->feederPositions())
+    s->add_feeder_positions(position);
   send(stats);
 }
 

@@ -44,7 +44,7 @@ Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions o
   options_.threads = int(std::max<uint64_t>(1, std::min<uint64_t>(options_.threads, units)));
   for (const auto& flow : scenario_->flows)
     collectInherited(scenario_->http, flow.steps, inherited_headers_);
-  feeders_ = std::make_unique<Feeders>(scenario_->data);
+  feeders_ = std::make_unique<Feeders>(scenario_->data, options_.feeder_start);
   json_expectations_ = std::make_unique<const JsonExpectations>(*scenario_);
   flow_weight_total_ = 0;
   for (const auto& f : scenario_->flows)
@@ -174,6 +174,33 @@ void Engine::setRate(double rate, common::SteadyTime from, common::SteadyTime to
   // A thread idle between probes sleeps until the end of the run: wake it to the new rate.
   for (auto& t : threads_)
     asio::post(t->io_, [raw = t.get()] { raw->arrival_timer_.cancel(); });
+}
+
+void Engine::reshare(double rate_share, uint64_t max_in_flight, uint32_t worker_count,
+                     common::SteadyTime from, const std::vector<uint64_t>& retire,
+                     const std::vector<uint64_t>& keep_rows) {
+  for (size_t f = 0; f < keep_rows.size(); ++f)
+    feeders_->keepRows(f, keep_rows[f]);
+  std::shared_ptr<const common::LoadCurve> curve;
+  double phase = 0;
+  if (open_) {
+    curve = std::make_shared<const common::LoadCurve>(scenario_->load.stages, rate_share);
+    worker_count = std::max(1u, worker_count);
+    phase = double(options_.worker_index % worker_count) / double(worker_count);
+  }
+  for (size_t i = 0; i < threads_.size(); ++i) {
+    WorkerThread::Schedule schedule{.curve = curve,
+                                    .phase = phase,
+                                    .from = from,
+                                    .in_flight_cap = max_in_flight / threads_.size() +
+                                                     (i < max_in_flight % threads_.size() ? 1 : 0)};
+    asio::post(threads_[i]->io_,
+               [raw = threads_[i].get(), schedule, retire] { raw->reshare(schedule, retire); });
+  }
+}
+
+std::vector<uint64_t> Engine::feederPositions() const {
+  return feeders_->positions();
 }
 
 double Engine::loadBusy() {

@@ -46,6 +46,8 @@ struct EngineOptions {
   std::optional<uint64_t> max_in_flight; // this worker's cap; nullopt: the scenario's
   uint64_t first_vu = 0;                 // open model: {{vu}} numbering starts here
   std::optional<uint64_t> iterations;    // this worker's cap; nullopt: the scenario's (0: none)
+  // By feeder: where its cursor starts (Prepare.feeder_start); empty: at 0.
+  std::vector<uint64_t> feeder_start;
   // Cluster: no request is sent after this steady-clock time (ns), which the control thread
   // renews whenever its master speaks; a virtual user that finds it passed (a freeze, a silent
   // master) halts the engine instead of sending. nullptr: no such gate (tests, benches).
@@ -127,6 +129,17 @@ public:
   // at `rate` per second (one probe of the search); outside every probe it starts none. The
   // load threads take it up at once, keeping their connections and idle users. Any thread.
   void setRate(double rate, common::SteadyTime from, common::SteadyTime to);
+  // A re-planned share (master --max-workers: a worker joined beyond --expect-workers), from
+  // `from` on: open model, arrivals at `rate_share` of the cluster's rate with the phase
+  // worker_index / `worker_count` and `max_in_flight` in flight; closed model, the users
+  // numbered in `retire` end after their current iteration. Control thread, while running.
+  // `keep_rows`, by feeder: the rows of a per_worker feeder it keeps (the rest go to the
+  // newcomer), at once; empty: all.
+  void reshare(double rate_share, uint64_t max_in_flight, uint32_t worker_count,
+               common::SteadyTime from, const std::vector<uint64_t>& retire,
+               const std::vector<uint64_t>& keep_rows = {});
+  // By feeder: its cursor's position (Feeders::positions), for the Stats. Any thread.
+  std::vector<uint64_t> feederPositions() const;
   // The load threads' CPU time since the last call (or the start) over the wall time, averaged
   // over the threads: 0 to 1, near 1 when they cannot go faster. Control thread, while running.
   double loadBusy();

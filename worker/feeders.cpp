@@ -4,9 +4,13 @@
 
 namespace stampede::worker {
 
-Feeders::Feeders(const std::vector<common::Feeder>& data) : data_(data) {
+Feeders::Feeders(const std::vector<common::Feeder>& data, std::span<const uint64_t> start)
+    : data_(data) {
   for (const auto& feeder : data_) {
     auto cursor = std::make_unique<Cursor>();
+    cursor->rows.store(feeder.rows.size(), std::memory_order_relaxed);
+    if (cursors_.size() < start.size() && feeder.order != common::Feeder::Order::Random)
+      cursor->next.store(start[cursors_.size()], std::memory_order_relaxed);
     if (feeder.order == common::Feeder::Order::Shuffle) {
       cursor->order.resize(feeder.rows.size());
       for (size_t i = 0; i < cursor->order.size(); ++i)
@@ -18,9 +22,25 @@ Feeders::Feeders(const std::vector<common::Feeder>& data) : data_(data) {
   }
 }
 
+void Feeders::keepRows(size_t f, uint64_t rows) {
+  if (f >= cursors_.size() || data_[f].order != common::Feeder::Order::Sequence)
+    return;
+  auto& limit = cursors_[f]->rows;
+  uint64_t now = limit.load(std::memory_order_relaxed);
+  while (rows < now && !limit.compare_exchange_weak(now, rows, std::memory_order_relaxed)) {
+  }
+}
+
+std::vector<uint64_t> Feeders::positions() const {
+  std::vector<uint64_t> out;
+  for (const auto& cursor : cursors_)
+    out.push_back(cursor->next.load(std::memory_order_relaxed));
+  return out;
+}
+
 std::optional<size_t> Feeders::drawRow(size_t f, std::mt19937_64& rng) {
   const auto& feeder = data_[f];
-  const size_t rows = feeder.rows.size();
+  const size_t rows = size_t(cursors_[f]->rows.load(std::memory_order_relaxed));
   if (rows == 0)
     return std::nullopt;
   if (feeder.order == common::Feeder::Order::Random) {

@@ -4,6 +4,7 @@
 #include "worker/virtual_user.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace stampede::worker {
 
@@ -69,24 +70,64 @@ void WorkerThread::addUser(uint64_t vu) {
 asio::awaitable<void> WorkerThread::arrivals() {
   Engine& e = engine_;
   const uint64_t step = e.threads_.size();
-  const double phase = double(e.options_.worker_index % std::max(1u, e.options_.worker_count)) /
-                       double(std::max(1u, e.options_.worker_count));
+  const common::LoadCurve* curve = e.curve_.get();
+  double phase = double(e.options_.worker_index % std::max(1u, e.options_.worker_count)) /
+                 double(std::max(1u, e.options_.worker_count));
+  common::SteadyTime from = e.join_at_;
   uint64_t next_vu = 0;
-  for (uint64_t k = uint64_t(index_);; k += step) {
-    const auto offset = e.curve_->timeOfArrival(double(k) + phase);
-    if (!offset)
+  // A re-plan (Engine::reshare) due at or before `at`: this thread's arrivals from its time on
+  // follow the new share, from the first of them due at or after it.
+  auto reshareDue = [&](std::optional<common::SteadyTime> at) {
+    return next_schedule_ && (!at || *at >= next_schedule_->from);
+  };
+  // This thread's first arrival k (index, index + step...) due at or after `from`, or one a
+  // step before it: straight there rather than through every earlier one (an hour of a soak
+  // is millions of them).
+  auto firstFrom = [&] {
+    const double due = curve->arrivalsBy(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::max(from, e.t0_) - e.t0_));
+    const auto below = uint64_t(std::max(0.0, std::floor(due - phase)));
+    return below / step * step + uint64_t(index_);
+  };
+  auto takeReshare = [&](uint64_t& k) {
+    schedule_ = std::move(*next_schedule_);
+    next_schedule_.reset();
+    curve = schedule_->curve.get();
+    phase = schedule_->phase;
+    from = schedule_->from;
+    in_flight_cap_ = schedule_->in_flight_cap;
+    k = firstFrom();
+  };
+  for (uint64_t k = firstFrom();; k += step) {
+    const auto offset = curve->timeOfArrival(double(k) + phase);
+    std::optional<common::SteadyTime> at;
+    if (offset)
+      at = e.t0_ + *offset;
+    if (reshareDue(at)) {
+      takeReshare(k);
+      k -= step; // the loop's step brings it back
+      continue;
+    }
+    if (!at || *at >= e.end_ || e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
       break;
-    const common::SteadyTime at = e.t0_ + *offset;
-    if (at >= e.end_ || e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
-      break;
-    if (at < e.join_at_)
-      continue; // before this worker rejoined the run: the lost worker's, not ours to catch up
-    if (e.clock_.now() < at) {
-      arrival_timer_.expires_at(std::chrono::steady_clock::time_point(at));
+    if (*at < from)
+      continue; // before this worker (re)joined or its share changed: not ours to catch up
+    bool resharing = false;
+    while (e.clock_.now() < *at) {
+      arrival_timer_.expires_at(std::chrono::steady_clock::time_point(*at));
       boost::system::error_code ec;
       co_await arrival_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
+        co_return;
+      if (reshareDue(at)) {
+        resharing = true;
         break;
+      }
+    }
+    if (resharing) {
+      takeReshare(k);
+      k -= step;
+      continue;
     }
     const Flow& flow = e.pickFlow(rng_);
     if (in_flight_ >= in_flight_cap_) {
@@ -109,8 +150,22 @@ asio::awaitable<void> WorkerThread::arrivals() {
       user = users_.back().get();
     }
     ++in_flight_;
-    asio::co_spawn(io_, user->arrival(flow, at),
+    asio::co_spawn(io_, user->arrival(flow, *at),
                    [this](std::exception_ptr error) { onEscape(error); });
+  }
+}
+
+void WorkerThread::reshare(Schedule schedule, const std::vector<uint64_t>& retire) {
+  if (schedule.curve) {
+    next_schedule_ = std::move(schedule);
+    arrival_timer_.cancel(); // the wait for the next arrival looks at it
+  }
+  for (auto& user : users_) {
+    if (std::find(retire.begin(), retire.end(), user->vu) == retire.end())
+      continue;
+    user->retired = true;
+    if (!user->in_iteration)
+      user->timer.cancel(); // parked: ends now
   }
 }
 

@@ -50,6 +50,16 @@ public:
   // thread's share of max_in_flight is in use; false when the iteration budget is spent.
   bool launchArrival(common::SteadyTime at, uint64_t& next_vu);
 
+  // A re-planned share (Engine::reshare), posted to this thread: open model, the arrivals from
+  // `from` on; closed model, the users to retire after their current iteration.
+  struct Schedule {
+    std::shared_ptr<const common::LoadCurve> curve; // nullptr: closed model, no schedule
+    double phase = 0;
+    common::SteadyTime from{};
+    uint64_t in_flight_cap = 0;
+  };
+  void reshare(Schedule schedule, const std::vector<uint64_t>& retire);
+
   struct Sample {
     int64_t latency_us;
     int64_t service_us = -1; // open model only
@@ -106,6 +116,8 @@ public:
   uint64_t in_flight_cap_ = 0;
   uint64_t in_flight_ = 0;
   EngineTimer arrival_timer_{io_};
+  std::optional<Schedule> schedule_;      // the share in force after a re-plan
+  std::optional<Schedule> next_schedule_; // posted, not yet due
   common::StatsHandOff stats_; // this thread writes per request, the control thread collects
   SendLog sends_; // every send's stamp, for the count after the first error (Engine::sendsFrom)
   std::thread thread_;

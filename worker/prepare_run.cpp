@@ -40,6 +40,10 @@ PreparedRun prepareRun(const wire::Prepare& prepare, const WorkerPlace& place,
                                       prepare.cluster_users().end());
     options.cluster_users = common::clusterUsersOf(place.worker_index, users);
   }
+  if (prepare.own_users_size() > 0)
+    options.cluster_users =
+        std::vector<uint64_t>(prepare.own_users().begin(), prepare.own_users().end());
+  options.feeder_start.assign(prepare.feeder_start().begin(), prepare.feeder_start().end());
   if (prepare.rate_share() > 0)
     options.rate_share = prepare.rate_share();
   if (prepare.max_in_flight() > 0)

@@ -47,7 +47,7 @@ VirtualUser::VirtualUser(WorkerThread& thread, uint64_t vu)
 }
 
 asio::awaitable<void> VirtualUser::run() {
-  while (mayStart()) {
+  while (mayStart() && !retired) {
     if (!wanted()) {
       // Parked: ramped down, or not yet ramped up. Sleep until the curve wants us again.
       const auto next =
@@ -65,12 +65,14 @@ asio::awaitable<void> VirtualUser::run() {
     const Flow& flow = pickFlow();
     bool go_on = false;
     bool failed = false;
+    in_iteration = true;
     try {
       go_on = co_await iterate(flow, std::nullopt);
     } catch (...) {
       go_on = fail(flow, std::current_exception());
       failed = true;
     }
+    in_iteration = false;
     engine.active_users_.fetch_sub(1, std::memory_order_relaxed);
     ++ctx.iteration;
     if (!go_on)

@@ -72,6 +72,10 @@ struct VirtualUser {
   WorkerThread& thread;
   Engine& engine;
   uint64_t vu; // unique across the cluster; closed model: wanted while the curve is above it
+  // Closed model: handed to a worker that joined beyond --expect-workers (Engine::reshare):
+  // this user ends after its current iteration.
+  bool retired = false;
+  bool in_iteration = false;
   std::unique_ptr<HttpSession> session;
   EngineTimer timer; // think pauses and ramp parking, on the engine's clock
   std::vector<std::string> slots;

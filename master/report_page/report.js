@@ -145,6 +145,46 @@
       s.append(el("p", { class: "note" }, notes.join("; ") + ". Clock offsets are re-measured on every heartbeat; the bound holds for cross-worker pairs."));
     }
   }
+  // --- workers leaving and joining (workers[].events), for the time charts and their table ---
+  const memberEvents = [];
+  for (const w of report.workers || []) {
+    for (const e of w.events || []) {
+      memberEvents.push({ at_s: e.at_s, worker: w.id, address: w.address, event: e.event, reason: e.reason || "" });
+    }
+  }
+  memberEvents.sort((a, b) => a.at_s - b.at_s || a.worker - b.worker);
+  const eventColour = { lost: "#b91c1c", left: "#a16207", joined: "#15803d" };
+  // A vertical dashed line at each event's time, labelled at the top, on every time chart.
+  const eventMarks = {
+    id: "stampedeMemberEvents",
+    afterDatasetsDraw(chart) {
+      const x = chart.scales.x;
+      const area = chart.chartArea;
+      const ctx = chart.ctx;
+      const drawn = [];
+      for (const e of memberEvents) {
+        if (!isNum(e.at_s) || e.at_s < x.min || e.at_s > x.max) continue;
+        const px = x.getPixelForValue(e.at_s);
+        ctx.save();
+        ctx.strokeStyle = eventColour[e.event] || "#334155";
+        ctx.fillStyle = ctx.strokeStyle;
+        ctx.lineWidth = 2;
+        ctx.setLineDash([5, 3]);
+        ctx.beginPath();
+        ctx.moveTo(px, area.top);
+        ctx.lineTo(px, area.bottom);
+        ctx.stroke();
+        ctx.setLineDash([]);
+        ctx.font = "11px system-ui, sans-serif";
+        // Staggered, so that the labels of close events do not overwrite each other.
+        ctx.fillText(e.event + " " + e.address, Math.min(px + 3, area.right - 90),
+          area.top + 11 + 12 * (drawn.length % 3));
+        ctx.restore();
+        drawn.push({ at_s: e.at_s, event: e.event, worker: e.worker, x: px });
+      }
+      chart.$memberEventMarks = drawn; // for tests: what was marked where
+    },
+  };
 
   // --- charts over time ----------------------------------------------------------------------
   const charts = [];
@@ -163,7 +203,7 @@
       backgroundColor: palette[i % palette.length], borderWidth: 1.5,
       pointRadius: pts.length < 60 ? 3 : 0, tension: 0, clip: 4 }, extra || {});
   }
-  function lineChart(holder, id, title, datasets, yTitle, extraScales) {
+  function lineChart(holder, id, title, datasets, yTitle, extraScales, overTime) {
     const box = el("div", { class: "chart" }, el("canvas", { id: id }));
     holder.append(box);
     const scales = Object.assign({
@@ -182,6 +222,7 @@
           decimation: { enabled: true, algorithm: "lttb", samples: 1000 } },
         scales: scales,
       },
+      plugins: overTime === false ? [] : [eventMarks],
     }));
   }
   const timeCharts = section("Over time", "charts");
@@ -237,7 +278,7 @@
     lineChart(holder, "chart-capacity", "Latency p99 against achieved rate", [
       dataset("p99 latency", curve, 0, { pointRadius: 4, pointBackgroundColor: probes.map((p) => passed(p) ? "#16a34a" : "#dc2626") }),
       dataset("SLO p99", sloLine, 1, { borderDash: [6, 3] }),
-    ], "ms");
+    ], "ms", undefined, false);
     charts[charts.length - 1].options.scales.x.title.text = "achieved rate (requests/s)";
     charts[charts.length - 1].update();
     s.append(table(["probe", "rate asked", "rate achieved", "p50 ms", "p90 ms", "p99 ms", "max ms", "error rate", "verdict", "reason"],
@@ -268,6 +309,16 @@
       el("td", { class: "text" }, w.state === "lost" ? "lost at " + num(w.lost_at_s, 1) + " s: " + (w.why || "")
         : (w.state === "left" ? (w.why || "left") : "")),
       el("td", { class: "text divergent-reason" }, w.divergent ? w.divergent : ""),
+    ]))));
+  }
+
+  if (memberEvents.length) {
+    const s = section("Workers leaving and joining", "worker-events");
+    s.append(el("p", { class: "note" }, "Each time a worker was lost and each time one joined the run in progress " +
+      "(halt.on_worker_lost: rejoin, master --max-workers); marked on the charts over time."));
+    s.append(table(["time s", "worker", "event", "reason"], memberEvents.map((e) => el("tr", { class: "member-event" }, [
+      cell(num(e.at_s, 1), e.at_s), el("td", { class: "text", "data-value": JSON.stringify(e.worker) }, e.worker + " (" + e.address + ")"),
+      el("td", { class: "text event-" + e.event }, e.event), el("td", { class: "text" }, e.reason),
     ]))));
   }
 

@@ -5,6 +5,7 @@ run's clock: nginx's per-second count returns to the scenario's rate, the report
 records the leave and the join, and the totals stay exact against nginx (the killed process's
 requests after its last Stats aside, which died with it and are estimated)."""
 
+import collections
 import csv
 import os
 import signal
@@ -198,6 +199,165 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(in_run[int(joined_at) + 1], 3, context)
         self.assert_load_returns_and_totals_hold(entries, report, killed_at, lost_at, joined_at,
                                                  lost["unreported_requests_estimate"], context)
+
+    def test_a_rejoined_worker_uses_no_feeder_row_twice_and_the_live_line_shows_it(self):
+        # A per_worker feeder whose rows are in the URL: nginx's log shows every row used. The
+        # restarted worker continues its place's slice past the rows the killed one used (and
+        # the few it may have used after its last Stats), instead of from the first row.
+        rows = 3000
+        with open(os.path.join(self.tmp, "ids.csv"), "w") as f:
+            f.write("id\n" + "".join(f"row{i}\n" for i in range(rows)))
+        rate = 120
+        with lib.nginx() as server, lib.workers(3) as ws:
+            path = lib.write_scenario(self.tmp, f"""\
+                name: e2e-rejoin-feeder
+                target: {server.url}
+                load: {{rate: {rate}/s, duration: {DURATION_S}s}}
+                halt: {{on_worker_lost: rejoin}}
+                data:
+                  ids: {{csv: ids.csv, split: per_worker, on_exhausted: stop}}
+                flows:
+                  - name: main
+                    steps:
+                      - get: "/?id={{{{ids.id}}}}"
+                        name: row
+                """)
+            out_dir = os.path.join(self.tmp, "out")
+            # Not --quiet: the live line names the leave and the join.
+            proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir,
+                                     "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s", path],
+                                    self.tmp)
+            try:
+                time.sleep(KILL_AFTER_S)
+                self.assertIsNone(proc.poll(), "the master ended before the kill")
+                victim = ws[1]
+                victim.kill(signal.SIGKILL)
+                victim.proc.wait()
+                time.sleep(RESTART_AFTER_KILL_S)
+                log = os.path.join(ws.dir, "worker1-restarted.log")
+                restarted = lib.start_worker_process(
+                    ["--listen", f"tcp://{lib.LOOPBACK}:{victim.port}", "--threads", 1], log)
+                ws.daemons[1] = lib.WorkerDaemon(restarted, victim.port, log)
+                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            lib.wait_access_log_stable(server.access_log)
+            entries = lib.parse_access_log(server.access_log)
+        self.assertEqual(rc, 0, context)
+        report = lib.load_report(out_dir)
+        rejoined = {w["address"]: w for w in report["workers"]}[victim.address]
+        self.assertEqual([e["event"] for e in rejoined["events"]], ["lost", "joined"], context)
+        used = collections.Counter(e.uri.split("id=", 1)[1] for e in entries)
+        twice = {row: n for row, n in used.items() if n > 1}
+        print(f"\n  rows used {len(used)} by {len(entries)} requests; used twice: {len(twice)}")
+        self.assertGreater(len(entries), rate * (DURATION_S - 4), context)
+        self.assertEqual(twice, {}, "no feeder row used twice across the kill and the rejoin\n"
+                         + context)
+        self.assertEqual(report["workers"][1]["state"], "done", context)
+        # The live line: the second the worker was lost, and the one it joined again in.
+        live = [line for line in out.splitlines() if " rps " in line]
+        self.assertTrue(any(f"[lost {victim.address}]" in line for line in live), context)
+        self.assertTrue(any(f"[joined {victim.address}]" in line for line in live), context)
+
+    def test_reverse_mode_the_worker_in_the_lost_ones_place_uses_no_feeder_row_twice(self):
+        rows = 3000
+        with open(os.path.join(self.tmp, "ids.csv"), "w") as f:
+            f.write("id\n" + "".join(f"row{i}\n" for i in range(rows)))
+        endpoint = f"tcp://{lib.LOOPBACK}:{lib.free_port()}"
+        with lib.nginx() as server, lib.dialling_workers(3, endpoint) as ws:
+            path = lib.write_scenario(self.tmp, f"""\
+                name: e2e-rejoin-feeder-reverse
+                target: {server.url}
+                load: {{rate: 120/s, duration: {DURATION_S}s}}
+                halt: {{on_worker_lost: rejoin}}
+                data:
+                  ids: {{csv: ids.csv, split: per_worker, on_exhausted: stop}}
+                flows:
+                  - name: main
+                    steps:
+                      - get: "/?id={{{{ids.id}}}}"
+                        name: row
+                """)
+            out_dir = os.path.join(self.tmp, "out")
+            proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out",
+                                     out_dir, "--quiet", "--heartbeat-timeout",
+                                     f"{HEARTBEAT_TIMEOUT_S}s", path], self.tmp)
+            try:
+                time.sleep(KILL_AFTER_S)
+                self.assertIsNone(proc.poll(), "the master ended before the kill")
+                ws[1].kill(signal.SIGKILL)
+                ws[1].proc.wait()
+                time.sleep(RESTART_AFTER_KILL_S)
+                log = os.path.join(ws.dir, "worker-new.log")
+                new = lib.start_worker_process(["--master", endpoint, "--threads", 1], log)
+                ws.daemons.append(lib.WorkerDaemon(new, None, log))
+                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+            lib.wait_access_log_stable(server.access_log)
+            entries = lib.parse_access_log(server.access_log)
+        self.assertEqual(rc, 0, context)
+        report = lib.load_report(out_dir)
+        new = [w for w in report["workers"] if [e["event"] for e in w["events"]] == ["joined"]]
+        self.assertEqual(len(new), 1, context)
+        self.assertGreater(new[0]["requests"], 0, context)
+        used = collections.Counter(e.uri.split("id=", 1)[1] for e in entries)
+        twice = {row: n for row, n in used.items() if n > 1}
+        print(f"\n  rows used {len(used)} by {len(entries)} requests; used twice: {len(twice)}")
+        self.assertEqual(twice, {}, "no feeder row used twice across the loss and the new "
+                         "worker in its place\n" + context)
+
+    def test_a_worker_stopped_by_its_operator_is_a_leave_in_the_events(self):
+        # SIGTERM: its last figures come in a Final that says it leaves. The leave is in
+        # workers[].events with its reason, in the timeseries row of its second, and the rows
+        # after it count one worker fewer.
+        with lib.nginx() as server, lib.workers(2) as ws:
+            path = lib.write_scenario(self.tmp, f"""\
+                name: e2e-left-event
+                target: {server.url}
+                load: {{rate: 100/s, duration: 6s}}
+                halt: {{on_worker_lost: continue}}
+                flows:
+                  - name: main
+                    steps:
+                      - get: /
+                """)
+            out_dir = os.path.join(self.tmp, "out")
+            proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir, path],
+                                    self.tmp)
+            try:
+                time.sleep(2.5)
+                ws[1].kill(signal.SIGTERM)
+                rc, out, err = lib.finish_master(proc, self.tmp, 30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+        report = lib.load_report(out_dir)
+        context += f"\nworkers: {report['workers']}"
+        left = {w["address"]: w for w in report["workers"]}[ws[1].address]
+        self.assertEqual(left["state"], "left", context)
+        self.assertEqual([e["event"] for e in left["events"]], ["left"], context)
+        self.assertIn("stopped (SIGINT or SIGTERM)", left["events"][0]["reason"], context)
+        at_s = left["events"][0]["at_s"]
+        with open(os.path.join(out_dir, "timeseries.csv")) as f:
+            rows = [r for r in csv.DictReader(f) if r["late"] == "0"]
+        marked = [(float(r["elapsed_s"]), e) for r in rows for e in r["events"].split(";") if e]
+        self.assertEqual([e for _, e in marked], [f"left {ws[1].address}"], context)
+        self.assertAlmostEqual(marked[0][0], at_s, delta=1.0, msg=context)
+        in_run = {round(float(r["elapsed_s"])): int(r["workers"]) for r in rows}
+        self.assertEqual(in_run[1], 2, context)
+        self.assertEqual(in_run[int(at_s) + 2], 1, context)
+        self.assertTrue(any(f"[left {ws[1].address}]" in line for line in out.splitlines()),
+                        context)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

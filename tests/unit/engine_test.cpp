@@ -3,6 +3,7 @@
 // Each test runs a scenario for a few milliseconds and checks the engine's own counts against
 // what the fake sessions saw.
 #include "worker/engine.h"
+#include "worker/feeders.h"
 
 #include <catch2/catch.hpp>
 
@@ -720,3 +721,23 @@ TEST_CASE("capacity run: a rate no worker can keep, or no number, does not hang 
 
 } // namespace
 } // namespace stampede::worker
+
+TEST_CASE("feeder cursors start where a place had reached and report their positions",
+          "[engine][feeder]") {
+  stampede::common::Feeder seq;
+  seq.name = "ids";
+  seq.on_exhausted = stampede::common::Feeder::OnExhausted::Stop;
+  for (int i = 0; i < 5; ++i)
+    seq.rows.push_back({std::to_string(i)});
+  stampede::common::Feeder wrap = seq;
+  wrap.on_exhausted = stampede::common::Feeder::OnExhausted::Wrap;
+  const std::vector<stampede::common::Feeder> data{seq, wrap};
+  std::mt19937_64 rng(1);
+  const std::vector<uint64_t> start{3, 7};
+  stampede::worker::Feeders feeders(data, start);
+  CHECK(feeders.drawRow(0, rng) == 3u);
+  CHECK(feeders.drawRow(0, rng) == 4u);
+  CHECK_FALSE(feeders.drawRow(0, rng).has_value()); // stop: no row of the slice used twice
+  CHECK(feeders.drawRow(1, rng) == 2u);             // wrap: the pass goes on at 7 % 5
+  CHECK(feeders.positions() == std::vector<uint64_t>{6, 8});
+}

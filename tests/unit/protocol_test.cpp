@@ -277,6 +277,15 @@ TEST_CASE("every message kind survives encode and decode", "[protocol]") {
         r.set_start_master_ns(3'000'000'000);
         r.set_end_master_ns(5'000'000'000);
       },
+      [](wire::Envelope& e) {
+        auto& r = *e.mutable_reshare();
+        r.set_rate_share(1.0 / 3);
+        r.set_max_in_flight(20);
+        r.set_worker_count(3);
+        r.set_from_ns(4'000'000'000);
+        r.add_retire_users(4);
+        r.add_retire_users(5);
+      },
   };
   std::vector<int> kinds;
   for (const auto& f : fill) {
