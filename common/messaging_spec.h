@@ -38,6 +38,9 @@ struct MessagingSpec {
   Template client_id; // empty source: none sent (no durable subscriptions then)
   std::optional<Template> user, password;
   std::chrono::microseconds heartbeat{0}; // 0: none
+  // The start barrier (master/start_barrier.h): how long the master waits for every
+  // subscription to be confirmed before any load starts; nullopt: `start_barrier: off`.
+  std::optional<std::chrono::microseconds> start_barrier{std::chrono::seconds(30)};
 };
 
 // A destination as written, "queue://orders" or "topic://orders".

@@ -159,7 +159,7 @@ std::string formatSummary(const RunResult& r) {
     out += summaryRow(printable(r.scenario->step_table[i].name), r.book.steps[i], r.duration_s);
   auto total = r.book.total();
   out += summaryRow("TOTAL", total, r.duration_s);
-  if (r.scenario->load.model == common::LoadSpec::Model::Open) {
+  if (r.scenario->anyOpen()) {
     // Latency above is from the scheduled time; these say where it went.
     const auto row = [](const char* what, const common::Histogram& h) {
       return fmt::format("{:<32} {:>39.2f} {:>9.2f} {:>9.2f} {:>9.2f}\n", what,

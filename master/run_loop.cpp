@@ -119,7 +119,7 @@ void noteMembership(const RunContext& run, IntervalRow& row) {
 
 RunLoop::RunLoop(RunContext& run, RunResult& result)
     : run_(run), result_(result),
-      progress_(run.cli, run.scenario.step_table.size(), seconds(run.scenario.load.total())),
+      progress_(run.cli, run.scenario.step_table.size(), seconds(run.scenario.length())),
       // Rows wait this long for a worker that went silent, so that its Stats, when they come,
       // still land in their own rows; longer than that it is lost.
       rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), policy_(run.scenario.halt),

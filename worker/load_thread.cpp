@@ -31,22 +31,26 @@ WorkerThread::WorkerThread(Engine& engine, int index)
     client_ = makeH2Client(io_, http, allow);
   else
     client_ = makeBeastClient(io_, http, allow);
+  for (size_t g = 0; g < engine.scenario_->groups.size(); ++g)
+    pools_.push_back(std::make_unique<ArrivalPool>(io_));
 }
 
 WorkerThread::~WorkerThread() = default;
 
-void WorkerThread::addUser(uint64_t vu) {
-  users_.push_back(std::make_unique<VirtualUser>(*this, vu));
+void WorkerThread::addUser(uint64_t vu, size_t group) {
+  users_.push_back(std::make_unique<VirtualUser>(*this, vu, group));
 }
 
-asio::awaitable<void> WorkerThread::arrivals() {
+asio::awaitable<void> WorkerThread::arrivals(size_t group_index) {
   Engine& e = engine_;
+  Engine::Group& group = *e.groups_[group_index];
+  ArrivalPool& pool = *pools_[group_index];
   const uint64_t step = e.threads_.size();
   const double phase = double(e.options_.worker_index % std::max(1u, e.options_.worker_count)) /
                        double(std::max(1u, e.options_.worker_count));
   uint64_t next_vu = 0;
   for (uint64_t k = uint64_t(index_);; k += step) {
-    const auto offset = e.curve_->timeOfArrival(double(k) + phase);
+    const auto offset = group.curve->timeOfArrival(double(k) + phase);
     if (!offset)
       break;
     const common::SteadyTime at = e.t0_ + *offset;
@@ -55,33 +59,33 @@ asio::awaitable<void> WorkerThread::arrivals() {
     if (at < e.join_at_)
       continue; // before this worker rejoined the run: the lost worker's, not ours to catch up
     if (e.clock_.now() < at) {
-      arrival_timer_.expires_at(std::chrono::steady_clock::time_point(at));
+      pool.timer.expires_at(std::chrono::steady_clock::time_point(at));
       boost::system::error_code ec;
-      co_await arrival_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await pool.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
         break;
     }
-    const Flow& flow = e.pickFlow(rng_);
-    if (in_flight_ >= in_flight_cap_) {
+    const Flow& flow = e.pickFlow(group, rng_);
+    if (pool.in_flight >= pool.cap) {
       // Never queued: a late start would hide the wait from the latency figures.
       recordDropped(flow.first_request_stats_index);
       continue;
     }
     // A dropped arrival is not an iteration: only one that starts takes from the budget.
-    if (!e.takeIteration())
+    if (!e.takeIteration(group))
       break;
     VirtualUser* user;
-    if (!idle_.empty()) {
-      user = idle_.back();
-      idle_.pop_back();
+    if (!pool.idle.empty()) {
+      user = pool.idle.back();
+      pool.idle.pop_back();
     } else {
       // Numbered first_vu + thread + threads * n: unique across the worker's threads, and
       // below first_vu + max_in_flight, the block the master gave this worker.
-      const uint64_t vu = e.options_.first_vu + uint64_t(index_) + step * next_vu++;
-      users_.push_back(std::make_unique<VirtualUser>(*this, vu));
+      const uint64_t vu = group.first_vu + uint64_t(index_) + step * next_vu++;
+      users_.push_back(std::make_unique<VirtualUser>(*this, vu, group_index));
       user = users_.back().get();
     }
-    ++in_flight_;
+    ++pool.in_flight;
     asio::co_spawn(io_, user->arrival(flow, at),
                    [this](std::exception_ptr error) { onEscape(error); });
   }
@@ -102,11 +106,13 @@ void WorkerThread::run() {
     engine_.halt();
   };
   try {
-    if (engine_.open_) {
-      asio::co_spawn(io_, engine_.stepped_ ? probeArrivals() : arrivals(), on_escape);
-    } else {
+    if (engine_.subscribing_first_) {
+      hold_.emplace(io_.get_executor());
       for (auto& user : users_)
-        asio::co_spawn(io_, user->run(), on_escape);
+        if (common::lifeFlow(*engine_.scenario_, user->group.index, user->vu))
+          asio::co_spawn(io_, user->subscribeAhead(), on_escape);
+    } else {
+      spawnLoad();
     }
   } catch (...) {
     fail();
@@ -120,16 +126,37 @@ void WorkerThread::run() {
     }
   }
   // Sessions own sockets of this io_context: release them on this thread.
-  idle_.clear();
+  pools_.clear();
   users_.clear();
   if (engine_.running_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
       engine_.finished_listener_)
     engine_.finished_listener_();
 }
 
+void WorkerThread::spawnLoad() {
+  hold_.reset();
+  if (engine_.stopping())
+    return;
+  auto on_escape = [this](std::exception_ptr error) { onEscape(error); };
+  try {
+    // Closed users were added before (addUser); open groups start their arrivals.
+    for (auto& user : users_)
+      asio::co_spawn(io_, user->run(), on_escape);
+    for (const auto& group : engine_.groups_)
+      if (group->open)
+        asio::co_spawn(io_, engine_.stepped_ ? probeArrivals() : arrivals(group->index),
+                       on_escape);
+  } catch (...) {
+    onEscape(std::current_exception());
+    engine_.halt();
+  }
+}
+
 void WorkerThread::cancelAll(bool cancel_requests) {
   // Runs on this thread (posted), so it may touch sessions and timers.
-  arrival_timer_.cancel();
+  hold_.reset();
+  for (auto& pool : pools_)
+    pool->timer.cancel();
   for (auto& user : users_) {
     user->timer.cancel();
     if (cancel_requests && user->session)

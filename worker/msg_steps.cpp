@@ -50,7 +50,55 @@ void countReconnects(VirtualUser& user, const Step& step) {
   }
 }
 
+SubscriptionRequest requestFor(const common::SubscribeSpec& spec,
+                               const common::RenderContext& ctx) {
+  SubscriptionRequest request;
+  request.from = spec.from;
+  if (spec.durable)
+    request.durable = spec.durable->render(ctx);
+  request.client_ack = spec.ack == common::SubscribeSpec::Ack::Client;
+  request.prefetch = spec.prefetch;
+  return request;
+}
+
 } // namespace
+
+asio::awaitable<void> VirtualUser::subscribeAhead() {
+  if (const Flow* flow = common::lifeFlow(*engine.scenario_, group.index, vu))
+    co_await subscribeAll(*flow, flow->steps);
+}
+
+asio::awaitable<bool> VirtualUser::subscribeAll(const Flow& flow, const std::vector<Step>& steps) {
+  for (const Step& step : steps) {
+    if (step.kind == Step::Kind::Loop) {
+      if (!co_await subscribeAll(flow, step.steps))
+        co_return false;
+      continue;
+    }
+    if (step.kind != Step::Kind::Subscribe)
+      continue;
+    if (engine.stopping())
+      co_return false;
+    if (!messaging)
+      messaging = makeStompSession(thread.io_, settingsFor(*engine.scenario_->messaging, ctx));
+    const auto& spec = *step.subscribe;
+    const MsgResult result = co_await messaging->subscribe(requestFor(spec, ctx), spec.timeout);
+    countReconnects(*this, step);
+    if (result.error == MsgError::Cancelled)
+      co_return false;
+    if (!result.ok()) {
+      error_kind.assign(msgErrorKindName(result.error));
+      detail = "before the start (start barrier): " + result.detail;
+      thread.record(step.stats_index, HttpResponse{}, WorkerThread::Sample{0}, &error_kind);
+      engine.noteError();
+      reportMsgError(flow, step, spec.from.text() + " at " + messaging->describePeer(),
+                     engine.clock_.now());
+      co_return false;
+    }
+    engine.noteSubscribed();
+  }
+  co_return true;
+}
 
 asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& step,
                                                std::optional<common::SteadyTime> scheduled) {
@@ -82,7 +130,7 @@ asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& ste
   }
   const int64_t service_us = common::microsBetween(sent, done);
   WorkerThread::Sample sample{service_us};
-  if (engine.open_ && scheduled) {
+  if (group.open && scheduled) {
     sample.service_us = service_us;
     sample.latency_us = common::microsBetween(*scheduled, done);
     sample.lag_us = common::microsBetween(*scheduled, sent);
@@ -120,12 +168,7 @@ asio::awaitable<bool> VirtualUser::subscribeStep(const Flow& flow, const Step& s
     reportMsgError(flow, step, where + " at " + messaging->describePeer(), done);
     return !engine.halted();
   };
-  SubscriptionRequest request;
-  request.from = spec.from;
-  if (spec.durable)
-    request.durable = spec.durable->render(ctx);
-  request.client_ack = spec.ack == common::SubscribeSpec::Ack::Client;
-  request.prefetch = spec.prefetch;
+  const SubscriptionRequest request = requestFor(spec, ctx);
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + spec.timeout;
   MsgResult result = co_await messaging->subscribe(request, spec.timeout);
