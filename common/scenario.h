@@ -107,7 +107,6 @@ struct Step {
   std::shared_ptr<const SubscribeSpec> subscribe;
 };
 
-
 // One segment of load.stages: ramp linearly from the previous level to `to` over `over`, or
 // hold the previous level for `over`. Levels are users (closed) or arrivals per second (open).
 struct Stage {
@@ -172,7 +171,6 @@ struct LoadGroup {
   // How many {{vu}} numbers the group takes: peak users, or max_in_flight.
   uint64_t vuCount() const;
 };
-
 
 struct HaltSpec {
   enum class OnError { First, Never, Count, Rate };

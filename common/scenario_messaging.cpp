@@ -30,10 +30,9 @@ std::optional<BrokerUrl> parseBrokerUrl(std::string_view text) {
 } // namespace
 
 MessagingSpec Loader::messaging(const Field& f) {
-  const Fields fields =
-      mapping(f, "messaging",
-              {"protocol", "urls", "reconnect", "client_id", "user", "password", "heartbeat",
-               "start_barrier"});
+  const Fields fields = mapping(f, "messaging",
+                                {"protocol", "urls", "reconnect", "client_id", "user", "password",
+                                 "heartbeat", "start_barrier"});
   requireKeys(f.value, "messaging", fields, {"urls"});
   MessagingSpec spec;
   if (const Field* p = fields.find("protocol"))
@@ -247,9 +246,9 @@ std::vector<std::string> Loader::messagingWarnings(const MessagingSpec& spec,
   std::vector<std::string> out;
   static const std::regex kVu(R"(\{\{\s*vu\s*\}\})");
   const std::string& id = spec.client_id.source();
-  const bool many = groups.size() > 1 || std::any_of(groups.begin(), groups.end(), [](const auto& g) {
-                      return g.open() || g.load.peak() > 1;
-                    });
+  const bool many =
+      groups.size() > 1 || std::any_of(groups.begin(), groups.end(),
+                                       [](const auto& g) { return g.open() || g.load.peak() > 1; });
   if (!id.empty() && many && !std::regex_search(id, kVu))
     out.push_back("messaging.client_id " + quoteValue(id) +
                   " has no {{vu}}: virtual users may share one client id, and the broker "

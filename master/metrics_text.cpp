@@ -137,9 +137,9 @@ std::string metricsText(const MetricsState& s) {
   double level = 0;
   for (const auto& group : scenario.groups)
     if (!s.exit_code && group.open() == open)
-      level += common::LoadCurve(group.load.stages)
-                   .levelAt(std::chrono::microseconds(
-                       std::llround(std::max(0.0, s.elapsed_s) * 1e6)));
+      level +=
+          common::LoadCurve(group.load.stages)
+              .levelAt(std::chrono::microseconds(std::llround(std::max(0.0, s.elapsed_s) * 1e6)));
   if (open) {
     header(out, "stampede_target_rate", "gauge", "The plan's arrival rate now, per second.");
     out += fmt::format("stampede_target_rate {}\n", number(level));

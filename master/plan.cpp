@@ -125,8 +125,7 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
     const bool open = scenario.groups.size() == 1 && scenario.groups[0].open();
     const bool mixed = scenario.groups.size() > 1;
     throw common::ConfigError(
-        scenario.file, 0, 0,
-        mixed ? "flows" : (open ? "load.max_in_flight" : "load.users"),
+        scenario.file, 0, 0, mixed ? "flows" : (open ? "load.max_in_flight" : "load.users"),
         fmt::format("{} {} on one worker, more than the {} a worker holds (each needs a "
                     "connection and its buffers): add workers (--workers) or lower {}",
                     held,
@@ -197,8 +196,7 @@ std::vector<uint32_t> clusterUsers(std::span<const WorkerPlan> plans, size_t gro
 GroupPlan groupPlan(const WorkerPlan& plan, size_t group) {
   if (group > 0)
     return group - 1 < plan.other_groups.size() ? plan.other_groups[group - 1] : GroupPlan{};
-  return GroupPlan{plan.users, plan.rate_share, plan.max_in_flight, plan.first_vu,
-                   plan.iterations};
+  return GroupPlan{plan.users, plan.rate_share, plan.max_in_flight, plan.first_vu, plan.iterations};
 }
 
 uint32_t totalUsers(const WorkerPlan& plan) {

@@ -143,9 +143,9 @@ json buildReport(const RunResult& r) {
     return json{{"model", open ? "open" : "closed"},
                 {"users", open ? json(nullptr) : json(load.users)},
                 {"rate", open ? json(load.peak()) : json(nullptr)},
-                {"max_in_flight", open ? json(load.max_in_flight ? load.max_in_flight
-                                                                 : common::kDefaultMaxInFlight)
-                                       : json(nullptr)},
+                {"max_in_flight",
+                 open ? json(load.max_in_flight ? load.max_in_flight : common::kDefaultMaxInFlight)
+                      : json(nullptr)},
                 {"iterations", load.iterations ? json(load.iterations) : json(nullptr)},
                 {"stages", std::move(stages)}};
   };

@@ -123,7 +123,7 @@ struct RunResult {
   std::optional<HaltInfo> halt;
   std::vector<WorkerResult> workers;
   std::vector<ThresholdResult> thresholds;
-  std::vector<std::string> overrides;     // --set ones as applied, then --duration
+  std::vector<std::string> overrides; // --set ones as applied, then --duration
   // The messaging start barrier's wait and subscriptions (RunContext), when it had one.
   std::optional<double> start_barrier_s;
   uint64_t start_barrier_subscriptions = 0;

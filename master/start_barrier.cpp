@@ -71,13 +71,13 @@ std::optional<int> startBarrier(RunContext& run) {
   if (!failure && !all_done()) {
     for (const auto& [link, c] : by_worker)
       if (!c.done()) {
-        failure = c.heard ? fmt::format("{}: {} of its {} subscriptions confirmed within {:.1f}s "
-                                        "(messaging.start_barrier)",
-                                        workerLabel(*link), c.confirmed, c.expected,
-                                        seconds(timeout))
-                          : fmt::format("{}: no word on its subscriptions within {:.1f}s "
-                                        "(messaging.start_barrier)",
-                                        workerLabel(*link), seconds(timeout));
+        failure = c.heard
+                      ? fmt::format("{}: {} of its {} subscriptions confirmed within {:.1f}s "
+                                    "(messaging.start_barrier)",
+                                    workerLabel(*link), c.confirmed, c.expected, seconds(timeout))
+                      : fmt::format("{}: no word on its subscriptions within {:.1f}s "
+                                    "(messaging.start_barrier)",
+                                    workerLabel(*link), seconds(timeout));
         break;
       }
   }

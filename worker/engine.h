@@ -220,14 +220,14 @@ private:
 
   std::unique_ptr<Feeders> feeders_;                          // the data feeders' cursors
   std::unique_ptr<const JsonExpectations> json_expectations_; // expect.json values, parsed
-  std::vector<std::unique_ptr<Group>> groups_; // one per Scenario::groups entry
+  std::vector<std::unique_ptr<Group>> groups_;                // one per Scenario::groups entry
   bool users_added_ = false;
   // subscribeFirst() started the threads: start() posts the load to them.
   bool subscribing_first_ = false;
   uint64_t subscriptions_expected_ = 0;
   std::atomic<uint64_t> subscriptions_confirmed_{0};
   std::function<void()> subscribed_listener_;
-  std::atomic<bool> data_stopped_{false};   // a feeder with on_exhausted: stop ran out
+  std::atomic<bool> data_stopped_{false}; // a feeder with on_exhausted: stop ran out
 
   // Capacity runs: the probes' rates in order (setRate), read by the load threads when the
   // count changes (worker/capacity_arrivals.cpp).

@@ -144,8 +144,7 @@ void WorkerThread::spawnLoad() {
       asio::co_spawn(io_, user->run(), on_escape);
     for (const auto& group : engine_.groups_)
       if (group->open)
-        asio::co_spawn(io_, engine_.stepped_ ? probeArrivals() : arrivals(group->index),
-                       on_escape);
+        asio::co_spawn(io_, engine_.stepped_ ? probeArrivals() : arrivals(group->index), on_escape);
   } catch (...) {
     onEscape(std::current_exception());
     engine_.halt();

@@ -39,8 +39,8 @@ microseconds drawThink(const ThinkTime& think, std::mt19937_64& rng) {
 
 VirtualUser::VirtualUser(WorkerThread& thread, uint64_t vu, size_t group)
     : thread(thread), engine(thread.engine_), vu(vu), group(*engine.groups_[group]),
-      session(thread.client_->newSession()),
-      timer(thread.io_), slots(engine.scenario_->slots.size()) {
+      session(thread.client_->newSession()), timer(thread.io_),
+      slots(engine.scenario_->slots.size()) {
   ctx.vu = vu;
   ctx.worker_index = engine.options_.worker_index;
   ctx.rng = &thread.rng_;
