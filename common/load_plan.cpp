@@ -207,8 +207,16 @@ size_t countSteps(const std::vector<Step>& steps, Step::Kind kind) {
   return n;
 }
 
-const Flow* lifeFlow(const Scenario& scenario, size_t group, uint64_t vu) {
-  const LoadGroup& g = scenario.groups[group];
+std::vector<LoadGroup> loadGroupsOf(const Scenario& scenario) {
+  if (!scenario.groups.empty())
+    return scenario.groups;
+  LoadGroup all{scenario.load, {}, "load"};
+  for (size_t f = 0; f < scenario.flows.size(); ++f)
+    all.flows.push_back(f);
+  return {all};
+}
+
+const Flow* lifeFlow(const Scenario& scenario, const LoadGroup& g, uint64_t vu) {
   if (g.open())
     return nullptr;
   if (g.flows.size() == 1)

@@ -55,9 +55,12 @@ void applyDuration(Scenario& scenario, microseconds d);
 // The messaging start barrier (master/start_barrier.h). How many steps of `kind` a list holds,
 // loops' steps counted once.
 size_t countSteps(const std::vector<Step>& steps, Step::Kind kind);
-// The flow a closed-model user of group `group` runs for its whole life: the group's only flow,
-// or its users: flow; nullptr when it picks one by weight each iteration (or the group is open).
-const Flow* lifeFlow(const Scenario& scenario, size_t group, uint64_t vu);
+// The flow a closed-model user of `group` runs for its whole life: the group's only flow, or its
+// users: flow; nullptr when it picks one by weight each iteration (or the group is open).
+const Flow* lifeFlow(const Scenario& scenario, const LoadGroup& group, uint64_t vu);
+// Scenario::groups, or for a Scenario built by hand without them (tests), one group: its load
+// over every flow.
+std::vector<LoadGroup> loadGroupsOf(const Scenario& scenario);
 // Whether a run has a start barrier: messaging.start_barrier is not off, some flow publishes,
 // and some closed-model flow whose users keep it for life subscribes.
 bool needsStartBarrier(const Scenario& scenario);

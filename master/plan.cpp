@@ -1,6 +1,7 @@
 #include "master/plan.h"
 
 #include "common/config_error.h"
+#include "common/load_plan.h"
 #include "master/shares.h"
 
 #include <fmt/format.h>
@@ -97,8 +98,9 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
   // Which workers carry load: in the open model those with capacity, in the closed model
   // those that get users (of any group).
   std::vector<bool> loaded(plans.size(), false);
-  for (size_t g = 0; g < scenario.groups.size(); ++g) {
-    const auto shares = planGroup(scenario.groups[g], capacity, loaded);
+  const auto groups = common::loadGroupsOf(scenario);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto shares = planGroup(groups[g], capacity, loaded);
     for (size_t i = 0; i < plans.size(); ++i) {
       if (g > 0) {
         plans[i].other_groups.push_back(shares[i]);
@@ -116,14 +118,14 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
   // runs out of memory or file descriptors once the run has started.
   for (const auto& plan : plans) {
     uint64_t held = 0;
-    for (size_t g = 0; g < scenario.groups.size(); ++g) {
+    for (size_t g = 0; g < groups.size(); ++g) {
       const GroupPlan share = groupPlan(plan, g);
-      held += scenario.groups[g].open() ? share.max_in_flight : share.users;
+      held += groups[g].open() ? share.max_in_flight : share.users;
     }
     if (held <= uint64_t(common::kMaxUsersPerWorker))
       continue;
-    const bool open = scenario.groups.size() == 1 && scenario.groups[0].open();
-    const bool mixed = scenario.groups.size() > 1;
+    const bool open = groups.size() == 1 && groups[0].open();
+    const bool mixed = groups.size() > 1;
     throw common::ConfigError(
         scenario.file, 0, 0, mixed ? "flows" : (open ? "load.max_in_flight" : "load.users"),
         fmt::format("{} {} on one worker, more than the {} a worker holds (each needs a "

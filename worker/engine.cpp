@@ -24,8 +24,9 @@ Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions o
   if (options_.threads <= 0)
     options_.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   uint64_t units = 0; // users and in-flight slots of every group
-  for (size_t g = 0; g < scenario_->groups.size(); ++g) {
-    const common::LoadGroup& spec = scenario_->groups[g];
+  group_specs_ = common::loadGroupsOf(*scenario_);
+  for (size_t g = 0; g < group_specs_.size(); ++g) {
+    const common::LoadGroup& spec = group_specs_[g];
     const auto& load = spec.load;
     GroupShare share;
     if (g == 0)
@@ -143,7 +144,7 @@ void Engine::subscribeFirst(std::function<void()> progress) {
   uint64_t expected = 0;
   for (const auto& t : threads_)
     for (const auto& user : t->users_)
-      if (const Flow* flow = common::lifeFlow(*scenario_, user->group.index, user->vu))
+      if (const Flow* flow = common::lifeFlow(*scenario_, *user->group.spec, user->vu))
         expected += common::countSteps(flow->steps, common::Step::Kind::Subscribe);
   subscriptions_expected_ = expected;
   subscribing_first_ = true;

@@ -220,7 +220,8 @@ private:
 
   std::unique_ptr<Feeders> feeders_;                          // the data feeders' cursors
   std::unique_ptr<const JsonExpectations> json_expectations_; // expect.json values, parsed
-  std::vector<std::unique_ptr<Group>> groups_;                // one per Scenario::groups entry
+  std::vector<common::LoadGroup> group_specs_;                // common::loadGroupsOf(scenario)
+  std::vector<std::unique_ptr<Group>> groups_;                // one per group_specs_ entry
   bool users_added_ = false;
   // subscribeFirst() started the threads: start() posts the load to them.
   bool subscribing_first_ = false;

@@ -31,7 +31,7 @@ WorkerThread::WorkerThread(Engine& engine, int index)
     client_ = makeH2Client(io_, http, allow);
   else
     client_ = makeBeastClient(io_, http, allow);
-  for (size_t g = 0; g < engine.scenario_->groups.size(); ++g)
+  for (size_t g = 0; g < engine.groups_.size(); ++g)
     pools_.push_back(std::make_unique<ArrivalPool>(io_));
 }
 
@@ -109,7 +109,7 @@ void WorkerThread::run() {
     if (engine_.subscribing_first_) {
       hold_.emplace(io_.get_executor());
       for (auto& user : users_)
-        if (common::lifeFlow(*engine_.scenario_, user->group.index, user->vu))
+        if (common::lifeFlow(*engine_.scenario_, *user->group.spec, user->vu))
           asio::co_spawn(io_, user->subscribeAhead(), on_escape);
     } else {
       spawnLoad();

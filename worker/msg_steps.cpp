@@ -64,7 +64,7 @@ SubscriptionRequest requestFor(const common::SubscribeSpec& spec,
 } // namespace
 
 asio::awaitable<void> VirtualUser::subscribeAhead() {
-  if (const Flow* flow = common::lifeFlow(*engine.scenario_, group.index, vu))
+  if (const Flow* flow = common::lifeFlow(*engine.scenario_, *group.spec, vu))
     co_await subscribeAll(*flow, flow->steps);
 }
 
