@@ -258,6 +258,11 @@ TEST_CASE("every message kind survives encode and decode", "[protocol]") {
         r.set_start_master_ns(3'000'000'000);
         r.set_end_master_ns(5'000'000'000);
       },
+      [](wire::Envelope& e) { e.mutable_subscribe(); },
+      [](wire::Envelope& e) {
+        e.mutable_subscribed()->set_confirmed(3);
+        e.mutable_subscribed()->set_expected(4);
+      },
   };
   std::vector<int> kinds;
   for (const auto& f : fill) {

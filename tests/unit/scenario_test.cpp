@@ -1347,5 +1347,5 @@ TEST_CASE("capacity: replaces load: with an open-model run, and errors do not ha
   CHECK(found.load.model == LoadSpec::Model::Open);
   CHECK(loadError(head + flows).what() ==
         std::string("inline.yaml:1:1: load: required key 'load' is missing (or capacity: for a "
-                    "capacity search)"));
+                    "capacity search, or a load: on every flow)"));
 }
