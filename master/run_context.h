@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace stampede::master {
@@ -44,6 +45,9 @@ struct RunContext {
   // master waited for every subscription, and how many there were.
   std::optional<double> start_barrier_s{};
   uint64_t start_barrier_subscriptions = 0;
+  // Errors the workers reported during the barrier (a subscription that failed): the run
+  // starts and the run loop judges them first, as any error, so that the report has them.
+  std::vector<std::pair<WorkerLink*, wire::Envelope>> early_errors{};
 
   // Start: when the load starts and is due to end, on the master's clock.
   common::SteadyTime t0{};

@@ -314,6 +314,8 @@ bool RunLoop::running() const {
 void RunLoop::run() {
   openOutputs();
   auto& cluster = run_.cluster;
+  for (auto& [link, e] : run_.early_errors) // the start barrier's, before anything else
+    onMessage(*link, e);
   while (running()) {
     cluster.poll(kRunPoll,
                  [this](WorkerLink& link, const wire::Envelope& e) { onMessage(link, e); });

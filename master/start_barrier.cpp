@@ -48,7 +48,8 @@ std::optional<int> startBarrier(RunContext& run) {
     return true;
   };
   std::optional<std::string> failure;
-  while (!all_done() && !failure && run.clock.now() < deadline && !interrupted()) {
+  while (!all_done() && !failure && run.early_errors.empty() && run.clock.now() < deadline &&
+         !interrupted()) {
     cluster.heartbeat({LinkState::Ready});
     cluster.poll(kBarrierPoll, [&](WorkerLink& link, const wire::Envelope& e) {
       if (e.has_subscribed()) {
@@ -56,11 +57,9 @@ std::optional<int> startBarrier(RunContext& run) {
         c.heard = true;
         c.confirmed = std::max(c.confirmed, e.subscribed().confirmed());
         c.expected = e.subscribed().expected();
-      } else if (e.has_error() && !failure) {
-        const auto& context = e.error().context();
-        failure = fmt::format("{}: {} on {} {} (flow \"{}\", user {}): {}", workerLabel(link),
-                              context.error_kind(), context.method(), context.url(),
-                              printable(context.flow()), context.vu(), printable(context.detail()));
+      } else if (e.has_error()) {
+        // The run loop judges it (halt.on_error), and the report has it.
+        run.early_errors.emplace_back(&link, e);
       } else if (e.has_refused() && !failure) {
         failure = fmt::format("{}: refused: {}", workerLabel(link), e.refused().reason());
       }
@@ -68,6 +67,13 @@ std::optional<int> startBarrier(RunContext& run) {
   }
   if (interrupted())
     return kExitInterrupted; // the caller's release frees the workers
+  if (!run.early_errors.empty()) {
+    const auto& [link, e] = run.early_errors.front();
+    const auto& context = e.error().context();
+    fmt::print(stderr, "stampede: start barrier: {}: {} on {} {}: {}\n", workerLabel(*link),
+               context.error_kind(), context.method(), context.url(), printable(context.detail()));
+    return std::nullopt;
+  }
   if (!failure && !all_done()) {
     for (const auto& [link, c] : by_worker)
       if (!c.done()) {

@@ -13,9 +13,10 @@ namespace stampede::master {
 
 // Between prepare and start: sends Subscribe to every Ready worker and waits, up to
 // messaging.start_barrier, for each to confirm all its subscriptions; records the time it took
-// in run.start_barrier_s. Returns an exit code when the run cannot start (a subscription
-// failed, a worker did not confirm in time, Ctrl-C), after saying why on stderr, naming the
-// worker. Does nothing when the run needs no barrier.
+// in run.start_barrier_s. A subscription that failed ends the wait: its error goes to
+// run.early_errors for the run loop to judge. Returns an exit code when the run cannot start (a
+// worker did not confirm in time, Ctrl-C), after saying why on stderr, naming the worker. Does
+// nothing when the run needs no barrier.
 std::optional<int> startBarrier(RunContext& run);
 
 } // namespace stampede::master
