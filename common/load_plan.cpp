@@ -34,6 +34,25 @@ double LoadSpec::peak() const {
   return level;
 }
 
+uint64_t LoadGroup::vuCount() const {
+  if (open())
+    return load.max_in_flight ? load.max_in_flight : kDefaultMaxInFlight;
+  return uint64_t(std::max(0, load.users));
+}
+
+microseconds Scenario::length() const {
+  microseconds longest{0};
+  for (const LoadGroup& g : groups)
+    longest = std::max(longest, g.load.total());
+  return groups.empty() ? load.total() : longest;
+}
+
+bool Scenario::anyOpen() const {
+  if (groups.empty())
+    return load.model == LoadSpec::Model::Open;
+  return std::any_of(groups.begin(), groups.end(), [](const LoadGroup& g) { return g.open(); });
+}
+
 LoadCurve::LoadCurve(const std::vector<Stage>& stages, double scale) {
   double t = 0;
   double level = 0;
@@ -169,6 +188,62 @@ void applyDuration(LoadSpec& load, microseconds d) {
   if (at < d)
     cut.push_back(Stage{true, 0, d - at}); // longer than the stages: hold the last level
   load.stages = std::move(cut);
+}
+
+void applyDuration(Scenario& scenario, microseconds d) {
+  if (!scenario.load.stages.empty())
+    applyDuration(scenario.load, d);
+  for (Flow& flow : scenario.flows)
+    if (flow.load)
+      applyDuration(*flow.load, d);
+  for (LoadGroup& group : scenario.groups)
+    applyDuration(group.load, d);
+}
+
+size_t countSteps(const std::vector<Step>& steps, Step::Kind kind) {
+  size_t n = 0;
+  for (const Step& step : steps)
+    n += step.kind == kind ? 1 : step.kind == Step::Kind::Loop ? countSteps(step.steps, kind) : 0;
+  return n;
+}
+
+std::vector<LoadGroup> loadGroupsOf(const Scenario& scenario) {
+  if (!scenario.groups.empty())
+    return scenario.groups;
+  LoadGroup all{scenario.load, {}, "load"};
+  for (size_t f = 0; f < scenario.flows.size(); ++f)
+    all.flows.push_back(f);
+  return {all};
+}
+
+const Flow* lifeFlow(const Scenario& scenario, const LoadGroup& g, uint64_t vu) {
+  if (g.open())
+    return nullptr;
+  if (g.flows.size() == 1)
+    return &scenario.flows[g.flows[0]];
+  for (size_t f : g.flows) {
+    const Flow& flow = scenario.flows[f];
+    if (flow.users > 0 && vu >= flow.first_user && vu < flow.first_user + flow.users)
+      return &flow;
+  }
+  return nullptr;
+}
+
+bool needsStartBarrier(const Scenario& scenario) {
+  if (!scenario.messaging || !scenario.messaging->start_barrier)
+    return false;
+  bool publishes = false;
+  bool subscribes = false;
+  for (size_t g = 0; g < scenario.groups.size(); ++g) {
+    const LoadGroup& group = scenario.groups[g];
+    for (size_t f : group.flows) {
+      const Flow& flow = scenario.flows[f];
+      publishes = publishes || countSteps(flow.steps, Step::Kind::Publish) > 0;
+      const bool for_life = !group.open() && (group.flows.size() == 1 || flow.users > 0);
+      subscribes = subscribes || (for_life && countSteps(flow.steps, Step::Kind::Subscribe) > 0);
+    }
+  }
+  return publishes && subscribes;
 }
 
 std::string describeStages(const LoadSpec& load) {

@@ -49,6 +49,21 @@ std::vector<uint64_t> clusterUsersOf(uint32_t worker, std::span<const uint32_t> 
 // `--duration D`: without written stages, D replaces load.duration (the hold after the ramp);
 // with stages, the run ends after D (the stage that crosses D is cut where it is then).
 void applyDuration(LoadSpec& load, microseconds d);
+// The same for every load of the scenario: the scenario-wide one and each flow's own.
+void applyDuration(Scenario& scenario, microseconds d);
+
+// The messaging start barrier (master/start_barrier.h). How many steps of `kind` a list holds,
+// loops' steps counted once.
+size_t countSteps(const std::vector<Step>& steps, Step::Kind kind);
+// The flow a closed-model user of `group` runs for its whole life: the group's only flow, or its
+// users: flow; nullptr when it picks one by weight each iteration (or the group is open).
+const Flow* lifeFlow(const Scenario& scenario, const LoadGroup& group, uint64_t vu);
+// Scenario::groups, or for a Scenario built by hand without them (tests), one group: its load
+// over every flow.
+std::vector<LoadGroup> loadGroupsOf(const Scenario& scenario);
+// Whether a run has a start barrier: messaging.start_barrier is not off, some flow publishes,
+// and some closed-model flow whose users keep it for life subscribes.
+bool needsStartBarrier(const Scenario& scenario);
 
 // What a stages list means, in one line (for --dry-run and the report).
 std::string describeStages(const LoadSpec& load);

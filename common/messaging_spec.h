@@ -59,6 +59,9 @@ struct MessagingSpec {
   std::optional<Template> user, password;
   HeartbeatSpec heartbeat;
   TlsSpec tls; // for ssl:// URLs
+  // The start barrier (master/start_barrier.h): how long the master waits for every
+  // subscription to be confirmed before any load starts; nullopt: `start_barrier: off`.
+  std::optional<std::chrono::microseconds> start_barrier{std::chrono::seconds(30)};
 };
 
 // A destination as written, "queue://orders" or "topic://orders".

@@ -107,19 +107,6 @@ struct Step {
   std::shared_ptr<const SubscribeSpec> subscribe;
 };
 
-struct Flow {
-  std::string name;
-  double weight = 1.0;
-  ThinkTime think; // after each request step
-  std::vector<Step> steps;
-  std::vector<uint32_t> feeders; // indexes into Scenario::data of the feeders its templates use
-  size_t first_request_stats_index = 0; // where an open-model arrival dropped from it counts
-  // Closed model, `users:` on every flow: this flow's users (a pinned role, such as a
-  // subscriber), cluster numbers [first_user, first_user + users). 0: picked by weight.
-  uint64_t users = 0;
-  uint64_t first_user = 0;
-};
-
 // One segment of load.stages: ramp linearly from the previous level to `to` over `over`, or
 // hold the previous level for `over`. Levels are users (closed) or arrivals per second (open).
 struct Stage {
@@ -153,6 +140,37 @@ constexpr uint64_t kDefaultMaxInFlight = 10000;
 // 100000 on a worker is a few hundred MiB and as many file descriptors.
 constexpr int kMaxUsers = 1000000;
 constexpr int kMaxUsersPerWorker = 100000;
+
+struct Flow {
+  std::string name;
+  double weight = 1.0;
+  ThinkTime think; // after each request step
+  std::vector<Step> steps;
+  std::vector<uint32_t> feeders; // indexes into Scenario::data of the feeders its templates use
+  size_t first_request_stats_index = 0; // where an open-model arrival dropped from it counts
+  // Closed model, `users:` on every flow: this flow's users (a pinned role, such as a
+  // subscriber), cluster numbers [first_user, first_user + users). 0: picked by weight.
+  uint64_t users = 0;
+  uint64_t first_user = 0;
+  // `load:` of its own (flows[i].load): the flow runs on it alone, in a load group of its own
+  // (LoadGroup), and its users keep it for life. Unset: it shares the scenario-wide load.
+  std::optional<LoadSpec> load;
+};
+
+// A load schedule and the flows it drives, picked by weight among them on every iteration.
+// Scenario::groups[0] is the scenario-wide `load:` over the flows without a load of their own
+// (when there are any), then one group per flow with its own load:, in flow order.
+struct LoadGroup {
+  LoadSpec load;
+  std::vector<size_t> flows; // into Scenario::flows
+  std::string path;          // "load" or "flows[2].load": for messages
+  // {{vu}} numbers of the group's users start here, cluster-wide: each group has a block of
+  // its peak users (closed model) or of its max_in_flight (open model) after the previous one.
+  uint64_t first_vu = 0;
+  bool open() const { return load.model == LoadSpec::Model::Open; }
+  // How many {{vu}} numbers the group takes: peak users, or max_in_flight.
+  uint64_t vuCount() const;
+};
 
 struct HaltSpec {
   enum class OnError { First, Never, Count, Rate };
@@ -244,7 +262,9 @@ struct Scenario {
   std::string source_text; // the YAML as read
   std::string name;
   Endpoint target;
-  LoadSpec load;                        // a capacity run: open model at capacity.start, held long
+  // The scenario-wide `load:` (a capacity run: open model at capacity.start, held long); left
+  // at its defaults when every flow has a load: of its own. The engine runs `groups`.
+  LoadSpec load;
   std::optional<CapacitySpec> capacity; // set: a capacity run (load: not written)
   HaltSpec halt;
   HttpSpec http;
@@ -257,11 +277,17 @@ struct Scenario {
   std::vector<Feeder> data;
   SlotNames slots; // every capture name and `feeder.column`
   std::vector<Flow> flows;
+  std::vector<LoadGroup> groups; // never empty: the load that drives each flow
   std::vector<StepInfo> step_table;
   std::vector<std::string> overrides; // --set key.path=value, as applied
   // Files the scenario names (data CSVs, TLS PEMs), by the name written, with their contents:
   // what the master ships to workers.
   std::map<std::string, std::string> files;
+
+  // The run's length: its longest group's stages.
+  microseconds length() const;
+  // Whether any group runs the open model.
+  bool anyOpen() const;
 };
 
 struct LoadOptions {

@@ -13,7 +13,8 @@ std::vector<Flow> Loader::flows(const Field& f) {
     if (!node.IsMap())
       fail(node.Mark(), path,
            "a flow is a mapping (name:, weight:, think:, steps:), got " + describe(node));
-    const Fields fields = checkKeys(node, path, {"name", "weight", "think", "users", "steps"});
+    const Fields fields =
+        checkKeys(node, path, {"name", "weight", "think", "users", "load", "steps"});
     requireKeys(node, path, fields, {"steps"});
     Flow flow;
     flow.name = "flow " + std::to_string(i + 1);
@@ -33,6 +34,13 @@ std::vector<Flow> Loader::flows(const Field& f) {
       flow.think = think(*think_time, join(path, "think"));
     if (const Field* users = fields.find("users"))
       flow.users = positiveCount(*users, join(path, "users"));
+    if (const Field* load = fields.find("load")) {
+      if (const Field* users = fields.find("users"))
+        fail(users->key.Mark(), join(path, "users"),
+             "use either users: (this flow's share of the scenario-wide load.users) or load: "
+             "(a load of its own), not both");
+      flow.load = loadSpec(*load, join(path, "load"));
+    }
 
     FlowScope scope;
     scope.index = i;

@@ -29,10 +29,16 @@ Scenario Loader::load(YAML::Node root) {
          "use either load: (a run at the rates it sets) or capacity: (a search that sets the "
          "rates itself), not both");
   }
-  if (!load && !capacity && !options_.find_capacity)
-    fail(root.Mark(), "load",
-         "required key 'load' is missing (or capacity: for a capacity search)");
   requireKeys(root, "", top, {"flows"});
+  const bool own_loads = everyFlowHasLoad(top.find("flows")->value);
+  if (!load && !capacity && !options_.find_capacity && !own_loads)
+    fail(root.Mark(), "load",
+         "required key 'load' is missing (or capacity: for a capacity search, or a load: on "
+         "every flow)");
+  if (load && own_loads)
+    fail(load->key.Mark(), "load",
+         "drives no flow: every flow has a load: of its own (remove this one, or the load: of "
+         "the flows that should share it)");
 
   s.name = string(*top.find("name"), "name");
   if (s.name.empty())
@@ -59,8 +65,6 @@ Scenario Loader::load(YAML::Node root) {
   s.messaging = messaging_;
   s.flows = flows(*top.find("flows"));
   pinFlows(s.flows, s.load, *top.find("flows"));
-  if (s.messaging)
-    s.warnings = messagingWarnings(*s.messaging, s.load);
   // After the flows: thresholds may name steps.
   if (const Field* f = top.find("halt"))
     s.halt = halt(*f);
@@ -75,12 +79,58 @@ Scenario Loader::load(YAML::Node root) {
            "a capacity search judges each probe on capacity.slo; thresholds over the whole run "
            "would mix every probe's rate");
   }
+  s.groups = loadGroups(s, *top.find("flows"));
+  if (s.messaging)
+    s.warnings = messagingWarnings(*s.messaging, s.groups);
   s.data = std::move(feeders_);
   s.slots = slots_;
   s.step_table = std::move(step_table_);
   s.env = env_used_;
   s.files = std::move(files_);
   return s;
+}
+
+bool Loader::everyFlowHasLoad(const YAML::Node& flows) {
+  if (!flows.IsSequence() || flows.size() == 0)
+    return false;
+  for (const auto& flow : flows)
+    if (!flow.IsMap() || !flow["load"])
+      return false;
+  return true;
+}
+
+std::vector<LoadGroup> Loader::loadGroups(const Scenario& s, const Field& flows_field) const {
+  std::vector<LoadGroup> groups;
+  LoadGroup shared{s.load, {}, "load"};
+  for (size_t i = 0; i < s.flows.size(); ++i) {
+    const Flow& flow = s.flows[i];
+    if (!flow.load) {
+      shared.flows.push_back(i);
+      continue;
+    }
+    const std::string path = join(indexed("flows", i), "load");
+    if (s.capacity) {
+      const YAML::Node node = flows_field.value[i];
+      fail(node["load"].Mark(), path,
+           "a capacity search runs one open-model rate over every flow: a flow cannot have a "
+           "load: of its own in a capacity run");
+    }
+    groups.push_back(LoadGroup{*flow.load, {i}, path});
+  }
+  if (!shared.flows.empty())
+    groups.insert(groups.begin(), std::move(shared));
+  uint64_t first_vu = 0;
+  for (LoadGroup& group : groups) {
+    group.first_vu = first_vu;
+    first_vu += group.vuCount();
+  }
+  if (groups.size() > 1 && first_vu > uint64_t(kMaxUsers))
+    fail(flows_field, "flows",
+         "the flows' loads hold " + std::to_string(first_vu) +
+             " virtual users (closed model) and iterations in flight (open model) together, "
+             "more than the " +
+             std::to_string(kMaxUsers) + " a run holds");
+  return groups;
 }
 
 void Loader::fail(const YAML::Mark& mark, const std::string& path,

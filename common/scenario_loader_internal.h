@@ -314,9 +314,10 @@ private:
 
   Endpoint target(const Field& f) const;
 
-  LoadSpec loadSpec(const Field& f) const;
+  // `load:` at `at` ("load", or "flows[2].load" for a flow's own).
+  LoadSpec loadSpec(const Field& f, const std::string& at = "load") const;
 
-  std::vector<Stage> stageList(const Field& f, LoadSpec::Model& model) const;
+  std::vector<Stage> stageList(const Field& f, LoadSpec::Model& model, const std::string& at) const;
 
   // The stages' durations add up without overflowing (LoadSpec::total() sums them).
   void checkTotal(const std::vector<Stage>& stages, const Field& f, const std::string& path) const;
@@ -358,7 +359,11 @@ private:
   // `users:` on flows: all or none, closed model, adding up to load.users.
   void pinFlows(std::vector<Flow>& flows, const LoadSpec& load, const Field& flows_field) const;
   static std::vector<std::string> messagingWarnings(const MessagingSpec& spec,
-                                                    const LoadSpec& load);
+                                                    const std::vector<LoadGroup>& groups);
+  // Per-flow load (scenario_load.cpp): whether every item of `flows:` writes a load: of its own,
+  // and the scenario's load groups (Scenario::groups), with their {{vu}} blocks.
+  static bool everyFlowHasLoad(const YAML::Node& flows);
+  std::vector<LoadGroup> loadGroups(const Scenario& s, const Field& flows_field) const;
 
   // ------------------------------------------------------------------------------------------
   // Flows and steps

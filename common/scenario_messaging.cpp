@@ -62,14 +62,24 @@ HeartbeatSpec Loader::heartbeat(const Field& f) {
 }
 
 MessagingSpec Loader::messaging(const Field& f) {
-  const Fields fields = mapping(
-      f, "messaging",
-      {"protocol", "urls", "reconnect", "client_id", "user", "password", "heartbeat", "tls"});
+  const Fields fields = mapping(f, "messaging",
+                                {"protocol", "urls", "reconnect", "client_id", "user", "password",
+                                 "heartbeat", "tls", "start_barrier"});
   requireKeys(f.value, "messaging", fields, {"urls"});
   MessagingSpec spec;
   if (const Field* p = fields.find("protocol"))
     spec.protocol = choice<MessagingSpec::Protocol>(*p, "messaging.protocol",
                                                     {{"stomp", MessagingSpec::Protocol::Stomp}});
+  if (const Field* b = fields.find("start_barrier")) {
+    if (b->value.IsScalar() && b->value.Scalar() == "off")
+      spec.start_barrier.reset();
+    else if (b->value.IsScalar() && !parseDuration(b->value.Scalar()))
+      fail(*b, "messaging.start_barrier",
+           "expected a duration like 30s (the longest wait for every subscription) or off, got " +
+               quoteValue(b->value.Scalar()));
+    else
+      spec.start_barrier = duration(*b, "messaging.start_barrier", true);
+  }
   const Field& urls = *fields.find("urls");
   if (urls.value.IsScalar()) {
     // "tcp://a:61613,tcp://b:61613", as JMS users write a failover list.
@@ -268,11 +278,13 @@ void Loader::subscribeStep(Step& s, const Field& action, const Fields& fields,
 }
 
 std::vector<std::string> Loader::messagingWarnings(const MessagingSpec& spec,
-                                                   const LoadSpec& load) {
+                                                   const std::vector<LoadGroup>& groups) {
   std::vector<std::string> out;
   static const std::regex kVu(R"(\{\{\s*vu\s*\}\})");
   const std::string& id = spec.client_id.source();
-  const bool many = load.model == LoadSpec::Model::Open || load.peak() > 1;
+  const bool many =
+      groups.size() > 1 || std::any_of(groups.begin(), groups.end(),
+                                       [](const auto& g) { return g.open() || g.load.peak() > 1; });
   if (!id.empty() && many && !std::regex_search(id, kVu))
     out.push_back("messaging.client_id " + quoteValue(id) +
                   " has no {{vu}}: virtual users may share one client id, and the broker "
@@ -288,11 +300,12 @@ void Loader::pinFlows(std::vector<Flow>& flows, const LoadSpec& load,
     return;
   if (pinned != flows.size())
     fail(flows_field, "flows",
-         "either every flow has users: (each user keeps its flow) or none (picked by weight)");
+         "either every flow has users: (each user keeps its flow) or none (picked by weight); "
+         "a flow with a load: of its own takes no users:");
   if (load.model != LoadSpec::Model::Closed)
     fail(flows_field, "flows",
-         "users: on flows needs the closed model (load.users); per-flow open load is not "
-         "supported yet");
+         "users: on flows needs the closed model (load.users); for an open-model flow, give "
+         "every flow a load: of its own instead");
   uint64_t sum = 0;
   for (Flow& f : flows) {
     f.first_user = sum;

@@ -13,24 +13,24 @@ Endpoint Loader::target(const Field& f) const {
   return *endpoint;
 }
 
-LoadSpec Loader::loadSpec(const Field& f) const {
+LoadSpec Loader::loadSpec(const Field& f, const std::string& at) const {
   const Fields fields = mapping(
-      f, "load", {"users", "rate", "ramp", "duration", "stages", "iterations", "max_in_flight"});
+      f, at, {"users", "rate", "ramp", "duration", "stages", "iterations", "max_in_flight"});
   LoadSpec spec;
   if (const Field* stages = fields.find("stages")) {
     for (const Field& other : fields.all())
       if (other.name == "users" || other.name == "rate" || other.name == "ramp" ||
           other.name == "duration")
-        fail(other.key.Mark(), join("load", other.name),
+        fail(other.key.Mark(), join(at, other.name),
              "'" + other.name +
                  "' cannot be used with stages: the stages set every level and how long it "
                  "lasts ({to: N, over: D} for users, {to: N/s, over: D} for a rate, {hold: D})");
-    spec.stages = stageList(*stages, spec.model);
+    spec.stages = stageList(*stages, spec.model, at);
     spec.stages_written = true;
     if (spec.total().count() <= 0)
-      fail(*stages, "load.stages", "the stages last 0s in total");
+      fail(*stages, join(at, "stages"), "the stages last 0s in total");
     if (spec.peak() <= 0)
-      fail(*stages, "load.stages",
+      fail(*stages, join(at, "stages"),
            std::string("no stage goes above 0") +
                (spec.model == LoadSpec::Model::Closed ? " users" : "/s"));
     if (spec.model == LoadSpec::Model::Closed)
@@ -42,49 +42,49 @@ LoadSpec Loader::loadSpec(const Field& f) const {
     const Field* open = fields.find("rate");
     if (users && open) {
       const Field& second = users->key.Mark().pos > open->key.Mark().pos ? *users : *open;
-      fail(second.key.Mark(), join("load", second.name),
+      fail(second.key.Mark(), join(at, second.name),
            "use either users (closed model) or rate (open model), not both");
     }
     if (!users && !open)
-      fail(f.value.Mark(), "load.users",
+      fail(f.value.Mark(), join(at, "users"),
            "required key 'users' is missing (or rate: for the open model, or stages:)");
     double level = 0;
     if (users) {
       spec.model = LoadSpec::Model::Closed;
-      const int64_t count = integer(users->value, markOf(*users), "load.users", "an integer");
+      const int64_t count = integer(users->value, markOf(*users), join(at, "users"), "an integer");
       if (count <= 0)
-        fail(markOf(*users), "load.users",
+        fail(markOf(*users), join(at, "users"),
              "must be a positive integer, got " + std::to_string(count));
-      checkUsers(count, markOf(*users), "load.users", "virtual users");
+      checkUsers(count, markOf(*users), join(at, "users"), "virtual users");
       spec.users = static_cast<int>(count);
       level = spec.users;
     } else {
       spec.model = LoadSpec::Model::Open;
-      spec.rate = rate(*open, "load.rate", false);
+      spec.rate = rate(*open, join(at, "rate"), false);
       level = spec.rate;
     }
     if (const Field* ramp = fields.find("ramp"))
-      spec.ramp = duration(*ramp, "load.ramp", false);
+      spec.ramp = duration(*ramp, join(at, "ramp"), false);
     const Field* hold = fields.find("duration");
     if (hold == nullptr)
-      fail(f.value.Mark(), "load.duration",
+      fail(f.value.Mark(), join(at, "duration"),
            "required key 'duration' is missing (or write stages: instead)");
-    spec.duration = duration(*hold, "load.duration", true);
+    spec.duration = duration(*hold, join(at, "duration"), true);
     if (spec.ramp > microseconds::max() - spec.duration)
-      fail(*hold, "load.duration", "ramp and duration together are too long");
+      fail(*hold, join(at, "duration"), "ramp and duration together are too long");
     // The engine reads only stages: the ramp (kept when 0s, a step to the level), then hold.
     spec.stages = {Stage{false, level, spec.ramp}, Stage{true, 0, spec.duration}};
     spec.stages_written = false;
   }
   if (const Field* iterations = fields.find("iterations"))
-    spec.iterations = positiveCount(*iterations, "load.iterations");
+    spec.iterations = positiveCount(*iterations, join(at, "iterations"));
   if (const Field* cap = fields.find("max_in_flight")) {
     if (spec.model == LoadSpec::Model::Closed)
-      fail(cap->key.Mark(), "load.max_in_flight",
+      fail(cap->key.Mark(), join(at, "max_in_flight"),
            "max_in_flight belongs to the open model (rate: or stages in N/s); in the closed "
            "model the users are the cap");
-    spec.max_in_flight = positiveCount(*cap, "load.max_in_flight");
-    checkUsers(int64_t(spec.max_in_flight), markOf(*cap), "load.max_in_flight",
+    spec.max_in_flight = positiveCount(*cap, join(at, "max_in_flight"));
+    checkUsers(int64_t(spec.max_in_flight), markOf(*cap), join(at, "max_in_flight"),
                "iterations in flight");
   } else if (spec.model == LoadSpec::Model::Open) {
     spec.max_in_flight = kDefaultMaxInFlight;
@@ -92,16 +92,17 @@ LoadSpec Loader::loadSpec(const Field& f) const {
   return spec;
 }
 
-std::vector<Stage> Loader::stageList(const Field& f, LoadSpec::Model& model) const {
+std::vector<Stage> Loader::stageList(const Field& f, LoadSpec::Model& model,
+                                     const std::string& at) const {
   if (!f.value.IsSequence() || f.value.size() == 0)
-    fail(f, "load.stages",
+    fail(f, join(at, "stages"),
          "expected a non-empty list of stages like {to: 100/s, over: 1m} or {hold: 5m}, got " +
              describe(f.value));
   std::vector<Stage> out;
   std::string model_path; // the stage that set the model
   for (size_t i = 0; i < f.value.size(); ++i) {
     const YAML::Node node = f.value[i];
-    const std::string path = indexed("load.stages", i);
+    const std::string path = indexed(join(at, "stages"), i);
     if (!node.IsMap())
       fail(node.Mark(), path,
            "a stage is {to: LEVEL, over: DURATION} or {hold: DURATION}, got " + describe(node));
@@ -153,7 +154,7 @@ std::vector<Stage> Loader::stageList(const Field& f, LoadSpec::Model& model) con
     checkTotal(out, *fields.find("over"), join(path, "over"));
   }
   if (model_path.empty())
-    fail(f, "load.stages", "no stage sets a level: start with {to: N, over: D}");
+    fail(f, join(at, "stages"), "no stage sets a level: start with {to: N, over: D}");
   return out;
 }
 

@@ -167,7 +167,7 @@ std::string formatSummary(const RunResult& r) {
       out += fmt::format("reconnects of {}: {}, took p50 {:.1f} ms, max {:.1f} ms\n",
                          printable(r.scenario->step_table[i].name), h.count(),
                          double(h.percentileUs(50)) / 1000, double(h.maxUs()) / 1000);
-  if (r.scenario->load.model == common::LoadSpec::Model::Open) {
+  if (r.scenario->anyOpen()) {
     // Latency above is from the scheduled time; these say where it went.
     const auto row = [](const char* what, const common::Histogram& h) {
       return fmt::format("{:<32} {:>39.2f} {:>9.2f} {:>9.2f} {:>9.2f}\n", what,

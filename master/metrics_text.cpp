@@ -77,7 +77,7 @@ std::vector<uint64_t> cumulativeCounts(const common::Histogram& h) {
 std::string metricsText(const MetricsState& s) {
   const auto& scenario = *s.scenario;
   const auto& book = *s.book;
-  const bool open = scenario.load.model == common::LoadSpec::Model::Open;
+  const bool open = scenario.anyOpen();
   std::string out;
   out.reserve(8192);
 
@@ -143,10 +143,13 @@ std::string metricsText(const MetricsState& s) {
 
   header(out, "stampede_active_users", "gauge", "Virtual users active (busy or thinking).");
   out += fmt::format("stampede_active_users {}\n", s.active_users);
-  const common::LoadCurve curve(scenario.load.stages);
-  const double level = s.exit_code ? 0.0
-                                   : curve.levelAt(std::chrono::microseconds(
-                                         std::llround(std::max(0.0, s.elapsed_s) * 1e6)));
+  // Per-flow load: the sum over the groups of the model the gauge names.
+  double level = 0;
+  for (const auto& group : scenario.groups)
+    if (!s.exit_code && group.open() == open)
+      level +=
+          common::LoadCurve(group.load.stages)
+              .levelAt(std::chrono::microseconds(std::llround(std::max(0.0, s.elapsed_s) * 1e6)));
   if (open) {
     header(out, "stampede_target_rate", "gauge", "The plan's arrival rate now, per second.");
     out += fmt::format("stampede_target_rate {}\n", number(level));

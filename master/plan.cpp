@@ -1,6 +1,7 @@
 #include "master/plan.h"
 
 #include "common/config_error.h"
+#include "common/load_plan.h"
 #include "master/shares.h"
 
 #include <fmt/format.h>
@@ -36,34 +37,31 @@ std::vector<uint64_t> split(uint64_t total, std::span<const double> capacity) {
 
 } // namespace
 
-std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
-                                    std::span<const double> capacity) {
-  const auto& load = scenario.load;
-  const bool open = load.model == common::LoadSpec::Model::Open;
-  std::vector<WorkerPlan> plans(capacity.size());
-  if (plans.empty())
-    return plans;
-  const double sum = std::accumulate(capacity.begin(), capacity.end(), 0.0);
+namespace {
 
-  // Which workers carry load: in the open model those with capacity, in the closed model
-  // those that get users.
-  std::vector<bool> loaded(plans.size(), false);
+// One group's shares, and which workers it loads.
+std::vector<GroupPlan> planGroup(const common::LoadGroup& group, std::span<const double> capacity,
+                                 std::vector<bool>& loaded) {
+  const auto& load = group.load;
+  const bool open = group.open();
+  std::vector<GroupPlan> plans(capacity.size());
+  const double sum = std::accumulate(capacity.begin(), capacity.end(), 0.0);
+  std::vector<bool> mine(plans.size(), false);
   if (open) {
-    const uint64_t cap = load.max_in_flight ? load.max_in_flight : common::kDefaultMaxInFlight;
-    const auto caps = split(cap, capacity);
-    uint64_t first_vu = 0;
+    const auto caps = split(group.vuCount(), capacity);
+    uint64_t first_vu = group.first_vu;
     for (size_t i = 0; i < plans.size(); ++i) {
       plans[i].rate_share = sum > 0 ? capacity[i] / sum : 0;
       plans[i].max_in_flight = caps[i];
       plans[i].first_vu = first_vu;
       first_vu += caps[i];
-      loaded[i] = plans[i].rate_share > 0 && caps[i] > 0;
+      mine[i] = plans[i].rate_share > 0 && caps[i] > 0;
     }
   } else {
     const auto users = splitUsers(uint32_t(std::max(0, load.users)), capacity);
     for (size_t i = 0; i < plans.size(); ++i) {
       plans[i].users = users[i].users;
-      loaded[i] = users[i].users > 0;
+      mine[i] = users[i].users > 0;
     }
   }
   if (load.iterations > 0) {
@@ -78,24 +76,66 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
       plans[i].iterations = iterations[i];
       // A worker with no iteration to run carries no load (0 would mean "no limit").
       if (iterations[i] == 0) {
-        loaded[i] = false;
+        mine[i] = false;
         plans[i].users = 0;
         plans[i].rate_share = 0;
       }
+    }
+  }
+  for (size_t i = 0; i < plans.size(); ++i)
+    loaded[i] = loaded[i] || mine[i];
+  return plans;
+}
+
+} // namespace
+
+std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
+                                    std::span<const double> capacity) {
+  std::vector<WorkerPlan> plans(capacity.size());
+  if (plans.empty())
+    return plans;
+
+  // Which workers carry load: in the open model those with capacity, in the closed model
+  // those that get users (of any group).
+  std::vector<bool> loaded(plans.size(), false);
+  const auto groups = common::loadGroupsOf(scenario);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto shares = planGroup(groups[g], capacity, loaded);
+    for (size_t i = 0; i < plans.size(); ++i) {
+      if (g > 0) {
+        plans[i].other_groups.push_back(shares[i]);
+        continue;
+      }
+      plans[i].users = shares[i].users;
+      plans[i].rate_share = shares[i].rate_share;
+      plans[i].max_in_flight = shares[i].max_in_flight;
+      plans[i].first_vu = shares[i].first_vu;
+      plans[i].iterations = shares[i].iterations;
     }
   }
 
   // What one worker can hold: refused here, with the remedy, rather than by a worker that
   // runs out of memory or file descriptors once the run has started.
   for (const auto& plan : plans) {
-    const uint64_t held = open ? plan.max_in_flight : plan.users;
-    if (held > uint64_t(common::kMaxUsersPerWorker))
-      throw common::ConfigError(
-          scenario.file, 0, 0, open ? "load.max_in_flight" : "load.users",
-          fmt::format("{} {} on one worker, more than the {} a worker holds (each needs a "
-                      "connection and its buffers): add workers (--workers) or lower {}",
-                      held, open ? "iterations in flight" : "virtual users",
-                      common::kMaxUsersPerWorker, open ? "max_in_flight" : "users"));
+    uint64_t held = 0;
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const GroupPlan share = groupPlan(plan, g);
+      held += groups[g].open() ? share.max_in_flight : share.users;
+    }
+    if (held <= uint64_t(common::kMaxUsersPerWorker))
+      continue;
+    const bool open = groups.size() == 1 && groups[0].open();
+    const bool mixed = groups.size() > 1;
+    throw common::ConfigError(
+        scenario.file, 0, 0, mixed ? "flows" : (open ? "load.max_in_flight" : "load.users"),
+        fmt::format("{} {} on one worker, more than the {} a worker holds (each needs a "
+                    "connection and its buffers): add workers (--workers) or lower {}",
+                    held,
+                    mixed  ? "virtual users and iterations in flight"
+                    : open ? "iterations in flight"
+                           : "virtual users",
+                    common::kMaxUsersPerWorker,
+                    mixed ? "the flows' loads" : (open ? "max_in_flight" : "users")));
   }
   for (auto& plan : plans)
     plan.files = scenario.files;
@@ -145,9 +185,26 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
 }
 
 std::vector<uint32_t> clusterUsers(std::span<const WorkerPlan> plans) {
+  return clusterUsers(plans, 0);
+}
+
+std::vector<uint32_t> clusterUsers(std::span<const WorkerPlan> plans, size_t group) {
   std::vector<uint32_t> users;
   for (const auto& plan : plans)
-    users.push_back(plan.users);
+    users.push_back(groupPlan(plan, group).users);
+  return users;
+}
+
+GroupPlan groupPlan(const WorkerPlan& plan, size_t group) {
+  if (group > 0)
+    return group - 1 < plan.other_groups.size() ? plan.other_groups[group - 1] : GroupPlan{};
+  return GroupPlan{plan.users, plan.rate_share, plan.max_in_flight, plan.first_vu, plan.iterations};
+}
+
+uint32_t totalUsers(const WorkerPlan& plan) {
+  uint32_t users = plan.users;
+  for (const auto& g : plan.other_groups)
+    users += g.users;
   return users;
 }
 

@@ -15,13 +15,24 @@
 
 namespace stampede::master {
 
+// One worker's share of one load group (common::Scenario::groups).
+struct GroupPlan {
+  uint32_t users = 0;         // closed model: peak virtual users
+  double rate_share = 0;      // open model: fraction of the cluster's arrival rate
+  uint64_t max_in_flight = 0; // open model
+  uint64_t first_vu = 0;      // open model: its {{vu}} numbers start here
+  uint64_t iterations = 0;    // its share of the group's iterations; 0 when there is no limit
+};
+
 struct WorkerPlan {
-  uint32_t users = 0;              // closed model: peak virtual users
-  double rate_share = 0;           // open model: fraction of the cluster's arrival rate
-  uint64_t max_in_flight = 0;      // open model
-  uint64_t first_vu = 0;           // open model: its {{vu}} numbers start here
-  uint64_t iterations = 0;         // its share of load.iterations; 0 when there is no limit
-  std::vector<size_t> feeder_rows; // rows of each feeder it gets (all rows when shared)
+  // The first load group's share (the only one without per-flow load:), then the others'.
+  uint32_t users = 0;                  // closed model: peak virtual users
+  double rate_share = 0;               // open model: fraction of the cluster's arrival rate
+  uint64_t max_in_flight = 0;          // open model
+  uint64_t first_vu = 0;               // open model: its {{vu}} numbers start here
+  uint64_t iterations = 0;             // its share of load.iterations; 0 when there is no limit
+  std::vector<GroupPlan> other_groups; // Scenario::groups[1...]
+  std::vector<size_t> feeder_rows;     // rows of each feeder it gets (all rows when shared)
   // After a re-plan mid-run (master/replan.h): exactly these cluster users, in place of its
   // part of the cluster's (Prepare.own_users).
   std::optional<std::vector<uint64_t>> own_users;
@@ -40,5 +51,11 @@ std::vector<WorkerPlan> planWorkers(const common::Scenario& scenario,
 
 // Every worker's users, by worker index: what each needs to work out its own (Prepare).
 std::vector<uint32_t> clusterUsers(std::span<const WorkerPlan> plans);
+// The same for Scenario::groups[group] (1...).
+std::vector<uint32_t> clusterUsers(std::span<const WorkerPlan> plans, size_t group);
+// A worker's share of Scenario::groups[group], the first one included.
+GroupPlan groupPlan(const WorkerPlan& plan, size_t group);
+// A worker's virtual users over every closed group.
+uint32_t totalUsers(const WorkerPlan& plan);
 
 } // namespace stampede::master

@@ -164,7 +164,8 @@ bool Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
   link.rtt_ns = estimate.rtt_ns;
   Cluster::seedClock(link);
   const WorkerPlan* plan = nullptr;
-  const std::vector<uint32_t>* cluster_users = &run_.cluster_users;
+  // By load group; a newcomer's re-plan changes group 0's, the only one (whyNoReplan).
+  std::vector<std::vector<uint32_t>> cluster_users = run_.cluster_users;
   if (attempt.extra) {
     // Every place's share anew with the newcomer's: in force when it joins (startRejoined).
     link.index = static_cast<uint32_t>(run_.plans.size());
@@ -172,7 +173,7 @@ bool Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
     for (const auto* holder : run_.joined) // the latest holder of each place counts
       if (holder->index < reached.size())
         reached[holder->index] = feederReach(holder->feeder_positions, holder->feeder_last_step);
-    attempt.replan = replanForNewcomer(run_.scenario, run_.plans, run_.cluster_users,
+    attempt.replan = replanForNewcomer(run_.scenario, run_.plans, run_.cluster_users.at(0),
                                        capacities(link), next_first_vu_, reached);
     if (!attempt.replan->refused.empty()) {
       link.state = LinkState::Refused;
@@ -181,7 +182,7 @@ bool Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
       return false;
     }
     plan = &attempt.replan->plans.back();
-    cluster_users = &attempt.replan->cluster_users;
+    cluster_users.at(0) = attempt.replan->cluster_users;
     link.users = plan->users;
   } else {
     plan = &run_.plans[link.index];
@@ -189,13 +190,13 @@ bool Rejoiner::welcome(WorkerLink& link, Attempt& attempt, SteadyTime now) {
   wire::Envelope welcome;
   auto* w = welcome.mutable_welcome();
   w->set_worker_index(link.index);
-  w->set_worker_count(static_cast<uint32_t>(cluster_users->size()));
+  w->set_worker_count(static_cast<uint32_t>(cluster_users.at(0).size()));
   w->set_clock_offset_ns(link.clock_offset_ns);
   w->set_heartbeat_timeout_ms(static_cast<uint32_t>(run_.cli.heartbeat_timeout.count()));
   run_.cluster.send(link, welcome);
   // The lost worker's own share (the cluster's total is the scenario's again), its feeders
   // past every row the place had used; or the newcomer's share of the re-plan.
-  wire::Envelope prepare = prepareFor(run_.scenario, run_.cli, *plan, *cluster_users);
+  wire::Envelope prepare = prepareFor(run_.scenario, run_.cli, *plan, cluster_users);
   for (const uint64_t start : feederStart(link.feeder_positions, link.feeder_last_step))
     prepare.mutable_prepare()->add_feeder_start(start);
   run_.cluster.send(link, prepare);
@@ -245,7 +246,7 @@ void Rejoiner::applyReplan(Replan replan, SteadyTime join_at) {
     link->users = plan.users;
   }
   run_.plans = std::move(replan.plans);
-  run_.cluster_users = std::move(replan.cluster_users);
+  run_.cluster_users.at(0) = std::move(replan.cluster_users);
   next_first_vu_ = replan.next_first_vu;
 }
 

@@ -13,6 +13,8 @@ std::string whyNoReplan(const common::Scenario& scenario) {
     return "a capacity search sets each worker's rate itself";
   if (scenario.load.iterations > 0)
     return "load.iterations is split among the workers at the start";
+  if (scenario.groups.size() > 1)
+    return "flows with a load: of their own are each split among the workers at the start";
   for (const auto& feeder : scenario.data)
     if (feeder.split == common::Feeder::Split::PerWorker &&
         feeder.order != common::Feeder::Order::Sequence)

@@ -134,22 +134,43 @@ json buildReport(const RunResult& r) {
   report["exit_code"] = r.exit_code;
   report["started_at"] = isoTime(r.started_at);
   report["duration_s"] = r.duration_s;
-  const auto& load = r.scenario->load;
-  const bool open = load.model == common::LoadSpec::Model::Open;
-  json stages = json::array();
-  for (const auto& stage : load.stages)
-    stages.push_back(stage.hold
-                         ? json{{"hold_s", double(stage.over.count()) / 1e6}}
-                         : json{{"to", stage.to}, {"over_s", double(stage.over.count()) / 1e6}});
-  report["load"] = {{"model", open ? "open" : "closed"},
-                    {"users", open ? json(nullptr) : json(load.users)},
-                    {"rate", open ? json(load.peak()) : json(nullptr)},
-                    {"max_in_flight", open ? json(load.max_in_flight ? load.max_in_flight
-                                                                     : common::kDefaultMaxInFlight)
-                                           : json(nullptr)},
-                    {"iterations", load.iterations ? json(load.iterations) : json(nullptr)},
-                    {"stages", std::move(stages)}};
+  const auto loadJson = [](const common::LoadSpec& load) {
+    const bool open = load.model == common::LoadSpec::Model::Open;
+    json stages = json::array();
+    for (const auto& stage : load.stages)
+      stages.push_back(stage.hold
+                           ? json{{"hold_s", double(stage.over.count()) / 1e6}}
+                           : json{{"to", stage.to}, {"over_s", double(stage.over.count()) / 1e6}});
+    return json{{"model", open ? "open" : "closed"},
+                {"users", open ? json(nullptr) : json(load.users)},
+                {"rate", open ? json(load.peak()) : json(nullptr)},
+                {"max_in_flight",
+                 open ? json(load.max_in_flight ? load.max_in_flight : common::kDefaultMaxInFlight)
+                      : json(nullptr)},
+                {"iterations", load.iterations ? json(load.iterations) : json(nullptr)},
+                {"stages", std::move(stages)}};
+  };
+  const auto& groups = r.scenario->groups;
+  const bool open = r.scenario->anyOpen();
+  // The first group's load as before; with per-flow load:, every group under load.groups.
+  report["load"] = loadJson(groups.empty() ? r.scenario->load : groups[0].load);
+  if (groups.size() > 1) {
+    json all = json::array();
+    for (const auto& group : groups) {
+      json g = loadJson(group.load);
+      g["path"] = group.path;
+      json flows = json::array();
+      for (size_t f : group.flows)
+        flows.push_back(r.scenario->flows[f].name);
+      g["flows"] = std::move(flows);
+      all.push_back(std::move(g));
+    }
+    report["load"]["groups"] = std::move(all);
+  }
   report["overrides"] = r.overrides;
+  if (r.start_barrier_s)
+    report["messaging"] = {{"start_barrier_seconds", *r.start_barrier_s},
+                           {"start_barrier_subscriptions", r.start_barrier_subscriptions}};
   const auto total = r.book.total();
   report["totals"] = countsJson(total, r.duration_s, open);
   json warnings = json::array();

@@ -15,6 +15,7 @@
 #include "master/run_finish.h"
 #include "master/run_loop.h"
 #include "master/run_setup.h"
+#include "master/start_barrier.h"
 
 #include <fmt/format.h>
 
@@ -90,7 +91,7 @@ std::optional<int> loadInputs(const CliOptions& cli, Inputs& in) {
     return kExitInvalid;
   }
   if (cli.duration)
-    common::applyDuration(in.scenario->load, *cli.duration);
+    common::applyDuration(*in.scenario, *cli.duration);
   if (!cli.out_dir.empty() && !cli.dry_run) {
     std::error_code ec;
     std::filesystem::create_directories(cli.out_dir, ec);
@@ -117,6 +118,8 @@ RunResult startResult(const RunContext& run) {
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::system_clock::duration>(run.t0 - run.clock.now());
   result.t0 = run.t0;
+  result.start_barrier_s = run.start_barrier_s;
+  result.start_barrier_subscriptions = run.start_barrier_subscriptions;
   return result;
 }
 
@@ -170,6 +173,8 @@ int runScenario(const CliOptions& cli, const LocalWorkerFactory& local_worker) {
   if (auto exit_code = shareOut(run))
     return *exit_code;
   if (auto exit_code = prepare(run))
+    return *exit_code;
+  if (auto exit_code = startBarrier(run))
     return *exit_code;
   start(run);
   std::optional<CapacityProbes> capacity;

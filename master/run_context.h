@@ -13,7 +13,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace stampede::master {
@@ -35,8 +37,17 @@ struct RunContext {
   // Plan: the workers that joined, in index order, and each one's share.
   std::vector<WorkerLink*> joined{};
   std::vector<WorkerPlan> plans{};
-  std::vector<uint32_t> cluster_users{};
+  // Every worker's users by worker index, for each load group (Scenario::groups).
+  std::vector<std::vector<uint32_t>> cluster_users{};
   size_t largest_prepare = 0; // bytes of the largest Prepare envelope
+
+  // The messaging start barrier (master/start_barrier.h), when the run had one: how long the
+  // master waited for every subscription, and how many there were.
+  std::optional<double> start_barrier_s{};
+  uint64_t start_barrier_subscriptions = 0;
+  // Errors the workers reported during the barrier (a subscription that failed): the run
+  // starts and the run loop judges them first, as any error, so that the report has them.
+  std::vector<std::pair<WorkerLink*, wire::Envelope>> early_errors{};
 
   // Start: when the load starts and is due to end, on the master's clock.
   common::SteadyTime t0{};

@@ -131,7 +131,7 @@ void noteMembership(const RunContext& run, IntervalRow& row) {
 
 RunLoop::RunLoop(RunContext& run, RunResult& result)
     : run_(run), result_(result),
-      progress_(run.cli, run.scenario.step_table.size(), seconds(run.scenario.load.total())),
+      progress_(run.cli, run.scenario.step_table.size(), seconds(run.scenario.length())),
       // Rows wait this long for a worker that went silent, so that its Stats, when they come,
       // still land in their own rows; longer than that it is lost.
       rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), policy_(run.scenario.halt),
@@ -391,6 +391,8 @@ bool RunLoop::running() const {
 void RunLoop::run() {
   openOutputs();
   auto& cluster = run_.cluster;
+  for (auto& [link, e] : run_.early_errors) // the start barrier's, before anything else
+    onMessage(*link, e);
   while (running()) {
     cluster.poll(kRunPoll,
                  [this](WorkerLink& link, const wire::Envelope& e) { onMessage(link, e); });

@@ -133,7 +133,10 @@ struct RunResult {
   std::optional<HaltInfo> halt;
   std::vector<WorkerResult> workers;
   std::vector<ThresholdResult> thresholds;
-  std::vector<std::string> overrides;     // --set ones as applied, then --duration
+  std::vector<std::string> overrides; // --set ones as applied, then --duration
+  // The messaging start barrier's wait and subscriptions (RunContext), when it had one.
+  std::optional<double> start_barrier_s;
+  uint64_t start_barrier_subscriptions = 0;
   uint64_t dropped_messages = 0;          // control messages dropped as garbage, stale or duplicate
   std::vector<std::string> warnings;      // lost workers, outputs that could not be written...
   uint64_t unreported_estimate = 0;       // lost workers' requests never reported (an estimate)

@@ -73,7 +73,8 @@ std::optional<int> checkHandshake(Cluster& cluster, const CliOptions& cli) {
 } // namespace
 
 wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cli,
-                          const WorkerPlan& plan, const std::vector<uint32_t>& cluster_users) {
+                          const WorkerPlan& plan,
+                          const std::vector<std::vector<uint32_t>>& cluster_users) {
   wire::Envelope prepare;
   auto* p = prepare.mutable_prepare();
   p->set_scenario_yaml(scenario.source_text);
@@ -84,9 +85,21 @@ wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cl
   p->set_max_in_flight(plan.max_in_flight);
   p->set_iterations(plan.iterations);
   p->set_find_capacity(cli.find_capacity);
-  p->mutable_cluster_users()->Assign(cluster_users.begin(), cluster_users.end());
+  if (!cluster_users.empty())
+    p->mutable_cluster_users()->Assign(cluster_users[0].begin(), cluster_users[0].end());
   if (plan.own_users)
     p->mutable_own_users()->Assign(plan.own_users->begin(), plan.own_users->end());
+  for (size_t g = 0; g < plan.other_groups.size(); ++g) {
+    const GroupPlan& share = plan.other_groups[g];
+    auto* group = p->add_other_groups();
+    group->set_first_vu(share.first_vu);
+    group->set_rate_share(share.rate_share);
+    group->set_iterations(share.iterations);
+    group->set_max_in_flight(share.max_in_flight);
+    if (g + 1 < cluster_users.size())
+      group->mutable_cluster_users()->Assign(cluster_users[g + 1].begin(),
+                                             cluster_users[g + 1].end());
+  }
   for (const auto& override : scenario.overrides)
     p->add_overrides(override);
   for (const auto& [name, value] : scenario.env)
@@ -155,10 +168,12 @@ std::optional<int> shareOut(RunContext& run) {
     return kExitInvalid;
   }
   const auto& plans = run.plans;
-  run.cluster_users = clusterUsers(plans);
+  run.cluster_users.clear();
+  for (size_t g = 0; g < scenario.groups.size(); ++g)
+    run.cluster_users.push_back(clusterUsers(plans, g));
   for (size_t i = 0; i < joined.size(); ++i) {
     joined[i]->index = static_cast<uint32_t>(i);
-    joined[i]->users = plans[i].users;
+    joined[i]->users = totalUsers(plans[i]);
   }
   // Refused before anything is shipped (and by --dry-run): ZeroMQ drops an oversized message
   // without a word, and the worker would never answer.
@@ -226,6 +241,22 @@ std::optional<int> prepare(RunContext& run) {
   return std::nullopt;
 }
 
+// "200 users", "2000/s", or each flow's: "200 users (subscriber) + 2000/s (publisher)".
+std::string describeLoad(const common::Scenario& scenario) {
+  std::string out;
+  for (const auto& group : scenario.groups) {
+    if (!out.empty())
+      out += " + ";
+    out += group.open() ? fmt::format("{:g}/s", group.load.peak())
+                        : fmt::format("{} users", group.load.users);
+    if (scenario.groups.size() > 1)
+      out += group.flows.size() == 1
+                 ? fmt::format(" ({})", printable(scenario.flows[group.flows[0]].name))
+                 : std::string(" (shared)");
+  }
+  return out;
+}
+
 void start(RunContext& run) {
   const common::Scenario& scenario = run.scenario;
   const auto& joined = run.joined;
@@ -235,7 +266,7 @@ void start(RunContext& run) {
   for (auto* link : joined)
     max_rtt_ns = std::max(max_rtt_ns, link->rtt_ns);
   run.t0 = run.clock.now() + kStartMargin + std::chrono::nanoseconds(kStartRoundTrips * max_rtt_ns);
-  run.end_at = run.t0 + scenario.load.total();
+  run.end_at = run.t0 + scenario.length();
   wire::Envelope start;
   start.mutable_start()->set_start_master_ns(common::steadyNs(run.t0));
   run.cluster.broadcast(start, {LinkState::Ready});
@@ -249,10 +280,8 @@ void start(RunContext& run) {
                scenario.target.port,
                scenario.capacity
                    ? fmt::format("capacity search from {:g}/s", scenario.capacity->start)
-               : scenario.load.model == common::LoadSpec::Model::Open
-                   ? fmt::format("{:g}/s", scenario.load.peak())
-                   : fmt::format("{} users", scenario.load.users),
-               joined.size(), joined.size() == 1 ? "" : "s", seconds(scenario.load.total()));
+                   : describeLoad(scenario),
+               joined.size(), joined.size() == 1 ? "" : "s", seconds(scenario.length()));
 }
 
 } // namespace stampede::master

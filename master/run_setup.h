@@ -19,7 +19,8 @@ std::optional<int> prepare(RunContext& run);
 // The Prepare envelope for one worker's share: the scenario, its overrides and env() values,
 // and the data files cut to that worker. (Also what a worker rejoining a run is sent.)
 wire::Envelope prepareFor(const common::Scenario& scenario, const CliOptions& cli,
-                          const WorkerPlan& plan, const std::vector<uint32_t>& cluster_users);
+                          const WorkerPlan& plan,
+                          const std::vector<std::vector<uint32_t>>& cluster_users);
 // Sends Start with run.t0, sets run.t0 and run.end_at, and prints the run's first line.
 void start(RunContext& run);
 

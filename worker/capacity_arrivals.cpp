@@ -17,25 +17,27 @@ constexpr uint64_t kArrivalsBetweenYields = 64;
 
 bool WorkerThread::launchArrival(common::SteadyTime at, uint64_t& next_vu) {
   Engine& e = engine_;
-  const common::Flow& flow = e.pickFlow(rng_);
-  if (in_flight_ >= in_flight_cap_) {
+  Engine::Group& group = *e.groups_[0]; // a capacity run has one
+  ArrivalPool& pool = *pools_[0];
+  const common::Flow& flow = e.pickFlow(group, rng_);
+  if (pool.in_flight >= pool.cap) {
     // Never queued: a late start would hide the wait from the latency figures.
     recordDropped(flow.first_request_stats_index);
     return true;
   }
-  if (!e.takeIteration())
+  if (!e.takeIteration(group))
     return false;
   VirtualUser* user;
-  if (!idle_.empty()) {
-    user = idle_.back();
-    idle_.pop_back();
+  if (!pool.idle.empty()) {
+    user = pool.idle.back();
+    pool.idle.pop_back();
   } else {
     const uint64_t step = e.threads_.size();
-    const uint64_t vu = e.options_.first_vu + uint64_t(index_) + step * next_vu++;
-    users_.push_back(std::make_unique<VirtualUser>(*this, vu));
+    const uint64_t vu = group.first_vu + uint64_t(index_) + step * next_vu++;
+    users_.push_back(std::make_unique<VirtualUser>(*this, vu, 0));
     user = users_.back().get();
   }
-  ++in_flight_;
+  ++pool.in_flight;
   asio::co_spawn(io_, user->arrival(flow, at),
                  [this](std::exception_ptr error) { onEscape(error); });
   return true;
@@ -54,8 +56,8 @@ asio::awaitable<void> WorkerThread::probeArrivals() {
   // Until `t`, or until woken early by a new probe (setRate), a halt or the end.
   boost::system::error_code ec;
   auto waitUntil = [this, &ec](common::SteadyTime t) {
-    arrival_timer_.expires_at(std::chrono::steady_clock::time_point(t));
-    return arrival_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    pools_[0]->timer.expires_at(std::chrono::steady_clock::time_point(t));
+    return pools_[0]->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   };
   auto stopped = [&] { return e.stopping() || e.data_stopped_.load(std::memory_order_acquire); };
   while (!stopped()) {

@@ -147,6 +147,8 @@ private:
   // The master's Halt, once heard, and the first error's moment it named (on our clock): the
   // Final counts this worker's sends from there.
   bool halt_heard_ = false;
+  // Start barrier (wire::Subscribe): the confirmed count last sent to the master, if started.
+  std::optional<uint64_t> subscribed_sent_;
   std::optional<SteadyTime> first_error_at_;
   std::optional<SteadyTime> finished_at_; // when the engine was first seen finished
 };
@@ -304,6 +306,12 @@ void WorkerDaemon::Session::handle(const std::string& peer, const wire::Envelope
     break;
   case wire::Envelope::kHeartbeat:
     handleHeartbeat(envelope.heartbeat());
+    break;
+  case wire::Envelope::kSubscribe: // the start barrier: subscriptions first, load at Start
+    if (state_ == State::Prepared && engine_ && !subscribed_sent_) {
+      subscribed_sent_ = UINT64_MAX; // sent at the next periodic()
+      engine_->subscribeFirst([this] { socket_.wake(); });
+    }
     break;
   case wire::Envelope::kSetRate: // a capacity run's next probe
     if (engine_)
@@ -491,6 +499,14 @@ void WorkerDaemon::Session::periodic() {
     tally.mutable_error_tally()->set_errors(tally_sent_);
     send(tally);
   }
+  if (state_ == State::Prepared && subscribed_sent_ &&
+      (*subscribed_sent_ != engine_->subscriptionsConfirmed() || now >= next_heartbeat_)) {
+    wire::Envelope progress;
+    subscribed_sent_ = engine_->subscriptionsConfirmed();
+    progress.mutable_subscribed()->set_confirmed(*subscribed_sent_);
+    progress.mutable_subscribed()->set_expected(engine_->subscriptionsExpected());
+    send(progress);
+  }
   if (state_ == State::Running && now >= next_stats_) {
     sendStats();
     // After a freeze, the next cut is the next whole interval from t0 again.
@@ -623,6 +639,7 @@ void WorkerDaemon::Session::reset() {
   clock_model_.reset();
   final_.reset();
   halt_heard_ = false;
+  subscribed_sent_.reset();
   first_error_at_.reset();
   finished_at_.reset();
   leaving_ = false;

@@ -20,41 +20,57 @@ Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions o
                const common::Clock& clock)
     : scenario_(std::move(scenario)), options_(std::move(options)), clock_(clock),
       timer_clock_(dynamic_cast<const common::SteadyClock*>(&clock) ? nullptr : &clock) {
-  const auto& load = scenario_->load;
-  open_ = load.model == common::LoadSpec::Model::Open;
   stepped_ = scenario_->capacity.has_value();
   if (options_.threads <= 0)
     options_.threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  if (!options_.cluster_users) {
-    std::vector<uint64_t> all(open_ ? 0 : size_t(std::max(0, load.users)));
-    for (size_t i = 0; i < all.size(); ++i)
-      all[i] = i;
-    options_.cluster_users = std::move(all);
+  uint64_t units = 0; // users and in-flight slots of every group
+  group_specs_ = common::loadGroupsOf(*scenario_);
+  for (size_t g = 0; g < group_specs_.size(); ++g) {
+    const common::LoadGroup& spec = group_specs_[g];
+    const auto& load = spec.load;
+    GroupShare share;
+    if (g == 0)
+      share = GroupShare{options_.cluster_users, options_.rate_share, options_.max_in_flight,
+                         options_.first_vu, options_.iterations};
+    else if (g - 1 < options_.other_groups.size())
+      share = options_.other_groups[g - 1];
+    auto group = std::make_unique<Group>();
+    group->index = g;
+    group->spec = &spec;
+    group->open = spec.open();
+    if (share.cluster_users) {
+      group->cluster_users = std::move(*share.cluster_users);
+    } else if (!group->open) {
+      group->cluster_users.resize(size_t(std::max(0, load.users)));
+      for (size_t i = 0; i < group->cluster_users.size(); ++i)
+        group->cluster_users[i] = i;
+    }
+    group->rate_share = share.rate_share;
+    group->max_in_flight = share.max_in_flight.value_or(
+        load.max_in_flight ? load.max_in_flight : common::kDefaultMaxInFlight);
+    group->first_vu = share.first_vu.value_or(spec.first_vu);
+    group->iterations = share.iterations.value_or(load.iterations);
+    group->iterations_left.store(int64_t(group->iterations));
+    group->curve =
+        std::make_unique<common::LoadCurve>(load.stages, group->open ? group->rate_share : 1.0);
+    for (size_t f : spec.flows)
+      group->weight_total += scenario_->flows[f].weight;
+    units += group->open ? group->max_in_flight : group->cluster_users.size();
+    groups_.push_back(std::move(group));
   }
-  if (!options_.max_in_flight)
-    options_.max_in_flight = load.max_in_flight ? load.max_in_flight : common::kDefaultMaxInFlight;
-  if (!options_.iterations)
-    options_.iterations = load.iterations;
-  if (*options_.iterations > 0)
-    iterations_left_.store(int64_t(*options_.iterations));
-  curve_ = std::make_unique<common::LoadCurve>(load.stages, open_ ? options_.rate_share : 1.0);
-
   // Never more threads than users (or in-flight slots): an idle thread would only cost memory.
-  const uint64_t units = open_ ? *options_.max_in_flight : options_.cluster_users->size();
   options_.threads = int(std::max<uint64_t>(1, std::min<uint64_t>(options_.threads, units)));
   for (const auto& flow : scenario_->flows)
     collectInherited(scenario_->http, flow.steps, inherited_headers_);
   feeders_ = std::make_unique<Feeders>(scenario_->data, options_.feeder_start);
   json_expectations_ = std::make_unique<const JsonExpectations>(*scenario_);
-  flow_weight_total_ = 0;
-  for (const auto& f : scenario_->flows)
-    flow_weight_total_ += f.weight;
   for (int i = 0; i < options_.threads; ++i)
     threads_.push_back(std::make_unique<WorkerThread>(*this, i));
-  if (open_) {
-    const uint64_t cap = *options_.max_in_flight;
+  for (const auto& group : groups_) {
+    const uint64_t cap = group->open ? group->max_in_flight : 0;
     for (size_t i = 0; i < threads_.size(); ++i)
-      threads_[i]->in_flight_cap_ = cap / threads_.size() + (i < cap % threads_.size() ? 1 : 0);
+      threads_[i]->pools_[group->index]->cap =
+          cap / threads_.size() + (i < cap % threads_.size() ? 1 : 0);
   }
 }
 
@@ -67,37 +83,73 @@ void Engine::setErrorListener(std::function<void(const ErrorContext&)> listener)
   error_listener_ = std::move(listener);
 }
 
-const Flow& Engine::pickFlow(std::mt19937_64& rng) const {
+const Flow& Engine::pickFlow(const Group& group, std::mt19937_64& rng) const {
   const auto& flows = scenario_->flows;
-  if (flows.size() == 1)
-    return flows[0];
-  std::uniform_real_distribution<double> pick(0.0, flow_weight_total_);
+  const auto& mine = group.spec->flows;
+  if (mine.size() == 1)
+    return flows[mine[0]];
+  std::uniform_real_distribution<double> pick(0.0, group.weight_total);
   double x = pick(rng);
-  for (const auto& f : flows) {
-    if (x < f.weight)
-      return f;
-    x -= f.weight;
+  for (size_t f : mine) {
+    if (x < flows[f].weight)
+      return flows[f];
+    x -= flows[f].weight;
   }
-  return flows.back();
+  return flows[mine.back()];
 }
 
-bool Engine::takeIteration() {
-  if (*options_.iterations == 0)
+bool Engine::takeIteration(Group& group) {
+  if (group.iterations == 0)
     return true;
-  return iterations_left_.fetch_sub(1, std::memory_order_relaxed) > 0;
+  return group.iterations_left.fetch_sub(1, std::memory_order_relaxed) > 0;
 }
 
 void Engine::start(common::SteadyTime t0, std::optional<common::SteadyTime> join_at) {
   t0_ = t0;
   join_at_ = std::max(t0, join_at.value_or(t0));
-  end_ = t0 + curve_->total();
-  if (!open_) {
-    const auto& mine = *options_.cluster_users;
-    for (size_t i = 0; i < mine.size(); ++i)
-      threads_[i % threads_.size()]->addUser(mine[i]);
+  std::chrono::microseconds longest{0};
+  for (const auto& group : groups_)
+    longest = std::max(longest, group->curve->total());
+  end_ = t0 + longest;
+  addUsers();
+  if (subscribing_first_) {
+    // The threads run already (subscribeFirst): the load starts on them, after the posts.
+    for (auto& t : threads_)
+      asio::post(t->io_, [raw = t.get()] { raw->spawnLoad(); });
+    return;
   }
   running_threads_.store(static_cast<int>(threads_.size()), std::memory_order_release);
   busy_cpu_ = std::chrono::nanoseconds(0); // new threads: no CPU time yet
+  busy_at_ = std::chrono::steady_clock::now();
+  for (auto& t : threads_)
+    t->thread_ = std::thread([raw = t.get()] { raw->run(); });
+}
+
+void Engine::addUsers() {
+  if (users_added_)
+    return;
+  users_added_ = true;
+  size_t next = 0; // closed users of every group, dealt over the threads in turn
+  for (const auto& group : groups_) {
+    if (group->open)
+      continue;
+    for (uint64_t c : group->cluster_users)
+      threads_[next++ % threads_.size()]->addUser(group->spec->first_vu + c, group->index);
+  }
+}
+
+void Engine::subscribeFirst(std::function<void()> progress) {
+  subscribed_listener_ = std::move(progress);
+  addUsers();
+  uint64_t expected = 0;
+  for (const auto& t : threads_)
+    for (const auto& user : t->users_)
+      if (const Flow* flow = common::lifeFlow(*scenario_, *user->group.spec, user->vu))
+        expected += common::countSteps(flow->steps, common::Step::Kind::Subscribe);
+  subscriptions_expected_ = expected;
+  subscribing_first_ = true;
+  running_threads_.store(static_cast<int>(threads_.size()), std::memory_order_release);
+  busy_cpu_ = std::chrono::nanoseconds(0);
   busy_at_ = std::chrono::steady_clock::now();
   for (auto& t : threads_)
     t->thread_ = std::thread([raw = t.get()] { raw->run(); });
@@ -173,7 +225,7 @@ void Engine::setRate(double rate, common::SteadyTime from, common::SteadyTime to
   }
   // A thread idle between probes sleeps until the end of the run: wake it to the new rate.
   for (auto& t : threads_)
-    asio::post(t->io_, [raw = t.get()] { raw->arrival_timer_.cancel(); });
+    asio::post(t->io_, [raw = t.get()] { raw->pools_[0]->timer.cancel(); });
 }
 
 void Engine::reshare(double rate_share, uint64_t max_in_flight, uint32_t worker_count,
@@ -183,8 +235,10 @@ void Engine::reshare(double rate_share, uint64_t max_in_flight, uint32_t worker_
     feeders_->keepRows(f, keep_rows[f]);
   std::shared_ptr<const common::LoadCurve> curve;
   double phase = 0;
-  if (open_) {
-    curve = std::make_shared<const common::LoadCurve>(scenario_->load.stages, rate_share);
+  // Group 0 only: a run with per-flow loads is never re-planned (master/replan).
+  if (groups_.front()->open) {
+    curve =
+        std::make_shared<const common::LoadCurve>(groups_.front()->spec->load.stages, rate_share);
     worker_count = std::max(1u, worker_count);
     phase = double(options_.worker_index % worker_count) / double(worker_count);
   }

@@ -32,6 +32,16 @@
 
 namespace stampede::worker {
 
+// This worker's part of one load group (common::LoadGroup) other than the first; the first
+// group's is in EngineOptions' own fields of the same names.
+struct GroupShare {
+  std::optional<std::vector<uint64_t>> cluster_users; // closed model; nullopt: all of them
+  double rate_share = 1.0;                            // open model
+  std::optional<uint64_t> max_in_flight;              // open model; nullopt: the group's
+  std::optional<uint64_t> first_vu;                   // open model; nullopt: the group's
+  std::optional<uint64_t> iterations;                 // nullopt: the group's (0: none)
+};
+
 struct EngineOptions {
   int threads = 0; // 0: one per core
   uint32_t worker_index = 0;
@@ -48,6 +58,9 @@ struct EngineOptions {
   std::optional<uint64_t> iterations;    // this worker's cap; nullopt: the scenario's (0: none)
   // By feeder: where its cursor starts (Prepare.feeder_start); empty: at 0.
   std::vector<uint64_t> feeder_start;
+  // Scenario::groups[1...]: this worker's share of each (per-flow load:); missing ones run
+  // whole (an embedded worker). The fields above are groups[0]'s.
+  std::vector<GroupShare> other_groups;
   // Cluster: no request is sent after this steady-clock time (ns), which the control thread
   // renews whenever its master speaks; a virtual user that finds it passed (a freeze, a silent
   // master) halts the engine instead of sending. nullptr: no such gate (tests, benches).
@@ -104,6 +117,16 @@ public:
   // A worker rejoining a run in progress passes the run's t0 and when it joins: open-model
   // arrivals due before `join_at` are skipped, closed users due before it start at once.
   void start(common::SteadyTime t0, std::optional<common::SteadyTime> join_at = std::nullopt);
+  // The messaging start barrier, before start(): starts the load threads with only the
+  // subscriptions of the users that subscribe for life (common::lifeFlow), no load yet;
+  // `progress` is called on a load thread after each one the broker confirmed (it must be
+  // cheap and thread-safe). A subscription that fails is this worker's first error.
+  void subscribeFirst(std::function<void()> progress);
+  uint64_t subscriptionsExpected() const { return subscriptions_expected_; }
+  uint64_t subscriptionsConfirmed() const {
+    return subscriptions_confirmed_.load(std::memory_order_acquire);
+  }
+
   // Stops starting requests at once and cancels those in flight (counted as cancelled).
   void halt() noexcept;
   // End of run: stops starting requests; those in flight complete (bounded by http.timeout).
@@ -172,12 +195,34 @@ private:
   void reportError(ErrorContext context);
   void noteError();
   // Takes one iteration from the cap; false when the cap is reached.
-  bool takeIteration();
+  // One load group as this worker runs it (Scenario::groups): its curve, its share, its
+  // iteration budget. Built by the constructor, read-only after it but for the budget.
+  struct Group {
+    size_t index = 0;
+    const common::LoadGroup* spec = nullptr;
+    bool open = false;
+    std::unique_ptr<common::LoadCurve> curve; // open model: levels scaled by rate_share
+    std::vector<uint64_t> cluster_users;      // closed: this worker's, numbered in the group
+    double rate_share = 1.0;
+    uint64_t max_in_flight = 0;
+    uint64_t first_vu = 0; // open model: this worker's {{vu}} block starts here
+    uint64_t iterations = 0;
+    std::atomic<int64_t> iterations_left{0};
+    double weight_total = 0;
+  };
+  bool takeIteration(Group& group);
+  // Deals every closed group's users over the threads, once (start or subscribeFirst).
+  void addUsers();
+  void noteSubscribed() {
+    subscriptions_confirmed_.fetch_add(1, std::memory_order_acq_rel);
+    if (subscribed_listener_)
+      subscribed_listener_();
+  }
   // Signed: negative before the start.
   std::chrono::microseconds sinceStart() const {
     return std::chrono::duration_cast<std::chrono::microseconds>(clock_.now() - t0_);
   }
-  const common::Flow& pickFlow(std::mt19937_64& rng) const;
+  const common::Flow& pickFlow(const Group& group, std::mt19937_64& rng) const;
 
   std::shared_ptr<const common::Scenario> scenario_;
   EngineOptions options_;
@@ -201,11 +246,15 @@ private:
 
   std::unique_ptr<Feeders> feeders_;                          // the data feeders' cursors
   std::unique_ptr<const JsonExpectations> json_expectations_; // expect.json values, parsed
-  bool open_ = false;
-  std::unique_ptr<common::LoadCurve> curve_; // this worker's: levels scaled by rate_share
-  double flow_weight_total_ = 0;
-  std::atomic<int64_t> iterations_left_{0}; // with a cap: iterations not yet started
-  std::atomic<bool> data_stopped_{false};   // a feeder with on_exhausted: stop ran out
+  std::vector<common::LoadGroup> group_specs_;                // common::loadGroupsOf(scenario)
+  std::vector<std::unique_ptr<Group>> groups_;                // one per group_specs_ entry
+  bool users_added_ = false;
+  // subscribeFirst() started the threads: start() posts the load to them.
+  bool subscribing_first_ = false;
+  uint64_t subscriptions_expected_ = 0;
+  std::atomic<uint64_t> subscriptions_confirmed_{0};
+  std::function<void()> subscribed_listener_;
+  std::atomic<bool> data_stopped_{false}; // a feeder with on_exhausted: stop ran out
 
   // Capacity runs: the probes' rates in order (setRate), read by the load threads when the
   // count changes (worker/capacity_arrivals.cpp).

@@ -59,26 +59,31 @@ WorkerThread::WorkerThread(Engine& engine, int index)
     client_ = makeH2Client(io_, http, allow);
   else
     client_ = makeBeastClient(io_, http, allow, !namesHttps(*engine.scenario_));
+  for (size_t g = 0; g < engine.groups_.size(); ++g)
+    pools_.push_back(std::make_unique<ArrivalPool>(io_));
 }
 
 WorkerThread::~WorkerThread() = default;
 
-void WorkerThread::addUser(uint64_t vu) {
-  users_.push_back(std::make_unique<VirtualUser>(*this, vu));
+void WorkerThread::addUser(uint64_t vu, size_t group) {
+  users_.push_back(std::make_unique<VirtualUser>(*this, vu, group));
 }
 
-asio::awaitable<void> WorkerThread::arrivals() {
+asio::awaitable<void> WorkerThread::arrivals(size_t group_index) {
   Engine& e = engine_;
+  Engine::Group& group = *e.groups_[group_index];
+  ArrivalPool& pool = *pools_[group_index];
   const uint64_t step = e.threads_.size();
-  const common::LoadCurve* curve = e.curve_.get();
+  const common::LoadCurve* curve = group.curve.get();
   double phase = double(e.options_.worker_index % std::max(1u, e.options_.worker_count)) /
                  double(std::max(1u, e.options_.worker_count));
   common::SteadyTime from = e.join_at_;
   uint64_t next_vu = 0;
   // A re-plan (Engine::reshare) due at or before `at`: this thread's arrivals from its time on
-  // follow the new share, from the first of them due at or after it.
+  // follow the new share, from the first of them due at or after it. Only group 0: a run with
+  // per-flow loads admits no newcomer (master/replan), so is never re-planned.
   auto reshareDue = [&](std::optional<common::SteadyTime> at) {
-    return next_schedule_ && (!at || *at >= next_schedule_->from);
+    return group_index == 0 && next_schedule_ && (!at || *at >= next_schedule_->from);
   };
   // This thread's first arrival k (index, index + step...) due at or after `from`, or one a
   // step before it: straight there rather than through every earlier one (an hour of a soak
@@ -95,7 +100,7 @@ asio::awaitable<void> WorkerThread::arrivals() {
     curve = schedule_->curve.get();
     phase = schedule_->phase;
     from = schedule_->from;
-    in_flight_cap_ = schedule_->in_flight_cap;
+    pool.cap = schedule_->in_flight_cap;
     k = firstFrom();
   };
   for (uint64_t k = firstFrom();; k += step) {
@@ -114,9 +119,9 @@ asio::awaitable<void> WorkerThread::arrivals() {
       continue; // before this worker (re)joined or its share changed: not ours to catch up
     bool resharing = false;
     while (e.clock_.now() < *at) {
-      arrival_timer_.expires_at(std::chrono::steady_clock::time_point(*at));
+      pool.timer.expires_at(std::chrono::steady_clock::time_point(*at));
       boost::system::error_code ec;
-      co_await arrival_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await pool.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       if (e.stopping() || e.data_stopped_.load(std::memory_order_acquire))
         co_return;
       if (reshareDue(at)) {
@@ -129,27 +134,27 @@ asio::awaitable<void> WorkerThread::arrivals() {
       k -= step;
       continue;
     }
-    const Flow& flow = e.pickFlow(rng_);
-    if (in_flight_ >= in_flight_cap_) {
+    const Flow& flow = e.pickFlow(group, rng_);
+    if (pool.in_flight >= pool.cap) {
       // Never queued: a late start would hide the wait from the latency figures.
       recordDropped(flow.first_request_stats_index);
       continue;
     }
     // A dropped arrival is not an iteration: only one that starts takes from the budget.
-    if (!e.takeIteration())
+    if (!e.takeIteration(group))
       break;
     VirtualUser* user;
-    if (!idle_.empty()) {
-      user = idle_.back();
-      idle_.pop_back();
+    if (!pool.idle.empty()) {
+      user = pool.idle.back();
+      pool.idle.pop_back();
     } else {
       // Numbered first_vu + thread + threads * n: unique across the worker's threads, and
       // below first_vu + max_in_flight, the block the master gave this worker.
-      const uint64_t vu = e.options_.first_vu + uint64_t(index_) + step * next_vu++;
-      users_.push_back(std::make_unique<VirtualUser>(*this, vu));
+      const uint64_t vu = group.first_vu + uint64_t(index_) + step * next_vu++;
+      users_.push_back(std::make_unique<VirtualUser>(*this, vu, group_index));
       user = users_.back().get();
     }
-    ++in_flight_;
+    ++pool.in_flight;
     asio::co_spawn(io_, user->arrival(flow, *at),
                    [this](std::exception_ptr error) { onEscape(error); });
   }
@@ -158,7 +163,8 @@ asio::awaitable<void> WorkerThread::arrivals() {
 void WorkerThread::reshare(Schedule schedule, const std::vector<uint64_t>& retire) {
   if (schedule.curve) {
     next_schedule_ = std::move(schedule);
-    arrival_timer_.cancel(); // the wait for the next arrival looks at it
+    if (!pools_.empty())
+      pools_.front()->timer.cancel(); // the wait for the next arrival looks at it
   }
   for (auto& user : users_) {
     if (std::find(retire.begin(), retire.end(), user->vu) == retire.end())
@@ -184,11 +190,13 @@ void WorkerThread::run() {
     engine_.halt();
   };
   try {
-    if (engine_.open_) {
-      asio::co_spawn(io_, engine_.stepped_ ? probeArrivals() : arrivals(), on_escape);
-    } else {
+    if (engine_.subscribing_first_) {
+      hold_.emplace(io_.get_executor());
       for (auto& user : users_)
-        asio::co_spawn(io_, user->run(), on_escape);
+        if (common::lifeFlow(*engine_.scenario_, *user->group.spec, user->vu))
+          asio::co_spawn(io_, user->subscribeAhead(), on_escape);
+    } else {
+      spawnLoad();
     }
   } catch (...) {
     fail();
@@ -202,16 +210,36 @@ void WorkerThread::run() {
     }
   }
   // Sessions own sockets of this io_context: release them on this thread.
-  idle_.clear();
+  pools_.clear();
   users_.clear();
   if (engine_.running_threads_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
       engine_.finished_listener_)
     engine_.finished_listener_();
 }
 
+void WorkerThread::spawnLoad() {
+  hold_.reset();
+  if (engine_.stopping())
+    return;
+  auto on_escape = [this](std::exception_ptr error) { onEscape(error); };
+  try {
+    // Closed users were added before (addUser); open groups start their arrivals.
+    for (auto& user : users_)
+      asio::co_spawn(io_, user->run(), on_escape);
+    for (const auto& group : engine_.groups_)
+      if (group->open)
+        asio::co_spawn(io_, engine_.stepped_ ? probeArrivals() : arrivals(group->index), on_escape);
+  } catch (...) {
+    onEscape(std::current_exception());
+    engine_.halt();
+  }
+}
+
 void WorkerThread::cancelAll(bool cancel_requests) {
   // Runs on this thread (posted), so it may touch sessions and timers.
-  arrival_timer_.cancel();
+  hold_.reset();
+  for (auto& pool : pools_)
+    pool->timer.cancel();
   for (auto& user : users_) {
     user->timer.cancel();
     if (cancel_requests && user->session)

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -33,22 +34,26 @@ class WorkerThread {
 public:
   WorkerThread(Engine& engine, int index);
   ~WorkerThread();
-  // Closed model, before run(): the cluster's user number `vu`, wanted while the curve is
-  // above `vu`.
-  void addUser(uint64_t vu);
+  // Closed model, before run(): the user numbered `vu` ({{vu}}) of load group `group`, wanted
+  // while the group's curve is above vu minus the group's first {{vu}}.
+  void addUser(uint64_t vu, size_t group);
   // The thread's body: spawns the users (or the arrivals) and runs the io_context to its end.
+  // After Engine::subscribeFirst, it spawns only the subscriptions, and waits for spawnLoad.
   void run();
+  // Spawns the closed users and the open groups' arrivals (posted by Engine::start).
+  void spawnLoad();
   // Posted by the control thread: wakes every timer; with `cancel_requests`, aborts the
   // requests in flight too.
   void cancelAll(bool cancel_requests);
 
-  // Open model: starts iterations on this thread's arrivals (k = index, index + threads...).
-  asio::awaitable<void> arrivals();
+  // Open model: starts iterations of load group `group` on this thread's arrivals (k = index,
+  // index + threads...).
+  asio::awaitable<void> arrivals(size_t group);
   // Capacity runs: the same, at each probe's rate (Engine::setRate; capacity_arrivals.cpp).
   asio::awaitable<void> probeArrivals();
   // Starts one arrival due at `at` on an idle user of the pool, or counts it dropped when the
   // thread's share of max_in_flight is in use; false when the iteration budget is spent.
-  bool launchArrival(common::SteadyTime at, uint64_t& next_vu);
+  bool launchArrival(common::SteadyTime at, uint64_t& next_vu); // capacity runs: group 0
 
   // A re-planned share (Engine::reshare), posted to this thread: open model, the arrivals from
   // `from` on; closed model, the users to retire after their current iteration.
@@ -111,13 +116,21 @@ public:
   std::shared_ptr<BeastTlsConfig> messaging_tls_; // messaging.tls, for ssl:// brokers
   std::mt19937_64 rng_;
   std::vector<std::unique_ptr<VirtualUser>> users_;
-  // Open model.
-  std::vector<VirtualUser*> idle_;
-  uint64_t in_flight_cap_ = 0;
-  uint64_t in_flight_ = 0;
-  EngineTimer arrival_timer_{io_};
+  // Open model, group 0 (a run with per-flow loads admits no newcomer, so is never re-planned).
   std::optional<Schedule> schedule_;      // the share in force after a re-plan
   std::optional<Schedule> next_schedule_; // posted, not yet due
+  // Open model, one per load group (by Engine::Group::index; unused by closed groups): the
+  // idle users of the group's pool, its share of max_in_flight and the arrivals' timer.
+  struct ArrivalPool {
+    explicit ArrivalPool(asio::io_context& io) : timer(io) {}
+    std::vector<VirtualUser*> idle;
+    uint64_t cap = 0;
+    uint64_t in_flight = 0;
+    EngineTimer timer;
+  };
+  std::vector<std::unique_ptr<ArrivalPool>> pools_;
+  // Start barrier: keeps run() going between the subscriptions and spawnLoad (or a halt).
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> hold_;
   common::StatsHandOff stats_; // this thread writes per request, the control thread collects
   SendLog sends_; // every send's stamp, for the count after the first error (Engine::sendsFrom)
   std::thread thread_;

@@ -70,12 +70,61 @@ int64_t workerOf(std::string_view src) {
   return dot == std::string_view::npos ? -1 : parseInt(src.substr(0, dot));
 }
 
+SubscriptionRequest requestFor(const common::SubscribeSpec& spec,
+                               const common::RenderContext& ctx) {
+  SubscriptionRequest request;
+  request.from = spec.from;
+  if (spec.durable)
+    request.durable = spec.durable->render(ctx);
+  request.client_ack = spec.ack == common::SubscribeSpec::Ack::Client;
+  request.prefetch = spec.prefetch;
+  return request;
+}
+
 } // namespace
 
 int64_t Engine::toMasterNs(common::SteadyTime t) const {
   if (options_.clock_model)
     return options_.clock_model->toMasterNs(toNs(t));
   return toNs(t) - options_.clock_offset_ns;
+}
+
+asio::awaitable<void> VirtualUser::subscribeAhead() {
+  if (const Flow* flow = common::lifeFlow(*engine.scenario_, *group.spec, vu))
+    co_await subscribeAll(*flow, flow->steps);
+}
+
+asio::awaitable<bool> VirtualUser::subscribeAll(const Flow& flow, const std::vector<Step>& steps) {
+  for (const Step& step : steps) {
+    if (step.kind == Step::Kind::Loop) {
+      if (!co_await subscribeAll(flow, step.steps))
+        co_return false;
+      continue;
+    }
+    if (step.kind != Step::Kind::Subscribe)
+      continue;
+    if (engine.stopping())
+      co_return false;
+    if (!messaging)
+      messaging =
+          makeStompSession(thread.io_, settingsFor(*engine.scenario_->messaging, ctx, thread));
+    const auto& spec = *step.subscribe;
+    const MsgResult result = co_await messaging->subscribe(requestFor(spec, ctx), spec.timeout);
+    countReconnects(*this, step);
+    if (result.error == MsgError::Cancelled)
+      co_return false;
+    if (!result.ok()) {
+      error_kind.assign(msgErrorKindName(result.error));
+      detail = "before the start (start barrier): " + result.detail;
+      thread.record(step.stats_index, HttpResponse{}, WorkerThread::Sample{0}, &error_kind);
+      engine.noteError();
+      reportMsgError(flow, step, spec.from.text() + " at " + messaging->describePeer(),
+                     engine.clock_.now());
+      co_return false;
+    }
+    engine.noteSubscribed();
+  }
+  co_return true;
 }
 
 asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& step,
@@ -114,7 +163,7 @@ asio::awaitable<bool> VirtualUser::publishStep(const Flow& flow, const Step& ste
   }
   const int64_t service_us = common::microsBetween(sent, done);
   WorkerThread::Sample sample{service_us};
-  if (engine.open_ && scheduled) {
+  if (group.open && scheduled) {
     sample.service_us = service_us;
     sample.latency_us = common::microsBetween(*scheduled, done);
     sample.lag_us = common::microsBetween(*scheduled, sent);
@@ -156,12 +205,7 @@ asio::awaitable<bool> VirtualUser::subscribeStep(const Flow& flow, const Step& s
     reportMsgError(flow, step, where + " at " + messaging->describePeer(), done);
     return !engine.halted();
   };
-  SubscriptionRequest request;
-  request.from = spec.from;
-  if (spec.durable)
-    request.durable = spec.durable->render(ctx);
-  request.client_ack = spec.ack == common::SubscribeSpec::Ack::Client;
-  request.prefetch = spec.prefetch;
+  const SubscriptionRequest request = requestFor(spec, ctx);
   const auto start = std::chrono::steady_clock::now();
   const auto deadline = start + spec.timeout;
   MsgResult result = co_await messaging->subscribe(request, spec.timeout);

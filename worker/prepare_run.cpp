@@ -23,7 +23,7 @@ PreparedRun prepareRun(const wire::Prepare& prepare, const WorkerPlace& place,
   run.scenario = std::make_shared<common::Scenario>(
       common::loadScenarioText(prepare.scenario_yaml(), prepare.scenario_file(), load_options));
   if (prepare.duration_us() > 0)
-    common::applyDuration(run.scenario->load, std::chrono::microseconds(prepare.duration_us()));
+    common::applyDuration(*run.scenario, std::chrono::microseconds(prepare.duration_us()));
   // The list's names resolved once, for this check and for every connection of the run.
   if (!allow_target.empty()) {
     auto resolved = std::make_shared<const TargetPolicy>(allow_target.resolved());
@@ -50,6 +50,19 @@ PreparedRun prepareRun(const wire::Prepare& prepare, const WorkerPlace& place,
     options.max_in_flight = prepare.max_in_flight();
   options.first_vu = prepare.first_vu();
   options.iterations = prepare.iterations();
+  for (const auto& group : prepare.other_groups()) {
+    GroupShare share;
+    if (group.cluster_users_size() > 0) {
+      const std::vector<uint32_t> users(group.cluster_users().begin(), group.cluster_users().end());
+      share.cluster_users = common::clusterUsersOf(place.worker_index, users);
+    }
+    share.rate_share = group.rate_share();
+    if (group.max_in_flight() > 0)
+      share.max_in_flight = group.max_in_flight();
+    share.first_vu = group.first_vu();
+    share.iterations = group.iterations();
+    options.other_groups.push_back(std::move(share));
+  }
   return run;
 }
 

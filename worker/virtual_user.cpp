@@ -37,9 +37,10 @@ microseconds drawThink(const ThinkTime& think, std::mt19937_64& rng) {
 
 } // namespace
 
-VirtualUser::VirtualUser(WorkerThread& thread, uint64_t vu)
-    : thread(thread), engine(thread.engine_), vu(vu), session(thread.client_->newSession()),
-      timer(thread.io_), slots(engine.scenario_->slots.size()) {
+VirtualUser::VirtualUser(WorkerThread& thread, uint64_t vu, size_t group)
+    : thread(thread), engine(thread.engine_), vu(vu), group(*engine.groups_[group]),
+      session(thread.client_->newSession()), timer(thread.io_),
+      slots(engine.scenario_->slots.size()) {
   ctx.vu = vu;
   ctx.worker_index = engine.options_.worker_index;
   ctx.rng = &thread.rng_;
@@ -51,7 +52,7 @@ asio::awaitable<void> VirtualUser::run() {
     if (!wanted()) {
       // Parked: ramped down, or not yet ramped up. Sleep until the curve wants us again.
       const auto next =
-          engine.curve_->nextTimeAbove(double(vu), std::max(microseconds(0), engine.sinceStart()));
+          group.curve->nextTimeAbove(rank(), std::max(microseconds(0), engine.sinceStart()));
       if (!next || engine.t0_ + *next >= engine.end_)
         break;
       timer.expires_at(std::chrono::steady_clock::time_point(engine.t0_ + *next));
@@ -59,7 +60,7 @@ asio::awaitable<void> VirtualUser::run() {
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    if (!engine.takeIteration())
+    if (!engine.takeIteration(group))
       break;
     engine.active_users_.fetch_add(1, std::memory_order_relaxed);
     const Flow& flow = pickFlow();
@@ -102,9 +103,10 @@ asio::awaitable<void> VirtualUser::arrival(const Flow& flow, common::SteadyTime 
   engine.active_users_.fetch_sub(1, std::memory_order_relaxed);
   if (!go_on && !engine.stopping())
     engine.data_stopped_.store(true, std::memory_order_release);
-  --thread.in_flight_;
+  auto& pool = *thread.pools_[group.index];
+  --pool.in_flight;
   if (usable)
-    thread.idle_.push_back(this);
+    pool.idle.push_back(this);
 }
 
 asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
@@ -290,7 +292,7 @@ bool VirtualUser::endRequest(const Flow& flow, const Step& step,
   if (kind != nullptr && kind != error_kind.c_str())
     error_kind.assign(kind);
   WorkerThread::Sample sample{service_us};
-  if (engine.open_) {
+  if (group.open) {
     sample.service_us = service_us;
     if (scheduled) {
       sample.latency_us = common::microsBetween(*scheduled, done);

@@ -22,7 +22,8 @@
 namespace stampede::worker {
 
 struct VirtualUser {
-  VirtualUser(WorkerThread& thread, uint64_t vu);
+  // `group`: the load group (Engine::Group::index) whose user it is, for life.
+  VirtualUser(WorkerThread& thread, uint64_t vu, size_t group);
 
   // Closed model: loops iterations while the load curve wants this user.
   asio::awaitable<void> run();
@@ -51,11 +52,13 @@ struct VirtualUser {
       for (const auto& f : flows)
         if (vu < f.first_user + f.users)
           return f;
-    return thread.engine_.pickFlow(thread.rng_);
+    return thread.engine_.pickFlow(group, thread.rng_);
   }
   bool mayStart() const { return !engine.stopping() && engine.clock_.now() < engine.end_; }
   // Closed model: whether the load curve wants this user now.
-  bool wanted() const { return engine.curve_->levelAt(engine.sinceStart()) > double(vu); }
+  bool wanted() const { return group.curve->levelAt(engine.sinceStart()) > rank(); }
+  // Closed model: this user's place in its group, which the curve's level is compared with.
+  double rank() const { return double(vu - group.spec->first_vu); }
   // Takes the next row of each of the flow's feeders into the slots; false when one ran out.
   bool drawData(const common::Flow& flow);
   // An exception escaped this user's iteration of `flow`: counts and reports it as an error
@@ -71,7 +74,8 @@ struct VirtualUser {
 
   WorkerThread& thread;
   Engine& engine;
-  uint64_t vu; // unique across the cluster; closed model: wanted while the curve is above it
+  uint64_t vu; // unique across the cluster; closed model: wanted while the curve is above rank()
+  Engine::Group& group;
   // Closed model: handed to a worker that joined beyond --expect-workers (Engine::reshare):
   // this user ends after its current iteration.
   bool retired = false;
@@ -93,6 +97,11 @@ struct VirtualUser {
   asio::awaitable<bool> publishStep(const common::Flow& flow, const common::Step& step,
                                     std::optional<common::SteadyTime> scheduled);
   asio::awaitable<bool> subscribeStep(const common::Flow& flow, const common::Step& step);
+  // Start barrier (Engine::subscribeFirst): the subscriptions of this user's life flow, each
+  // confirmed by the broker, before any load; a failure is reported as the step's error.
+  asio::awaitable<void> subscribeAhead();
+  asio::awaitable<bool> subscribeAll(const common::Flow& flow,
+                                     const std::vector<common::Step>& steps);
   // End of this user's life: on_end (keep or unsubscribe), then disconnect.
   asio::awaitable<void> closeMessaging();
   void reportMsgError(const common::Flow& flow, const common::Step& step, const std::string& where,

@@ -213,3 +213,35 @@ TEST_CASE("closed-model iterations go to the workers that have users", "[load_pl
   }
   CHECK(runnable == 90); // every iteration lands on a worker that can run it
 }
+
+TEST_CASE("per-flow load: each group is split on its own, with its own {{vu}} block",
+          "[load_plan]") {
+  const common::Scenario s = common::loadScenarioText(R"(name: t
+target: http://127.0.0.1:8080
+flows:
+  - name: sub
+    load: {users: 5, duration: 1s}
+    steps: [{get: /}]
+  - name: pub
+    load: {rate: 100/s, duration: 2s, max_in_flight: 7, iterations: 9}
+    steps: [{get: /}]
+)",
+                                                      "g.yaml");
+  REQUIRE(s.groups.size() == 2);
+  CHECK(s.groups[0].path == "flows[0].load");
+  CHECK(s.groups[1].first_vu == 5); // after the 5 users of the first
+  CHECK(s.length() == seconds(2));
+  const std::vector<double> capacity{1, 1};
+  const auto plans = master::planWorkers(s, capacity);
+  REQUIRE(plans.size() == 2);
+  CHECK(plans[0].users + plans[1].users == 5);
+  REQUIRE(plans[0].other_groups.size() == 1);
+  const auto& a = plans[0].other_groups[0];
+  const auto& b = plans[1].other_groups[0];
+  CHECK(a.rate_share == Approx(0.5));
+  CHECK(a.max_in_flight + b.max_in_flight == 7);
+  CHECK(a.first_vu == 5);
+  CHECK(b.first_vu == 5 + a.max_in_flight);
+  CHECK(a.iterations + b.iterations == 9);
+  CHECK(master::clusterUsers(plans, 1) == std::vector<uint32_t>{0, 0});
+}

@@ -286,6 +286,11 @@ TEST_CASE("every message kind survives encode and decode", "[protocol]") {
         r.add_retire_users(4);
         r.add_retire_users(5);
       },
+      [](wire::Envelope& e) { e.mutable_subscribe(); },
+      [](wire::Envelope& e) {
+        e.mutable_subscribed()->set_confirmed(3);
+        e.mutable_subscribed()->set_expected(4);
+      },
   };
   std::vector<int> kinds;
   for (const auto& f : fill) {

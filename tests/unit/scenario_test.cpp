@@ -1347,7 +1347,7 @@ TEST_CASE("capacity: replaces load: with an open-model run, and errors do not ha
   CHECK(found.load.model == LoadSpec::Model::Open);
   CHECK(loadError(head + flows).what() ==
         std::string("inline.yaml:1:1: load: required key 'load' is missing (or capacity: for a "
-                    "capacity search)"));
+                    "capacity search, or a load: on every flow)"));
 }
 
 TEST_CASE("capacity: probes keep their sub-second parts, down to a judged part of 500 ms",
