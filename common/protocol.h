@@ -24,7 +24,8 @@
 namespace stampede::common {
 
 // Bumped on any change to proto/stampede.proto that an older peer would misread.
-constexpr uint32_t kProtocolVersion = 3; // 3: SetRate, Prepare.find_capacity
+constexpr uint32_t kProtocolVersion = 4; // 3: SetRate, Prepare.find_capacity; 4: Reshare,
+                                         // Subscribe(d), per-flow groups, queue runs, clocks
 // Set as ZMQ_MAXMSGSIZE by the socket owners: a peer cannot make us buffer more than this.
 // A Prepare carries the scenario's data files, hence the generous figure.
 constexpr int64_t kMaxMessageBytes = 64 << 20;
