@@ -14,6 +14,16 @@ double seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
+// The feeders, and the loader's warnings.
+void printDataAndWarnings(const common::Scenario& scenario) {
+  for (const auto& feeder : scenario.data)
+    fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
+               printable(feeder.file),
+               feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
+  for (const auto& warning : scenario.warnings)
+    fmt::print("  WARNING: {}\n", printable(warning));
+}
+
 // Per-flow load (more than one load group): each group's schedule, then each worker's share of
 // every group, a column or two per group.
 void printGroupsPlan(const common::Scenario& scenario, Cluster& cluster,
@@ -40,12 +50,7 @@ void printGroupsPlan(const common::Scenario& scenario, Cluster& cluster,
       fmt::print("; stops after {} iterations", load.iterations);
     fmt::print("; {{{{vu}}}} {}..{}\n", group.first_vu, group.first_vu + group.vuCount() - 1);
   }
-  for (const auto& feeder : scenario.data)
-    fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
-               printable(feeder.file),
-               feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
-  for (const auto& warning : scenario.warnings)
-    fmt::print("  WARNING: {}\n", printable(warning));
+  printDataAndWarnings(scenario);
   fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>10}", "id", "worker", "threads", "weight", "offset ms");
   for (size_t g = 0; g < scenario.groups.size(); ++g) {
     if (scenario.groups[g].open())
@@ -122,12 +127,7 @@ void printPlan(const common::Scenario& scenario, Cluster& cluster,
     else
       fmt::print("  flow {:<24} weight {:g} ({:.0f}%)\n", "\"" + printable(flow.name) + "\"",
                  flow.weight, 100 * flow.weight / total_weight);
-  for (const auto& feeder : scenario.data)
-    fmt::print("  data {:<24} {} rows from {}, {}\n", "\"" + feeder.name + "\"", feeder.rows.size(),
-               printable(feeder.file),
-               feeder.split == common::Feeder::Split::Shared ? "shared" : "split per worker");
-  for (const auto& warning : scenario.warnings)
-    fmt::print("  WARNING: {}\n", printable(warning));
+  printDataAndWarnings(scenario);
   fmt::print("  {:<4} {:<28} {:>7} {:>6} {:>9} {:>10} {:>10}", "id", "worker", "threads", "weight",
              open ? "rate/s" : "users", open ? "in flight" : "", "offset ms");
   if (load.iterations > 0)

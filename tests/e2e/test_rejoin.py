@@ -29,6 +29,51 @@ def t0_wall(entries):
     return min(e.time for e in entries)
 
 
+def restart_on_its_port(ws, index):
+    """SIGKILLs worker `index`, and once the master has declared it lost starts a new worker on
+    the same port (the master still dials it). Returns (the killed daemon, kill time, restart
+    time) on the wall clock."""
+    victim = ws[index]
+    victim.kill(signal.SIGKILL)
+    victim.proc.wait()
+    killed_at = time.time()
+    time.sleep(RESTART_AFTER_KILL_S)
+    restarted_at = time.time()
+    log = os.path.join(ws.dir, f"worker{index}-restarted.log")
+    restarted = lib.start_worker_process(
+        ["--listen", f"tcp://{lib.LOOPBACK}:{victim.port}", "--threads", 1], log)
+    ws.daemons[index] = lib.WorkerDaemon(restarted, victim.port, log)
+    return victim, killed_at, restarted_at
+
+
+def replace_by_a_dialling_worker(ws, index, endpoint):
+    """Reverse mode: SIGKILLs worker `index`, and once the master has declared it lost starts a
+    new worker that dials `endpoint`. Returns the kill time on the wall clock."""
+    ws[index].kill(signal.SIGKILL)
+    ws[index].proc.wait()
+    killed_at = time.time()
+    time.sleep(RESTART_AFTER_KILL_S)
+    log = os.path.join(ws.dir, "worker-new.log")
+    new = lib.start_worker_process(["--master", endpoint, "--threads", 1], log)
+    ws.daemons.append(lib.WorkerDaemon(new, None, log))
+    return killed_at
+
+
+def run_with_a_kill(test, proc, kill):
+    """Lets the master `proc` run KILL_AFTER_S, calls `kill()`, and waits for the master's end.
+    Returns (rc, out, err, what kill() returned); the master never outlives the test."""
+    try:
+        time.sleep(KILL_AFTER_S)
+        test.assertIsNone(proc.poll(), "the master ended before the kill")
+        result = kill()
+        rc, out, err = lib.finish_master(proc, test.tmp, DURATION_S + 20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return rc, out, err, result
+
+
 class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
     def test_a_killed_worker_restarted_on_its_port_rejoins_and_the_load_returns(self):
         with lib.nginx() as server, lib.workers(3) as ws:
@@ -47,25 +92,8 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
             proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir, "--quiet",
                                      "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s", path],
                                     self.tmp)
-            try:
-                time.sleep(KILL_AFTER_S)
-                self.assertIsNone(proc.poll(), "the master ended before the kill")
-                victim = ws[1]
-                victim.kill(signal.SIGKILL)
-                victim.proc.wait()
-                killed_at = time.time()
-                time.sleep(RESTART_AFTER_KILL_S)
-                restarted_at = time.time()
-                # The same port: the master still dials it.
-                log = os.path.join(ws.dir, "worker1-restarted.log")
-                restarted = lib.start_worker_process(
-                    ["--listen", f"tcp://{lib.LOOPBACK}:{victim.port}", "--threads", 1], log)
-                ws.daemons[1] = lib.WorkerDaemon(restarted, victim.port, log)
-                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            rc, out, err, (victim, killed_at, restarted_at) = run_with_a_kill(
+                self, proc, lambda: restart_on_its_port(ws, 1))
             context = lib.describe(rc, out, err) + "\n" + ws.stderr()
             lib.wait_access_log_stable(server.access_log)
             entries = lib.parse_access_log(server.access_log)
@@ -160,21 +188,8 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
             proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out",
                                      out_dir, "--quiet", "--heartbeat-timeout",
                                      f"{HEARTBEAT_TIMEOUT_S}s", path], self.tmp)
-            try:
-                time.sleep(KILL_AFTER_S)
-                self.assertIsNone(proc.poll(), "the master ended before the kill")
-                ws[1].kill(signal.SIGKILL)
-                ws[1].proc.wait()
-                killed_at = time.time()
-                time.sleep(RESTART_AFTER_KILL_S)
-                log = os.path.join(ws.dir, "worker-new.log")
-                new = lib.start_worker_process(["--master", endpoint, "--threads", 1], log)
-                ws.daemons.append(lib.WorkerDaemon(new, None, log))
-                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            rc, out, err, killed_at = run_with_a_kill(
+                self, proc, lambda: replace_by_a_dialling_worker(ws, 1, endpoint))
             context = lib.describe(rc, out, err) + "\n" + ws.stderr()
             lib.wait_access_log_stable(server.access_log)
             entries = lib.parse_access_log(server.access_log)
@@ -227,22 +242,8 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
             proc = lib.start_master(["--workers", ws.hosts_file, "--out", out_dir,
                                      "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s", path],
                                     self.tmp)
-            try:
-                time.sleep(KILL_AFTER_S)
-                self.assertIsNone(proc.poll(), "the master ended before the kill")
-                victim = ws[1]
-                victim.kill(signal.SIGKILL)
-                victim.proc.wait()
-                time.sleep(RESTART_AFTER_KILL_S)
-                log = os.path.join(ws.dir, "worker1-restarted.log")
-                restarted = lib.start_worker_process(
-                    ["--listen", f"tcp://{lib.LOOPBACK}:{victim.port}", "--threads", 1], log)
-                ws.daemons[1] = lib.WorkerDaemon(restarted, victim.port, log)
-                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            rc, out, err, (victim, _, _) = run_with_a_kill(
+                self, proc, lambda: restart_on_its_port(ws, 1))
             context = lib.describe(rc, out, err) + "\n" + ws.stderr()
             lib.wait_access_log_stable(server.access_log)
             entries = lib.parse_access_log(server.access_log)
@@ -285,20 +286,8 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
             proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out",
                                      out_dir, "--quiet", "--heartbeat-timeout",
                                      f"{HEARTBEAT_TIMEOUT_S}s", path], self.tmp)
-            try:
-                time.sleep(KILL_AFTER_S)
-                self.assertIsNone(proc.poll(), "the master ended before the kill")
-                ws[1].kill(signal.SIGKILL)
-                ws[1].proc.wait()
-                time.sleep(RESTART_AFTER_KILL_S)
-                log = os.path.join(ws.dir, "worker-new.log")
-                new = lib.start_worker_process(["--master", endpoint, "--threads", 1], log)
-                ws.daemons.append(lib.WorkerDaemon(new, None, log))
-                rc, out, err = lib.finish_master(proc, self.tmp, DURATION_S + 20)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            rc, out, err, _ = run_with_a_kill(
+                self, proc, lambda: replace_by_a_dialling_worker(ws, 1, endpoint))
             context = lib.describe(rc, out, err) + "\n" + ws.stderr()
             lib.wait_access_log_stable(server.access_log)
             entries = lib.parse_access_log(server.access_log)
