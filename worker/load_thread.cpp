@@ -160,6 +160,22 @@ asio::awaitable<void> WorkerThread::arrivals(size_t group_index) {
   }
 }
 
+asio::awaitable<void> WorkerThread::runArrivals(size_t group) {
+  if (engine_.stepped_)
+    co_await probeArrivals();
+  else
+    co_await arrivals(group);
+  endPool(*pools_[group]);
+}
+
+void WorkerThread::endPool(ArrivalPool& pool) {
+  pool.ended = true;
+  for (VirtualUser* user : pool.idle)
+    if (user->messaging)
+      asio::co_spawn(io_, user->closeMessaging(),
+                     [this](std::exception_ptr error) { onEscape(error); });
+}
+
 void WorkerThread::reshare(Schedule schedule, const std::vector<uint64_t>& retire) {
   if (schedule.curve) {
     next_schedule_ = std::move(schedule);
@@ -228,7 +244,7 @@ void WorkerThread::spawnLoad() {
       asio::co_spawn(io_, user->run(), on_escape);
     for (const auto& group : engine_.groups_)
       if (group->open)
-        asio::co_spawn(io_, engine_.stepped_ ? probeArrivals() : arrivals(group->index), on_escape);
+        asio::co_spawn(io_, runArrivals(group->index), on_escape);
   } catch (...) {
     onEscape(std::current_exception());
     engine_.halt();

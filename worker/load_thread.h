@@ -51,6 +51,8 @@ public:
   asio::awaitable<void> arrivals(size_t group);
   // Capacity runs: the same, at each probe's rate (Engine::setRate; capacity_arrivals.cpp).
   asio::awaitable<void> probeArrivals();
+  // The group's arrivals (either of the above), then its pool's end (endPool).
+  asio::awaitable<void> runArrivals(size_t group);
   // Starts one arrival due at `at` on an idle user of the pool, or counts it dropped when the
   // thread's share of max_in_flight is in use; false when the iteration budget is spent.
   bool launchArrival(common::SteadyTime at, uint64_t& next_vu); // capacity runs: group 0
@@ -127,7 +129,11 @@ public:
     uint64_t cap = 0;
     uint64_t in_flight = 0;
     EngineTimer timer;
+    bool ended = false; // no arrival comes any more: a user back from its last one closes
   };
+  // No arrival comes to `pool` any more: its idle users' messaging sessions close (a STOMP
+  // session's heart-beat timer would otherwise keep the load thread's io_context running).
+  void endPool(ArrivalPool& pool);
   std::vector<std::unique_ptr<ArrivalPool>> pools_;
   // Start barrier: keeps run() going between the subscriptions and spawnLoad (or a halt).
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> hold_;

@@ -107,6 +107,8 @@ asio::awaitable<void> VirtualUser::arrival(const Flow& flow, common::SteadyTime 
   --pool.in_flight;
   if (usable)
     pool.idle.push_back(this);
+  if (pool.ended && messaging)
+    co_await closeMessaging(); // the last arrival of the run: see WorkerThread::endPool
 }
 
 asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,

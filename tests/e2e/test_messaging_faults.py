@@ -116,6 +116,40 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertLess(report["halt"]["at_s"], frozen_at_s + 1.0 + 1.0 + 2.5, report["halt"])
         self.assertLess(elapsed, 15, context)
 
+    def test_open_model_publishers_with_heartbeats_end_with_the_run(self):
+        # Publishers in the open model's pool keep their session between arrivals; at the end
+        # of the run the pool's idle users must close it, or its heart-beat timer keeps the
+        # load thread going (the run hung until interrupted).
+        with broker.Broker() as b:
+            text = f"""
+                name: heartbeat-open
+                target: http://127.0.0.1:9
+                messaging:
+                  urls: [{b.url}]
+                  client_id: "ho-{{{{vu}}}}"
+                  heartbeat: 1s
+                flows:
+                  - name: subscriber
+                    load: {{users: 2, duration: 3s}}
+                    steps:
+                      - subscribe: {{from: "topic://ho", receive: 5, timeout: 10s}}
+                  - name: publisher
+                    load: {{rate: 20/s, duration: 3s}}
+                    steps:
+                      - publish: {{to: "topic://ho", body: "x", confirm: true}}
+                """
+            started = time.monotonic()
+            rc, report, context = self.run_scenario(text, timeout=30)
+            took = time.monotonic() - started
+        print(f"\n  3 s of load with heart-beats: the master ended after {took:.1f} s")
+        self.assertEqual(rc, 0, context)
+        self.assertLess(took, 15, context)
+        steps = steps_by_method(report)
+        published = steps["PUBLISH"]["messaging"]["confirmed"]
+        self.assertEqual(published, steps["PUBLISH"]["requests"], steps["PUBLISH"])
+        self.assertAlmostEqual(published, 60, delta=3, msg=steps["PUBLISH"])
+        self.assertEqual(steps["SUBSCRIBE"]["errors"], 0, steps["SUBSCRIBE"])
+
     def tls_scenario(self, b, ca_name, client_cert=False):
         shutil.copy(b.pki[ca_name], os.path.join(self.tmp, "ca.pem"))
         tls = "{ca: ca.pem}"
