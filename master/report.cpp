@@ -61,6 +61,26 @@ json countsJson(const common::StepStats& s, double duration_s, bool open) {
   return counts;
 }
 
+void markOpen(const std::vector<common::Step>& steps, bool open, std::vector<bool>& step_open) {
+  using Kind = common::Step::Kind;
+  for (const auto& step : steps) {
+    if (step.kind == Kind::Loop)
+      markOpen(step.steps, open, step_open);
+    else if (step.kind != Kind::Think && step.stats_index < step_open.size())
+      step_open[step.stats_index] = open; // a step with a row of its own
+  }
+}
+
+// By step (Scenario::step_table): whether its flow runs in the open model. With per-flow
+// load:, one run may mix both: a closed step's latency is from its send, and is its service.
+std::vector<bool> openSteps(const common::Scenario& scenario) {
+  std::vector<bool> step_open(scenario.step_table.size(), scenario.anyOpen());
+  for (const auto& group : scenario.groups)
+    for (size_t f : group.flows)
+      markOpen(scenario.flows[f].steps, group.open(), step_open);
+  return step_open;
+}
+
 double secondsSince(common::SteadyTime t0, common::SteadyTime t) {
   return std::chrono::duration<double>(t - t0).count();
 }
@@ -171,7 +191,15 @@ json buildReport(const RunResult& r) {
   if (r.start_barrier_s)
     report["messaging"] = {{"start_barrier_seconds", *r.start_barrier_s},
                            {"start_barrier_subscriptions", r.start_barrier_subscriptions}};
-  const auto total = r.book.total();
+  const std::vector<bool> step_open = openSteps(*r.scenario);
+  auto total = r.book.total();
+  if (open && std::find(step_open.begin(), step_open.end(), false) != step_open.end()) {
+    // Open and closed flows: each step's own service time (a closed step's is its latency).
+    total.service_us.reset();
+    for (size_t i = 0; i < r.book.steps.size() && i < step_open.size(); ++i)
+      total.service_us.merge(step_open[i] ? r.book.steps[i].service_us
+                                          : r.book.steps[i].latency_us);
+  }
   report["totals"] = countsJson(total, r.duration_s, open);
   json warnings = json::array();
   if (open && total.schedule_lag_us.percentileUs(99) > kSaturatedLagUs)
@@ -195,10 +223,11 @@ json buildReport(const RunResult& r) {
   json steps = json::array();
   const std::vector<double> clock_error_ms = workerClockErrorsMs(r);
   for (size_t i = 0; i < r.book.steps.size(); ++i) {
-    json step = countsJson(r.book.steps[i], r.duration_s, open);
+    const bool step_is_open = i < step_open.size() ? bool(step_open[i]) : open;
+    json step = countsJson(r.book.steps[i], r.duration_s, step_is_open);
     step["name"] = r.scenario->step_table[i].name;
     step["method"] = r.scenario->step_table[i].method;
-    addMessagingFigures(step, r.book.steps[i], r.scenario->step_table[i].method, open,
+    addMessagingFigures(step, r.book.steps[i], r.scenario->step_table[i].method, step_is_open,
                         clock_error_ms);
     steps.push_back(std::move(step));
   }

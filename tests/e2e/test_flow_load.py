@@ -64,6 +64,12 @@ class FlowLoadTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(steps["closed"]["requests"], closed_lines, context)
         # The closed flow's iteration limit is exact; the open flow keeps its schedule.
         self.assertEqual(closed_lines, ITERATIONS, context)
+        # Each step's figures follow its own flow's model: the closed step's service time is its
+        # latency (from the send) and it has no schedule to lag behind.
+        self.assertIsNotNone(steps["open"]["schedule_lag_ms"], steps["open"])
+        self.assertIsNone(steps["closed"]["schedule_lag_ms"], steps["closed"])
+        self.assertEqual(steps["closed"]["service_ms"], steps["closed"]["latency_ms"], context)
+        self.assertGreater(steps["closed"]["service_ms"]["max"], 0, steps["closed"])
         started = steps["open"]["requests"] + steps["open"]["dropped"]
         self.assertLessEqual(abs(started - RATE * SECONDS), 4, context)
         groups = report["load"]["groups"]
