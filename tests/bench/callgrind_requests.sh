@@ -19,6 +19,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/benchlib.sh
+source "$HERE/benchlib.sh"
 SOURCE=$(cd "$HERE/../.." && pwd)
 BUILD_DIR=$(realpath -m "${1:-$SOURCE/build}")
 MASTER="$BUILD_DIR/bin/master"
@@ -76,10 +78,7 @@ EOF
 timeout -s QUIT 3600 /usr/sbin/nginx -p "$WORK/nginx/" -e "$WORK/nginx/error.log" \
   -c "$WORK/nginx/nginx.conf" -g 'daemon off;' </dev/null >/dev/null 2>&1 &
 NGINX_PID=$!
-for ((i = 0; i < 100; i++)); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null && break
-  sleep 0.1
-done
+wait_for_port "$PORT" || die "nginx did not listen on 127.0.0.1:$PORT within 10 s"
 
 run() { # NAME ITERATIONS: prints "instructions requests"
   local name=$1 iterations=$2 dir="$WORK/$1"
@@ -95,16 +94,7 @@ http:
   engine: $ENGINE
   timeout: 60s
   keep_alive: true
-  headers:
-    User-Agent: stampede-bench
-flows:
-  - name: root
-    steps:
-      - get: /
-        name: root
-        headers:
-          X-Req: "{{vu}}-{{iteration}}"
-        expect: {status: 200}
+$(bench_request_yaml)
 EOF
   timeout 1800 valgrind --log-file="$dir/valgrind.log" --tool=callgrind "${SIM[@]}" --callgrind-out-file="$OUT/$name.%p.out" \
     "$MASTER" --threads 1 --connect-timeout 120s --heartbeat-timeout 60s --quiet --out "$dir/out" "$dir/scenario.yaml" \

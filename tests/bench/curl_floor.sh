@@ -16,6 +16,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/benchlib.sh
+source "$HERE/benchlib.sh"
 SOURCE=$(cd "$HERE/../.." && pwd)
 BUILD_DIR=$(realpath -m "${1:-$SOURCE/build}")
 POINTS=${POINTS-50 1000}
@@ -73,10 +75,7 @@ timeout -s QUIT 3600 taskset -c "$SERVER_CPU" /usr/sbin/nginx -p "$WORK/nginx/" 
   -e "$WORK/nginx/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' </dev/null \
   >/dev/null 2>&1 &
 NGINX_PID=$!
-for ((i = 0; i < 100; i++)); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null && break
-  sleep 0.1
-done
+wait_for_port "$PORT" || die "nginx did not listen on 127.0.0.1:$PORT within 10 s"
 URL="http://127.0.0.1:$PORT/"
 
 scenario() { # FILE USERS: throughput.sh's scenario, curl engine, no ramp
@@ -90,16 +89,7 @@ http:
   engine: curl
   timeout: 10s
   keep_alive: true
-  headers:
-    User-Agent: stampede-bench
-flows:
-  - name: root
-    steps:
-      - get: /
-        name: root
-        headers:
-          X-Req: "{{vu}}-{{iteration}}"
-        expect: {status: 200}
+$(bench_request_yaml)
 EOF
 }
 

@@ -40,6 +40,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/bench/benchlib.sh
+source "$HERE/benchlib.sh"
 SOURCE=$(cd "$HERE/../.." && pwd)
 BUILD_DIR=$(realpath -m "${1:-$SOURCE/build}")
 MASTER="$BUILD_DIR/bin/master"
@@ -281,16 +283,7 @@ http:
   timeout: 10s
   keep_alive: true
 $h2_lines
-  headers:
-    User-Agent: stampede-bench
-flows:
-  - name: root
-    steps:
-      - get: /
-        name: root
-        headers:
-          X-Req: "{{vu}}-{{iteration}}"
-        expect: {status: 200}
+$(bench_request_yaml)
 EOF
 }
 
