@@ -450,6 +450,11 @@ def load_report(out_dir):
         return json.load(f)
 
 
+def steps_by_method(report):
+    """report.json's steps by their method (PUBLISH, SUBSCRIBE, GET, ...): one step each."""
+    return {s["method"]: s for s in report["steps"]}
+
+
 def assert_halted(testcase, report, exit_code, reason):
     """A report of a run halted for `reason`: its exit code and outcome, and halt figures that
     hang together (assert_halt_figures). Returns report["halt"]."""

@@ -61,10 +61,6 @@ def scenario(url, subscribers, publishers, per_publisher, topic="orders", client
         """
 
 
-def steps_by_method(report):
-    return {s["method"]: s for s in report["steps"]}
-
-
 @unittest.skipUnless(broker.available() and os.path.exists(SYSTEM_PYTHON),
                      "needs Debian's activemq and python3-stomp (deploy/install-deps.sh)")
 class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
@@ -85,7 +81,7 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
         report = lib.load_report(self.out())
         self.assertEqual(report["outcome"], "passed", report)
         self.assertEqual(report["warnings"], [], report)
-        steps = steps_by_method(report)
+        steps = lib.steps_by_method(report)
         pub, sub = steps["PUBLISH"], steps["SUBSCRIBE"]
         self.assertEqual(pub["requests"], 20, pub)
         self.assertEqual(pub["errors"], 0, pub)
@@ -157,7 +153,7 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
                 rc, out, err, context = lib.run_local(self.tmp, text, self.out(name), timeout=60,
                                                       name=name + ".yaml")
                 self.assertEqual(rc, 0, context)
-                return steps_by_method(lib.load_report(self.out(name)))
+                return lib.steps_by_method(lib.load_report(self.out(name)))
 
             # Run 1: user 0 subscribes durably (client c-0, subscription sub-0) and keeps it.
             run(scenario(b.url, 1, 1, 5), "first")
@@ -224,7 +220,7 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
         rc, out, err = lib.finish_master(proc, self.tmp, timeout=60)
         context = lib.describe(rc, out, err)
         report = lib.load_report(self.out())
-        steps = steps_by_method(report)
+        steps = lib.steps_by_method(report)
         pub, sub = steps["PUBLISH"], steps["SUBSCRIBE"]
         print(f"\n  standby took over {takeover:.2f}s after the kill; reconnects: publish "
               f"{pub['messaging']['reconnects']}, subscribe {sub['messaging']['reconnects']}")
@@ -305,7 +301,7 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(len(offsets), 2, report["workers"])
         self.assertAlmostEqual(offsets[0], -300, delta=50)
         self.assertAlmostEqual(offsets[1], 400, delta=50)
-        sub = steps_by_method(report)["SUBSCRIBE"]["messaging"]
+        sub = lib.steps_by_method(report)["SUBSCRIBE"]["messaging"]
         self.assertEqual(sub["consumed"], 40, sub)
         for key in ("e2e_from_scheduled_ms", "e2e_from_sent_ms"):
             self.assertGreater(sub[key]["min"], 0, sub)
@@ -336,7 +332,7 @@ class MessagingTest(lib.TempDirTestCase, unittest.TestCase):
             elapsed = time.monotonic() - started
         self.assertEqual(rc, 0, context)
         self.assertLess(elapsed, 10, context)
-        sub = steps_by_method(lib.load_report(self.out()))["SUBSCRIBE"]
+        sub = lib.steps_by_method(lib.load_report(self.out()))["SUBSCRIBE"]
         self.assertEqual((sub["requests"], sub["errors"], sub["cancelled"]), (0, 0, 3), sub)
 
 if __name__ == "__main__":

@@ -83,10 +83,6 @@ def queue_scenario(url, consumers, producers, per_producer, pause="20ms", durati
         """
 
 
-def steps_by_method(report):
-    return {s["method"]: s for s in report["steps"]}
-
-
 @unittest.skipUnless(broker.available() and os.path.exists(SYSTEM_PYTHON),
                      "needs Debian's activemq and python3-stomp (deploy/install-deps.sh)")
 class MessagingAccountingTest(lib.TempDirTestCase, unittest.TestCase):
@@ -119,7 +115,7 @@ class MessagingAccountingTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(left, [], left)
         report = lib.load_report(self.out())
         self.assertEqual(report["outcome"], "passed", context)
-        steps = steps_by_method(report)
+        steps = lib.steps_by_method(report)
         pub, sub = steps["PUBLISH"], steps["SUBSCRIBE"]
         self.assertEqual((pub["requests"], pub["errors"]), (80, 0), pub)
         m = sub["messaging"]
@@ -167,7 +163,7 @@ class MessagingAccountingTest(lib.TempDirTestCase, unittest.TestCase):
         report = lib.load_report(self.out())
         self.assertEqual(rc, 1, context)
         self.assertEqual(report["outcome"], "failed", context)
-        steps = steps_by_method(report)
+        steps = lib.steps_by_method(report)
         pub, sub = steps["PUBLISH"], steps["SUBSCRIBE"]
         self.assertEqual((pub["requests"], pub["errors"]), (80, 0), pub)
         m = sub["messaging"]
@@ -214,7 +210,7 @@ class MessagingAccountingTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertGreater(moved, 60, drifting)
         self.assertAlmostEqual(drifting["clock_drift_ppm"], 20000, delta=2000, msg=drifting)
         self.assertAlmostEqual(workers[1]["clock_drift_ppm"], 0, delta=2000, msg=workers[1])
-        m = steps_by_method(report)["SUBSCRIBE"]["messaging"]
+        m = lib.steps_by_method(report)["SUBSCRIBE"]["messaging"]
         self.assertEqual(m["consumed"], 120, m)
         same, cross = m["e2e_same_worker_ms"], m["e2e_cross_worker_ms"]
         bound = m["clock_error_bound_ms"]

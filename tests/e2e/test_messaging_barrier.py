@@ -72,7 +72,7 @@ class StartBarrierTest(lib.TempDirTestCase, unittest.TestCase):
         seen = stomp_check(b.port, "pycheck-" + topic, "pycheck", topic, "drain", 1.5)
         self.assertEqual(rc, 0, context)
         report = lib.load_report(out_dir)
-        steps = {s["method"]: s for s in report["steps"]}
+        steps = lib.steps_by_method(report)
         return report, steps["PUBLISH"], steps["SUBSCRIBE"], seen, out, context
 
     def test_subscribers_confirmed_before_publishers_consume_every_message(self):

@@ -15,10 +15,6 @@ import broker  # noqa: E402
 import stampede_testlib as lib  # noqa: E402
 
 
-def steps_by_method(report):
-    return {s["method"]: s for s in report["steps"]}
-
-
 def heartbeat_scenario(url, budget, publish_after="8s", duration="12s"):
     """One durable subscriber (5 messages, 30 s to get them) and, after `publish_after`, one
     publisher of 5; heart-beats every 500 ms both ways, tolerance 2."""
@@ -75,7 +71,7 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         report = lib.load_report(self.out())
         self.assertEqual(rc, 0, context)
         self.assertEqual(report["outcome"], "passed", report)
-        steps = steps_by_method(report)
+        steps = lib.steps_by_method(report)
         sub = steps["SUBSCRIBE"]["messaging"]
         # Without heart-beats nothing would notice: the TCP connection stays up through a
         # SIGSTOP, and after SIGCONT the same connection goes on (0 reconnects).
@@ -144,7 +140,7 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         print(f"\n  3 s of load with heart-beats: the master ended after {took:.1f} s")
         self.assertEqual(rc, 0, context)
         self.assertLess(took, 15, context)
-        steps = steps_by_method(report)
+        steps = lib.steps_by_method(report)
         published = steps["PUBLISH"]["messaging"]["confirmed"]
         self.assertEqual(published, steps["PUBLISH"]["requests"], steps["PUBLISH"])
         self.assertAlmostEqual(published, 60, delta=3, msg=steps["PUBLISH"])
@@ -187,7 +183,7 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
             rc, report, context = self.run_scenario(self.tls_scenario(b, "ca"))
         self.assertEqual(rc, 0, context)
         self.assertEqual(report["outcome"], "passed", report)
-        steps = steps_by_method(report)
+        steps = lib.steps_by_method(report)
         self.assertEqual(steps["PUBLISH"]["messaging"]["confirmed"], 10, steps["PUBLISH"])
         self.assertEqual(steps["SUBSCRIBE"]["messaging"]["consumed"], 10, steps["SUBSCRIBE"])
         self.assertEqual(steps["SUBSCRIBE"]["errors"], 0, steps["SUBSCRIBE"])
@@ -206,7 +202,7 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         with broker.Broker(client_auth=True) as b:
             rc, report, context = self.run_scenario(self.tls_scenario(b, "ca", client_cert=True))
             self.assertEqual(rc, 0, context)
-            steps = steps_by_method(report)
+            steps = lib.steps_by_method(report)
             self.assertEqual(steps["SUBSCRIBE"]["messaging"]["consumed"], 10, steps["SUBSCRIBE"])
             # Without one: refused, said as a TLS error at the first connect.
             rc, report, context = self.run_scenario(self.tls_scenario(b, "ca"))
@@ -236,14 +232,14 @@ class MessagingFaultsTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertEqual(report["first_error"]["error_kind"], "unauthorized", report["first_error"])
         detail = report["first_error"]["detail"]
         self.assertIn("password is invalid", detail, detail)
-        self.assertEqual(steps_by_method(report)["PUBLISH"]["messaging"]["confirmed"], 0, report)
+        self.assertEqual(lib.steps_by_method(report)["PUBLISH"]["messaging"]["confirmed"], 0, report)
 
     def test_a_send_the_broker_does_not_authorize_is_send_rejected(self):
         with broker.Broker(users={"app": "right"}, writable_topics=["open"]) as b:
             # The same login may write elsewhere: the refusal is the destination's.
             rc, report, context = self.run_scenario(self.auth_scenario(b, "right", "open"))
             self.assertEqual(rc, 0, context)
-            self.assertGreater(steps_by_method(report)["PUBLISH"]["messaging"]["confirmed"], 0)
+            self.assertGreater(lib.steps_by_method(report)["PUBLISH"]["messaging"]["confirmed"], 0)
             rc, report, context = self.run_scenario(self.auth_scenario(b, "right", "locked"))
         self.assertNotEqual(rc, 0, context)
         self.assertEqual(report["halt"]["error_kind"], "send_rejected", report["halt"])

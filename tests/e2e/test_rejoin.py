@@ -75,6 +75,19 @@ def run_with_a_kill(test, proc, kill):
 
 
 class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
+    def run_reverse_with_a_replacement(self, server, ws, endpoint, path, out_dir):
+        """Reverse mode, three workers dialling `endpoint`: runs the scenario at `path`, kills
+        worker 1 and starts a new dialling worker in its place (replace_by_a_dialling_worker).
+        Returns (rc, out, err, the kill's wall time, context, nginx's access-log entries)."""
+        proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out", out_dir,
+                                 "--quiet", "--heartbeat-timeout", f"{HEARTBEAT_TIMEOUT_S}s",
+                                 path], self.tmp)
+        rc, out, err, killed_at = run_with_a_kill(
+            self, proc, lambda: replace_by_a_dialling_worker(ws, 1, endpoint))
+        context = lib.describe(rc, out, err) + "\n" + ws.stderr()
+        lib.wait_access_log_stable(server.access_log)
+        return rc, out, err, killed_at, context, lib.parse_access_log(server.access_log)
+
     def test_a_killed_worker_restarted_on_its_port_rejoins_and_the_load_returns(self):
         with lib.nginx() as server, lib.workers(3) as ws:
             path = lib.write_scenario(self.tmp, f"""\
@@ -185,14 +198,8 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
                         name: main
                 """)
             out_dir = os.path.join(self.tmp, "out")
-            proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out",
-                                     out_dir, "--quiet", "--heartbeat-timeout",
-                                     f"{HEARTBEAT_TIMEOUT_S}s", path], self.tmp)
-            rc, out, err, killed_at = run_with_a_kill(
-                self, proc, lambda: replace_by_a_dialling_worker(ws, 1, endpoint))
-            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
-            lib.wait_access_log_stable(server.access_log)
-            entries = lib.parse_access_log(server.access_log)
+            rc, out, err, killed_at, context, entries = self.run_reverse_with_a_replacement(
+                server, ws, endpoint, path, out_dir)
         self.assertEqual(rc, 0, context)
         report = lib.load_report(out_dir)
         context += f"\nworkers: {report['workers']}"
@@ -283,14 +290,8 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
                         name: row
                 """)
             out_dir = os.path.join(self.tmp, "out")
-            proc = lib.start_master(["--listen", endpoint, "--expect-workers", 3, "--out",
-                                     out_dir, "--quiet", "--heartbeat-timeout",
-                                     f"{HEARTBEAT_TIMEOUT_S}s", path], self.tmp)
-            rc, out, err, _ = run_with_a_kill(
-                self, proc, lambda: replace_by_a_dialling_worker(ws, 1, endpoint))
-            context = lib.describe(rc, out, err) + "\n" + ws.stderr()
-            lib.wait_access_log_stable(server.access_log)
-            entries = lib.parse_access_log(server.access_log)
+            rc, out, err, _, context, entries = self.run_reverse_with_a_replacement(
+                server, ws, endpoint, path, out_dir)
         self.assertEqual(rc, 0, context)
         report = lib.load_report(out_dir)
         new = [w for w in report["workers"] if [e["event"] for e in w["events"]] == ["joined"]]
