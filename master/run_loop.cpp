@@ -134,9 +134,9 @@ RunLoop::RunLoop(RunContext& run, RunResult& result)
       progress_(run.cli, run.scenario.step_table.size(), seconds(run.scenario.length())),
       // Rows wait this long for a worker that went silent, so that its Stats, when they come,
       // still land in their own rows; longer than that it is lost.
-      rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), policy_(run.scenario.halt),
-      rejoin_(run), judge_(run.scenario), last_tick_(run.t0), next_tick_(run.t0 + kTickInterval),
-      queue_accounting_(run.scenario) {
+      rows_(run.t0, run.cli.heartbeat_timeout + kTickInterval), rejoin_(run),
+      policy_(run.scenario.halt), judge_(run.scenario), last_tick_(run.t0),
+      next_tick_(run.t0 + kTickInterval), queue_accounting_(run.scenario) {
   timeseries_.recordInto(result.series);
 }
 

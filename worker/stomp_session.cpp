@@ -6,6 +6,7 @@
 #include "worker/beast_connection.h"
 #include "worker/msg_session.h"
 #include "worker/stomp_codec.h"
+#include "worker/stomp_frames.h"
 
 #include <poll.h>
 
@@ -27,24 +28,6 @@ bool isTlsError(const error_code& ec) {
           ec.category() == asio::ssl::error::get_stream_category());
 }
 
-bool contains(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
-
-// What an ERROR frame of the broker says, on one line.
-std::string describeError(const StompFrame& frame) {
-  std::string out(frame.header("message").value_or(""));
-  std::string_view body(frame.body);
-  body = body.substr(0, body.find('\n'));
-  if (!body.empty())
-    out += (out.empty() ? "" : ": ") + std::string(body.substr(0, 300));
-  return out.empty() ? "the broker sent an ERROR frame" : out;
-}
-
-std::string destinationHeader(const common::Destination& d) {
-  return (d.topic ? "/topic/" : "/queue/") + d.name;
-}
-
 struct Subscription {
   SubscriptionRequest request;
   std::string id;
@@ -62,19 +45,8 @@ public:
     const auto deadline = Clock::now() + timeout;
     if (auto r = co_await ensureConnected(); !r.ok())
       co_return r;
-    out_frame_.command = "SEND";
-    out_frame_.headers.clear();
-    out_frame_.headers.emplace_back("destination", destinationHeader(*message.to));
-    out_frame_.headers.emplace_back("persistent", message.persistent ? "true" : "false");
-    if (message.properties)
-      for (const auto& p : *message.properties)
-        out_frame_.headers.push_back(p);
-    std::string receipt;
-    if (confirm) {
-      receipt = std::to_string(++next_receipt_);
-      out_frame_.headers.emplace_back("receipt", receipt);
-    }
-    out_frame_.body.assign(message.body);
+    const std::string receipt = confirm ? std::to_string(++next_receipt_) : std::string();
+    stompSendFrame(message, receipt, out_frame_);
     const bool sent_ok = co_await write(out_frame_, deadline);
     if (!sent_ok) {
       if (cancelled_)
@@ -84,33 +56,25 @@ public:
     }
     if (!confirm)
       co_return MsgResult{};
-    for (;;) {
-      const Read read = co_await readFrame(in_frame_, deadline);
-      switch (read) {
-      case Read::Frame:
-        if (in_frame_.command == "RECEIPT" && in_frame_.header("receipt-id") == receipt)
-          co_return MsgResult{};
-        if (in_frame_.command == "MESSAGE") {
-          keep(in_frame_);
-        } else if (in_frame_.command == "ERROR") {
-          markLost();
-          co_return MsgResult{MsgError::SendRejected, describeError(in_frame_)};
-        }
-        continue;
-      case Read::Timeout:
-        co_return MsgResult{MsgError::SendTimeout,
-                            "no receipt from " + describePeer() + " within the step's timeout"};
-      case Read::Lost:
-        markLost();
-        co_return MsgResult{MsgError::SendInDoubt, "the connection to " + describePeer() +
-                                                       " dropped before the receipt: " + detail_};
-      case Read::Bad:
-        markLost();
-        co_return MsgResult{MsgError::Protocol, detail_};
-      case Read::Cancelled:
-        co_return MsgResult{MsgError::Cancelled, {}};
-      }
+    switch (co_await awaitReceipt(receipt, deadline)) {
+    case Read::Frame:
+      if (in_frame_.command == "ERROR")
+        co_return MsgResult{MsgError::SendRejected, describeStompError(in_frame_)};
+      co_return MsgResult{};
+    case Read::Timeout:
+      co_return MsgResult{MsgError::SendTimeout,
+                          "no receipt from " + describePeer() + " within the step's timeout"};
+    case Read::Lost:
+      markLost();
+      co_return MsgResult{MsgError::SendInDoubt, "the connection to " + describePeer() +
+                                                     " dropped before the receipt: " + detail_};
+    case Read::Bad:
+      markLost();
+      co_return MsgResult{MsgError::Protocol, detail_};
+    case Read::Cancelled:
+      break;
     }
+    co_return MsgResult{MsgError::Cancelled, {}};
   }
 
   asio::awaitable<MsgResult> subscribe(const SubscriptionRequest& request,
@@ -152,7 +116,7 @@ public:
           keep(in_frame_);
         } else if (in_frame_.command == "ERROR") {
           markLost();
-          co_return MsgResult{MsgError::Protocol, describeError(in_frame_)};
+          co_return MsgResult{MsgError::Protocol, describeStompError(in_frame_)};
         }
         continue;
       case Read::Timeout:
@@ -213,14 +177,10 @@ public:
     subs_.clear();
     out_frame_.command = "DISCONNECT";
     out_frame_.headers = {{"receipt", "bye"}};
-    const bool written = co_await write(out_frame_, deadline);
+    out_frame_.body.clear();
     // The receipt says the broker has handled every frame before it.
-    while (written) {
-      const Read read = co_await readFrame(in_frame_, deadline);
-      if (read != Read::Frame ||
-          (in_frame_.command == "RECEIPT" && in_frame_.header("receipt-id") == "bye"))
-        break;
-    }
+    if (co_await write(out_frame_, deadline))
+      co_await awaitReceipt("bye", deadline);
     markLost();
     ever_connected_ = false;
   }
@@ -257,13 +217,24 @@ public:
 private:
   enum class Read { Frame, Timeout, Lost, Bad, Cancelled };
 
-  void keep(StompFrame& frame) {
-    InMessage m;
-    m.redelivered = frame.header("redelivered") == "true";
-    m.ack_id.assign(frame.header("ack").value_or(frame.header("message-id").value_or("")));
-    m.body = std::move(frame.body);
-    m.properties = std::move(frame.headers);
-    inbox_.push_back(std::move(m));
+  void keep(StompFrame& frame) { inbox_.push_back(takeStompMessage(frame)); }
+
+  // Reads until the broker's RECEIPT for `receipt` or an ERROR frame (both Read::Frame, the
+  // frame in in_frame_; an ERROR drops the connection). MESSAGE frames meanwhile go to the
+  // inbox; anything else is skipped.
+  asio::awaitable<Read> awaitReceipt(std::string_view receipt, Clock::time_point deadline) {
+    for (;;) {
+      const Read read = co_await readFrame(in_frame_, deadline);
+      if (read != Read::Frame ||
+          (in_frame_.command == "RECEIPT" && in_frame_.header("receipt-id") == receipt))
+        co_return read;
+      if (in_frame_.command == "ERROR") {
+        markLost();
+        co_return read;
+      }
+      if (in_frame_.command == "MESSAGE")
+        keep(in_frame_);
+    }
   }
 
   // Whether the broker closed the connection while this session was not reading (a crash, a
@@ -568,18 +539,7 @@ private:
     if (tcp_)
       socket.non_blocking(true, ignored); // for peerClosed(); asynchronous operations unaffected
     StompFrame connect;
-    connect.command = "CONNECT";
-    const auto& hb = settings_.heartbeat;
-    connect.headers = {{"accept-version", "1.2"},
-                       {"host", url.host},
-                       {"heart-beat", std::to_string(hb.send.count() / 1000) + "," +
-                                          std::to_string(hb.receive.count() / 1000)}};
-    if (!settings_.client_id.empty())
-      connect.headers.emplace_back("client-id", settings_.client_id);
-    if (settings_.has_login) {
-      connect.headers.emplace_back("login", settings_.user);
-      connect.headers.emplace_back("passcode", settings_.password);
-    }
+    stompConnectFrame(settings_, url, connect);
     const bool sent_ok = co_await write(connect, deadline);
     if (!sent_ok)
       co_return MsgResult{cancelled_ ? MsgError::Cancelled : MsgError::ConnectRefused,
@@ -600,69 +560,35 @@ private:
                                                tlsDetail(last_read_error_, tls_stream_.get())};
       co_return MsgResult{MsgError::ConnectRefused, url.text + ": " + detail_};
     }
-    if (in_frame_.command == "CONNECTED")
-      co_return MsgResult{};
-    const std::string why = describeError(in_frame_);
-    if (in_frame_.command != "ERROR")
-      co_return MsgResult{MsgError::Protocol,
-                          url.text + ": expected CONNECTED, got " + in_frame_.command};
-    if (contains(why, "InvalidClientID") || contains(why, "already connected"))
-      co_return MsgResult{MsgError::ClientIdInUse,
-                          "client id '" + settings_.client_id + "' is in use at " + url.text +
-                              " (" + why + "); give each virtual user its own, like \"x-{{vu}}\""};
-    if (contains(why, "Security") || contains(why, "uthenticat") || contains(why, "password") ||
-        contains(why, "User name"))
-      co_return MsgResult{MsgError::Unauthorized, url.text + ": " + why};
-    co_return MsgResult{MsgError::Protocol, url.text + ": " + why};
+    co_return classifyConnectAnswer(in_frame_, url, settings_.client_id);
   }
 
   asio::awaitable<MsgResult> sendSubscribe(const Subscription& sub, Clock::time_point deadline) {
-    out_frame_.command = "SUBSCRIBE";
-    out_frame_.headers = {{"id", sub.id},
-                          {"destination", destinationHeader(sub.request.from)},
-                          {"ack", sub.request.client_ack ? "client-individual" : "auto"}};
-    if (!sub.request.durable.empty())
-      out_frame_.headers.emplace_back("activemq.subscriptionName", sub.request.durable);
-    if (sub.request.prefetch > 0)
-      out_frame_.headers.emplace_back("activemq.prefetchSize",
-                                      std::to_string(sub.request.prefetch));
     const std::string receipt = "sub-" + std::to_string(++next_receipt_);
-    out_frame_.headers.emplace_back("receipt", receipt);
-    out_frame_.body.clear();
+    stompSubscribeFrame(sub.request, sub.id, receipt, out_frame_);
     const bool sent_ok = co_await write(out_frame_, deadline);
     if (!sent_ok) {
       markLost();
       co_return MsgResult{cancelled_ ? MsgError::Cancelled : MsgError::DestinationError,
                           "subscribing at " + describePeer() + ": " + detail_};
     }
-    for (;;) {
-      const Read read = co_await readFrame(in_frame_, deadline);
-      switch (read) {
-      case Read::Frame:
-        if (in_frame_.command == "RECEIPT" && in_frame_.header("receipt-id") == receipt)
-          co_return MsgResult{};
-        if (in_frame_.command == "MESSAGE") {
-          keep(in_frame_);
-          continue;
-        }
-        if (in_frame_.command == "ERROR") {
-          markLost();
-          co_return MsgResult{MsgError::DestinationError, "subscribing to " +
-                                                              sub.request.from.text() + ": " +
-                                                              describeError(in_frame_)};
-        }
-        continue;
-      case Read::Cancelled:
-        co_return MsgResult{MsgError::Cancelled, {}};
-      case Read::Timeout:
-        co_return MsgResult{MsgError::DestinationError, "no receipt for the subscription to " +
-                                                            sub.request.from.text() + " from " +
-                                                            describePeer()};
-      default:
-        markLost();
-        co_return MsgResult{MsgError::DestinationError,
-                            "subscribing to " + sub.request.from.text() + ": " + detail_};
-      }
+    switch (co_await awaitReceipt(receipt, deadline)) {
+    case Read::Frame:
+      if (in_frame_.command == "ERROR")
+        co_return MsgResult{MsgError::DestinationError, "subscribing to " +
+                                                            sub.request.from.text() + ": " +
+                                                            describeStompError(in_frame_)};
+      co_return MsgResult{};
+    case Read::Cancelled:
+      co_return MsgResult{MsgError::Cancelled, {}};
+    case Read::Timeout:
+      co_return MsgResult{MsgError::DestinationError, "no receipt for the subscription to " +
+                                                          sub.request.from.text() + " from " +
+                                                          describePeer()};
+    default:
+      markLost();
+      co_return MsgResult{MsgError::DestinationError,
+                          "subscribing to " + sub.request.from.text() + ": " + detail_};
     }
   }
 
@@ -680,6 +606,7 @@ private:
     const auto budget_end = start + policy.budget;
     auto delay = policy.delay;
     MsgResult last{MsgError::ConnectRefused, "no broker URL"};
+    MsgResult in_use; // a client id refused in this walk: said even if a later try timed out
     for (int round = 0;; ++round) {
       for (size_t i = 0; i < settings_.urls.size(); ++i) {
         const auto attempt_end = std::min(budget_end, Clock::now() + std::chrono::seconds(10));
@@ -687,6 +614,8 @@ private:
         if (last.error == MsgError::Cancelled || last.error == MsgError::Unauthorized ||
             (!lost && last.error == MsgError::Tls))
           co_return last;
+        if (last.error == MsgError::ClientIdInUse)
+          in_use = last;
         if (!last.ok())
           continue;
         connected_ = true;
@@ -723,6 +652,8 @@ private:
     }
     if (last.error == MsgError::ClientIdInUse || last.error == MsgError::Protocol)
       co_return last;
+    if (!lost && !in_use.ok())
+      co_return in_use;
     if (lost)
       co_return MsgResult{MsgError::ReconnectExhausted,
                           "lost the broker" + (why_lost.empty() ? "" : " (" + why_lost + ")") +
@@ -777,45 +708,6 @@ private:
 };
 
 } // namespace
-
-const char* msgErrorKindName(MsgError e) {
-  switch (e) {
-  case MsgError::None:
-    return "none";
-  case MsgError::ConnectRefused:
-    return "connect_refused";
-  case MsgError::Unauthorized:
-    return "unauthorized";
-  case MsgError::ReconnectExhausted:
-    return "reconnect_exhausted";
-  case MsgError::ClientIdInUse:
-    return "client_id_in_use";
-  case MsgError::SendRejected:
-    return "send_rejected";
-  case MsgError::SendTimeout:
-    return "send_timeout";
-  case MsgError::SendInDoubt:
-    return "send_in_doubt";
-  case MsgError::DestinationError:
-    return "destination_error";
-  case MsgError::ReceiveTimeout:
-    return "receive_timeout";
-  case MsgError::Protocol:
-    return "protocol";
-  case MsgError::Tls:
-    return "tls";
-  case MsgError::Cancelled:
-    return "cancelled";
-  }
-  return "internal";
-}
-
-std::string_view InMessage::property(std::string_view name) const {
-  for (const auto& [n, v] : properties)
-    if (n == name)
-      return v;
-  return {};
-}
 
 std::unique_ptr<MessagingSession> makeStompSession(asio::io_context& io,
                                                    ConnectionSettings settings) {
