@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace stampede::master {
 
 QueueAccounting::QueueAccounting(const common::Scenario& scenario)
@@ -60,8 +62,16 @@ QueueAccounting::judge(common::SteadyTime stopped) const {
   const auto limit = stopped - kLossGrace;
   for (const auto& [key, p] : producers_) {
     Figures& f = out[queues_.at(key.first)];
+    // A queue hands one producer's messages out in its order: what lies past the last number
+    // taken, the consumers had not reached. It is still on the queue (a backlog), not lost.
+    const uint64_t reached = p.taken.empty() ? 0 : p.taken.runs().rbegin()->second;
     for (const Confirmed& c : p.confirmed) {
-      const uint64_t missing = (c.last - c.first + 1) - p.taken.countIn(c.first, c.last);
+      if (c.last > reached)
+        f.queued += c.last - std::max(c.first, reached + 1) + 1;
+      if (c.first > reached)
+        continue;
+      const uint64_t last = std::min(c.last, reached);
+      const uint64_t missing = (last - c.first + 1) - p.taken.countIn(c.first, last);
       if (missing == 0)
         continue;
       if (c.cut > limit) {
@@ -69,7 +79,7 @@ QueueAccounting::judge(common::SteadyTime stopped) const {
         continue;
       }
       if (f.example.empty()) {
-        const auto [from, to] = *p.taken.firstGap(c.first, c.last);
+        const auto [from, to] = *p.taken.firstGap(c.first, last);
         f.example =
             from == to ? fmt::format("message {} of producer {} on {}", from, key.second, key.first)
                        : fmt::format("messages {}..{} of producer {} on {}", from, to, key.second,
@@ -90,6 +100,7 @@ void addQueueFigures(const std::map<size_t, QueueAccounting::Figures>& figures,
     s.counters["lost"] += f.lost;
     s.counters["duplicate"] += f.duplicates;
     s.counters["in_flight_at_end"] += f.in_flight;
+    s.counters["queued_at_end"] += f.queued;
     if (f.lost) {
       s.errors += f.lost;
       s.errors_by_kind["message_lost"] += f.lost;

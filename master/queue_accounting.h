@@ -2,9 +2,12 @@
 // of a producer's sequence; every worker reports what its producers had confirmed and its
 // consumers took (wire::Stats queue_confirmed / queue_consumed, worker/queue_ledger.h), and this
 // unites the parts per queue and producer. A number taken twice (not flagged redelivered) is a
-// duplicate at once. At the end, a confirmed number nobody took is lost, but for those
-// confirmed in the last kLossGrace before the consumers stopped: those were in flight, and a
-// halt or the end cancels them; they are counted as in flight, never as lost. Control thread.
+// duplicate at once. At the end, a confirmed number nobody took is lost when the consumers had
+// taken a later number of its producer (the queue had moved past it), but for those confirmed
+// in the last kLossGrace before the consumers stopped: those were in flight, and a halt or the
+// end cancels them; they are counted as in flight, never as lost. Numbers past the last one
+// taken were still on the queue (a backlog the consumers had not reached): counted as queued,
+// never as lost. Control thread.
 #pragma once
 
 #include "common/clock.h"
@@ -49,6 +52,7 @@ public:
     uint64_t lost = 0;
     uint64_t duplicates = 0;
     uint64_t in_flight = 0; // confirmed within kLossGrace of the stop and not taken
+    uint64_t queued = 0;    // confirmed past the last number of its producer taken
     std::string example;    // the first loss: "messages 5..7 of producer 0.1 on queue://q"
   };
   // Judges every confirmed number against what was taken, the consumers having stopped at
@@ -71,7 +75,8 @@ private:
 };
 
 // The counts a judged queue adds to its SUBSCRIBE step: errors_by_kind message_lost and
-// message_duplicate (also in `errors`), counters lost, duplicate and in_flight_at_end.
+// message_duplicate (also in `errors`), counters lost, duplicate, in_flight_at_end and
+// queued_at_end.
 void addQueueFigures(const std::map<size_t, QueueAccounting::Figures>& figures,
                      common::StatsBook& book);
 

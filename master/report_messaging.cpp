@@ -56,9 +56,10 @@ std::string formatMessagingSummary(const RunResult& r) {
     out += row("same worker (exact)", s.same_worker_us, "");
     out += row("cross worker", s.cross_worker_us, fmt::format("  (+-{:.3f} ms)", bound));
     if (s.counters.count("lost") || s.counters.count("duplicate"))
-      out +=
-          fmt::format("  queues: lost {}, duplicate {}, in flight at the end {}\n",
-                      counter(s, "lost"), counter(s, "duplicate"), counter(s, "in_flight_at_end"));
+      out += fmt::format(
+          "  queues: lost {}, duplicate {}, in flight at the end {}, left on the queue {}\n",
+          counter(s, "lost"), counter(s, "duplicate"), counter(s, "in_flight_at_end"),
+          counter(s, "queued_at_end"));
   }
   return out;
 }
@@ -99,6 +100,7 @@ void addMessagingFigures(json& step, const common::StepStats& s, std::string_vie
     m["lost"] = counter(s, "lost");
     m["duplicate"] = counter(s, "duplicate");
     m["in_flight_at_end"] = counter(s, "in_flight_at_end");
+    m["queued_at_end"] = counter(s, "queued_at_end");
   }
   m["reconnects"] = counter(s, "reconnects");
   // From the loss (seen by a read, a write or the heart-beat watch) to the connection back up

@@ -316,9 +316,9 @@ void RunLoop::judgeQueues(SteadyTime end) {
     error.step = run_.scenario.step_table[step].name;
     error.method = "SUBSCRIBE";
     error.error_kind = "message_lost";
-    error.detail = fmt::format("{} confirmed message{} never consumed, first {} (those "
-                               "confirmed in the last {} s before the consumers stopped are "
-                               "not judged)",
+    error.detail = fmt::format("{} confirmed message{} never consumed though later ones of "
+                               "their producers were, first {} (those confirmed in the last {} "
+                               "s before the consumers stopped are not judged)",
                                f.lost, f.lost == 1 ? " was" : "s were", f.example,
                                QueueAccounting::kLossGrace.count());
     error.at = end;

@@ -180,6 +180,48 @@ class MessagingAccountingTest(lib.TempDirTestCase, unittest.TestCase):
         print(f"\n  stolen {[(s['src'], s['seq']) for s in stolen]}; {first['detail']}")
         self.assertRegex(first["detail"], rf"first messages? {seq}(\.\.\d+)? of producer {src} ")
 
+    def test_a_backlog_the_consumers_had_not_reached_is_left_on_the_queue_not_lost(self):
+        # One consumer at about 10/s behind two producers at about 40/s each: most messages are
+        # still on the queue at the end. They are not lost: the independent client drains them.
+        with broker.Broker() as b:
+            path = lib.write_scenario(self.tmp, f"""
+                name: backlog
+                target: http://127.0.0.1:9
+                load: {{users: 3, duration: 5s}}
+                messaging: {{protocol: stomp, urls: [{b.url}], client_id: "q-{{{{vu}}}}"}}
+                flows:
+                  - name: consumer
+                    users: 1
+                    steps:
+                      - subscribe: {{from: "queue://work", ack: client, prefetch: 1, receive: 1,
+                                     timeout: 30s}}
+                      - think: 100ms
+                  - name: producer
+                    users: 2
+                    steps:
+                      - think: 1s
+                      - loop: 60
+                        steps:
+                          - publish: {{to: "queue://work", body: "job", confirm: true,
+                                       timeout: 5s}}
+                          - think: 20ms
+                      - think: 600s
+                """)
+            rc, out, err = lib.run_master(["--out", self.out(), path], timeout=60)
+            context = lib.describe(rc, out, err)
+            left = self.collect(self.queue_client(b.port, "work", 0, 1.5))
+        self.assertEqual(rc, 0, context)
+        steps = lib.steps_by_method(lib.load_report(self.out()))
+        pub, m = steps["PUBLISH"], steps["SUBSCRIBE"]["messaging"]
+        self.assertEqual((pub["requests"], pub["errors"]), (120, 0), pub)
+        self.assertEqual((m["lost"], m["duplicate"]), (0, 0), m)
+        self.assertGreater(len(left), 40, "the consumer was meant to fall behind\n" + context)
+        self.assertEqual(m["queued_at_end"] + m["in_flight_at_end"], len(left), m)
+        self.assertEqual(m["consumed"] + len(left), 120, m)
+        self.assertIn(f"left on the queue {m['queued_at_end']}", out)
+        print(f"\n  consumed {m['consumed']}, left on the queue {len(left)} (report: queued "
+              f"{m['queued_at_end']}, in flight {m['in_flight_at_end']})")
+
     def test_end_to_end_latency_holds_while_a_worker_clock_drifts(self):
         # Worker 0's clock is 300 ms ahead and runs 2 % fast: over this run its offset moves by
         # 100 ms or more, so an offset taken only at the handshake would put its stamps that far

@@ -131,11 +131,25 @@ TEST_CASE("the master finds a message no worker's consumer took, and one taken t
   CHECK(added.first->seq == 7);
   CHECK(added.first->producer == "0.7");
 
-  // Confirmed later, right before the consumers stopped: in flight, not lost.
+  // Confirmed later, right before the consumers stopped: 11 and 12, of which 12 was taken:
+  // 11 was in flight, not lost.
   w0.confirmed(0, "queue://q", "0.7", 11);
-  wire::Stats late;
+  w0.confirmed(0, "queue://q", "0.7", 12);
+  w1.consumed(1, "queue://q", "0.7", 12, false);
+  // Producer 1.2 had 1..3 confirmed early, and nobody reached them: a backlog, still on the
+  // queue; and 0.7's 13..15 too, past the last number of 0.7 taken.
+  for (uint64_t seq = 1; seq <= 3; ++seq)
+    w1.confirmed(0, "queue://q", "1.2", seq);
+  wire::Stats late, late1;
   w0.takeInto(late);
+  w1.takeInto(late1);
   accounting.add(late, at(9));
+  accounting.add(late1, at(2));
+  wire::Stats backlog;
+  for (uint64_t seq = 13; seq <= 15; ++seq)
+    w0.confirmed(0, "queue://q", "0.7", seq);
+  w0.takeInto(backlog);
+  accounting.add(backlog, at(3));
 
   const auto figures = accounting.judge(at(10));
   REQUIRE(figures.count(1));
@@ -143,6 +157,7 @@ TEST_CASE("the master finds a message no worker's consumer took, and one taken t
   CHECK(f.lost == 1);
   CHECK(f.duplicates == 1);
   CHECK(f.in_flight == 1);
+  CHECK(f.queued == 6);
   CHECK(f.example == "message 5 of producer 0.7 on queue://q");
 
   common::StatsBook book(2);
@@ -150,6 +165,7 @@ TEST_CASE("the master finds a message no worker's consumer took, and one taken t
   CHECK(book.steps[1].errors_by_kind["message_lost"] == 1);
   CHECK(book.steps[1].errors_by_kind["message_duplicate"] == 1);
   CHECK(book.steps[1].counters["in_flight_at_end"] == 1);
+  CHECK(book.steps[1].counters["queued_at_end"] == 6);
 }
 
 TEST_CASE("a worker takes a message twice within one Stats: the master hears it", "[messaging]") {
