@@ -439,8 +439,8 @@ void WorkerDaemon::Session::handlePrepare(const wire::Prepare& prepare) {
   }
   wire::Envelope reply;
   try {
-    PreparedRun run =
-        prepareRun(prepare, {worker_index_, worker_count_, options_.threads}, target_policy_);
+    PreparedRun run = prepareRun(prepare, {worker_index_, worker_count_, options_.threads, run_id_},
+                                 target_policy_);
     run.options.master_alive_until_ns = &master_alive_until_ns_;
     run.options.clock_offset_ns = offset_ns_;
     common::ClockModel handshake;

@@ -62,7 +62,8 @@ Engine::Engine(std::shared_ptr<const common::Scenario> scenario, EngineOptions o
   options_.threads = int(std::max<uint64_t>(1, std::min<uint64_t>(options_.threads, units)));
   for (const auto& flow : scenario_->flows)
     collectInherited(scenario_->http, flow.steps, inherited_headers_);
-  feeders_ = std::make_unique<Feeders>(scenario_->data, options_.feeder_start);
+  feeders_ =
+      std::make_unique<Feeders>(scenario_->data, options_.feeder_start, options_.shuffle_seed);
   json_expectations_ = std::make_unique<const JsonExpectations>(*scenario_);
   for (int i = 0; i < options_.threads; ++i)
     threads_.push_back(std::make_unique<WorkerThread>(*this, i));

@@ -58,6 +58,10 @@ struct EngineOptions {
   std::optional<uint64_t> iterations;    // this worker's cap; nullopt: the scenario's (0: none)
   // By feeder: where its cursor starts (Prepare.feeder_start); empty: at 0.
   std::vector<uint64_t> feeder_start;
+  // Shuffle feeders draw their order from this: one per run and worker place, so that a worker
+  // taking a place in a run in progress repeats the place's order and, from feeder_start, uses
+  // no row twice. 0: an order of its own (a random seed).
+  uint64_t shuffle_seed = 0;
   // Scenario::groups[1...]: this worker's share of each (per-flow load:); missing ones run
   // whole (an embedded worker). The fields above are groups[0]'s.
   std::vector<GroupShare> other_groups;

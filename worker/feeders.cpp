@@ -4,7 +4,8 @@
 
 namespace stampede::worker {
 
-Feeders::Feeders(const std::vector<common::Feeder>& data, std::span<const uint64_t> start)
+Feeders::Feeders(const std::vector<common::Feeder>& data, std::span<const uint64_t> start,
+                 uint64_t shuffle_seed)
     : data_(data) {
   for (const auto& feeder : data_) {
     auto cursor = std::make_unique<Cursor>();
@@ -15,7 +16,10 @@ Feeders::Feeders(const std::vector<common::Feeder>& data, std::span<const uint64
       cursor->order.resize(feeder.rows.size());
       for (size_t i = 0; i < cursor->order.size(); ++i)
         cursor->order[i] = uint32_t(i);
-      std::mt19937_64 rng(std::random_device{}());
+      // One order per feeder: the seed and the feeder's index, through one mixing step.
+      std::seed_seq seq{shuffle_seed, uint64_t(cursors_.size())};
+      std::mt19937_64 rng(shuffle_seed != 0 ? std::mt19937_64(seq)
+                                            : std::mt19937_64(std::random_device{}()));
       std::shuffle(cursor->order.begin(), cursor->order.end(), rng);
     }
     cursors_.push_back(std::move(cursor));

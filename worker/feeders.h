@@ -20,8 +20,10 @@ class Feeders {
 public:
   // `data` (the scenario's) must outlive this. `start`, by feeder: where each cursor starts (a
   // worker taking a place in a run in progress continues where the place had reached);
-  // missing entries start at 0.
-  explicit Feeders(const std::vector<common::Feeder>& data, std::span<const uint64_t> start = {});
+  // missing entries start at 0. `shuffle_seed` (EngineOptions::shuffle_seed) orders shuffle
+  // feeders; 0: a random order.
+  explicit Feeders(const std::vector<common::Feeder>& data, std::span<const uint64_t> start = {},
+                   uint64_t shuffle_seed = 0);
 
   // The row index to use for feeder `f`, or nullopt when it ran out (on_exhausted stop or
   // halt, every row drawn). `rng` is the calling load thread's.

@@ -2,6 +2,7 @@
 
 #include "common/load_plan.h"
 
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -44,6 +45,9 @@ PreparedRun prepareRun(const wire::Prepare& prepare, const WorkerPlace& place,
     options.cluster_users =
         std::vector<uint64_t>(prepare.own_users().begin(), prepare.own_users().end());
   options.feeder_start.assign(prepare.feeder_start().begin(), prepare.feeder_start().end());
+  if (place.run_id != 0) // the run and the place, mixed (0 would mean a random order)
+    options.shuffle_seed =
+        std::max<uint64_t>(1, (place.run_id * 0x9E3779B97F4A7C15ull) ^ (place.worker_index + 1));
   if (prepare.rate_share() > 0)
     options.rate_share = prepare.rate_share();
   if (prepare.max_in_flight() > 0)

@@ -23,7 +23,8 @@ struct TargetRefused : std::runtime_error {
 struct WorkerPlace {
   uint32_t worker_index = 0;
   uint32_t worker_count = 1;
-  int threads = 0; // worker --threads; 0: one per core
+  int threads = 0;     // worker --threads; 0: one per core
+  uint64_t run_id = 0; // the master's (Envelope.run_id); 0: none known
 };
 
 struct PreparedRun {

@@ -270,7 +270,9 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
         self.assertTrue(any(f"[lost {victim.address}]" in line for line in live), context)
         self.assertTrue(any(f"[joined {victim.address}]" in line for line in live), context)
 
-    def test_reverse_mode_the_worker_in_the_lost_ones_place_uses_no_feeder_row_twice(self):
+    def test_reverse_mode_the_worker_in_the_lost_ones_place_uses_no_shuffled_row_twice(self):
+        # A shuffle feeder: the new worker draws the place's order again (seeded by the run and
+        # the place) and goes on from where the place had reached.
         rows = 3000
         with open(os.path.join(self.tmp, "ids.csv"), "w") as f:
             f.write("id\n" + "".join(f"row{i}\n" for i in range(rows)))
@@ -282,7 +284,7 @@ class RejoinTest(lib.TempDirTestCase, unittest.TestCase):
                 load: {{rate: 120/s, duration: {DURATION_S}s}}
                 halt: {{on_worker_lost: rejoin}}
                 data:
-                  ids: {{csv: ids.csv, split: per_worker, on_exhausted: stop}}
+                  ids: {{csv: ids.csv, split: per_worker, order: shuffle, on_exhausted: stop}}
                 flows:
                   - name: main
                     steps:

@@ -741,3 +741,40 @@ TEST_CASE("feeder cursors start where a place had reached and report their posit
   CHECK(feeders.drawRow(1, rng) == 2u);             // wrap: the pass goes on at 7 % 5
   CHECK(feeders.positions() == std::vector<uint64_t>{6, 8});
 }
+
+TEST_CASE("a shuffle feeder's order follows the seed: a place taken over repeats it",
+          "[engine][feeder]") {
+  stampede::common::Feeder shuffle;
+  shuffle.name = "ids";
+  shuffle.order = stampede::common::Feeder::Order::Shuffle;
+  shuffle.on_exhausted = stampede::common::Feeder::OnExhausted::Stop;
+  for (int i = 0; i < 50; ++i)
+    shuffle.rows.push_back({std::to_string(i)});
+  const std::vector<stampede::common::Feeder> data{shuffle, shuffle};
+  std::mt19937_64 rng(1);
+  const auto draw = [&](stampede::worker::Feeders& feeders, size_t f, int n) {
+    std::vector<size_t> rows;
+    for (int i = 0; i < n; ++i)
+      if (auto row = feeders.drawRow(f, rng))
+        rows.push_back(*row);
+    return rows;
+  };
+  // The place's first worker drew 20 rows; the one taking its place starts at 20 with the same
+  // seed: together, every row once.
+  stampede::worker::Feeders first(data, {}, 42);
+  const auto before = draw(first, 0, 20);
+  const std::vector<uint64_t> start{20, 0};
+  stampede::worker::Feeders next(data, start, 42);
+  auto rows = draw(next, 0, 50);
+  CHECK(rows.size() == 30);
+  rows.insert(rows.end(), before.begin(), before.end());
+  std::sort(rows.begin(), rows.end());
+  CHECK(std::adjacent_find(rows.begin(), rows.end()) == rows.end());
+  CHECK(rows.size() == 50);
+  // Each feeder its own order; another seed (another place, another run) another one.
+  stampede::worker::Feeders again(data, {}, 42);
+  CHECK(draw(again, 0, 50) != draw(again, 1, 50));
+  stampede::worker::Feeders other(data, {}, 43);
+  stampede::worker::Feeders same(data, {}, 42);
+  CHECK(draw(other, 0, 50) != draw(same, 0, 50));
+}
