@@ -12,6 +12,7 @@
 #include "worker/beast_connection.h"
 #include "worker/gzip_decoder.h"
 #include "worker/http1_parser.h"
+#include "worker/http1_request.h"
 #include "worker/http_client.h"
 
 #include <boost/beast/core.hpp>
@@ -19,8 +20,6 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
-#include <cstring>
 #include <optional>
 
 namespace stampede::worker {
@@ -37,7 +36,6 @@ constexpr size_t kMaxReadBytes = 64 * 1024; // per read, as http::async_read
 // load test are mostly small (a health check, an API's JSON), and the buffer grows, for good,
 // to what larger ones need. Each of thousands of virtual users holds one.
 constexpr size_t kMinReadBytes = 256;
-constexpr std::string_view kUserAgent = "stampede/" STAMPEDE_VERSION;
 // Timeouts are enforced to within a tenth of the shortest one, at most this late.
 constexpr std::chrono::milliseconds kMaxSweepPeriod{100};
 constexpr std::chrono::milliseconds kMinSweepPeriod{1};
@@ -157,7 +155,10 @@ public:
     sweeper_->remove(slot_);
   }
 
-  asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override;
+  asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override {
+    return performFrom(request, out, 0); // not a coroutine itself: no second frame
+  }
+  bool start(const HttpRequest& request, HttpResponse& out, HttpCompletion& done) override;
   HeaderList lastResponseHeaders() const override { return parser_.fields(); }
   std::optional<std::string_view> header(std::string_view name) const override {
     return parser_.header(name);
@@ -174,10 +175,32 @@ public:
 
 private:
   friend class Sweeper;
+  // The completion handlers of start()'s operations: a pointer, no coroutine.
+  struct ReadHandler {
+    BeastSession* self;
+    void operator()(const error_code& ec, size_t n) const { self->onRead(ec, n); }
+  };
+  struct WriteHandler {
+    BeastSession* self;
+    void operator()(const error_code& ec, size_t n) const { self->onWritten(ec, n); }
+  };
+  // perform() from `first_attempt` (1: start()'s reused connection failed, retry on a new one).
+  asio::awaitable<void> performFrom(const HttpRequest& request, HttpResponse& out,
+                                    int first_attempt);
+  // Before the first attempt: forgets the last response, the request goes in flight.
+  void begin(const HttpRequest& request, HttpResponse& out);
+  // After the last attempt: the request leaves flight, `out` says how it went.
+  void finish(const HttpRequest& request, HttpResponse& out, error_code ec, bool connect_phase);
+  // start()'s steps, one per operation that completes.
+  void readResponse();
+  void onWritten(const error_code& ec, size_t n);
+  void onRead(error_code ec, size_t n);
+  void settle(error_code ec);
   void closeConnection() noexcept;
   asio::awaitable<error_code> connect(const common::Endpoint& endpoint, bool& connect_phase);
-  // Writes the request into the start of `into` (grown as needed, never shrunk) and returns it.
-  std::string_view serialise(const HttpRequest& request, std::string& into) const;
+  std::string_view serialise(const HttpRequest& request, std::string& into) const {
+    return writeHttp1Request(request, spec_.keep_alive, into);
+  }
 
   // Hot first, what every request touches, in as few cache lines as we can.
   const common::HttpSpec& spec_;
@@ -198,6 +221,10 @@ private:
   Http1ResponseParser parser_{size_t(spec_.max_body)};
   BeastConnection connection_;
   std::unique_ptr<GzipDecoder> gzip_; // after the first gzip response
+  // The request start() began, while it is in flight.
+  const HttpRequest* started_ = nullptr;
+  HttpResponse* started_out_ = nullptr;
+  HttpCompletion* started_done_ = nullptr;
 };
 
 void Sweeper::remove(size_t slot) {
@@ -246,94 +273,7 @@ asio::awaitable<error_code> BeastSession::connect(const common::Endpoint& endpoi
   co_return ec;
 }
 
-// `wanted` in lower case.
-bool isHeader(std::string_view name, std::string_view wanted) {
-  if (name.size() != wanted.size())
-    return false;
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    if ((c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c) != wanted[i])
-      return false;
-  }
-  return true;
-}
-
-std::string_view BeastSession::serialise(const HttpRequest& request, std::string& into) const {
-  const auto& endpoint = *request.endpoint;
-  // The scenario's own Host, User-Agent or Accept-Encoding replaces ours: never send one twice.
-  bool own_host = false;
-  bool own_agent = false;
-  bool own_encoding = false;
-  size_t headers_bytes = 0;
-  if (request.headers) {
-    for (const auto& header : *request.headers) {
-      own_host = own_host || isHeader(header.first, "host");
-      own_agent = own_agent || isHeader(header.first, "user-agent");
-      own_encoding = own_encoding || isHeader(header.first, "accept-encoding");
-      headers_bytes += header.first.size() + header.second.size() + 4;
-    }
-  }
-  // Room for the longest request these pieces make; the string only ever grows, so that the
-  // steady state neither allocates nor zero-fills, and the pieces are plain copies.
-  constexpr size_t kFixedBytes = 160; // every literal below, a port and a Content-Length
-  const size_t bound = request.method.size() + request.target.size() + endpoint.host.size() +
-                       kUserAgent.size() + headers_bytes + request.body.size() + kFixedBytes;
-  if (into.size() < bound)
-    into.resize(bound);
-  char* const begin = into.data();
-  char* p = begin;
-  const auto put = [&p](std::string_view piece) {
-    std::memcpy(p, piece.data(), piece.size());
-    p += piece.size();
-  };
-  put(request.method);
-  *p++ = ' ';
-  put(request.target.empty() ? "/"sv : request.target);
-  put(" HTTP/1.1\r\n"sv);
-  if (!own_host) {
-    put("Host: "sv);
-    const bool v6 = endpoint.host.find(':') != std::string::npos;
-    if (v6)
-      *p++ = '[';
-    put(endpoint.host);
-    if (v6)
-      *p++ = ']';
-    if (endpoint.port != (isTlsEndpoint(endpoint) ? 443 : 80)) {
-      *p++ = ':';
-      p = std::to_chars(p, p + 5, endpoint.port).ptr;
-    }
-    put("\r\n"sv);
-  }
-  if (!own_agent) {
-    put("User-Agent: "sv);
-    put(kUserAgent);
-    put("\r\n"sv);
-  }
-  if (!own_encoding)
-    put("Accept-Encoding: gzip\r\n"sv);
-  if (request.headers) {
-    for (const auto& [name, value] : *request.headers) {
-      put(name);
-      put(": "sv);
-      put(value);
-      put("\r\n"sv);
-    }
-  }
-  if (!request.body.empty() || request.method == "POST" || request.method == "PUT" ||
-      request.method == "PATCH") {
-    put("Content-Length: "sv);
-    p = std::to_chars(p, p + 20, request.body.size()).ptr;
-    put("\r\n"sv);
-  }
-  if (!spec_.keep_alive)
-    put("Connection: close\r\n"sv);
-  put("\r\n"sv);
-  put(request.body);
-  return {begin, size_t(p - begin)};
-}
-
-// One function on purpose: every nested coroutine costs a frame per request.
-asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResponse& out) {
+void BeastSession::begin(const HttpRequest& request, HttpResponse& out) {
   out.error = TransportError::None;
   out.status = 0;
   out.body = {};
@@ -348,10 +288,16 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   cancelled_ = false;
   timed_out_ = false;
   sweeper_->begin(std::min(request.timeout, spec_.timeout));
+}
 
+// One function on purpose: every nested coroutine costs a frame per request.
+asio::awaitable<void> BeastSession::performFrom(const HttpRequest& request, HttpResponse& out,
+                                                int first_attempt) {
+  if (first_attempt == 0)
+    begin(request, out);
   error_code ec;
   bool connect_phase = false;
-  for (int attempt = 0;; ++attempt) {
+  for (int attempt = first_attempt;; ++attempt) {
     const bool reused = connection_.connectedTo(*request.endpoint);
     bool got_bytes = false;
     if (!reused)
@@ -418,6 +364,11 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
     }
     break;
   }
+  finish(request, out, ec, connect_phase);
+}
+
+void BeastSession::finish(const HttpRequest& request, HttpResponse& out, error_code ec,
+                          bool connect_phase) {
   in_flight_ = false;
   sweeper_->setDeadline(slot_, SteadyClock::time_point::max());
   sweeper_->end();
@@ -425,13 +376,13 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   if (cancelled_) {
     closeConnection();
     out.error = TransportError::Cancelled;
-    co_return;
+    return;
   }
   if (ec && connection_.error() != TransportError::None) {
     out.error = connection_.error();
     out.detail = connection_.detail();
     closeConnection();
-    co_return;
+    return;
   }
   if (ec) {
     out.error = classifyBeastError(ec, connect_phase);
@@ -444,7 +395,7 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
     else
       out.detail = tlsDetail(ec, connection_.tls());
     closeConnection();
-    co_return;
+    return;
   }
   out.status = parser_.status();
   out.body = parser_.body();
@@ -468,6 +419,94 @@ asio::awaitable<void> BeastSession::perform(const HttpRequest& request, HttpResp
   // A deadline that passed as the response completed closed the socket: do not reuse it.
   if (!parser_.keepAlive() || !spec_.keep_alive || timed_out_)
     closeConnection();
+}
+
+bool BeastSession::start(const HttpRequest& request, HttpResponse& out, HttpCompletion& done) {
+  // Anything else (connect, TLS) takes perform()'s coroutine.
+  if (!connection_.connectedTo(*request.endpoint) || connection_.tls())
+    return false;
+  begin(request, out);
+  started_ = &request;
+  started_out_ = &out;
+  started_done_ = &done;
+  sweeper_->setDeadline(slot_, SteadyClock::now() + request.timeout);
+  const std::string_view wire = serialise(request, scratch_);
+  error_code ec;
+  const size_t sent = connection_.trySend(wire, ec);
+  out.bytes_out += sent;
+  if (ec) {
+    // Settled from the io_context: never from within start().
+    asio::post(connection_.tcp()->get_executor(), [this, ec] { settle(ec); });
+  } else if (sent < wire.size()) {
+    out_.assign(wire.substr(sent));
+    asio::async_write(*connection_.tcp(), asio::buffer(out_), WriteHandler{this});
+  } else {
+    readResponse();
+  }
+  return true;
+}
+
+void BeastSession::onWritten(const error_code& ec, size_t n) {
+  started_out_->bytes_out += n;
+  if (ec)
+    settle(ec);
+  else
+    readResponse();
+}
+
+// As performFrom's receive loop, one read per call.
+void BeastSession::readResponse() {
+  buffer_.consume(consumed_);
+  consumed_ = 0;
+  if (buffer_.size() != 0) {
+    // Bytes past the last response: parsed from the io_context, never from within start().
+    asio::post(connection_.tcp()->get_executor(), [this] { onRead(error_code{}, 0); });
+    return;
+  }
+  auto space = buffer_.prepare(
+      std::clamp(buffer_.capacity() - buffer_.size(), kMinReadBytes, kMaxReadBytes));
+  connection_.tcp()->async_read_some(space, ReadHandler{this});
+}
+
+void BeastSession::onRead(error_code ec, size_t n) {
+  buffer_.commit(n);
+  if (ec == asio::error::eof) {
+    parser_.feedEof(ec);
+  } else if (!ec) {
+    const std::string_view data(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    const size_t used = parser_.feed(data, ec);
+    started_out_->bytes_in += used;
+    if (!ec && !parser_.done()) {
+      buffer_.consume(used);
+      auto space = buffer_.prepare(
+          std::clamp(buffer_.capacity() - buffer_.size(), kMinReadBytes, kMaxReadBytes));
+      connection_.tcp()->async_read_some(space, ReadHandler{this});
+      return;
+    }
+    consumed_ = used; // the response may be views of buffer_: see consumed_
+  }
+  settle(ec);
+}
+
+// The end of start()'s request, as performFrom's first attempt ends on a reused connection.
+void BeastSession::settle(error_code ec) {
+  const HttpRequest& request = *started_;
+  HttpResponse& out = *started_out_;
+  HttpCompletion& done = *started_done_;
+  started_ = nullptr;
+  started_out_ = nullptr;
+  started_done_ = nullptr;
+  if (ec && timed_out_)
+    ec = beast::error::timeout;
+  if (ec && !parser_.gotSome() && !cancelled_ && !timed_out_) {
+    // The server closed the idle keep-alive connection: retry once on a fresh one.
+    closeConnection();
+    asio::co_spawn(connection_.io(), performFrom(request, out, 1),
+                   [&done](std::exception_ptr error) { done.complete(std::move(error)); });
+    return;
+  }
+  finish(request, out, ec, false);
+  done.complete(nullptr); // last: the user may start its next request, or drop this session
 }
 
 class BeastClient final : public HttpClient {

@@ -73,6 +73,7 @@ public:
   BeastSocket* tcp() { return tcp_ ? &*tcp_ : nullptr; }
   BeastTlsStream* tls() { return tls_stream_.get(); }
   const BeastTlsConfig& tlsConfig() const { return tls_config_; }
+  asio::io_context& io() const { return io_; }
   // Why open() failed when its error code does not say it all (a resolve error, an address
   // outside --allow-target), with its detail; TransportError::None otherwise.
   TransportError error() const { return error_; }

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -77,12 +78,30 @@ struct HttpResponse {
   std::string detail;     // a human-readable reason for transport errors (cold path)
 };
 
+// Told once when a request that HttpSession::start() began is complete (its response filled
+// in), on the load thread. `error`: an exception the request raised (perform() would have).
+class HttpCompletion {
+public:
+  virtual void complete(std::exception_ptr error) = 0;
+
+protected:
+  ~HttpCompletion() = default;
+};
+
 class HttpSession {
 public:
   virtual ~HttpSession() = default;
   // Sends one request and waits for the whole response. Never throws: failures are in
   // `out.error`. Reconnects as needed (closed keep-alive, another endpoint).
   virtual asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) = 0;
+  // perform() without a coroutine frame, where the session can (Beast: plain HTTP on a
+  // connection that is open): starts the request and returns true; `done` is told later, never
+  // from within start(). False: nothing was started, perform() it. A frame per request in
+  // flight is cold memory per virtual user at thousands of users.
+  virtual bool start(const HttpRequest& /*request*/, HttpResponse& /*out*/,
+                     HttpCompletion& /*done*/) {
+    return false;
+  }
   // Headers of the last response, for error reports only (cold path).
   virtual HeaderList lastResponseHeaders() const = 0;
   // The value of the last response's first header of that name (case-insensitive), for

@@ -164,7 +164,12 @@ asio::awaitable<bool> VirtualUser::iterate(const Flow& flow,
       redirects = 0;
       go_on = beginRequest(step);
       while (go_on) {
-        co_await session->perform(rendered.req, response);
+        if (session->start(rendered.req, response, request_wait)) {
+          co_await request_wait.suspend();
+          request_wait.rethrowIfFailed();
+        } else {
+          co_await session->perform(rendered.req, response);
+        }
         if (engine.scenario_->http.follow_redirects && response.error == TransportError::None &&
             isRedirect(response.status) && redirects < common::kMaxRedirects) {
           if (auto location = session->header("Location")) {

@@ -8,6 +8,7 @@
 #include "worker/load_thread.h"
 #include "worker/msg_session.h"
 #include "worker/request_render.h"
+#include "worker/request_wait.h"
 
 #include <chrono>
 #include <cstdint>
@@ -87,6 +88,7 @@ struct VirtualUser {
   RenderedRequest rendered;
   common::SteadyTime sent{};
   HttpResponse response;
+  RequestWait request_wait; // the iteration, while a request HttpSession::start() began is out
   std::string error_kind;
   std::string detail;
   int redirects = 0;

@@ -2,6 +2,7 @@
 // (TLS: a small asio server with certificates made here; HTTP/2: nginx, when installed).
 #include "worker/host_resolver.h"
 #include "worker/http_client.h"
+#include "worker/request_wait.h"
 #include "worker/target_policy.h"
 
 #include <boost/asio/ssl.hpp>
@@ -471,10 +472,22 @@ bool runUntilDone(asio::io_context& io, std::function<asio::awaitable<void>()> b
   return done;
 }
 
+// A request as a virtual user sends it: start() where the session can (a connection that is
+// open), perform() otherwise. So every test of a second request on a session covers both.
+asio::awaitable<void> send(HttpSession& session, const HttpRequest& request, HttpResponse& out) {
+  RequestWait wait;
+  if (session.start(request, out, wait)) {
+    co_await wait.suspend();
+    wait.rethrowIfFailed();
+  } else {
+    co_await session.perform(request, out);
+  }
+}
+
 HttpResponse performOne(asio::io_context& io, HttpSession& session, const HttpRequest& request) {
   HttpResponse out;
   REQUIRE(
-      runUntilDone(io, [&]() -> asio::awaitable<void> { co_await session.perform(request, out); }));
+      runUntilDone(io, [&]() -> asio::awaitable<void> { co_await send(session, request, out); }));
   return out;
 }
 
@@ -492,7 +505,7 @@ struct ClientSession {
     REQUIRE(runUntilDone(io, [&]() -> asio::awaitable<void> {
       HttpResponse out;
       for (int i = 0; i < count; ++i) {
-        co_await session->perform(request, out);
+        co_await send(*session, request, out);
         ok += out.status == 200;
       }
     }));
@@ -965,6 +978,34 @@ TEST_CASE("a keep-alive connection the server closed while idle is replaced", "[
   });
 }
 
+TEST_CASE("Beast: start() takes a request on an open plain connection, not a new one",
+          "[http_client]") {
+  TestServer server;
+  asio::io_context io;
+  common::HttpSpec spec;
+  auto client = makeBeastClient(io, spec);
+  auto session = client->newSession();
+  auto endpoint = endpointAt(server.port());
+  const HttpRequest request = get(endpoint, "/ok");
+  HttpResponse out;
+  RequestWait wait;
+  CHECK_FALSE(session->start(request, out, wait)); // no connection yet: perform() connects
+  REQUIRE(performOne(io, *session, request).status == 200);
+  bool resumed = false;
+  REQUIRE(runUntilDone(io, [&]() -> asio::awaitable<void> {
+    REQUIRE(session->start(request, out, wait));
+    co_await wait.suspend();
+    resumed = true;
+  }));
+  CHECK(resumed);
+  CHECK(out.error == TransportError::None);
+  CHECK(out.status == 200);
+  CHECK(out.body == "hello, stampede");
+  CHECK(out.bytes_out > 0);
+  CHECK(out.bytes_in > out.body.size());
+  CHECK(server.accepts() == 1);
+}
+
 TEST_CASE("keep_alive false opens a connection per request", "[http_client]") {
   forEachEngine([](const Engine& engine) {
     TestServer server;
@@ -1173,7 +1214,7 @@ TEST_CASE("cancel() completes a slow request with Cancelled promptly", "[http_cl
     int completions = 0;
     HttpResponse out;
     REQUIRE(runUntilDone(client.io, [&]() -> asio::awaitable<void> {
-      co_await client.session->perform(get(endpoint, "/slow/3000"), out);
+      co_await send(*client.session, get(endpoint, "/slow/3000"), out);
       ++completions;
     }));
     auto done_at = Clock::now();
@@ -1204,7 +1245,7 @@ TEST_CASE("200 sessions on one thread each complete 20 requests", "[http_client]
         [&](HttpSession& s) -> asio::awaitable<void> {
           HttpResponse out;
           for (int i = 0; i < kRequests; ++i) {
-            co_await s.perform(get(endpoint, "/ok"), out);
+            co_await send(s, get(endpoint, "/ok"), out);
             ok += out.status == 200 && out.body == "hello, stampede";
           }
         },
@@ -1246,7 +1287,7 @@ TEST_CASE("sessions of one thread sending large bodies at once each deliver thei
           request.method = "POST";
           request.body = bodies[index];
           HttpResponse out;
-          co_await s.perform(request, out);
+          co_await send(s, request, out);
           intact += out.error == TransportError::None && out.status == 200 &&
                     out.body == bodies[index] && out.bytes_out > kBodyBytes;
         },
