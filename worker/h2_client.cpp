@@ -3,9 +3,10 @@
 // connection (worker/h2_connection.h), each request a stream of it; nghttp2 holds back streams
 // over the server's SETTINGS_MAX_CONCURRENT_STREAMS until one closes.
 //
-// A session waits for its stream without a timer operation or a coroutine frame of its own: the
-// stream's close resumes it, and one timer per client sweeps the deadlines of the requests in
-// flight (H2Sweeper), as the Beast engine does.
+// A session waits for its stream without a timer operation of its own (nor the coroutine frame
+// Boost 1.74's use_awaitable makes per operation): the stream's close resumes it, in one posted
+// turn with every session woken in the same turn, and one timer per client sweeps the deadlines
+// of the requests in flight (H2Sweeper), as the Beast engine does.
 #include "worker/gzip_decoder.h"
 #include "worker/h2_connection.h"
 #include "worker/h2_protocol.h"
