@@ -1,552 +1,128 @@
 // HTTP/2 on libnghttp2 (`http.version: "2"`): TLS with ALPN h2 (OpenSSL, http.tls's context), or
 // h2c with prior knowledge. http.h2.streams_per_connection sessions (virtual users) share one
-// connection, each request a stream of it; nghttp2 holds back streams over the server's
-// SETTINGS_MAX_CONCURRENT_STREAMS until one closes.
+// connection (worker/h2_connection.h), each request a stream of it; nghttp2 holds back streams
+// over the server's SETTINGS_MAX_CONCURRENT_STREAMS until one closes.
 //
-// A connection (H2Connection) reads only while a stream is open, so that an idle client leaves
-// its io_context out of work, as the other engines do. Bytes go out in one write per turn of the
-// io_context: sessions that submit in the same turn share it. A session waits for its stream
-// on a timer that is also its deadline: the stream's close cancels it.
-//
-// TLS is OpenSSL on the socket's descriptor (through our BIO: send() without SIGPIPE), driven
-// by readiness (async_wait), as h2load does: no asio::ssl::stream, whose BIO pair and buffers
-// cost 66 KiB a connection and a copy each way. A connection reads until "would block" (or
-// kMaxReadsPerTurn reads, then goes on in a posted turn), then waits for readiness again.
-#include "worker/beast_connection.h"
+// A session waits for its stream without a timer operation of its own (nor the coroutine frame
+// Boost 1.74's use_awaitable makes per operation): the stream's close resumes it, in one posted
+// turn with every session woken in the same turn, and one timer per client sweeps the deadlines
+// of the requests in flight (H2Sweeper), as the Beast engine does.
 #include "worker/gzip_decoder.h"
+#include "worker/h2_connection.h"
 #include "worker/h2_protocol.h"
-#include "worker/host_resolver.h"
 #include "worker/http_client.h"
-#include "worker/target_policy.h"
-
-#include <boost/asio/ssl.hpp>
 
 #include <algorithm>
-#include <charconv>
-#include <cstring>
-
-#include <sys/socket.h>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <vector>
 
 namespace stampede::worker {
 namespace {
 
-using tcp = asio::ip::tcp;
 using boost::system::error_code;
 using SteadyClock = std::chrono::steady_clock;
-using Socket = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
 
-constexpr size_t kReadBytes = 16 * 1024; // per read: one TLS record, a DATA frame
-constexpr int kMaxReadsPerTurn = 16;     // reads in one turn before others get theirs
+// Timeouts are enforced to within a tenth of the shortest one, at most this late.
+constexpr std::chrono::milliseconds kMaxSweepPeriod{100};
+constexpr std::chrono::milliseconds kMinSweepPeriod{1};
 
-bool isTls(const common::Endpoint& e) {
-  return std::string_view(e.scheme) == "https";
-}
+// `co_await suspend(waiter)` in an asio::awaitable<> coroutine parks it in `waiter` until
+// something moves the waiter out and runs it: use_awaitable's handler, less the coroutine frame
+// Boost 1.74 allocates for every operation it starts. Relies on Boost 1.74's await_transform of
+// a function object (awaitable_frame_base), the hook use_awaitable's initiation uses.
+using AwaitableThread = asio::detail::awaitable_thread<asio::any_io_executor>;
 
-// The client's TLS settings (http.tls): the Beast engine's, with ALPN h2; shared by its
-// connections.
-struct TlsConfig : BeastTlsConfig {
-  explicit TlsConfig(const common::TlsSpec& spec) : BeastTlsConfig(spec) {
-    static const unsigned char kAlpn[] = {2, 'h', '2'};
-    SSL_CTX_set_alpn_protos(context.native_handle(), kAlpn, sizeof kAlpn);
-  }
-};
-
-// What a connection needs of its client; outlives no load thread.
-struct H2Shared {
-  H2Shared(asio::io_context& io, const common::HttpSpec& spec,
-           std::shared_ptr<const TargetPolicy> allow)
-      : io(io), spec(spec), tls(spec.tls), resolver(io), allow(std::move(allow)) {
-    settings.window = spec.h2.window;
-    settings.streams = spec.h2.streams_per_connection;
-    settings.memory = &memory;
-  }
-  asio::io_context& io;
-  const common::HttpSpec& spec;
-  H2Memory memory; // nghttp2 allocations of every connection here; outlives them
-  TlsConfig tls;
-  HostResolver resolver;
-  std::shared_ptr<const TargetPolicy> allow;
-  H2Settings settings;
-  // One read buffer for the load thread's connections: nghttp2 takes each read whole (what it
-  // keeps, it copies) before the next.
-  std::unique_ptr<uint8_t[]> in = std::make_unique<uint8_t[]>(kReadBytes);
-};
-
-// An OpenSSL error in one line, as Asio's ssl category words it.
-std::string sslDetail(unsigned long code) {
-  return error_code(int(code), asio::error::get_ssl_category()).message();
-}
-
-// OpenSSL's socket I/O, as its socket BIO's but for send() with MSG_NOSIGNAL: its write() to a
-// connection the server reset raises SIGPIPE, which would end the process (Asio's own sends
-// pass the flag).
-int bioFd(BIO* bio) {
-  return int(reinterpret_cast<intptr_t>(BIO_get_data(bio)));
-}
-bool retryable(int error) {
-  return error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
-}
-int bioWrite(BIO* bio, const char* data, int size) {
-  const ssize_t n = ::send(bioFd(bio), data, size_t(size), MSG_NOSIGNAL);
-  BIO_clear_retry_flags(bio);
-  if (n < 0 && retryable(errno))
-    BIO_set_retry_write(bio);
-  return int(n);
-}
-int bioRead(BIO* bio, char* data, int size) {
-  const ssize_t n = ::recv(bioFd(bio), data, size_t(size), 0);
-  BIO_clear_retry_flags(bio);
-  if (n < 0 && retryable(errno))
-    BIO_set_retry_read(bio);
-  return int(n);
-}
-long bioCtrl(BIO*, int command, long, void*) {
-  return command == BIO_CTRL_FLUSH ? 1 : 0;
-}
-int bioPuts(BIO* bio, const char* text) {
-  return bioWrite(bio, text, int(std::strlen(text)));
-}
-// A BIO on `fd` (not closed with it), or null.
-BIO* socketBio(int fd) {
-  static BIO_METHOD* const method = [] {
-    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                                 "stampede socket");
-    if (m) {
-      BIO_meth_set_write(m, bioWrite);
-      BIO_meth_set_read(m, bioRead);
-      BIO_meth_set_puts(m, bioPuts);
-      BIO_meth_set_ctrl(m, bioCtrl);
-    }
-    return m;
-  }();
-  BIO* bio = method ? BIO_new(method) : nullptr;
-  if (bio) {
-    BIO_set_data(bio, reinterpret_cast<void*>(intptr_t(fd)));
-    BIO_set_init(bio, 1);
-  }
-  return bio;
-}
-
-TransportError classifyConnect(const error_code& ec) {
-  if (ec == asio::error::no_descriptors || ec == boost::system::errc::too_many_files_open_in_system)
-    return TransportError::GeneratorFdExhausted;
-  if (ec == asio::error::connection_refused)
-    return TransportError::ConnectRefused;
-  if (ec.category() == asio::error::get_ssl_category() ||
-      ec.category() == asio::ssl::error::get_stream_category())
-    return TransportError::Tls;
-  return TransportError::Connect;
-}
-
-// One HTTP/2 connection and its streams.
-class H2Connection : public std::enable_shared_from_this<H2Connection> {
+class Resume : public AwaitableThread {
 public:
-  H2Connection(H2Shared& shared, const common::Endpoint& endpoint)
-      : shared_(shared), proto_(shared.settings), connect_timer_(shared.io), host_(endpoint.host),
-        port_(endpoint.port), tls_(isTls(endpoint)) {
-    authority_ = host_.find(':') != std::string::npos ? "[" + host_ + "]" : host_;
-    if (port_ != (tls_ ? 443 : 80))
-      authority_ += ":" + std::to_string(port_);
+  explicit Resume(AwaitableThread* suspended) : AwaitableThread(std::move(*suspended)) {}
+  void operator()() {
+    this->top_of_stack_->attach_thread(this);
+    this->pump();
   }
-  ~H2Connection() {
-    closeSocket();
-    SSL_free(ssl_);
-  }
+};
 
-  void start() { asio::co_spawn(shared_.io, connect(shared_from_this()), asio::detached); }
-  // New streams may go here (to this endpoint).
-  bool alive() const { return state_ != State::Closed && !proto_.goingAway(); }
-  bool usable(const common::Endpoint& e) const {
-    return alive() && e.port == port_ && e.host == host_ && isTls(e) == tls_;
-  }
-  bool connecting() const { return state_ == State::Connecting; }
-  // Some stream completed here before: a failure before any byte of the next one may be the
-  // server closing an idle connection.
-  bool reused() const { return completed_ > 0; }
+auto suspend(std::optional<Resume>& waiter) {
+  return [&waiter](auto* frame) {
+    waiter.emplace(frame->detach_thread());
+    return static_cast<AwaitableThread*>(nullptr);
+  };
+}
 
-  // Starts a request; its result lands in `stream` (on_closed is called).
-  void submit(H2Stream& stream, const HttpRequest& request, bool own_agent, bool own_encoding) {
-    const bool ok =
-        proto_.submit(stream, request.method, tls_ ? "https" : "http", authority_, request.target,
-                      request.headers, request.body, !own_agent, !own_encoding);
-    if (!ok) {
-      if (stream.on_closed)
-        stream.on_closed();
-      return;
-    }
-    if (state_ == State::Open) {
-      // The wait first: the answer to what the flush sends cannot slip past it.
-      startRead();
-      scheduleFlush();
-    }
+class H2Session;
+
+// Enforces request timeouts for one client's sessions without a timer operation per request: a
+// session in flight holds a deadline, and one timer ticks while any session is in flight,
+// expiring those past their deadline (their perform() then reports Timeout). The timer stops
+// when nothing is in flight, so that an idle io_context runs out of work. Deadlines are kept
+// side by side, not in the sessions: a tick over thousands reads a few cache lines.
+class H2Sweeper : public std::enable_shared_from_this<H2Sweeper> {
+public:
+  H2Sweeper(asio::io_context& io, std::chrono::microseconds timeout) : timer_(io) {
+    setPeriod(timeout);
   }
-  // The stream is not wanted any more (timeout, cancel).
-  void forget(H2Stream& stream) noexcept {
-    proto_.forget(stream);
-    if (proto_.openStreams() == 0 && (state_ == State::Connecting || reading_)) {
-      // Nothing else waits here: do not leave a read or a connect pending (the run's end waits
-      // for the io_context to run out of work).
-      state_ = State::Closed;
-      closeSocket();
-    } else if (state_ == State::Open) {
-      scheduleFlush();
+  // Returns the session's slot.
+  size_t add(H2Session* session) {
+    sessions_.push_back(session);
+    deadlines_.push_back(SteadyClock::time_point::max());
+    return sessions_.size() - 1;
+  }
+  void remove(size_t slot);
+  // A request's deadline, or time_point::max() for none.
+  void setDeadline(size_t slot, SteadyClock::time_point deadline) { deadlines_[slot] = deadline; }
+  // A request went in flight, with this timeout.
+  void begin(std::chrono::microseconds timeout) {
+    ++in_flight_;
+    if (timeout < basis_) {
+      setPeriod(timeout);
+      if (armed_)
+        arm(); // sooner than the tick already armed
+    }
+    if (!armed_)
+      arm();
+  }
+  // A request left flight.
+  void end() {
+    if (--in_flight_ == 0 && armed_) {
+      armed_ = false;
+      timer_.cancel();
     }
   }
 
 private:
-  enum class State { Connecting, Open, Closed };
-
-  void closeSocket() noexcept {
-    error_code ignored;
-    if (socket_)
-      socket_->close(ignored);
-    if (host_wait_)
-      host_wait_->abort();
+  void setPeriod(std::chrono::microseconds timeout) {
+    basis_ = timeout;
+    period_ = std::clamp<SteadyClock::duration>(timeout / 10, kMinSweepPeriod, kMaxSweepPeriod);
   }
-
-  // The connection failed or ended: its streams fail so.
-  void lost(TransportError error, const std::string& detail) {
-    state_ = State::Closed;
-    closeSocket();
-    connect_timer_.cancel();
-    proto_.fail(error, detail);
-    wake();
-  }
-  void lost(const error_code& ec) {
-    lost(TransportError::Reset, ec == asio::error::eof ? "the server closed the connection"
-                                                       : "connection lost: " + ec.message());
-  }
-
-  void wake() {
-    auto& closed = proto_.closed();
-    if (closed.empty())
-      return;
-    wakeOrder(closed);
-    // on_closed only sets flags and cancels a timer; nothing it does reaches this list.
-    for (H2Stream* stream : closed) {
-      if (stream->error == TransportError::None)
-        ++completed_;
-      if (stream->on_closed)
-        stream->on_closed();
-    }
-    closed.clear();
-  }
-
-  // Why an SSL call returned `rc`: would_block when it waits for the socket, eof when the
-  // server closed, else the error.
-  error_code sslError(int rc) {
-    const int kind = SSL_get_error(ssl_, rc);
-    if (kind == SSL_ERROR_WANT_READ || kind == SSL_ERROR_WANT_WRITE)
-      return asio::error::would_block;
-    const int saved_errno = errno;
-    const unsigned long code = ERR_get_error();
-    ERR_clear_error(); // SSL_get_error reads the thread's queue: leave it empty
-    if (kind == SSL_ERROR_SSL && code != 0 &&
-        ERR_GET_REASON(code) != SSL_R_UNEXPECTED_EOF_WHILE_READING)
-      return error_code(int(code), asio::error::get_ssl_category());
-    if (kind == SSL_ERROR_SYSCALL && rc < 0 && saved_errno != 0)
-      return error_code(saved_errno, asio::error::get_system_category());
-    return asio::error::eof; // close_notify, or the socket closed under the record layer
-  }
-  // Bytes read into `data` (0 with `ec` set: would_block, eof, or the error).
-  size_t readSome(uint8_t* data, size_t size, error_code& ec) {
-    if (!ssl_)
-      return socket_->read_some(asio::buffer(data, size), ec);
-    const int rc = SSL_read(ssl_, data, int(size));
-    if (rc > 0)
-      return size_t(rc);
-    ec = sslError(rc);
-    return 0;
-  }
-  size_t writeSome(const char* data, size_t size, error_code& ec) {
-    if (!ssl_)
-      return socket_->write_some(asio::buffer(data, size), ec);
-    const int rc = SSL_write(ssl_, data, int(std::min<size_t>(size, 1 << 30)));
-    if (rc > 0)
-      return size_t(rc);
-    ec = sslError(rc);
-    return 0;
-  }
-
-  asio::awaitable<void> connect(std::shared_ptr<H2Connection> self);
-  // Why connect() failed: the error kind and detail, or None.
-  asio::awaitable<std::pair<TransportError, std::string>> open();
-
-  void scheduleFlush() {
-    if (shared_.settings.streams <= 1) {
-      flush();
-      return;
-    }
-    if (flush_posted_)
-      return;
-    flush_posted_ = true;
-    // Twice: the second runs after the reads the reactor finds ready meanwhile, whose streams'
-    // next requests go out in the same write.
-    asio::post(shared_.io, [self = shared_from_this()]() mutable {
-      auto& io = self->shared_.io;
-      asio::post(io, [self = std::move(self)] {
-        self->flush_posted_ = false;
-        self->flush();
-      });
-    });
-  }
-
-  void flush() {
-    if (state_ != State::Open || writing_)
-      return;
-    proto_.send(out_);
-    wake(); // requests nghttp2 could not send (after GOAWAY) closed just now
-    if (proto_.finished() && proto_.goingAway() && proto_.openStreams() == 0 && out_.empty()) {
-      state_ = State::Closed;
-      closeSocket();
-      return;
-    }
-    if (out_.empty())
-      return;
-    // The socket buffer is usually empty: send without waiting.
-    error_code ec;
-    size_t sent = 0;
-    while (sent < out_.size()) {
-      const size_t n = writeSome(out_.data() + sent, out_.size() - sent, ec);
+  void arm() {
+    armed_ = true;
+    timer_.expires_after(period_);
+    // A cancelled wait (stopped or re-armed) does nothing: a newer wait, if any, took over.
+    timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
       if (ec)
-        break;
-      sent += n;
-    }
-    out_.erase(0, sent);
-    if (ec && ec != asio::error::would_block) {
-      lost(ec);
-      return;
-    }
-    if (out_.empty())
-      return;
-    // Full: the rest once the socket takes more (OpenSSL keeps the record it could not send
-    // and takes the same bytes again).
-    writing_ = true;
-    socket_->async_wait(Socket::wait_write, [self = shared_from_this()](const error_code& ec) {
-      self->writing_ = false;
-      if (self->state_ == State::Closed)
         return;
-      if (ec) {
-        self->lost(ec);
-        return;
-      }
-      self->flush();
+      if (auto self = weak.lock())
+        self->tick();
     });
   }
+  void tick();
 
-  void startRead() {
-    if (reading_ || state_ != State::Open || proto_.openStreams() == 0)
-      return;
-    reading_ = true;
-    socket_->async_wait(Socket::wait_read, [self = shared_from_this()](const error_code& ec) {
-      self->reading_ = false;
-      if (self->state_ == State::Closed)
-        return;
-      if (ec) {
-        self->lost(ec);
-        return;
-      }
-      self->readReady();
-    });
-  }
-
-  // Reads what is there, until the socket would block or for kMaxReadsPerTurn reads: over TLS
-  // a read returns one record, often one response; the streams those wake then send their next
-  // requests in one write.
-  void readReady() {
-    uint8_t* in = shared_.in.get();
-    error_code ec;
-    bool ok = true;
-    for (int i = 0; ok && i < kMaxReadsPerTurn; ++i) {
-      const size_t n = readSome(in, kReadBytes, ec);
-      if (ec)
-        break;
-      ok = proto_.receive(in, n);
-    }
-    wake();
-    if (!ok) {
-      state_ = State::Closed;
-      closeSocket();
-      return;
-    }
-    if (ec && ec != asio::error::would_block) {
-      lost(ec);
-      return;
-    }
-    flush();
-    if (state_ != State::Closed && !ec && proto_.openStreams() > 0) {
-      // Stopped short of "would block": no readiness comes for what is left; read it after the
-      // other connections had their turn.
-      reading_ = true;
-      asio::post(shared_.io, [self = shared_from_this()] {
-        self->reading_ = false;
-        if (self->state_ != State::Closed)
-          self->readReady();
-      });
-    } else if (proto_.openStreams() > 0) {
-      startRead();
-    } else if (proto_.goingAway() && !writing_) {
-      state_ = State::Closed;
-      closeSocket();
-    }
-  }
-
-  H2Shared& shared_;
-  H2Protocol proto_;
-  State state_ = State::Connecting;
-  bool reading_ = false;
-  bool writing_ = false;
-  bool flush_posted_ = false;
-  bool timed_out_ = false; // the connect deadline passed
-  uint64_t completed_ = 0;
-  std::string out_;
-  std::optional<Socket> socket_;
-  SSL* ssl_ = nullptr; // TLS connections: OpenSSL on socket_'s descriptor
-  asio::steady_timer connect_timer_;
-  std::optional<HostWait> host_wait_;
-  std::string host_;
-  uint16_t port_;
-  bool tls_;
-  std::string authority_;
+  asio::steady_timer timer_;
+  std::vector<H2Session*> sessions_;
+  std::vector<SteadyClock::time_point> deadlines_; // by slot, as sessions_
+  int in_flight_ = 0;
+  bool armed_ = false;
+  std::chrono::microseconds basis_{0};
+  SteadyClock::duration period_{};
 };
-
-asio::awaitable<void> H2Connection::connect(std::shared_ptr<H2Connection> self) {
-  // One budget for resolve, connect and handshake, as on the other engines.
-  connect_timer_.expires_after(shared_.spec.timeout);
-  connect_timer_.async_wait([this, self](const error_code& ec) {
-    if (!ec && state_ == State::Connecting) {
-      timed_out_ = true;
-      closeSocket();
-    }
-  });
-  auto [error, detail] = co_await open();
-  connect_timer_.cancel();
-  if (state_ == State::Closed)
-    co_return; // nobody waits any more
-  if (error != TransportError::None) {
-    lost(error, detail);
-    co_return;
-  }
-  state_ = State::Open;
-  startRead();
-  flush();
-}
-
-asio::awaitable<std::pair<TransportError, std::string>> H2Connection::open() {
-  using Result = std::pair<TransportError, std::string>;
-  auto timeout = [&]() -> Result {
-    return {TransportError::Timeout, "no connection within http.timeout (" +
-                                         std::to_string(shared_.spec.timeout.count() / 1000) +
-                                         " ms)"};
-  };
-  std::vector<tcp::endpoint> addresses;
-  error_code ec;
-  auto address = asio::ip::make_address(host_, ec);
-  const bool address_given = !ec;
-  if (address_given) {
-    addresses.emplace_back(address, port_);
-  } else {
-    HostAnswerPtr answer = shared_.resolver.fresh(host_);
-    if (!answer) {
-      host_wait_.emplace(shared_.io);
-      answer = co_await shared_.resolver.resolve(host_, *host_wait_,
-                                                 SteadyClock::now() + shared_.spec.timeout);
-    }
-    if (state_ == State::Closed)
-      co_return Result{TransportError::Cancelled, ""};
-    if (!answer)
-      co_return Result{TransportError::Resolve,
-                       "no answer for " + host_ + " within http.timeout (" +
-                           std::to_string(shared_.spec.timeout.count() / 1000) + " ms)"};
-    if (answer->addresses.empty())
-      co_return Result{TransportError::Resolve, host_ + ": " + answer->error};
-    for (const auto& a : answer->addresses)
-      addresses.emplace_back(a, port_);
-  }
-  if (shared_.allow) {
-    // Only to addresses --allow-target allows: nothing is sent to the others.
-    std::optional<asio::ip::address> refused;
-    std::erase_if(addresses, [&](const tcp::endpoint& e) {
-      if (shared_.allow->allows(e.address()))
-        return false;
-      refused = e.address();
-      return true;
-    });
-    if (addresses.empty())
-      co_return Result{TransportError::TargetNotAllowed,
-                       (address_given ? "" : host_ + ": ") + shared_.allow->refusal(*refused)};
-  }
-  if (tls_ && !shared_.tls.error.empty())
-    co_return Result{TransportError::Tls, shared_.tls.error};
-  socket_.emplace(shared_.io.get_executor());
-  co_await asio::async_connect(*socket_, addresses, asio::redirect_error(asio::use_awaitable, ec));
-  if (timed_out_)
-    co_return timeout();
-  if (ec)
-    co_return Result{classifyConnect(ec), ec.message()};
-  error_code ignored;
-  socket_->set_option(tcp::no_delay(true), ignored);
-  socket_->non_blocking(true, ignored);
-  if (!tls_)
-    co_return Result{TransportError::None, ""};
-
-  ssl_ = SSL_new(shared_.tls.context.native_handle());
-  BIO* bio = ssl_ ? socketBio(int(socket_->native_handle())) : nullptr;
-  if (!bio) {
-    const unsigned long code = ERR_get_error();
-    ERR_clear_error();
-    co_return Result{TransportError::Tls, "TLS: " + sslDetail(code)};
-  }
-  SSL_set_bio(ssl_, bio, bio); // ssl_ owns it
-  // Partial writes: a full socket leaves the rest of out_ for later, which may move.
-  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  // One read() for what is there, not two per record (its header, then the rest): a read
-  // drains OpenSSL's buffer too, as readReady() reads until SSL_read wants more.
-  SSL_set_read_ahead(ssl_, 1);
-  // SNI names a host, never an address (RFC 6066, 3).
-  if (!address_given)
-    SSL_set_tlsext_host_name(ssl_, host_.c_str());
-  // The certificate must name the host (or the address); the context verifies the chain.
-  if (shared_.tls.verify)
-    SSL_set1_host(ssl_, host_.c_str());
-  SSL_set_connect_state(ssl_);
-  ERR_clear_error();
-  for (;;) {
-    const int rc = SSL_do_handshake(ssl_);
-    if (rc == 1)
-      break;
-    const int kind = SSL_get_error(ssl_, rc);
-    if (kind == SSL_ERROR_WANT_READ || kind == SSL_ERROR_WANT_WRITE) {
-      co_await socket_->async_wait(kind == SSL_ERROR_WANT_READ ? Socket::wait_read
-                                                               : Socket::wait_write,
-                                   asio::redirect_error(asio::use_awaitable, ec));
-      if (timed_out_)
-        co_return timeout();
-      if (ec)
-        co_return Result{state_ == State::Closed ? TransportError::Cancelled : TransportError::Tls,
-                         ec.message()};
-      continue;
-    }
-    std::string detail = sslError(rc).message();
-    const long verify = SSL_get_verify_result(ssl_);
-    if (verify != X509_V_OK)
-      detail += std::string(": ") + X509_verify_cert_error_string(verify);
-    co_return Result{state_ == State::Closed ? TransportError::Cancelled : TransportError::Tls,
-                     detail};
-  }
-  const unsigned char* alpn = nullptr;
-  unsigned int alpn_length = 0;
-  SSL_get0_alpn_selected(ssl_, &alpn, &alpn_length);
-  if (std::string_view(reinterpret_cast<const char*>(alpn), alpn_length) != "h2")
-    co_return Result{TransportError::Protocol, "the server did not choose h2 by ALPN"};
-  co_return Result{TransportError::None, ""};
-}
 
 class H2Client;
 
 class H2Session final : public HttpSession {
 public:
-  H2Session(H2Client& client, size_t group);
+  H2Session(H2Client& client, size_t group, std::shared_ptr<H2Sweeper> sweeper);
+  ~H2Session() override;
   asio::awaitable<void> perform(const HttpRequest& request, HttpResponse& out) override;
   HeaderList lastResponseHeaders() const override { return stream_.headerList(); }
   std::optional<std::string_view> header(std::string_view name) const override {
@@ -556,36 +132,68 @@ public:
     if (!in_flight_)
       return;
     cancelled_ = true;
-    timer_.cancel();
+    resume();
   }
-  ~H2Session() override {
-    if (in_flight_ && connection_)
-      connection_->forget(stream_);
+  // The sweeper found the request past its deadline.
+  void expire() noexcept {
+    expired_ = true;
+    resume();
   }
 
 private:
+  friend class H2Sweeper;
+  // Resumes perform() if it waits, in a turn of its own: never inside the connection's calls
+  // that closed the stream.
+  void resume() noexcept;
+
   H2Client& client_;
   size_t group_;
+  std::shared_ptr<H2Sweeper> sweeper_;
+  size_t slot_ = 0; // in sweeper_
   H2Stream stream_;
-  asio::steady_timer timer_;
+  std::optional<Resume> waiter_; // perform(), while it waits for the stream
   std::shared_ptr<H2Connection> connection_;
   std::unique_ptr<GzipDecoder> gzip_;
   bool in_flight_ = false;
   bool done_ = false;
   bool cancelled_ = false;
+  bool expired_ = false;
 };
+
+void H2Sweeper::remove(size_t slot) {
+  sessions_[slot] = sessions_.back();
+  deadlines_[slot] = deadlines_.back();
+  sessions_[slot]->slot_ = slot;
+  sessions_.pop_back();
+  deadlines_.pop_back();
+}
+
+void H2Sweeper::tick() {
+  const auto now = SteadyClock::now();
+  for (size_t slot = 0; slot < deadlines_.size(); ++slot) {
+    if (deadlines_[slot] <= now) {
+      deadlines_[slot] = SteadyClock::time_point::max();
+      sessions_[slot]->expire(); // resumes it in a turn of its own
+    }
+  }
+  if (in_flight_ > 0)
+    arm();
+  else
+    armed_ = false;
+}
 
 class H2Client final : public HttpClient {
 public:
   H2Client(asio::io_context& io, const common::HttpSpec& spec,
            std::shared_ptr<const TargetPolicy> allow)
-      : shared_(io, spec, std::move(allow)) {}
+      : shared_(io, spec, std::move(allow)),
+        sweeper_(std::make_shared<H2Sweeper>(io, spec.timeout)) {}
   std::unique_ptr<HttpSession> newSession() override {
     const size_t group =
         sessions_++ / std::max<uint32_t>(1, shared_.spec.h2.streams_per_connection);
     if (group >= groups_.size())
       groups_.resize(group + 1);
-    return std::make_unique<H2Session>(*this, group);
+    return std::make_unique<H2Session>(*this, group, sweeper_);
   }
   // A connection of the group to that endpoint that takes new streams: a live one, else a new
   // one.
@@ -602,21 +210,58 @@ public:
   }
   H2Shared& shared() { return shared_; }
   uint64_t nextTicket() { return ++tickets_; }
+  // Resumes `waiter` in the next turn, with every other session woken before it: one posted
+  // handler for them all, not one each.
+  void wake(Resume&& waiter) {
+    woken_.push_back(std::move(waiter));
+    if (wake_posted_)
+      return;
+    wake_posted_ = true;
+    // The client outlives the io_context's last turn: run() ends only when no handler is left.
+    asio::post(shared_.io, [this] {
+      wake_posted_ = false;
+      running_.swap(woken_);
+      for (Resume& waiter : running_)
+        waiter(); // may wake more sessions: they go to woken_, for the next turn
+      running_.clear();
+    });
+  }
 
 private:
   H2Shared shared_;
+  std::shared_ptr<H2Sweeper> sweeper_;
   size_t sessions_ = 0;
   uint64_t tickets_ = 0;
   std::vector<std::vector<std::shared_ptr<H2Connection>>> groups_;
+  std::vector<Resume> woken_;   // to resume in the posted turn
+  std::vector<Resume> running_; // being resumed (their capacity kept)
+  bool wake_posted_ = false;
 };
 
-H2Session::H2Session(H2Client& client, size_t group)
-    : client_(client), group_(group), timer_(client.shared().io) {
+void H2Session::resume() noexcept {
+  if (!waiter_)
+    return;
+  client_.wake(std::move(*waiter_));
+  waiter_.reset();
+}
+
+H2Session::H2Session(H2Client& client, size_t group, std::shared_ptr<H2Sweeper> sweeper)
+    : client_(client), group_(group), sweeper_(std::move(sweeper)) {
+  slot_ = sweeper_->add(this);
   stream_.max_body = client.shared().spec.max_body;
   stream_.on_closed = [this] {
     done_ = true;
-    timer_.cancel();
+    resume();
   };
+}
+
+H2Session::~H2Session() {
+  if (in_flight_) {
+    if (connection_)
+      connection_->forget(stream_);
+    sweeper_->end();
+  }
+  sweeper_->remove(slot_);
 }
 
 bool hasHeader(const HeaderList* headers, std::string_view wanted) {
@@ -652,30 +297,30 @@ asio::awaitable<void> H2Session::perform(const HttpRequest& request, HttpRespons
   bool timed_out = false;
   stream_.keep_body = request.keep_body;
   stream_.ticket = client_.nextTicket();
+  sweeper_->begin(std::min(request.timeout, spec.timeout));
   for (int attempt = 0;; ++attempt) {
     connection_ = client_.connectionFor(group_, *request.endpoint);
     const bool reused = connection_->reused();
     auto deadline = SteadyClock::now() + request.timeout;
     if (connection_->connecting())
       deadline += spec.timeout; // the connection's own budget comes first
+    sweeper_->setDeadline(slot_, deadline);
     done_ = false;
+    expired_ = false;
     connection_->submit(stream_, request, own_agent, own_encoding);
-    while (!done_ && !cancelled_) {
-      timer_.expires_at(deadline);
-      error_code ec;
-      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (!done_ && !cancelled_ && SteadyClock::now() >= deadline) {
-        timed_out = true;
-        break;
-      }
-    }
+    // Woken once: the stream closed, the run halted, or the deadline passed.
+    if (!done_ && !cancelled_)
+      co_await suspend(waiter_);
     if (!done_) {
+      timed_out = !cancelled_ && expired_;
       connection_->forget(stream_);
       break;
     }
     if (!sendAgain(stream_, reused, attempt))
       break;
   }
+  sweeper_->setDeadline(slot_, SteadyClock::time_point::max());
+  sweeper_->end();
   in_flight_ = false;
   connection_.reset();
   if (cancelled_) {

@@ -9,7 +9,10 @@ scenario through the HTTP/1.1 engine gives the same totals and checks."""
 import collections
 import json
 import os
+import socket
 import sys
+import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -182,6 +185,46 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
             first = report["first_error"]
             self.assertEqual(first.get("error_kind") or first.get("kind"), "stream_reset", first)
             self.assertIn("RST_STREAM", json.dumps(first), first)
+
+    def test_a_server_that_never_answers_times_out_and_the_run_ends(self):
+        """A server that takes the connections and never sends a byte: the first request to
+        pass http.timeout halts the run as a timeout, the other streams in flight are cancelled,
+        and the run ends soon after (nothing waits on a stream that will never close)."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        held = []
+
+        def accept():
+            while True:
+                try:
+                    held.append(listener.accept()[0])
+                except OSError:
+                    return
+
+        threading.Thread(target=accept, daemon=True).start()
+        try:
+            port = listener.getsockname()[1]
+            content = scenario(f"http://127.0.0.1:{port}", self.cert, 20, streams=10)
+            content["http"]["timeout"] = "1s"
+            content["flows"] = [{"name": "get", "steps": [{"get": "/", "name": "home"}]}]
+            out_dir = os.path.join(self.tmp, "out-silent")
+            path = lib.write_scenario(self.tmp, content, name="silent.yaml")
+            started = time.monotonic()
+            rc, out, err = lib.run_master(["--out", out_dir, path], timeout=60)
+            elapsed = time.monotonic() - started
+        finally:
+            listener.close()
+            for conn in held:
+                conn.close()
+        context = lib.describe(rc, out, err)
+        lib.assert_no_crash(self, err, context)
+        self.assertNotEqual(rc, 0, context)
+        report = lib.load_report(out_dir)
+        self.assertEqual(report["outcome"], "halted", context)
+        first = report["first_error"]
+        self.assertEqual(first.get("error_kind") or first.get("kind"), "timeout", first)
+        self.assertLess(elapsed, 15, context)
 
     def test_same_totals_and_checks_as_http1(self):
         with nginx_h2(self.cert, self.key) as server:
