@@ -10,6 +10,7 @@
 // deadlines of the requests in flight (Sweeper). The connection under a session (resolve,
 // --allow-target, connect, TLS handshake) is worker/beast_connection.
 #include "worker/beast_connection.h"
+#include "worker/deadline_sweeper.h"
 #include "worker/gzip_decoder.h"
 #include "worker/http1_parser.h"
 #include "worker/http1_request.h"
@@ -37,8 +38,6 @@ constexpr size_t kMaxReadBytes = 64 * 1024; // per read, as http::async_read
 // to what larger ones need. Each of thousands of virtual users holds one.
 constexpr size_t kMinReadBytes = 256;
 // Timeouts are enforced to within a tenth of the shortest one, at most this late.
-constexpr std::chrono::milliseconds kMaxSweepPeriod{100};
-constexpr std::chrono::milliseconds kMinSweepPeriod{1};
 
 class BeastSession;
 
@@ -74,71 +73,8 @@ auto readSome(Stream& stream, asio::mutable_buffer space, error_code& ec, size_t
   };
 }
 
-// Enforces request timeouts for one client's sessions without a timer operation per request:
-// a session in flight holds a deadline, and one timer ticks while any session is in flight,
-// closing the sockets of those past their deadline (their perform() then reports Timeout).
-// The timer stops when nothing is in flight, so that an idle io_context runs out of work.
-// Deadlines are kept here side by side, not in the sessions: a tick over thousands of sessions
-// reads a few cache lines, not one per session.
-class Sweeper : public std::enable_shared_from_this<Sweeper> {
-public:
-  Sweeper(asio::io_context& io, std::chrono::microseconds timeout) : timer_(io) {
-    setPeriod(timeout);
-  }
-  // Returns the session's slot.
-  size_t add(BeastSession* session) {
-    sessions_.push_back(session);
-    deadlines_.push_back(SteadyClock::time_point::max());
-    return sessions_.size() - 1;
-  }
-  void remove(size_t slot);
-  // A request's deadline, or time_point::max() for none.
-  void setDeadline(size_t slot, SteadyClock::time_point deadline) { deadlines_[slot] = deadline; }
-  // A request went in flight, with this timeout.
-  void begin(std::chrono::microseconds timeout) {
-    ++in_flight_;
-    if (timeout < basis_) {
-      setPeriod(timeout);
-      if (armed_)
-        arm(); // sooner than the tick already armed
-    }
-    if (!armed_)
-      arm();
-  }
-  // A request left flight.
-  void end() {
-    if (--in_flight_ == 0 && armed_) {
-      armed_ = false;
-      timer_.cancel();
-    }
-  }
-
-private:
-  void setPeriod(std::chrono::microseconds timeout) {
-    basis_ = timeout;
-    period_ = std::clamp<SteadyClock::duration>(timeout / 10, kMinSweepPeriod, kMaxSweepPeriod);
-  }
-  void arm() {
-    armed_ = true;
-    timer_.expires_after(period_);
-    // A cancelled wait (stopped or re-armed) does nothing: a newer wait, if any, took over.
-    timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
-      if (ec)
-        return;
-      if (auto self = weak.lock())
-        self->tick();
-    });
-  }
-  void tick();
-
-  asio::steady_timer timer_;
-  std::vector<BeastSession*> sessions_;
-  std::vector<SteadyClock::time_point> deadlines_; // by slot, as sessions_
-  int in_flight_ = 0;
-  bool armed_ = false;
-  std::chrono::microseconds basis_{};
-  SteadyClock::duration period_{};
-};
+class BeastSession;
+using Sweeper = DeadlineSweeper<BeastSession>;
 
 class BeastSession final : public HttpSession {
 public:
@@ -174,7 +110,7 @@ public:
   }
 
 private:
-  friend class Sweeper;
+  friend class DeadlineSweeper<BeastSession>;
   // The completion handlers of start()'s operations: a pointer, no coroutine.
   struct ReadHandler {
     BeastSession* self;
@@ -226,28 +162,6 @@ private:
   HttpResponse* started_out_ = nullptr;
   HttpCompletion* started_done_ = nullptr;
 };
-
-void Sweeper::remove(size_t slot) {
-  sessions_[slot] = sessions_.back();
-  deadlines_[slot] = deadlines_.back();
-  sessions_[slot]->slot_ = slot;
-  sessions_.pop_back();
-  deadlines_.pop_back();
-}
-
-void Sweeper::tick() {
-  const auto now = SteadyClock::now();
-  for (size_t slot = 0; slot < deadlines_.size(); ++slot) {
-    if (deadlines_[slot] <= now) {
-      deadlines_[slot] = SteadyClock::time_point::max();
-      sessions_[slot]->expire(); // closes its socket only: completions run later
-    }
-  }
-  if (in_flight_ > 0)
-    arm();
-  else
-    armed_ = false;
-}
 
 void BeastSession::closeConnection() noexcept {
   connection_.close();

@@ -7,6 +7,7 @@
 // Boost 1.74's use_awaitable makes per operation): the stream's close resumes it, in one posted
 // turn with every session woken in the same turn, and one timer per client sweeps the deadlines
 // of the requests in flight (H2Sweeper), as the Beast engine does.
+#include "worker/deadline_sweeper.h"
 #include "worker/gzip_decoder.h"
 #include "worker/h2_connection.h"
 #include "worker/h2_protocol.h"
@@ -25,8 +26,6 @@ using boost::system::error_code;
 using SteadyClock = std::chrono::steady_clock;
 
 // Timeouts are enforced to within a tenth of the shortest one, at most this late.
-constexpr std::chrono::milliseconds kMaxSweepPeriod{100};
-constexpr std::chrono::milliseconds kMinSweepPeriod{1};
 
 // `co_await suspend(waiter)` in an asio::awaitable<> coroutine parks it in `waiter` until
 // something moves the waiter out and runs it: use_awaitable's handler, less the coroutine frame
@@ -52,70 +51,8 @@ auto suspend(std::optional<Resume>& waiter) {
 
 class H2Session;
 
-// Enforces request timeouts for one client's sessions without a timer operation per request: a
-// session in flight holds a deadline, and one timer ticks while any session is in flight,
-// expiring those past their deadline (their perform() then reports Timeout). The timer stops
-// when nothing is in flight, so that an idle io_context runs out of work. Deadlines are kept
-// side by side, not in the sessions: a tick over thousands reads a few cache lines.
-class H2Sweeper : public std::enable_shared_from_this<H2Sweeper> {
-public:
-  H2Sweeper(asio::io_context& io, std::chrono::microseconds timeout) : timer_(io) {
-    setPeriod(timeout);
-  }
-  // Returns the session's slot.
-  size_t add(H2Session* session) {
-    sessions_.push_back(session);
-    deadlines_.push_back(SteadyClock::time_point::max());
-    return sessions_.size() - 1;
-  }
-  void remove(size_t slot);
-  // A request's deadline, or time_point::max() for none.
-  void setDeadline(size_t slot, SteadyClock::time_point deadline) { deadlines_[slot] = deadline; }
-  // A request went in flight, with this timeout.
-  void begin(std::chrono::microseconds timeout) {
-    ++in_flight_;
-    if (timeout < basis_) {
-      setPeriod(timeout);
-      if (armed_)
-        arm(); // sooner than the tick already armed
-    }
-    if (!armed_)
-      arm();
-  }
-  // A request left flight.
-  void end() {
-    if (--in_flight_ == 0 && armed_) {
-      armed_ = false;
-      timer_.cancel();
-    }
-  }
-
-private:
-  void setPeriod(std::chrono::microseconds timeout) {
-    basis_ = timeout;
-    period_ = std::clamp<SteadyClock::duration>(timeout / 10, kMinSweepPeriod, kMaxSweepPeriod);
-  }
-  void arm() {
-    armed_ = true;
-    timer_.expires_after(period_);
-    // A cancelled wait (stopped or re-armed) does nothing: a newer wait, if any, took over.
-    timer_.async_wait([weak = weak_from_this()](const error_code& ec) {
-      if (ec)
-        return;
-      if (auto self = weak.lock())
-        self->tick();
-    });
-  }
-  void tick();
-
-  asio::steady_timer timer_;
-  std::vector<H2Session*> sessions_;
-  std::vector<SteadyClock::time_point> deadlines_; // by slot, as sessions_
-  int in_flight_ = 0;
-  bool armed_ = false;
-  std::chrono::microseconds basis_{0};
-  SteadyClock::duration period_{};
-};
+class H2Session;
+using H2Sweeper = DeadlineSweeper<H2Session>;
 
 class H2Client;
 
@@ -141,7 +78,7 @@ public:
   }
 
 private:
-  friend class H2Sweeper;
+  friend class DeadlineSweeper<H2Session>;
   // Resumes perform() if it waits, in a turn of its own: never inside the connection's calls
   // that closed the stream.
   void resume() noexcept;
@@ -159,28 +96,6 @@ private:
   bool cancelled_ = false;
   bool expired_ = false;
 };
-
-void H2Sweeper::remove(size_t slot) {
-  sessions_[slot] = sessions_.back();
-  deadlines_[slot] = deadlines_.back();
-  sessions_[slot]->slot_ = slot;
-  sessions_.pop_back();
-  deadlines_.pop_back();
-}
-
-void H2Sweeper::tick() {
-  const auto now = SteadyClock::now();
-  for (size_t slot = 0; slot < deadlines_.size(); ++slot) {
-    if (deadlines_[slot] <= now) {
-      deadlines_[slot] = SteadyClock::time_point::max();
-      sessions_[slot]->expire(); // resumes it in a turn of its own
-    }
-  }
-  if (in_flight_ > 0)
-    arm();
-  else
-    armed_ = false;
-}
 
 class H2Client final : public HttpClient {
 public:

@@ -168,6 +168,17 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
             # 800 requests at 3 a connection.
             self.assertGreaterEqual(len({e[1] for e in entries}), ITERATIONS * 4 // 3)
 
+    def assert_halted_by(self, rc, out, err, out_dir, kind):
+        """A run that halted, without a crash, on a first error of `kind`: that error."""
+        context = lib.describe(rc, out, err)
+        lib.assert_no_crash(self, err, context)
+        self.assertNotEqual(rc, 0, context)
+        report = lib.load_report(out_dir)
+        self.assertEqual(report["outcome"], "halted", context)
+        first = report["first_error"]
+        self.assertEqual(first.get("error_kind") or first.get("kind"), kind, first)
+        return first
+
     def test_a_stream_reset_by_the_server_halts_with_its_kind_and_code(self):
         """nginx's `return 444` resets the stream over HTTP/2: the first error is stream_reset,
         its detail names the code, and the run halts."""
@@ -177,13 +188,7 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
             out_dir = os.path.join(self.tmp, "out-drop")
             path = lib.write_scenario(self.tmp, content, name="drop.yaml")
             rc, out, err = lib.run_master(["--out", out_dir, path], timeout=60)
-            context = lib.describe(rc, out, err)
-            lib.assert_no_crash(self, err, context)
-            self.assertNotEqual(rc, 0, context)
-            report = lib.load_report(out_dir)
-            self.assertEqual(report["outcome"], "halted", context)
-            first = report["first_error"]
-            self.assertEqual(first.get("error_kind") or first.get("kind"), "stream_reset", first)
+            first = self.assert_halted_by(rc, out, err, out_dir, "stream_reset")
             self.assertIn("RST_STREAM", json.dumps(first), first)
 
     def test_a_server_that_never_answers_times_out_and_the_run_ends(self):
@@ -217,14 +222,8 @@ class H2EngineTest(lib.TempDirTestCase, unittest.TestCase):
             listener.close()
             for conn in held:
                 conn.close()
-        context = lib.describe(rc, out, err)
-        lib.assert_no_crash(self, err, context)
-        self.assertNotEqual(rc, 0, context)
-        report = lib.load_report(out_dir)
-        self.assertEqual(report["outcome"], "halted", context)
-        first = report["first_error"]
-        self.assertEqual(first.get("error_kind") or first.get("kind"), "timeout", first)
-        self.assertLess(elapsed, 15, context)
+        self.assert_halted_by(rc, out, err, out_dir, "timeout")
+        self.assertLess(elapsed, 15, lib.describe(rc, out, err))
 
     def test_same_totals_and_checks_as_http1(self):
         with nginx_h2(self.cert, self.key) as server:
